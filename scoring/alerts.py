@@ -1,0 +1,162 @@
+"""Per-customer alert rules (SPEC section 5), pure: previous and current view in, alerts out.
+
+Each rule keeps a small :class:`RuleState`; a rule fires when its condition becomes
+true and stays silent until the condition has cleared (hysteresis), so an operator
+gets one alert per episode. The rule states are the only memory the rules need, and
+the edge persists them so hysteresis survives restarts.
+
+Inactivity and activation are conditions of time passing, not of events: the edge
+evaluates them from a periodic sweep as well as on every update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from scoring import kpis
+from scoring.config import Config
+from scoring.scores import ScoreCard, breakdown, engagement_score_at, score_card, was_activated
+from scoring.state import CustomerState
+
+
+class Rule(StrEnum):
+    TIER_DOWNGRADE = "tier_downgrade"
+    SCORE_DROP = "score_drop"
+    INACTIVE = "inactive"
+    NOT_ACTIVATED = "not_activated"
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What the rules look at for one customer at one moment."""
+
+    card: ScoreCard
+    es_reference: float            # ES as of (as_of - alerts.score_drop_window)
+    joined_ms: int | None          # start of the current membership; None when not a member
+    activated: bool                # activity within alerts.activation after joining
+
+    @property
+    def tier(self) -> kpis.Tier:
+        return self.card.tier
+
+
+@dataclass(frozen=True, slots=True)
+class RuleState:
+    active: bool = False
+    baseline: str | None = None    # tier_downgrade: tier before the episode; not_activated: membership start
+    level: str | None = None       # tier_downgrade: lowest tier alerted in the episode
+
+
+AlertStates = Mapping[str, RuleState]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    rule: Rule
+    customer_id: str
+    account_id: str | None
+    as_of_ms: int
+    before: dict[str, object]
+    after: dict[str, object]
+    breakdown: tuple[dict[str, object], ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rule": self.rule.value,
+            "customer_id": self.customer_id,
+            "account_id": self.account_id,
+            "as_of": self.as_of_ms,
+            "before": self.before,
+            "after": self.after,
+            "breakdown": list(self.breakdown),
+        }
+
+
+def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
+    card = score_card(state, as_of_ms, config, detail=False)
+    joined = state.membership_start(as_of_ms)
+    activation = config.alerts.activation_ms
+    return View(
+        card=card,
+        es_reference=engagement_score_at(state, as_of_ms - config.alerts.score_drop_window_ms, config),
+        joined_ms=joined,
+        activated=joined is not None and activation is not None and was_activated(state, joined, config, activation),
+    )
+
+
+def evaluate(
+    previous: View | None, current: View, states: AlertStates, config: Config
+) -> tuple[list[Alert], dict[str, RuleState]]:
+    """Alerts that fire now, and the rule states to keep for next time."""
+    out: dict[str, RuleState] = dict(states)
+    fired: list[Alert] = []
+    cfg = config.alerts
+
+    def alert(rule: Rule, before: dict[str, object], after: dict[str, object]) -> None:
+        rows = breakdown(current.card.counts, config)
+        fired.append(Alert(rule, current.card.customer_id, current.card.account_id, current.card.as_of_ms,
+                           before, after, tuple(t.to_dict() for t in rows)))
+
+    # tier downgrade: fires on a drop below the previous tier, again on a further drop,
+    # and re-arms once the tier is back at the tier the episode started from.
+    if cfg.tier_downgrade:
+        state = out.get(Rule.TIER_DOWNGRADE, RuleState())
+        if state.active and current.tier.rank >= kpis.Tier(state.baseline).rank:
+            state = RuleState()
+        if previous is not None and current.tier.rank < previous.tier.rank:
+            if not state.active or current.tier.rank < kpis.Tier(state.level).rank:
+                alert(Rule.TIER_DOWNGRADE,
+                      {"tier": previous.tier.value, "es": previous.card.es},
+                      {"tier": current.tier.value, "es": current.card.es})
+                baseline = state.baseline if state.active else previous.tier.value
+                state = RuleState(True, baseline, current.tier.value)
+        out[Rule.TIER_DOWNGRADE] = state
+
+    # score drop: ES fell by more than X % against ES one drop-window ago.
+    if cfg.score_drop_percent > 0:
+        state = out.get(Rule.SCORE_DROP, RuleState())
+        reference = current.es_reference
+        dropping = reference >= cfg.score_drop_min_reference and reference > 0 and (
+            100.0 * (reference - current.card.es) / reference > cfg.score_drop_percent
+        )
+        if dropping and not state.active:
+            alert(Rule.SCORE_DROP, {"es": reference}, {"es": current.card.es,
+                  "drop_percent": 100.0 * (reference - current.card.es) / reference})
+        out[Rule.SCORE_DROP] = replace(state, active=dropping)
+
+    # inactivity: a member with no activity for alerts.inactivity (since joining if never active).
+    if cfg.inactivity_ms is not None:
+        state = out.get(Rule.INACTIVE, RuleState())
+        since = _newest(current.card.last_active_ms, current.joined_ms)
+        inactive = current.joined_ms is not None and since is not None and (
+            current.card.as_of_ms - since >= cfg.inactivity_ms
+        )
+        if inactive and not state.active:
+            alert(Rule.INACTIVE, {"last_active": current.card.last_active_ms},
+                  {"inactive_ms": current.card.as_of_ms - since})
+        out[Rule.INACTIVE] = replace(state, active=inactive)
+
+    # activation: a new member with no activity within alerts.activation of joining; once per membership.
+    if cfg.activation_ms is not None:
+        state = out.get(Rule.NOT_ACTIVATED, RuleState())
+        joined = current.joined_ms
+        overdue = joined is not None and not current.activated and current.card.as_of_ms >= joined + cfg.activation_ms
+        episode = str(joined)
+        if overdue and not (state.active and state.baseline == episode):
+            alert(Rule.NOT_ACTIVATED, {"joined": joined}, {"activated": False})
+            state = RuleState(True, episode)
+        elif not overdue and state.active:
+            state = RuleState()
+        out[Rule.NOT_ACTIVATED] = state
+
+    return fired, out
+
+
+def _newest(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)

@@ -1,0 +1,235 @@
+"""Business KPIs over every customer (SPEC section 4), computed from customer states.
+
+This is the reference computation: the live pipeline keeps the same quantities as
+shared aggregates in Redis, and its gauges must equal what this returns for the same
+accepted events and the same `as_of`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from scoring import kpis
+from scoring.catalogue import SENTIMENTS, SURVEY_SCALES
+from scoring.config import Config
+from scoring.contributions import ANY_FEATURE, FCR_KEY, count_key, sentiment_key, survey_key, value_key, valued_key
+from scoring.events import VALUE_SCALE
+from scoring.scores import score_card, was_activated
+from scoring.state import CustomerState
+from scoring.timeutil import DAY
+from scoring.windows import bucket_of, window_start_bucket, window_start_ms
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessKpis:
+    as_of_ms: int
+    # loyalty
+    members: int
+    active_members: int
+    aer: float
+    aer_band: str
+    # usage
+    dau: int
+    wau: int
+    mau: int
+    stickiness: float
+    feature_usage: dict[str, float]
+    week_one_engagement: float
+    new_members: int
+    # membership over the retention period
+    members_at_start: int
+    members_new: int
+    members_lost: int
+    retention_rate: float
+    churn_rate: float
+    # voice of customer
+    nps: float
+    nps_responses: int
+    csat: float
+    csat_responses: int
+    ces: float
+    ces_responses: int
+    social_sentiment: float
+    review_sentiment: float
+    # marketing and sessions
+    conversion_rate: float
+    click_through_rate: float
+    open_rate: float
+    sessions: int
+    bounce_rate: float
+    pages_per_session: float
+    actions_per_session: float
+    average_session_duration: float
+    # commerce
+    revenue: float
+    transactions: int
+    purchasers: int
+    customers_in_window: int
+    arpu: float
+    average_transaction_value: float
+    purchase_frequency: float
+    customer_lifetime_value: float
+    # support
+    first_contact_resolution: float
+    average_handle_time: float
+    # score distribution
+    scored_customers: int
+    tier_counts: dict[str, int] = field(default_factory=dict)
+    mean_es: float = 0.0
+    median_es: float = 0.0
+    mean_cer: float = 0.0
+    below_benchmark_share: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config) -> BusinessKpis:
+    states = list(states)
+    bucket_ms = config.bucket_ms
+    kpi_first = window_start_bucket(as_of_ms, config.kpi_window_ms, bucket_ms)
+    score_first = window_start_bucket(as_of_ms, config.window_ms, bucket_ms)
+    kpi_start_ms = kpi_first * bucket_ms
+    aer_start = window_start_ms(as_of_ms, config.aer_window_ms, bucket_ms)
+    day_start = window_start_ms(as_of_ms, DAY, bucket_ms)
+    week_start = window_start_ms(as_of_ms, 7 * DAY, bucket_ms)
+    month_start = window_start_ms(as_of_ms, 30 * DAY, bucket_ms)
+    period_start = as_of_ms - config.retention_period_ms
+    cohort_until = as_of_ms - config.activation_period_ms
+    cohort_after = cohort_until - config.retention_period_ms
+
+    totals: dict[str, int] = {}
+    members = active_members = dau = wau = mau = 0
+    at_start = new = lost = 0
+    cohort = activated = 0
+    purchasers = customers_in_window = active_in_kpi_window = 0
+    feature_users = {key: 0 for key in (ANY_FEATURE, *config.features)}
+    sessions = bounces = 0
+    scores: list[float] = []
+    cers: list[float] = []
+    tier_counts = {t.value: 0 for t in kpis.Tier}
+
+    for state in states:
+        in_kpi_window = in_score_window = False
+        bought = False
+        for bucket, counters in state.buckets.items():
+            if bucket >= score_first and counters:
+                in_score_window = True
+            if bucket < kpi_first or not counters:
+                continue
+            in_kpi_window = True
+            for key, amount in counters.items():
+                totals[key] = totals.get(key, 0) + amount
+            bought = bought or counters.get(count_key("purchase"), 0) > 0
+        customers_in_window += in_kpi_window
+        purchasers += bought
+
+        member_now = state.is_member(as_of_ms)
+        last_active = state.last_active_ms if state.last_active_ms is not None else -1
+        members += member_now
+        if member_now and state.last_aer_ms is not None and state.last_aer_ms >= aer_start:
+            active_members += 1
+        dau += last_active >= day_start
+        wau += last_active >= week_start
+        mau += last_active >= month_start
+        active_in_kpi_window += last_active >= kpi_start_ms
+        for key in feature_users:
+            if state.features.get(key, -1) >= kpi_start_ms:
+                feature_users[key] += 1
+
+        member_then = state.is_member(period_start)
+        at_start += member_then
+        new += member_now and not member_then
+        lost += member_then and not member_now
+        for joined in state.joins_between(cohort_after, cohort_until):
+            cohort += 1
+            activated += was_activated(state, joined, config, config.activation_period_ms)
+
+        for stats in state.sessions.values():
+            if stats.ended and bucket_of(stats.anchor_ms, bucket_ms) >= kpi_first:
+                sessions += 1
+                bounces += stats.bounced
+
+        if member_now or in_score_window:
+            card = score_card(state, as_of_ms, config, detail=False)
+            scores.append(card.es)
+            cers.append(card.cer)
+            tier_counts[card.tier.value] += 1
+
+    def n(type_name: str) -> int:
+        return totals.get(count_key(type_name), 0)
+
+    def histogram(survey: str) -> dict[int, int]:
+        low, high = SURVEY_SCALES[survey]
+        return {s: totals.get(survey_key(survey, s), 0) for s in range(low, high + 1)}
+
+    def sentiment(type_name: str) -> float:
+        counts = {s: totals.get(sentiment_key(type_name, s), 0) for s in SENTIMENTS}
+        return kpis.sentiment_score(counts["positive"], counts["negative"], sum(counts.values()))
+
+    aer = kpis.active_engagement_rate(active_members, members)
+    churn = kpis.churn_rate(lost, at_start)
+    revenue = totals.get(value_key("purchase"), 0) / VALUE_SCALE
+    transactions = n("purchase")
+    atv = kpis.average_transaction_value(revenue, transactions)
+    frequency = kpis.purchase_frequency(transactions, purchasers)
+    nps_h, csat_h, ces_h = histogram("nps_response"), histogram("csat_response"), histogram("ces_response")
+
+    return BusinessKpis(
+        as_of_ms=as_of_ms,
+        members=members,
+        active_members=active_members,
+        aer=aer,
+        aer_band=kpis.aer_band(aer, config.aer_low_below, config.aer_high_above).value,
+        dau=dau,
+        wau=wau,
+        mau=mau,
+        stickiness=kpis.stickiness(dau, mau),
+        feature_usage={k: kpis.feature_usage_rate(v, active_in_kpi_window) for k, v in feature_users.items()},
+        week_one_engagement=kpis.week_one_engagement(activated, cohort),
+        new_members=cohort,
+        members_at_start=at_start,
+        members_new=new,
+        members_lost=lost,
+        retention_rate=kpis.retention_rate(at_start, members, new),
+        churn_rate=churn,
+        nps=kpis.nps(nps_h),
+        nps_responses=sum(nps_h.values()),
+        csat=kpis.csat(csat_h),
+        csat_responses=sum(csat_h.values()),
+        ces=kpis.ces(ces_h),
+        ces_responses=sum(ces_h.values()),
+        social_sentiment=sentiment("social_mention"),
+        review_sentiment=sentiment("review"),
+        conversion_rate=kpis.conversion_rate(n("conversion"), n("session_start")),
+        click_through_rate=kpis.click_through_rate(n("ad_click"), n("ad_impression")),
+        open_rate=kpis.open_rate(n("email_open"), n("email_delivered")),
+        sessions=sessions,
+        bounce_rate=kpis.bounce_rate(bounces, sessions),
+        pages_per_session=kpis.pages_per_session(n("page_view"), n("session_start")),
+        actions_per_session=kpis.actions_per_session(n("action"), n("session_start")),
+        average_session_duration=kpis.average_session_duration(
+            totals.get(value_key("session_end"), 0) / VALUE_SCALE, totals.get(valued_key("session_end"), 0)
+        ),
+        revenue=revenue,
+        transactions=transactions,
+        purchasers=purchasers,
+        customers_in_window=customers_in_window,
+        arpu=kpis.arpu(revenue, customers_in_window),
+        average_transaction_value=atv,
+        purchase_frequency=frequency,
+        customer_lifetime_value=kpis.customer_lifetime_value(
+            atv, frequency, kpis.expected_lifespan(churn, config.max_lifespan_periods)
+        ),
+        first_contact_resolution=kpis.first_contact_resolution(totals.get(FCR_KEY, 0), n("ticket_resolved")),
+        average_handle_time=kpis.average_handle_time(
+            totals.get(value_key("ticket_resolved"), 0) / VALUE_SCALE, totals.get(valued_key("ticket_resolved"), 0)
+        ),
+        scored_customers=len(scores),
+        tier_counts=tier_counts,
+        mean_es=kpis.mean(scores),
+        median_es=kpis.median(scores),
+        mean_cer=kpis.mean(cers),
+        below_benchmark_share=kpis.share_below(cers, config.benchmark_cer),
+    )

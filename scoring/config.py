@@ -1,0 +1,332 @@
+"""Scoring configuration: one TOML file over documented defaults, validated up front.
+
+Every problem is a :class:`ConfigError` naming the dotted key, so a bad file stops
+start-up with a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from scoring.catalogue import BUILTIN_TYPES, PASSIVE_TYPES
+from scoring.timeutil import DAY, parse_duration
+
+TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+OFF = "off"
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; `key` is the dotted path, e.g. 'scoring.window'."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"config key '{key}': {message}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    tier_downgrade: bool
+    score_drop_percent: float
+    score_drop_window_ms: int
+    score_drop_min_reference: float
+    inactivity_ms: int | None
+    activation_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Validated configuration; durations in milliseconds."""
+
+    window_ms: int
+    bucket_ms: int
+    benchmark_cer: float
+    weight_min: int
+    weight_max: int
+    decay_half_life_ms: int | None
+    weights: Mapping[str, int]            # only non-zero weights: the scored types
+    targets: Mapping[str, float]
+    tier_excellent: float
+    tier_moderate: float
+    aer_window_ms: int
+    aer_activity_types: frozenset[str]
+    aer_low_below: float
+    aer_high_above: float
+    aer_reference_lines: Mapping[str, float]
+    activity_types: frozenset[str]
+    kpi_window_ms: int
+    retention_period_ms: int
+    activation_period_ms: int
+    max_lifespan_periods: float
+    features: tuple[str, ...]
+    segments: tuple[str, ...]
+    allowed_lateness_ms: int
+    max_future_skew_ms: int
+    dedup_horizon_ms: int
+    alerts: AlertConfig
+    max_event_bytes: int
+    max_id_length: int
+    max_count: int
+    max_value: float
+    known_types: frozenset[str] = field(default=frozenset())
+    custom_types: frozenset[str] = field(default=frozenset())
+
+    @property
+    def retention_ms(self) -> int:
+        """How far back buckets must be kept for every score, KPI and alert to be exact."""
+        return max(
+            self.window_ms + self.alerts.score_drop_window_ms,
+            self.aer_window_ms,
+            self.kpi_window_ms,
+            30 * DAY,  # MAU
+            self.retention_period_ms + self.activation_period_ms,
+            self.activation_period_ms + (self.alerts.activation_ms or 0),
+        ) + self.bucket_ms
+
+    def is_known_type(self, name: str) -> bool:
+        return name in self.known_types
+
+
+def default_mapping() -> dict[str, Any]:
+    text = resources.files("scoring").joinpath("defaults.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults, then the TOML file at `path`, then `overrides` (a nested mapping)."""
+    merged = default_mapping()
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                user = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError("<file>", f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
+        _merge(merged, user, "")
+    if overrides:
+        _merge(merged, dict(overrides), "")
+    return build_config(merged)
+
+
+# Tables whose keys are free-form (event type names / labels) rather than fixed settings.
+_OPEN_TABLES = {"weights", "targets", "aer.reference_lines"}
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str) -> None:
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if prefix.rstrip(".") in _OPEN_TABLES:
+            base[key] = value
+            continue
+        if key not in base:
+            raise ConfigError(dotted, "unknown key")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(dotted, "must be a table")
+            _merge(base[key], value, dotted + ".")
+        else:
+            base[key] = value
+
+
+def build_config(raw: Mapping[str, Any]) -> Config:
+    """Validate a complete nested mapping (defaults already merged in)."""
+    r = _Reader(raw)
+    bucket_ms = r.duration("scoring.bucket", positive=True)
+    if DAY % bucket_ms:
+        raise ConfigError("scoring.bucket", "must divide one day exactly (e.g. '1h', '15m', '1d')")
+
+    def window(key: str) -> int:
+        ms = r.duration(key, positive=True)
+        if ms % bucket_ms:
+            raise ConfigError(key, f"must be a whole number of buckets (scoring.bucket = {bucket_ms} ms)")
+        return ms
+
+    weight_min = r.integer("scoring.weight_min", minimum=0)
+    weight_max = r.integer("scoring.weight_max", minimum=1)
+    if weight_max < weight_min:
+        raise ConfigError("scoring.weight_max", "must be >= scoring.weight_min")
+
+    weights: dict[str, int] = {}
+    for name, value in r.table("weights").items():
+        key = f"weights.{name}"
+        if not TYPE_NAME.match(name):
+            raise ConfigError(key, "type names are lower-case letters, digits, '_', '.', '-' (max 64)")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer weight (got {value!r})")
+        if value != 0 and not weight_min <= value <= weight_max:
+            raise ConfigError(key, f"must be 0 or within the weight scale {weight_min}..{weight_max} (got {value})")
+        if value:
+            weights[name] = value
+    if not weights:
+        raise ConfigError("weights", "at least one event type needs a non-zero weight")
+    custom = frozenset(n for n in r.table("weights") if n not in BUILTIN_TYPES)
+    known = frozenset(BUILTIN_TYPES) | custom
+
+    targets: dict[str, float] = {}
+    for name, value in r.table("targets").items():
+        key = f"targets.{name}"
+        if name not in known:
+            raise ConfigError(key, "not a built-in type and not given a weight")
+        targets[name] = _positive_number(key, value)
+    for name in weights:
+        if name not in targets:
+            raise ConfigError(f"targets.{name}", "every type with a non-zero weight needs a target")
+
+    excellent = r.number("tiers.excellent", 0, 100)
+    moderate = r.number("tiers.moderate", 0, 100)
+    if moderate > excellent:
+        raise ConfigError("tiers.moderate", "must be <= tiers.excellent")
+
+    aer_types = r.type_list("aer.activity_types", known)
+    low, high = r.number("aer.low_below", 0, 100), r.number("aer.high_above", 0, 100)
+    if high < low:
+        raise ConfigError("aer.high_above", "must be >= aer.low_below")
+    lines = {}
+    for name, value in r.table("aer.reference_lines").items():
+        lines[name] = _bounded_number(f"aer.reference_lines.{name}", value, 0, 100)
+
+    activity = r.get("activity.types")
+    if activity == "all":
+        activity_types = frozenset(known - PASSIVE_TYPES)
+    else:
+        activity_types = r.type_list("activity.types", known)
+
+    half_life_raw = r.get("scoring.decay_half_life")
+    half_life = None if half_life_raw == OFF else r.duration("scoring.decay_half_life", positive=True)
+
+    lateness = r.duration("time.allowed_lateness")
+    dedup = r.duration("time.dedup_horizon")
+    if dedup < lateness:
+        raise ConfigError("time.dedup_horizon", "must be >= time.allowed_lateness, or redeliveries could count twice")
+
+    alerts = AlertConfig(
+        tier_downgrade=r.boolean("alerts.tier_downgrade"),
+        score_drop_percent=r.number("alerts.score_drop_percent", 0, 100),
+        score_drop_window_ms=window("alerts.score_drop_window"),
+        score_drop_min_reference=r.number("alerts.score_drop_min_reference", 0, 100),
+        inactivity_ms=r.optional_duration("alerts.inactivity"),
+        activation_ms=r.optional_duration("alerts.activation"),
+    )
+
+    return Config(
+        window_ms=window("scoring.window"),
+        bucket_ms=bucket_ms,
+        benchmark_cer=r.number("scoring.benchmark_cer", 0, None),
+        weight_min=weight_min,
+        weight_max=weight_max,
+        decay_half_life_ms=half_life,
+        weights=weights,
+        targets=targets,
+        tier_excellent=excellent,
+        tier_moderate=moderate,
+        aer_window_ms=window("aer.window"),
+        aer_activity_types=aer_types,
+        aer_low_below=low,
+        aer_high_above=high,
+        aer_reference_lines=lines,
+        activity_types=activity_types,
+        kpi_window_ms=window("kpis.window"),
+        retention_period_ms=window("kpis.retention_period"),
+        activation_period_ms=window("kpis.activation_period"),
+        max_lifespan_periods=r.number("kpis.max_lifespan_periods", 1, None),
+        features=r.label_list("kpis.features"),
+        segments=r.label_list("kpis.segments"),
+        allowed_lateness_ms=lateness,
+        max_future_skew_ms=r.duration("time.max_future_skew"),
+        dedup_horizon_ms=dedup,
+        alerts=alerts,
+        max_event_bytes=r.integer("limits.max_event_bytes", minimum=256),
+        max_id_length=r.integer("limits.max_id_length", minimum=8),
+        max_count=r.integer("limits.max_count", minimum=1),
+        max_value=r.number("limits.max_value", 1, None),
+        known_types=known,
+        custom_types=custom,
+    )
+
+
+def _positive_number(key: str, value: Any) -> float:
+    number = _bounded_number(key, value, 0, None)
+    if number <= 0:
+        raise ConfigError(key, f"must be greater than 0 (got {value!r})")
+    return number
+
+
+def _bounded_number(key: str, value: Any, low: float | None, high: float | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(key, f"must be a number (got {value!r})")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+        raise ConfigError(key, f"must be within {bounds} (got {value!r})")
+    return float(value)
+
+
+class _Reader:
+    """Typed access to a nested mapping by dotted key, raising ConfigError on misuse."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self._raw = raw
+
+    def get(self, key: str) -> Any:
+        node: Any = self._raw
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                raise ConfigError(key, "missing")
+            node = node[part]
+        return node
+
+    def table(self, key: str) -> Mapping[str, Any]:
+        value = self.get(key)
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, "must be a table")
+        return value
+
+    def duration(self, key: str, positive: bool = False) -> int:
+        try:
+            ms = parse_duration(self.get(key))
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
+        if positive and ms <= 0:
+            raise ConfigError(key, "must be longer than zero")
+        return ms
+
+    def optional_duration(self, key: str) -> int | None:
+        return None if self.get(key) == OFF else self.duration(key, positive=True)
+
+    def integer(self, key: str, minimum: int | None = None) -> int:
+        value = self.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer (got {value!r})")
+        if minimum is not None and value < minimum:
+            raise ConfigError(key, f"must be >= {minimum} (got {value})")
+        return value
+
+    def number(self, key: str, low: float | None, high: float | None) -> float:
+        return _bounded_number(key, self.get(key), low, high)
+
+    def boolean(self, key: str) -> bool:
+        value = self.get(key)
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false (got {value!r})")
+        return value
+
+    def type_list(self, key: str, known: frozenset[str]) -> frozenset[str]:
+        value = self.get(key)
+        if not isinstance(value, list) or not value:
+            raise ConfigError(key, "must be a non-empty list of event types")
+        for name in value:
+            if name not in known:
+                raise ConfigError(key, f"unknown event type {name!r}")
+        return frozenset(value)
+
+    def label_list(self, key: str) -> tuple[str, ...]:
+        value = self.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(key, "must be a list of non-empty strings")
+        return tuple(dict.fromkeys(value))

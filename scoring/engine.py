@@ -1,0 +1,123 @@
+"""The in-memory reference scorer: the whole scoring pipeline without I/O.
+
+It runs the offline demo and is the oracle for the live pipeline: Redis state, the
+API and the metrics must equal what this computes over the same accepted events.
+The order of checks is fixed and shared with the edge:
+
+1. decode and validate                  -> rejected (reason)
+2. event id already seen for customer   -> duplicate (counted once, never re-applied)
+3. ts beyond now + max_future_skew      -> rejected ts_in_future
+4. ts before watermark - lateness       -> rejected ts_too_late
+5. apply, evict, evaluate alert rules   -> accepted
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from scoring import alerts as alert_rules
+from scoring.business import BusinessKpis, business_kpis
+from scoring.config import Config
+from scoring.contributions import contribution
+from scoring.events import Event, decode_event, validate_event
+from scoring.reasons import EventRejected, Reason
+from scoring.scores import AccountCard, ScoreCard, account_card, score_card
+from scoring.state import CustomerState
+from scoring.windows import is_in_future, is_too_late
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    event: Event | None = None
+    reason: Reason | None = None
+    detail: str = ""
+    alerts: tuple[alert_rules.Alert, ...] = ()
+
+
+def gate(event: Event, state: CustomerState | None, now_ms: int, config: Config) -> Outcome:
+    """Duplicate or accepted; raises EventRejected for a time outside the limits."""
+    if state is not None and event.event_id in state.seen:
+        return Outcome.DUPLICATE
+    if is_in_future(event.ts_ms, now_ms, config):
+        raise EventRejected(Reason.TS_IN_FUTURE, f"ts more than {config.max_future_skew_ms} ms ahead of now", "ts")
+    if is_too_late(event.ts_ms, state.watermark_ms if state else None, config):
+        raise EventRejected(
+            Reason.TS_TOO_LATE, f"ts more than {config.allowed_lateness_ms} ms behind the customer's newest event", "ts"
+        )
+    return Outcome.ACCEPTED
+
+
+@dataclass
+class Scorer:
+    config: Config
+    customers: dict[str, CustomerState] = field(default_factory=dict)
+    alert_states: dict[str, dict[str, alert_rules.RuleState]] = field(default_factory=dict)
+    evaluate_alerts: bool = True
+
+    def process(self, message: bytes | dict[str, Any], now_ms: int) -> Result:
+        """Handle one raw message (bytes) or already-decoded JSON object."""
+        try:
+            event = decode_event(message, self.config) if isinstance(message, bytes) else validate_event(
+                message, self.config
+            )
+            return self.apply(event, now_ms)
+        except EventRejected as rejected:
+            return Result(Outcome.REJECTED, reason=rejected.reason, detail=rejected.detail)
+
+    def apply(self, event: Event, now_ms: int) -> Result:
+        """Gate and apply a validated event. Raises EventRejected for a bad time."""
+        state = self.customers.get(event.customer_id)
+        if gate(event, state, now_ms, self.config) is Outcome.DUPLICATE:
+            return Result(Outcome.DUPLICATE, event=event)
+        if state is None:
+            state = self.customers[event.customer_id] = CustomerState(event.customer_id)
+        before = alert_rules.view(state, now_ms, self.config) if self.evaluate_alerts and state.watermark_ms else None
+        state.apply(event, contribution(event, self.config), now_ms, self.config)
+        state.evict(now_ms, self.config)
+        fired: tuple[alert_rules.Alert, ...] = ()
+        if self.evaluate_alerts:
+            fired = self._alerts(state, before, now_ms)
+        return Result(Outcome.ACCEPTED, event=event, alerts=fired)
+
+    def sweep(self, now_ms: int) -> list[alert_rules.Alert]:
+        """Time-driven work: evict old buckets and evaluate inactivity/activation for everyone."""
+        fired: list[alert_rules.Alert] = []
+        for state in self.customers.values():
+            state.evict(now_ms, self.config)
+            if self.evaluate_alerts:
+                fired.extend(self._alerts(state, None, now_ms))
+        return fired
+
+    def _alerts(self, state: CustomerState, before: alert_rules.View | None, now_ms: int) -> tuple[alert_rules.Alert, ...]:
+        current = alert_rules.view(state, now_ms, self.config)
+        fired, states = alert_rules.evaluate(before, current, self.alert_states.get(state.customer_id, {}), self.config)
+        self.alert_states[state.customer_id] = states
+        return tuple(fired)
+
+    # --- reads -------------------------------------------------------------------------
+
+    def customer(self, customer_id: str, as_of_ms: int) -> ScoreCard | None:
+        state = self.customers.get(customer_id)
+        return None if state is None else score_card(state, as_of_ms, self.config)
+
+    def account(self, account_id: str, as_of_ms: int) -> AccountCard | None:
+        cards = [score_card(s, as_of_ms, self.config, detail=False) for s in self.customers.values() if s.account_id == account_id]
+        return account_card(account_id, cards, as_of_ms, self.config) if cards else None
+
+    def leaderboard(self, as_of_ms: int, limit: int = 10, bottom: bool = False) -> list[ScoreCard]:
+        """Customers ranked by ES (ties: CER, then id), best first, or worst first when `bottom`."""
+        cards = [score_card(s, as_of_ms, self.config, detail=False) for s in self.customers.values()]
+        cards.sort(key=lambda c: (c.es, c.cer, c.customer_id) if bottom else (-c.es, -c.cer, c.customer_id))
+        return [score_card(self.customers[c.customer_id], as_of_ms, self.config) for c in cards[:limit]]
+
+    def kpis(self, as_of_ms: int) -> BusinessKpis:
+        return business_kpis(self.customers.values(), as_of_ms, self.config)

@@ -1,0 +1,217 @@
+"""Per-customer and per-account scores, derived from state at read time (SPEC 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from scoring import kpis
+from scoring.config import Config
+from scoring.state import CustomerState
+from scoring.timeutil import DAY
+from scoring.windows import decay_weight, window_start_bucket, window_start_ms
+
+COUNT_PREFIX = "n."
+MAU_WINDOW_MS = 30 * DAY
+
+
+@dataclass(frozen=True, slots=True)
+class TypeScore:
+    """Why a score is what it is: one event type's share of CER and ES."""
+
+    type: str
+    count: int
+    weight: int
+    cer: float            # n * w
+    component: float      # m_k = 100 * min(1, n / target)
+    es: float             # w * m_k / sum(w): this type's points of ES
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return {"type": self.type, "count": self.count, "weight": self.weight, "cer": self.cer,
+                "component": round(self.component, 6), "es": round(self.es, 6)}
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreCard:
+    customer_id: str
+    as_of_ms: int
+    cer: float
+    es: float
+    tier: kpis.Tier
+    below_benchmark: bool
+    decayed: float | None
+    active: bool
+    member: bool
+    last_event_ms: int | None
+    last_active_ms: int | None
+    account_id: str | None
+    segment: str | None
+    breakdown: tuple[TypeScore, ...]
+    counts: dict[str, int]          # event counts per type over the scoring window
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer_id,
+            "as_of": self.as_of_ms,
+            "cer": self.cer,
+            "es": round(self.es, 6),
+            "tier": self.tier.value,
+            "below_benchmark": self.below_benchmark,
+            "decayed": None if self.decayed is None else round(self.decayed, 6),
+            "active": self.active,
+            "member": self.member,
+            "last_event": self.last_event_ms,
+            "last_active": self.last_active_ms,
+            "account_id": self.account_id,
+            "segment": self.segment,
+            "breakdown": [t.to_dict() for t in self.breakdown],
+        }
+
+
+def window_counts(buckets: Mapping[int, Mapping[str, int]], as_of_ms: int, window_ms: int, bucket_ms: int) -> dict[str, int]:
+    """Event counts per type over the window ending at `as_of_ms`."""
+    first = window_start_bucket(as_of_ms, window_ms, bucket_ms)
+    totals: dict[str, int] = {}
+    for bucket, counters in buckets.items():
+        if bucket < first:
+            continue
+        for key, amount in counters.items():
+            if key.startswith(COUNT_PREFIX):
+                name = key[2:]
+                totals[name] = totals.get(name, 0) + amount
+    return totals
+
+
+def breakdown(counts: Mapping[str, int], config: Config) -> tuple[TypeScore, ...]:
+    total_weight = sum(config.weights.values())
+    rows = []
+    for name, weight in sorted(config.weights.items()):
+        n = counts.get(name, 0)
+        component = kpis.engagement_component(n, config.targets[name])
+        rows.append(TypeScore(name, n, weight, n * weight, component, weight * component / total_weight))
+    return tuple(rows)
+
+
+def decayed_score(state: CustomerState, as_of_ms: int, config: Config) -> float | None:
+    """CER with every bucket's weighted counts halved per half-life of age (None when off)."""
+    if config.decay_half_life_ms is None:
+        return None
+    total = 0.0
+    for bucket in sorted(state.buckets):
+        counters = state.buckets[bucket]
+        weighted = sum(
+            amount * config.weights[key[2:]]
+            for key, amount in counters.items()
+            if key.startswith(COUNT_PREFIX) and key[2:] in config.weights
+        )
+        if weighted:
+            total += weighted * decay_weight(bucket, as_of_ms, config.decay_half_life_ms, config.bucket_ms)
+    return total
+
+
+def engagement_score_at(state: CustomerState, as_of_ms: int, config: Config) -> float:
+    counts = window_counts(state.buckets, as_of_ms, config.window_ms, config.bucket_ms)
+    return kpis.engagement_score(counts, config.weights, config.targets)
+
+
+def is_active(state: CustomerState, as_of_ms: int, config: Config) -> bool:
+    """Active = an activity-type event inside the 30-day (MAU) window."""
+    return state.last_active_ms is not None and state.last_active_ms >= window_start_ms(
+        as_of_ms, MAU_WINDOW_MS, config.bucket_ms
+    )
+
+
+def was_activated(state: CustomerState, joined_ms: int, config: Config, within_ms: int) -> bool:
+    """An activity-type event in the buckets from joining through `within_ms` after it."""
+    first = joined_ms // config.bucket_ms
+    last = (joined_ms + within_ms - 1) // config.bucket_ms
+    keys = [COUNT_PREFIX + t for t in config.activity_types]
+    for bucket in range(first, last + 1):
+        counters = state.buckets.get(bucket)
+        if counters and any(counters.get(k) for k in keys):
+            return True
+    return False
+
+
+def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool = True) -> ScoreCard:
+    """The customer's scores as of `as_of_ms`; without `detail`, no breakdown and no decayed score."""
+    counts = window_counts(state.buckets, as_of_ms, config.window_ms, config.bucket_ms)
+    cer = kpis.customer_engagement_rate(counts, config.weights)
+    es = kpis.engagement_score(counts, config.weights, config.targets)
+    return ScoreCard(
+        customer_id=state.customer_id,
+        as_of_ms=as_of_ms,
+        cer=cer,
+        es=es,
+        tier=kpis.tier(es, config.tier_excellent, config.tier_moderate),
+        below_benchmark=cer < config.benchmark_cer,
+        decayed=decayed_score(state, as_of_ms, config) if detail else None,
+        active=is_active(state, as_of_ms, config),
+        member=state.is_member(as_of_ms),
+        last_event_ms=state.watermark_ms,
+        last_active_ms=state.last_active_ms,
+        account_id=state.account_id,
+        segment=state.segment_name,
+        breakdown=breakdown(counts, config) if detail else (),
+        counts=counts,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCard:
+    """B2B roll-up (seed 001): CER is the sum over the account's users, ES their mean."""
+
+    account_id: str
+    as_of_ms: int
+    users: int
+    active_users: int
+    cer: float
+    es: float
+    tier: kpis.Tier
+    below_benchmark: bool
+    tiers: dict[str, int]
+    breakdown: tuple[TypeScore, ...]   # counts and CER summed over users; m_k and ES points their mean
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "account_id": self.account_id,
+            "as_of": self.as_of_ms,
+            "users": self.users,
+            "active_users": self.active_users,
+            "cer": self.cer,
+            "es": round(self.es, 6),
+            "tier": self.tier.value,
+            "below_benchmark": self.below_benchmark,
+            "tiers": self.tiers,
+            "breakdown": [t.to_dict() for t in self.breakdown],
+        }
+
+
+def account_card(account_id: str, cards: Iterable[ScoreCard], as_of_ms: int, config: Config) -> AccountCard:
+    """Roll up the score cards of an account's users (every user whose newest account_id is it)."""
+    cards = list(cards)
+    users = len(cards)
+    cer = sum(c.cer for c in cards)
+    es = kpis.mean(c.es for c in cards)
+    tiers = {t.value: 0 for t in kpis.Tier}
+    for card in cards:
+        tiers[card.tier.value] += 1
+    total_weight = sum(config.weights.values())
+    rows = []
+    for name, weight in sorted(config.weights.items()):
+        count = sum(c.counts.get(name, 0) for c in cards)
+        component = kpis.mean(kpis.engagement_component(c.counts.get(name, 0), config.targets[name]) for c in cards)
+        rows.append(TypeScore(name, count, weight, count * weight, component, weight * component / total_weight))
+    return AccountCard(
+        account_id=account_id,
+        as_of_ms=as_of_ms,
+        users=users,
+        active_users=sum(1 for c in cards if c.active),
+        cer=cer,
+        es=es,
+        tier=kpis.tier(es, config.tier_excellent, config.tier_moderate),
+        below_benchmark=cer < config.benchmark_cer * max(users, 1),
+        tiers=tiers,
+        breakdown=tuple(rows),
+    )
+

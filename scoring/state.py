@@ -1,0 +1,137 @@
+"""Per-customer state and its update.
+
+A customer's state is a fold of contributions (see :mod:`scoring.contributions`):
+counters per time bucket, newest activity times, membership changes and session
+stats. Scores are derived from it at read time, so a weight change re-scores every
+customer without a replay.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from scoring.config import Config
+from scoring.contributions import JOIN, Contribution, SessionDelta
+from scoring.events import Event
+from scoring.windows import bucket_of, retained_from_bucket
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """One web/app session. A session *bounces* when it ended with at most one page view and no action."""
+
+    anchor_ms: int           # earliest event time seen for the session: it counts in that bucket
+    pages: int = 0
+    actions: int = 0
+    ended: bool = False
+
+    @property
+    def bounced(self) -> bool:
+        return self.ended and self.pages <= 1 and self.actions == 0
+
+    def add(self, delta: SessionDelta) -> None:
+        self.anchor_ms = min(self.anchor_ms, delta.ts_ms)
+        self.pages += delta.pages
+        self.actions += delta.actions
+        self.ended = self.ended or delta.ended
+
+
+@dataclass(slots=True)
+class CustomerState:
+    customer_id: str
+    watermark_ms: int | None = None                       # newest accepted event time
+    buckets: dict[int, dict[str, int]] = field(default_factory=dict)
+    last_active_ms: int | None = None                     # newest activity-type event
+    last_aer_ms: int | None = None                        # newest AER activity event
+    features: dict[str, int] = field(default_factory=dict)  # feature key -> last use
+    membership: list[tuple[int, int]] = field(default_factory=list)  # sorted (ts, JOIN|LEAVE)
+    sessions: dict[str, SessionStats] = field(default_factory=dict)
+    account: tuple[int, str, str] | None = None           # (ts, event_id, account_id) of the newest event naming one
+    segment: tuple[int, str, str] | None = None
+    seen: dict[str, int] = field(default_factory=dict)    # event_id -> ts, within the dedup horizon
+
+    @property
+    def account_id(self) -> str | None:
+        return self.account[2] if self.account else None
+
+    @property
+    def segment_name(self) -> str | None:
+        return self.segment[2] if self.segment else None
+
+    def apply(self, event: Event, contrib: Contribution, now_ms: int, config: Config) -> None:
+        """Fold one accepted, non-duplicate event in. Gating happens before (see scoring.engine)."""
+        self.seen[event.event_id] = event.ts_ms
+        self.watermark_ms = _max(self.watermark_ms, event.ts_ms)
+        if contrib.active:
+            self.last_active_ms = _max(self.last_active_ms, event.ts_ms)
+        if contrib.aer_active:
+            self.last_aer_ms = _max(self.last_aer_ms, event.ts_ms)
+        for key in contrib.features:
+            self.features[key] = max(self.features.get(key, event.ts_ms), event.ts_ms)
+        if contrib.membership is not None:
+            entry = (event.ts_ms, contrib.membership)
+            position = bisect.bisect_left(self.membership, entry)
+            if position == len(self.membership) or self.membership[position] != entry:
+                self.membership.insert(position, entry)
+        if event.account_id is not None:
+            self.account = max(self.account or (-1, "", ""), (event.ts_ms, event.event_id, event.account_id))
+        if event.segment is not None:
+            self.segment = max(self.segment or (-1, "", ""), (event.ts_ms, event.event_id, event.segment))
+
+        if contrib.bucket < retained_from_bucket(now_ms, config):
+            return  # older than anything a score can read: only the facts above matter
+        counters = self.buckets.setdefault(contrib.bucket, {})
+        for key, amount in contrib.counters:
+            counters[key] = counters.get(key, 0) + amount
+        if contrib.session is not None:
+            session = self.sessions.get(contrib.session.session_id)
+            if session is None:
+                session = self.sessions[contrib.session.session_id] = SessionStats(contrib.session.ts_ms)
+            session.add(contrib.session)
+
+    def evict(self, now_ms: int, config: Config) -> None:
+        """Drop what no score can read any more, keeping memory bounded."""
+        oldest = retained_from_bucket(now_ms, config)
+        for bucket in [b for b in self.buckets if b < oldest]:
+            del self.buckets[bucket]
+        for sid in [s for s, stats in self.sessions.items() if bucket_of(stats.anchor_ms, config.bucket_ms) < oldest]:
+            del self.sessions[sid]
+        if self.watermark_ms is not None:
+            horizon = self.watermark_ms - config.dedup_horizon_ms
+            for event_id in [e for e, ts in self.seen.items() if ts < horizon]:
+                del self.seen[event_id]
+
+    def is_member(self, at_ms: int) -> bool:
+        """Member at `at_ms`: the latest membership change at or before it was a join."""
+        position = bisect.bisect_right(self.membership, (at_ms, LEAVE_SENTINEL))
+        return position > 0 and self.membership[position - 1][1] == JOIN
+
+    def membership_start(self, at_ms: int) -> int | None:
+        """When the membership current at `at_ms` began (None when not a member then)."""
+        if not self.is_member(at_ms):
+            return None
+        position = bisect.bisect_right(self.membership, (at_ms, LEAVE_SENTINEL))
+        start = None
+        for ts, kind in reversed(self.membership[:position]):
+            if kind != JOIN:
+                break
+            start = ts
+        return start
+
+    def joins_between(self, after_ms: int, until_ms: int) -> list[int]:
+        """Start times of memberships that began in (after_ms, until_ms]."""
+        starts = []
+        previous_kind = None
+        for ts, kind in self.membership:
+            if kind == JOIN and previous_kind != JOIN and after_ms < ts <= until_ms:
+                starts.append(ts)
+            previous_kind = kind
+        return starts
+
+
+LEAVE_SENTINEL = 2  # sorts after both JOIN and LEAVE at the same timestamp
+
+
+def _max(current: int | None, candidate: int) -> int:
+    return candidate if current is None or candidate > current else current
