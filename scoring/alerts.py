@@ -89,7 +89,12 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
 def evaluate(
     previous: View | None, current: View, states: AlertStates, config: Config
 ) -> tuple[list[Alert], dict[str, RuleState]]:
-    """Alerts that fire now, and the rule states to keep for next time."""
+    """Alerts that fire now, and the rule states to keep for next time.
+
+    `previous` is the view from the customer's last evaluation (None the first time),
+    so a tier lost because counts aged out of the window is caught by the next update
+    or sweep, whichever comes first.
+    """
     out: dict[str, RuleState] = dict(states)
     fired: list[Alert] = []
     cfg = config.alerts

@@ -61,6 +61,7 @@ class Scorer:
     config: Config
     customers: dict[str, CustomerState] = field(default_factory=dict)
     alert_states: dict[str, dict[str, alert_rules.RuleState]] = field(default_factory=dict)
+    views: dict[str, alert_rules.View] = field(default_factory=dict)  # each customer's last evaluated view
     evaluate_alerts: bool = True
 
     def process(self, message: bytes | dict[str, Any], now_ms: int) -> Result:
@@ -80,12 +81,9 @@ class Scorer:
             return Result(Outcome.DUPLICATE, event=event)
         if state is None:
             state = self.customers[event.customer_id] = CustomerState(event.customer_id)
-        before = alert_rules.view(state, now_ms, self.config) if self.evaluate_alerts and state.watermark_ms else None
         state.apply(event, contribution(event, self.config), now_ms, self.config)
         state.evict(now_ms, self.config)
-        fired: tuple[alert_rules.Alert, ...] = ()
-        if self.evaluate_alerts:
-            fired = self._alerts(state, before, now_ms)
+        fired = self._alerts(state, now_ms) if self.evaluate_alerts else ()
         return Result(Outcome.ACCEPTED, event=event, alerts=fired)
 
     def sweep(self, now_ms: int) -> list[alert_rules.Alert]:
@@ -94,13 +92,16 @@ class Scorer:
         for state in self.customers.values():
             state.evict(now_ms, self.config)
             if self.evaluate_alerts:
-                fired.extend(self._alerts(state, None, now_ms))
+                fired.extend(self._alerts(state, now_ms))
         return fired
 
-    def _alerts(self, state: CustomerState, before: alert_rules.View | None, now_ms: int) -> tuple[alert_rules.Alert, ...]:
+    def _alerts(self, state: CustomerState, now_ms: int) -> tuple[alert_rules.Alert, ...]:
+        """Compare with the view of the last evaluation, so changes by ageing are seen too."""
+        cid = state.customer_id
         current = alert_rules.view(state, now_ms, self.config)
-        fired, states = alert_rules.evaluate(before, current, self.alert_states.get(state.customer_id, {}), self.config)
-        self.alert_states[state.customer_id] = states
+        fired, states = alert_rules.evaluate(self.views.get(cid), current, self.alert_states.get(cid, {}), self.config)
+        self.alert_states[cid] = states
+        self.views[cid] = current
         return tuple(fired)
 
     # --- reads -------------------------------------------------------------------------

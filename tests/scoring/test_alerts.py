@@ -1,0 +1,152 @@
+"""Alert rules: each fires on its condition, stays quiet otherwise, and does not re-fire until cleared."""
+
+from __future__ import annotations
+
+from scoring.alerts import Rule, RuleState, evaluate, view
+from scoring.config import default_mapping, load_config
+from scoring.engine import Scorer
+from scoring.timeutil import DAY, HOUR
+from tests.scoring.helpers import DAY0, ev
+
+
+def likes_only(**sections):
+    """ES = 10 x likes in a 3-day window: 8 likes excellent, 6 moderate, fewer low."""
+    weights = {name: 0 for name in default_mapping()["weights"]}
+    weights["like"] = 1
+    overrides = {"weights": weights, "targets": {"like": 10}, "scoring": {"window": "3d"}}
+    for key, value in sections.items():
+        overrides.setdefault(key, {}).update(value)
+    return load_config(overrides=overrides)
+
+
+def rules(result_or_alerts):
+    alerts = getattr(result_or_alerts, "alerts", result_or_alerts)
+    return [a.rule for a in alerts]
+
+
+def test_tier_downgrade_fires_once_per_episode_and_rearms_after_recovery():
+    scorer = Scorer(likes_only(alerts={"score_drop_percent": 0, "inactivity": "off", "activation": "off"}))
+    t = DAY0 + 12 * HOUR
+    assert rules(scorer.process(ev("c", "like", t, count=9), t)) == []           # ES 90, first view
+    # three days on, the 9 likes aged out; 7 new likes -> ES 70 (moderate): a downgrade
+    t3 = t + 3 * DAY
+    result = scorer.process(ev("c", "like", t3, count=7), t3)
+    assert rules(result) == [Rule.TIER_DOWNGRADE]
+    alert = result.alerts[0]
+    assert alert.before["tier"] == "excellent" and alert.after["tier"] == "moderate"
+    assert alert.customer_id == "c" and {"type": "like", "count": 7} .items() <= alert.breakdown[
+        [row["type"] for row in alert.breakdown].index("like")].items()
+    # still moderate: no re-fire
+    assert rules(scorer.process(ev("c", "comment", t3 + HOUR), t3 + HOUR)) == []
+    # further drop to low in the same episode: fires again (a new, worse condition)
+    t6 = t3 + 3 * DAY
+    assert rules(scorer.process(ev("c", "like", t6, count=2), t6)) == [Rule.TIER_DOWNGRADE]
+    # recovers to excellent (the episode's baseline): re-armed, quiet
+    assert rules(scorer.process(ev("c", "like", t6 + HOUR, count=8), t6 + HOUR)) == []
+    assert scorer.alert_states["c"][Rule.TIER_DOWNGRADE] == RuleState()
+    # a later downgrade is a new episode
+    t9 = t6 + 3 * DAY
+    assert rules(scorer.process(ev("c", "like", t9, count=6), t9)) == [Rule.TIER_DOWNGRADE]
+
+
+def test_a_downgrade_by_ageing_alone_is_caught_by_the_sweep():
+    scorer = Scorer(likes_only(alerts={"score_drop_percent": 0, "inactivity": "off", "activation": "off"}))
+    t = DAY0 + 12 * HOUR
+    scorer.process(ev("c", "like", t, count=9), t)
+    assert rules(scorer.sweep(t + DAY)) == []                                    # still in the window
+    assert rules(scorer.sweep(t + 3 * DAY)) == [Rule.TIER_DOWNGRADE]             # aged out: ES 0
+    assert rules(scorer.sweep(t + 4 * DAY)) == []                                # no repeat
+
+
+def test_score_drop_fires_above_the_threshold_only_and_clears():
+    config = likes_only(
+        scoring={"window": "7d"},
+        alerts={"tier_downgrade": False, "score_drop_percent": 20, "score_drop_window": "1d",
+                "score_drop_min_reference": 10, "inactivity": "off", "activation": "off"},
+    )
+    scorer = Scorer(config)
+    t = DAY0 + 12 * HOUR
+    scorer.process(ev("c", "like", t, count=5), t)                               # ES 50
+    scorer.process(ev("c", "like", t + 1 * DAY, count=1), t + 1 * DAY)         # ES 60: no drop
+    # 7 days after the first likes, they leave the window: ES 10 vs 60 a day ago -> drop 83 %
+    later = t + 7 * DAY
+    fired = scorer.sweep(later)
+    assert rules(fired) == [Rule.SCORE_DROP]
+    assert fired[0].before["es"] == 60.0 and fired[0].after["es"] == 10.0
+    assert rules(scorer.sweep(later + HOUR)) == []                               # active: no re-fire
+    # a day later the last like has aged out too (ES 0 vs 10): still one episode, no new alert
+    assert rules(scorer.sweep(later + DAY)) == []
+    assert scorer.alert_states["c"][Rule.SCORE_DROP].active is True
+    # another day and the reference (ES 0) is below score_drop_min_reference: the rule clears
+    scorer.sweep(later + 2 * DAY)
+    assert scorer.alert_states["c"][Rule.SCORE_DROP].active is False
+
+
+def test_score_drop_of_exactly_the_threshold_does_not_fire():
+    config = likes_only(
+        scoring={"window": "7d"},
+        alerts={"tier_downgrade": False, "score_drop_percent": 20, "score_drop_window": "1d",
+                "score_drop_min_reference": 10, "inactivity": "off", "activation": "off"},
+    )
+    t = DAY0 + 12 * HOUR
+    for later_likes, expected in ((4, []), (3, [Rule.SCORE_DROP])):
+        scorer = Scorer(config)
+        scorer.process(ev("c", "like", t, count=1), t)
+        scorer.process(ev("c", "like", t + DAY, count=later_likes), t + DAY)
+        # day 7: the first like left the window; reference (day 6) is 10 * (1 + later_likes)
+        state = scorer.customers["c"]
+        current = view(state, t + 7 * DAY, config)
+        assert current.es_reference == 10.0 * (1 + later_likes)
+        alerts, _ = evaluate(None, current, {}, config)
+        assert rules(alerts) == expected  # 50 -> 40 is exactly 20 %: quiet; 40 -> 30 is 25 %: fires
+
+
+def test_inactivity_fires_after_the_configured_days_and_clears_on_activity():
+    config = load_config(overrides={"alerts": {"inactivity": "14d", "activation": "off",
+                                               "tier_downgrade": False, "score_drop_percent": 0}})
+    scorer = Scorer(config)
+    t = DAY0
+    scorer.process(ev("m", "member_joined", t), t)
+    scorer.process(ev("m", "like", t + HOUR), t + HOUR)
+    assert rules(scorer.sweep(t + HOUR + 14 * DAY - 1)) == []                   # 1 ms short
+    fired = scorer.sweep(t + HOUR + 14 * DAY)
+    assert rules(fired) == [Rule.INACTIVE]
+    assert rules(scorer.sweep(t + 20 * DAY)) == []                              # still inactive: quiet
+    scorer.process(ev("m", "like", t + 21 * DAY), t + 21 * DAY)                 # active again: clears
+    assert scorer.alert_states["m"][Rule.INACTIVE].active is False
+    assert rules(scorer.sweep(t + 21 * DAY + 14 * DAY)) == [Rule.INACTIVE]      # a new episode
+
+
+def test_non_members_are_never_inactive():
+    config = load_config(overrides={"alerts": {"inactivity": "1d", "activation": "off"}})
+    scorer = Scorer(config)
+    scorer.process(ev("visitor", "page_view", DAY0), DAY0)
+    assert Rule.INACTIVE not in rules(scorer.sweep(DAY0 + 10 * DAY))
+
+
+def test_not_activated_fires_once_per_membership():
+    config = load_config(overrides={"alerts": {"inactivity": "off", "activation": "7d",
+                                               "tier_downgrade": False, "score_drop_percent": 0}})
+    scorer = Scorer(config)
+    t = DAY0 + 12 * HOUR
+    scorer.process(ev("new", "member_joined", t), t)
+    scorer.process(ev("eager", "member_joined", t), t)
+    scorer.process(ev("eager", "page_view", t + DAY), t + DAY)
+    assert rules(scorer.sweep(t + 7 * DAY - 1)) == []
+    fired = scorer.sweep(t + 7 * DAY)
+    assert [(a.rule, a.customer_id) for a in fired] == [(Rule.NOT_ACTIVATED, "new")]
+    assert rules(scorer.sweep(t + 8 * DAY)) == []
+    # leaves and joins again: a new membership can fire again
+    scorer.process(ev("new", "member_left", t + 9 * DAY), t + 9 * DAY)
+    scorer.process(ev("new", "member_joined", t + 10 * DAY), t + 10 * DAY)
+    assert rules(scorer.sweep(t + 17 * DAY)) == [Rule.NOT_ACTIVATED]
+
+
+def test_disabled_rules_never_fire():
+    config = likes_only(alerts={"tier_downgrade": False, "score_drop_percent": 0,
+                                "inactivity": "off", "activation": "off"})
+    scorer = Scorer(config)
+    t = DAY0
+    scorer.process(ev("c", "member_joined", t), t)
+    scorer.process(ev("c", "like", t, count=9), t)
+    assert scorer.sweep(t + 60 * DAY) == []

@@ -1,0 +1,211 @@
+"""The reference engine and the business KPIs over a hand-worked population."""
+
+from __future__ import annotations
+
+import pytest
+
+from scoring import kpis
+from scoring.config import load_config
+from scoring.engine import Outcome, Scorer
+from scoring.reasons import Reason
+from scoring.synthetic import Kind, TrafficGenerator, TrafficSettings
+from scoring.timeutil import DAY, HOUR
+from scoring.windows import bucket_of
+from tests.scoring.helpers import DAY0, NOW, ev
+
+
+def hand_worked_population() -> list[dict]:
+    """Five members and one anonymous web customer; see the expected values in the tests."""
+    return [
+        ev("m1", "member_joined", NOW - 60 * DAY, account_id="acme"),
+        ev("m1", "points_earned", NOW - 2 * DAY, value=100),
+        ev("m1", "page_view", NOW - 1 * HOUR),
+        ev("m2", "member_joined", NOW - 60 * DAY),
+        ev("m2", "action", NOW - 3 * DAY),
+        ev("m3", "member_joined", NOW - 45 * DAY),
+        ev("m3", "member_left", NOW - 10 * DAY),
+        ev("m4", "member_joined", NOW - 20 * DAY),
+        ev("m4", "points_redeemed", NOW - 19 * DAY, value=50),
+        ev("m5", "member_joined", NOW - 10 * DAY),
+        # c6: two sessions (one bounce), commerce, surveys, marketing, support, sentiment
+        ev("c6", "session_start", NOW - 3 * HOUR, session_id="s1", account_id="acme"),
+        ev("c6", "page_view", NOW - 3 * HOUR, session_id="s1"),
+        ev("c6", "session_end", NOW - 3 * HOUR + 120_000, session_id="s1", value=120),
+        ev("c6", "session_start", NOW - 2 * HOUR, session_id="s2"),
+        ev("c6", "page_view", NOW - 2 * HOUR, session_id="s2", count=3),
+        ev("c6", "action", NOW - 2 * HOUR, session_id="s2"),
+        ev("c6", "session_end", NOW - 2 * HOUR + 300_000, session_id="s2", value=300),
+        ev("c6", "conversion", NOW - 2 * HOUR),
+        ev("c6", "purchase", NOW - 2 * HOUR, value=50.00),
+        ev("c6", "purchase", NOW - 2 * HOUR, value=30.00),
+        ev("c6", "nps_response", NOW - 2 * HOUR, value=10),
+        ev("c6", "nps_response", NOW - 2 * HOUR, value=6),
+        ev("c6", "nps_response", NOW - 2 * HOUR, value=8),
+        ev("c6", "csat_response", NOW - 2 * HOUR, value=5),
+        ev("c6", "csat_response", NOW - 2 * HOUR, value=4),
+        ev("c6", "csat_response", NOW - 2 * HOUR, value=2),
+        ev("c6", "ces_response", NOW - 2 * HOUR, value=2),
+        ev("c6", "ces_response", NOW - 2 * HOUR, value=4),
+        ev("c6", "ad_impression", NOW - 2 * HOUR, count=10),
+        ev("c6", "ad_click", NOW - 2 * HOUR),
+        ev("c6", "email_delivered", NOW - 2 * HOUR, count=4),
+        ev("c6", "email_open", NOW - 2 * HOUR),
+        ev("c6", "ticket_resolved", NOW - 2 * HOUR, first_contact=True, value=600),
+        ev("c6", "ticket_resolved", NOW - 2 * HOUR, first_contact=False, value=1200),
+        ev("c6", "review", NOW - 2 * HOUR, sentiment="positive"),
+        ev("c6", "review", NOW - 2 * HOUR, sentiment="negative"),
+        ev("c6", "review", NOW - 2 * HOUR, sentiment="neutral"),
+        ev("c6", "review", NOW - 2 * HOUR, sentiment="positive"),
+        ev("c6", "social_mention", NOW - 2 * HOUR, sentiment="negative"),
+        ev("c6", "feature_used", NOW - 2 * HOUR, feature="search"),
+    ]
+
+
+@pytest.fixture
+def population():
+    config = load_config(overrides={"kpis": {"features": ["search"]}})
+    scorer = Scorer(config)
+    for event in hand_worked_population():
+        result = scorer.process(event, NOW)
+        assert result.outcome is Outcome.ACCEPTED, (event, result)
+    return scorer
+
+
+def test_loyalty_and_usage_kpis_hand_worked(population):
+    k = population.kpis(NOW)
+    assert (k.members, k.active_members) == (4, 2)   # m1 m2 m4 m5; m1 and m4 used points in 30 d
+    assert k.aer == 50.0 and k.aer_band == "high"
+    assert (k.dau, k.wau, k.mau) == (2, 3, 4)        # m1 c6 today; + m2 this week; + m4 this month
+    assert k.stickiness == 50.0
+    # period start NOW-30d: members m1 m2 m3 (S=3); now 4 (E); new m4 m5 (N=2); lost m3
+    assert (k.members_at_start, k.members_new, k.members_lost) == (3, 2, 1)
+    assert k.retention_rate == pytest.approx(200 / 3)
+    assert k.churn_rate == pytest.approx(100 / 3)
+    # cohort: joins in (NOW-37d, NOW-7d] = m4, m5; only m4 active in its first week
+    assert (k.new_members, k.week_one_engagement) == (2, 50.0)
+    assert k.feature_usage == {"*": 25.0, "search": 25.0}  # c6 of the 4 active in the window
+
+
+def test_experience_marketing_commerce_support_kpis_hand_worked(population):
+    k = population.kpis(NOW)
+    assert (k.nps, k.nps_responses) == (0.0, 3)      # one promoter (10), one detractor (6), one passive (8)
+    assert k.csat == pytest.approx(200 / 3)          # 5 and 4 of 5, 4, 2
+    assert k.ces == 3.0                              # (2 + 4) / 2
+    assert k.conversion_rate == 50.0                 # 1 conversion / 2 visits
+    assert k.click_through_rate == 10.0              # 1 / 10 impressions
+    assert k.open_rate == 25.0                       # 1 / 4 delivered
+    assert (k.sessions, k.bounce_rate) == (2, 50.0)  # s1 had one page and no action
+    assert k.pages_per_session == 2.5                # (1 + 3 + m1's 1) / 2 starts
+    assert k.actions_per_session == 1.0              # (c6's 1 + m2's 1) / 2
+    assert k.average_session_duration == 210.0       # (120 + 300) / 2
+    assert (k.revenue, k.transactions, k.purchasers) == (80.0, 2, 1)
+    assert k.customers_in_window == 6
+    assert k.arpu == pytest.approx(80 / 6)
+    assert k.average_transaction_value == 40.0
+    assert k.purchase_frequency == 2.0
+    assert k.customer_lifetime_value == pytest.approx(40.0 * 2.0 * 3.0)  # lifespan = 1 / (1/3)
+    assert k.first_contact_resolution == 50.0
+    assert k.average_handle_time == 900.0
+    assert k.review_sentiment == 25.0                # (2 - 1) / 4
+    assert k.social_sentiment == -100.0
+
+
+def test_score_distribution_and_account_roll_up(population):
+    k = population.kpis(NOW)
+    assert k.scored_customers == 6                   # 4 members + m3 (left, event in window) + c6
+    assert sum(k.tier_counts.values()) == 6
+    c6 = population.customer("c6", NOW)
+    # weights: session_start 1x2, page_view 1x4, action 2x1, conversion 5x1, purchase 5x2,
+    # nps 2x3, csat 2x3, ces 1x2, ad_click 1x1, email_open 1x1, review 3x4, social_mention 2x1,
+    # feature_used 3x1; ad_impression, email_delivered, tickets, session_end are unweighted
+    assert c6.cer == 2 + 4 + 2 + 5 + 10 + 6 + 6 + 2 + 1 + 1 + 12 + 2 + 3
+    m1 = population.customer("m1", NOW)
+    assert m1.cer == 1 * 1 + 1 * 2                   # a page view and points earned
+    acme = population.account("acme", NOW)
+    assert acme.users == 2
+    assert acme.cer == c6.cer + m1.cer
+    assert acme.es == pytest.approx((c6.es + m1.es) / 2)
+    assert {row.type: row.count for row in acme.breakdown}["page_view"] == 5
+    assert population.account("nobody", NOW) is None
+    assert k.mean_cer == pytest.approx(sum(population.customer(c, NOW).cer for c in
+                                           ("m1", "m2", "m3", "m4", "m5", "c6")) / 6)
+
+
+def test_breakdown_explains_the_score():
+    config = load_config()
+    scorer = Scorer(config)
+    for type_, n in [("follow", 10), ("like", 300), ("comment", 35), ("reach_out", 5), ("tag", 3)]:
+        scorer.process(ev("G", type_, NOW, count=n), NOW)
+    card = scorer.customer("G", NOW)
+    rows = {row.type: row for row in card.breakdown}
+    assert sum(row.cer for row in card.breakdown) == card.cer == 416
+    assert sum(row.es for row in card.breakdown) == pytest.approx(card.es)
+    assert rows["like"].component == 100.0           # 300 likes reach the default target of 300
+    assert rows["tag"].component == pytest.approx(60.0)  # 3 of 5
+    assert rows["purchase"].count == 0 and rows["purchase"].es == 0.0
+    assert card.tier is kpis.tier(card.es)
+
+
+def test_window_counts_match_a_brute_force_recount_of_accepted_events():
+    """An independent recount of the accepted events gives every customer's CER exactly."""
+    config = load_config()
+    scorer = Scorer(config, evaluate_alerts=False)
+    traffic = TrafficGenerator(TrafficSettings(customers=80, accounts=8, seed=11))
+    accepted = []
+    last = DAY0
+    for message in traffic.messages(6000, DAY0, 50 * DAY):
+        result = scorer.process(message.value, message.at_ms)
+        last = message.at_ms
+        if result.outcome is Outcome.ACCEPTED:
+            accepted.append(result.event)
+    for as_of in (last, last + 5 * HOUR, last + 3 * DAY):
+        first_day = as_of // DAY - 29
+        expected: dict[str, int] = {}
+        for e in accepted:
+            if e.ts_ms // DAY >= first_day:
+                expected[e.customer_id] = expected.get(e.customer_id, 0) + e.count * config.weights.get(e.type, 0)
+        for customer_id in scorer.customers:
+            assert scorer.customer(customer_id, as_of).cer == expected.get(customer_id, 0), customer_id
+
+
+def test_generated_stream_outcomes_follow_the_kind_of_each_message():
+    config = load_config()
+    scorer = Scorer(config)
+    traffic = TrafficGenerator(TrafficSettings(customers=50, seed=3, malformed_share=0.02, late_share=0.02))
+    outcomes = {kind: [] for kind in Kind}
+    for message in traffic.messages(4000, DAY0, 20 * DAY):
+        outcomes[message.kind].append(scorer.process(message.value, message.at_ms))
+    assert outcomes[Kind.MALFORMED] and all(r.outcome is Outcome.REJECTED for r in outcomes[Kind.MALFORMED])
+    assert all(r.outcome is Outcome.ACCEPTED for r in outcomes[Kind.VALID] + outcomes[Kind.DELAYED])
+    assert outcomes[Kind.LATE] and all(r.reason is Reason.TS_TOO_LATE for r in outcomes[Kind.LATE])
+    assert outcomes[Kind.DUPLICATE] and all(
+        r.outcome is Outcome.DUPLICATE or r.reason is Reason.TS_TOO_LATE for r in outcomes[Kind.DUPLICATE]
+    )
+    reasons = {r.reason for r in outcomes[Kind.MALFORMED]}
+    assert len(reasons) >= 5                         # the generator exercises many rejection paths
+
+
+def test_memory_stays_bounded_by_the_retention():
+    config = load_config()
+    scorer = Scorer(config, evaluate_alerts=False)
+    traffic = TrafficGenerator(TrafficSettings(customers=20, seed=5, malformed_share=0, late_share=0))
+    now = DAY0
+    for message in traffic.messages(8000, DAY0, 120 * DAY):
+        scorer.process(message.value, message.at_ms)
+        now = message.at_ms
+    scorer.sweep(now)
+    oldest_allowed = bucket_of(now - config.retention_ms, config.bucket_ms)
+    retention_buckets = config.retention_ms // config.bucket_ms + 1
+    for state in scorer.customers.values():
+        assert all(b > oldest_allowed for b in state.buckets)
+        assert len(state.buckets) <= retention_buckets
+        assert all(ts >= state.watermark_ms - config.dedup_horizon_ms for ts in state.seen.values())
+
+
+def test_leaderboard_orders_by_score_then_cer_then_id():
+    scorer = Scorer(load_config())
+    scorer.process(ev("low", "like", NOW), NOW)
+    scorer.process(ev("high", "purchase", NOW, value=10, count=3), NOW)
+    scorer.process(ev("mid", "purchase", NOW, value=10), NOW)
+    assert [c.customer_id for c in scorer.leaderboard(NOW, limit=3)] == ["high", "mid", "low"]
+    assert [c.customer_id for c in scorer.leaderboard(NOW, limit=2, bottom=True)] == ["low", "mid"]

@@ -1,0 +1,91 @@
+"""The engage CLI: demo output, config check/show, and errors that name the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from streams.cli import main
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def test_demo_prints_progress_kpis_leaderboards_and_outcomes():
+    result = run("demo", "--events", "3000", "--customers", "120", "--accounts", "12", "--days", "6")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Scoring 3,000 generated events for 120 customers over 6 simulated days" in out
+    status_lines = [line for line in out.splitlines() if line[:4] == "2026" and len(line.split()) == 10]
+    assert len(status_lines) >= 6                       # one per simulated day, plus the final one
+    for name in ("Active Engagement Rate", "DAU / WAU / MAU", "NPS / CSAT / CES", "ARPU / ATV / CLV",
+                 "Top customers", "Bottom customers", "Top accounts", "breakdown by event type"):
+        assert name in out
+    outcomes = next(line for line in out.splitlines() if line.startswith("Outcomes:"))
+    assert "accepted" in outcomes and "rejected:" in outcomes
+
+
+def test_demo_is_reproducible_for_a_seed():
+    args = ("demo", "--events", "1500", "--customers", "50", "--days", "3", "--seed", "42")
+    assert run(*args).output == run(*args).output
+    assert run(*args).output != run(*args[:-1], "43").output
+
+
+def test_config_check_accepts_a_good_file_and_names_the_bad_key(tmp_path: Path):
+    good = tmp_path / "good.toml"
+    good.write_text('[scoring]\nwindow = "14d"\n[weights]\nwebinar = 4\n[targets]\nwebinar = 2\n')
+    ok = run("config", "check", str(good))
+    assert ok.exit_code == 0 and ok.output.strip() == f"{good}: ok"
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[scoring]\nwindow = "soon"\n')
+    result = run("config", "check", str(bad))
+    assert result.exit_code == 2
+    assert "config key 'scoring.window'" in result.output
+
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[alerts]\ninactivty = '3d'\n")
+    result = run("config", "check", str(typo))
+    assert result.exit_code == 2 and "config key 'alerts.inactivty': unknown key" in result.output
+
+    missing = run("config", "check", str(tmp_path / "nope.toml"))
+    assert missing.exit_code == 2 and "not found" in missing.output
+
+
+def test_a_bad_global_config_stops_any_command_before_it_starts(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[tiers]\nmoderate = 90\n")
+    result = run("--config", str(bad), "demo", "--events", "10")
+    assert result.exit_code == 2
+    assert "config key 'tiers.moderate'" in result.output
+    assert "Scoring" not in result.output
+    via_env = run("demo", "--events", "10", env={"ENGAGE_CONFIG": str(bad)})
+    assert via_env.exit_code == 2 and "tiers.moderate" in via_env.output
+
+
+def test_config_show_reflects_overrides(tmp_path: Path):
+    path = tmp_path / "c.toml"
+    path.write_text('[scoring]\nwindow = "14d"\ndecay_half_life = "off"\n[weights]\nlike = 0\n')
+    shown = json.loads(run("--config", str(path), "config", "show").output)
+    assert shown["scoring"]["window"] == "2w"
+    assert shown["scoring"]["decay_half_life"] == "off"
+    assert "like" not in shown["weights"] and shown["weights"]["follow"] == 3
+
+
+def test_bad_flag_value_is_a_usage_error():
+    result = run("demo", "--events", "0")
+    assert result.exit_code == 2 and "--events" in result.output
+
+
+def test_console_script_is_installed_and_runs():
+    exe = shutil.which("engage", path=os.path.dirname(sys.executable))
+    assert exe, "the engage console script is not installed next to the interpreter"
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "demo" in out.stdout and "config" in out.stdout
