@@ -35,7 +35,7 @@ class View:
     card: ScoreCard
     es_reference: float            # ES as of (as_of - alerts.score_drop_window)
     joined_ms: int | None          # start of the current membership; None when not a member
-    activated: bool                # activity within alerts.activation after joining
+    activated: bool                # activity within alerts.activation after joining (True if not a new member)
 
     @property
     def tier(self) -> kpis.Tier:
@@ -78,11 +78,14 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
     card = score_card(state, as_of_ms, config, detail=False)
     joined = state.membership_start(as_of_ms)
     activation = config.alerts.activation_ms
+    # Only a membership that began inside the retention horizon is "new": for older ones
+    # the buckets that would show activation are gone, and the question no longer applies.
+    new_member = joined is not None and joined > as_of_ms - config.retention_ms + config.bucket_ms
     return View(
         card=card,
         es_reference=engagement_score_at(state, as_of_ms - config.alerts.score_drop_window_ms, config),
         joined_ms=joined,
-        activated=joined is not None and activation is not None and was_activated(state, joined, config, activation),
+        activated=not new_member or activation is None or was_activated(state, joined, config, activation),
     )
 
 

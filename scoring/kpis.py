@@ -4,11 +4,13 @@ Plain numbers and mappings in, a number out. Percentages are on a 0-100 scale
 (NPS and sentiment on -100..100). A zero denominator is defined, never an exception:
 a rate over nothing is 0 (no members -> AER 0, no sessions -> bounce rate 0).
 Where a seed's formula is non-standard, the standard one is used; the README's KPI
-section lists each such choice.
+section lists each such choice. Float sums use math.fsum, so an aggregate never
+depends on the order customers or events arrived in.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
@@ -75,7 +77,7 @@ def engagement_score(
     total_weight = sum(w for w in weights.values() if w > 0)
     if total_weight <= 0:
         return 0.0
-    weighted = sum(w * engagement_component(counts.get(t, 0), targets[t]) for t, w in weights.items() if w > 0)
+    weighted = math.fsum(w * engagement_component(counts.get(t, 0), targets[t]) for t, w in weights.items() if w > 0)
     return min(100.0, max(0.0, weighted / total_weight))
 
 
@@ -90,7 +92,7 @@ def tier(score: float, excellent: float = 80.0, moderate: float = 60.0) -> Tier:
 
 def decayed_engagement(weighted_by_age: Iterable[tuple[float, float]], half_life: float) -> float:
     """Sum of weighted counts, each halved per `half_life` of its age: [(weighted_count, age)]."""
-    return sum(value * 0.5 ** (max(age, 0.0) / half_life) for value, age in weighted_by_age)
+    return math.fsum(value * 0.5 ** (max(age, 0.0) / half_life) for value, age in weighted_by_age)
 
 
 # --- loyalty (seed 000) -----------------------------------------------------------------
@@ -260,8 +262,9 @@ def median(values: Iterable[float]) -> float:
 
 
 def mean(values: Iterable[float]) -> float:
+    """Exactly rounded (fsum), so the result does not depend on the order of the values."""
     values = list(values)
-    return sum(values) / len(values) if values else 0.0
+    return math.fsum(values) / len(values) if values else 0.0
 
 
 def share_below(values: Iterable[float], benchmark: float) -> float:

@@ -9,7 +9,7 @@ from scoring import kpis
 from scoring.config import Config
 from scoring.state import CustomerState
 from scoring.timeutil import DAY
-from scoring.windows import decay_weight, window_start_bucket, window_start_ms
+from scoring.windows import bucket_age, retained_from_bucket, window_start_bucket, window_start_ms
 
 COUNT_PREFIX = "n."
 MAU_WINDOW_MS = 30 * DAY
@@ -93,20 +93,26 @@ def breakdown(counts: Mapping[str, int], config: Config) -> tuple[TypeScore, ...
 
 
 def decayed_score(state: CustomerState, as_of_ms: int, config: Config) -> float | None:
-    """CER with every bucket's weighted counts halved per half-life of age (None when off)."""
+    """CER over the retained history (config.retention_ms), each bucket halved per half-life of age.
+
+    Only buckets inside the retention horizon as of `as_of_ms` count, so evicting older
+    ones never changes the result. None when decay is off.
+    """
     if config.decay_half_life_ms is None:
         return None
-    total = 0.0
-    for bucket in sorted(state.buckets):
-        counters = state.buckets[bucket]
+    oldest = retained_from_bucket(as_of_ms, config)
+    weighted_by_age = []
+    for bucket, counters in state.buckets.items():
+        if bucket < oldest:
+            continue
         weighted = sum(
             amount * config.weights[key[2:]]
             for key, amount in counters.items()
             if key.startswith(COUNT_PREFIX) and key[2:] in config.weights
         )
         if weighted:
-            total += weighted * decay_weight(bucket, as_of_ms, config.decay_half_life_ms, config.bucket_ms)
-    return total
+            weighted_by_age.append((weighted, bucket_age(bucket, as_of_ms, config.bucket_ms)))
+    return kpis.decayed_engagement(weighted_by_age, config.decay_half_life_ms)
 
 
 def engagement_score_at(state: CustomerState, as_of_ms: int, config: Config) -> float:

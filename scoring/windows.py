@@ -52,7 +52,6 @@ def retained_from_bucket(now_ms: int, config: Config) -> int:
     return bucket_of(now_ms - config.retention_ms, config.bucket_ms) + 1
 
 
-def decay_weight(bucket: int, as_of_ms: int, half_life_ms: int, bucket_ms: int) -> float:
-    """Decay factor of a bucket's counts, taking the bucket's midpoint as their time."""
-    age = as_of_ms - (bucket * bucket_ms + bucket_ms // 2)
-    return 0.5 ** (max(age, 0) / half_life_ms)
+def bucket_age(bucket: int, as_of_ms: int, bucket_ms: int) -> int:
+    """Age of a bucket's events for decay, taking the bucket's midpoint as their time."""
+    return max(as_of_ms - (bucket * bucket_ms + bucket_ms // 2), 0)

@@ -150,3 +150,16 @@ def test_disabled_rules_never_fire():
     scorer.process(ev("c", "member_joined", t), t)
     scorer.process(ev("c", "like", t, count=9), t)
     assert scorer.sweep(t + 60 * DAY) == []
+
+
+def test_long_standing_members_are_not_reported_as_not_activated():
+    """A membership older than the retention horizon has no buckets left to show activation."""
+    config = load_config(overrides={"alerts": {"inactivity": "off", "activation": "7d"}})
+    scorer = Scorer(config)
+    now = DAY0 + 90 * DAY
+    fired = []
+    for event in (ev("veteran", "member_joined", now - 60 * DAY), ev("veteran", "like", now - HOUR),
+                  ev("recent", "member_joined", now - 10 * DAY)):
+        fired += scorer.process(event, now).alerts
+    fired += scorer.sweep(now + HOUR)
+    assert [(a.rule, a.customer_id) for a in fired] == [(Rule.NOT_ACTIVATED, "recent")]
