@@ -18,7 +18,7 @@ from typing import Any
 from scoring.catalogue import BUILTIN_TYPES, PASSIVE_TYPES
 from scoring.timeutil import DAY, parse_duration
 
-TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}\Z")  # \Z: "$" would allow a trailing newline
 OFF = "off"
 
 

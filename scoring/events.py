@@ -181,7 +181,7 @@ def _timestamp(value: Any) -> int:
                 Reason.INVALID_TIMESTAMP, "ts must be RFC 3339 with an offset, e.g. 2026-11-23T12:00:00Z", "ts"
             ) from None
         if not 0 <= ts_ms <= MAX_EPOCH_MS:
-            raise EventRejected(Reason.INVALID_TIMESTAMP, "ts before 1970-01-01", "ts")
+            raise EventRejected(Reason.INVALID_TIMESTAMP, "ts outside 1970-01-01 .. 9999-12-31", "ts")
         return ts_ms
     raise EventRejected(Reason.INVALID_TIMESTAMP, "ts must be an RFC 3339 string or integer epoch milliseconds", "ts")
 

@@ -12,11 +12,12 @@ HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 
 _UNITS = {"ms": MS, "s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY, "w": 7 * DAY}
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*\Z", re.ASCII)
 
-# RFC 3339 section 5.6 (date-time), strictly: a time-offset is mandatory.
+# RFC 3339 section 5.6 (date-time), strictly: a time-offset is mandatory. ASCII digits
+# only, and \Z rather than $ (which would also match before a trailing newline).
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII
 )
 
 # Epoch-ms values accepted for `ts`: 1970-01-01 .. 9999-12-31.
