@@ -87,5 +87,51 @@ def config_show(ctx: click.Context) -> None:
     sys.stdout.write("\n")
 
 
+@main.group()
+def stack() -> None:
+    """The local Kafka/Redis/Prometheus stack (no Docker needed)."""
+
+
+@stack.command("up")
+@click.option("--prometheus", is_flag=True, help="Also start Prometheus (Debian package).")
+def stack_up(prometheus: bool) -> None:
+    """Start the local stack, or reuse the running one; print its addresses."""
+    from streams import stack as local
+
+    try:
+        running = local.up(prometheus=prometheus, log=lambda line: click.echo(line, err=True))
+    except local.StackError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(running.to_json(), indent=2))
+
+
+@stack.command("down")
+@click.option("--purge", is_flag=True, help="Also delete the services' data.")
+def stack_down(purge: bool) -> None:
+    """Stop the local stack."""
+    from streams import stack as local
+
+    local.down(purge=purge, log=lambda line: click.echo(line, err=True))
+
+
+@stack.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: addresses and health.")
+def stack_status(as_json: bool) -> None:
+    """Show whether the local stack runs and where; exit 1 when it does not."""
+    from streams import stack as local
+
+    info = local.status()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        if not info["services"]:
+            click.echo(f"no stack in {info['directory']}")
+        for name, service in info["services"].items():
+            state = "up" if info["healthy"][name] else "DOWN"
+            click.echo(f"{name:<11} {state:<5} {service['address']}")
+    if not info["running"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
