@@ -1,0 +1,54 @@
+"""Shared test setup.
+
+Hypothesis profiles: "ci" (more examples, used by scripts/test) and "dev" (quick, the
+default when HYPOTHESIS_PROFILE is unset). No deadline in either: CI machines are slow
+and uneven, and the suite's budget is enforced by example counts instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+# --- real services, started once per test session -------------------------------------
+
+import uuid as _uuid
+from pathlib import Path as _Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The local Kafka + Redis stack for this test session (its own directory and ports).
+
+    Set ENGAGE_TEST_STACK_DIR to reuse a stack across sessions (it is then left running).
+    """
+    from streams import stack as local
+
+    reuse = os.environ.get("ENGAGE_TEST_STACK_DIR")
+    directory = _Path(reuse) if reuse else tmp_path_factory.mktemp("stack")
+    running = local.up(directory, log=print)
+    yield running
+    if not reuse:
+        local.down(directory, purge=True)
+
+
+@pytest.fixture(scope="session")
+def prometheus_stack(stack):
+    """The same stack plus a real Prometheus (started on first use)."""
+    from streams import stack as local
+
+    return local.up(_Path(stack.directory), prometheus=True, log=print)
+
+
+@pytest.fixture
+def unique():
+    """A unique prefix for this test's topics, consumer groups and Redis keys."""
+    return f"t{_uuid.uuid4().hex[:10]}"
