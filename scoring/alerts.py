@@ -41,6 +41,17 @@ class View:
     def tier(self) -> kpis.Tier:
         return self.card.tier
 
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.card.tier, self.card.es)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the rules remember of a customer's last evaluation (small, persisted by the edge)."""
+
+    tier: kpis.Tier
+    es: float
+
 
 @dataclass(frozen=True, slots=True)
 class RuleState:
@@ -90,11 +101,11 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
 
 
 def evaluate(
-    previous: View | None, current: View, states: AlertStates, config: Config
+    previous: Snapshot | None, current: View, states: AlertStates, config: Config
 ) -> tuple[list[Alert], dict[str, RuleState]]:
     """Alerts that fire now, and the rule states to keep for next time.
 
-    `previous` is the view from the customer's last evaluation (None the first time),
+    `previous` is the snapshot of the customer's last evaluation (None the first time),
     so a tier lost because counts aged out of the window is caught by the next update
     or sweep, whichever comes first.
     """
@@ -116,7 +127,7 @@ def evaluate(
         if previous is not None and current.tier.rank < previous.tier.rank:
             if not state.active or current.tier.rank < kpis.Tier(state.level).rank:
                 alert(Rule.TIER_DOWNGRADE,
-                      {"tier": previous.tier.value, "es": previous.card.es},
+                      {"tier": previous.tier.value, "es": previous.es},
                       {"tier": current.tier.value, "es": current.card.es})
                 baseline = state.baseline if state.active else previous.tier.value
                 state = RuleState(True, baseline, current.tier.value)

@@ -8,7 +8,8 @@ The order of checks is fixed and shared with the edge:
 2. event id already seen for customer   -> duplicate (counted once, never re-applied)
 3. ts beyond now + max_future_skew      -> rejected ts_in_future
 4. ts before watermark - lateness       -> rejected ts_too_late
-5. apply, evict, evaluate alert rules   -> accepted
+5. apply and evict                       -> accepted
+6. alert rules, once per event (process) or once per touched customer (process_batch)
 """
 
 from __future__ import annotations
@@ -56,16 +57,43 @@ def gate(event: Event, state: CustomerState | None, now_ms: int, config: Config)
     return Outcome.ACCEPTED
 
 
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    results: list[Result]                 # one per message, in order
+    touched: tuple[str, ...]              # customers whose state changed
+    alerts: list[alert_rules.Alert]
+
+
 @dataclass
 class Scorer:
     config: Config
     customers: dict[str, CustomerState] = field(default_factory=dict)
     alert_states: dict[str, dict[str, alert_rules.RuleState]] = field(default_factory=dict)
-    views: dict[str, alert_rules.View] = field(default_factory=dict)  # each customer's last evaluated view
+    snapshots: dict[str, alert_rules.Snapshot] = field(default_factory=dict)  # each customer's last evaluation
     evaluate_alerts: bool = True
 
     def process(self, message: bytes | dict[str, Any], now_ms: int) -> Result:
-        """Handle one raw message (bytes) or already-decoded JSON object."""
+        """Handle one raw message (bytes) or already-decoded JSON object; alerts evaluated after it."""
+        result = self._admit(message, now_ms)
+        if result.outcome is Outcome.ACCEPTED and self.evaluate_alerts:
+            state = self.customers[result.event.customer_id]
+            return Result(Outcome.ACCEPTED, event=result.event, alerts=self._alerts(state, now_ms))
+        return result
+
+    def process_batch(self, messages: list[bytes | dict[str, Any]], now_ms: int) -> BatchResult:
+        """Handle messages in order; alert rules run once per touched customer, after the batch.
+
+        This is what the live pipeline calls with a batch's customers loaded from Redis.
+        """
+        results = [self._admit(message, now_ms) for message in messages]
+        touched = dict.fromkeys(r.event.customer_id for r in results if r.outcome is Outcome.ACCEPTED)
+        fired: list[alert_rules.Alert] = []
+        if self.evaluate_alerts:
+            for customer_id in touched:
+                fired.extend(self._alerts(self.customers[customer_id], now_ms))
+        return BatchResult(results, tuple(touched), fired)
+
+    def _admit(self, message: bytes | dict[str, Any], now_ms: int) -> Result:
         try:
             event = decode_event(message, self.config) if isinstance(message, bytes) else validate_event(
                 message, self.config
@@ -75,7 +103,7 @@ class Scorer:
             return Result(Outcome.REJECTED, reason=rejected.reason, detail=rejected.detail)
 
     def apply(self, event: Event, now_ms: int) -> Result:
-        """Gate and apply a validated event. Raises EventRejected for a bad time."""
+        """Gate and apply a validated event (no alert evaluation). Raises EventRejected for a bad time."""
         state = self.customers.get(event.customer_id)
         if gate(event, state, now_ms, self.config) is Outcome.DUPLICATE:
             return Result(Outcome.DUPLICATE, event=event)
@@ -83,8 +111,7 @@ class Scorer:
             state = self.customers[event.customer_id] = CustomerState(event.customer_id)
         state.apply(event, contribution(event, self.config), now_ms, self.config)
         state.evict(now_ms, self.config)
-        fired = self._alerts(state, now_ms) if self.evaluate_alerts else ()
-        return Result(Outcome.ACCEPTED, event=event, alerts=fired)
+        return Result(Outcome.ACCEPTED, event=event)
 
     def sweep(self, now_ms: int) -> list[alert_rules.Alert]:
         """Time-driven work: evict old buckets and evaluate inactivity/activation for everyone."""
@@ -99,9 +126,11 @@ class Scorer:
         """Compare with the view of the last evaluation, so changes by ageing are seen too."""
         cid = state.customer_id
         current = alert_rules.view(state, now_ms, self.config)
-        fired, states = alert_rules.evaluate(self.views.get(cid), current, self.alert_states.get(cid, {}), self.config)
+        fired, states = alert_rules.evaluate(
+            self.snapshots.get(cid), current, self.alert_states.get(cid, {}), self.config
+        )
         self.alert_states[cid] = states
-        self.views[cid] = current
+        self.snapshots[cid] = current.snapshot()
         return tuple(fired)
 
     # --- reads -------------------------------------------------------------------------

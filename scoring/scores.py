@@ -9,7 +9,7 @@ from scoring import kpis
 from scoring.config import Config
 from scoring.state import CustomerState
 from scoring.timeutil import DAY
-from scoring.windows import bucket_age, retained_from_bucket, window_start_bucket, window_start_ms
+from scoring.windows import bucket_age, window_start_bucket, window_start_ms
 
 COUNT_PREFIX = "n."
 MAU_WINDOW_MS = 30 * DAY
@@ -93,14 +93,14 @@ def breakdown(counts: Mapping[str, int], config: Config) -> tuple[TypeScore, ...
 
 
 def decayed_score(state: CustomerState, as_of_ms: int, config: Config) -> float | None:
-    """CER over the retained history (config.retention_ms), each bucket halved per half-life of age.
+    """A recency-weighted CER: the scoring window's buckets, each halved per half-life of age.
 
-    Only buckets inside the retention horizon as of `as_of_ms` count, so evicting older
-    ones never changes the result. None when decay is off.
+    Bounded by the scoring window (like CER), so it depends on no other setting and
+    evicting older buckets never changes it. None when decay is off.
     """
     if config.decay_half_life_ms is None:
         return None
-    oldest = retained_from_bucket(as_of_ms, config)
+    oldest = window_start_bucket(as_of_ms, config.window_ms, config.bucket_ms)
     weighted_by_age = []
     for bucket, counters in state.buckets.items():
         if bucket < oldest:

@@ -209,3 +209,18 @@ def test_leaderboard_orders_by_score_then_cer_then_id():
     scorer.process(ev("mid", "purchase", NOW, value=10), NOW)
     assert [c.customer_id for c in scorer.leaderboard(NOW, limit=3)] == ["high", "mid", "low"]
     assert [c.customer_id for c in scorer.leaderboard(NOW, limit=2, bottom=True)] == ["low", "mid"]
+
+
+def test_decayed_score_is_a_recency_weighted_cer_over_the_window():
+    config = load_config(overrides={"scoring": {"decay_half_life": "1d"}})
+    scorer = Scorer(config, evaluate_alerts=False)
+    noon = DAY0 + 12 * HOUR
+    scorer.process(ev("d", "purchase", noon, value=1), noon)                       # weight 5
+    scorer.process(ev("d", "purchase", noon + 2 * DAY, value=1), noon + 2 * DAY)
+    card = scorer.customer("d", noon + 2 * DAY)
+    # bucket midpoints are noon: ages 2 days and 0 -> 5 * 0.25 + 5 * 1
+    assert card.decayed == 5 * 0.25 + 5 * 1.0
+    assert card.decayed <= card.cer == 10
+    # the window is buckets day 3..32 at day 32: both purchases are out, nothing decays from outside
+    assert scorer.customer("d", noon + 31 * DAY).decayed == 5 * 0.5 ** 29   # day 2 still in (days 2..31)
+    assert scorer.customer("d", noon + 32 * DAY).decayed == 0.0
