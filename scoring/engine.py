@@ -29,6 +29,9 @@ from scoring.state import CustomerState
 from scoring.windows import is_in_future, is_too_late
 
 
+Message = bytes | dict[str, Any] | Event  # raw bytes, decoded JSON, or an already validated Event
+
+
 class Outcome(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
@@ -72,15 +75,15 @@ class Scorer:
     snapshots: dict[str, alert_rules.Snapshot] = field(default_factory=dict)  # each customer's last evaluation
     evaluate_alerts: bool = True
 
-    def process(self, message: bytes | dict[str, Any], now_ms: int) -> Result:
-        """Handle one raw message (bytes) or already-decoded JSON object; alerts evaluated after it."""
+    def process(self, message: Message, now_ms: int) -> Result:
+        """Handle one raw message, decoded JSON object or validated Event; alerts evaluated after it."""
         result = self._admit(message, now_ms)
         if result.outcome is Outcome.ACCEPTED and self.evaluate_alerts:
             state = self.customers[result.event.customer_id]
             return Result(Outcome.ACCEPTED, event=result.event, alerts=self._alerts(state, now_ms))
         return result
 
-    def process_batch(self, messages: list[bytes | dict[str, Any]], now_ms: int) -> BatchResult:
+    def process_batch(self, messages: list[Message], now_ms: int) -> BatchResult:
         """Handle messages in order; alert rules run once per touched customer, after the batch.
 
         This is what the live pipeline calls with a batch's customers loaded from Redis.
@@ -93,11 +96,14 @@ class Scorer:
                 fired.extend(self._alerts(self.customers[customer_id], now_ms))
         return BatchResult(results, tuple(touched), fired)
 
-    def _admit(self, message: bytes | dict[str, Any], now_ms: int) -> Result:
+    def _admit(self, message: Message, now_ms: int) -> Result:
         try:
-            event = decode_event(message, self.config) if isinstance(message, bytes) else validate_event(
-                message, self.config
-            )
+            if isinstance(message, Event):
+                event = message
+            elif isinstance(message, bytes):
+                event = decode_event(message, self.config)
+            else:
+                event = validate_event(message, self.config)
             return self.apply(event, now_ms)
         except EventRejected as rejected:
             return Result(Outcome.REJECTED, reason=rejected.reason, detail=rejected.detail)
