@@ -87,6 +87,107 @@ def config_show(ctx: click.Context) -> None:
     sys.stdout.write("\n")
 
 
+def _settings(**flags: object):
+    from streams.settings import SettingsError, load_settings
+
+    try:
+        return load_settings({k: v for k, v in flags.items() if v is not None})
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+_service_options = [
+    click.option("--kafka", "kafka_bootstrap", help="Kafka bootstrap host:port. Env: ENGAGE_KAFKA_BOOTSTRAP "
+                 "(default: the local stack)."),
+    click.option("--redis", "redis_url", help="Redis URL. Env: ENGAGE_REDIS_URL (default: the local stack)."),
+    click.option("--topic-prefix", help="Prefix for every topic name (isolation), e.g. 'test1.'"),
+]
+
+
+def service_options(fn):  # type: ignore[no-untyped-def]
+    for option in reversed(_service_options):
+        fn = option(fn)
+    return fn
+
+
+def _topic_names(topic_prefix: str | None) -> dict[str, str]:
+    if not topic_prefix:
+        return {}
+    return {name: f"{topic_prefix}{default}" for name, default in (
+        ("events_topic", "engagement.events"), ("dlq_topic", "engagement.events.dlq"),
+        ("scores_topic", "engagement.scores"), ("alerts_topic", "engagement.alerts"))}
+
+
+@main.command()
+@service_options
+@click.option("--app-id", help="Consumer group / Faust app id. Env: ENGAGE_APP_ID.")
+@click.option("--key-prefix", help="Redis key prefix. Env: ENGAGE_KEY_PREFIX.")
+@click.option("--web-port", type=int, help="HTTP port of the API and /metrics. Env: ENGAGE_WEB_PORT.")
+@click.option("--partitions", type=int, help="Partitions of the topics. Env: ENGAGE_PARTITIONS.")
+@click.option("--loglevel", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.pass_context
+def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id, key_prefix, web_port,
+           partitions, loglevel) -> None:  # type: ignore[no-untyped-def]
+    """Run a scoring worker (Faust): events in, Redis state, scores, alerts, API and /metrics."""
+    config = _load(ctx.obj["config_path"])
+    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, app_id=app_id,
+                         key_prefix=key_prefix, web_port=web_port, partitions=partitions,
+                         **_topic_names(topic_prefix))
+    from faust.worker import Worker
+
+    from streams.app import create_app
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    app, _ = create_app(settings, config)
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@main.command()
+@service_options
+@click.option("--partitions", type=int, help="Partitions of new topics. Env: ENGAGE_PARTITIONS.")
+def topics(kafka_bootstrap, redis_url, topic_prefix, partitions) -> None:  # type: ignore[no-untyped-def]
+    """Create the events, DLQ, scores (compacted) and alerts topics."""
+    from streams.topics import ensure_topics
+
+    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused",
+                         partitions=partitions, **_topic_names(topic_prefix))
+    for name, state in ensure_topics(settings).items():
+        click.echo(f"{name}: {state}")
+
+
+@main.command()
+@service_options
+@click.option("--count", type=click.IntRange(1, 1_000_000_000), default=10000, show_default=True)
+@click.option("--rate", type=click.FloatRange(0.001, 10_000_000), default=None,
+              help="Messages per second (event times follow the clock); default: as fast as possible, "
+                   "with event times spread over --history.")
+@click.option("--history", default="7d", show_default=True, help="Unpaced: event times spread over the last ...")
+@click.option("--customers", type=click.IntRange(1, 100_000_000), default=1000, show_default=True)
+@click.option("--accounts", type=click.IntRange(1, 10_000_000), default=100, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--id-prefix", default="", help="Prefix for customer/account/event ids (isolation).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def generate(kafka_bootstrap, redis_url, topic_prefix, count, rate, history, customers, accounts, seed, id_prefix,
+             quiet) -> None:  # type: ignore[no-untyped-def]
+    """Produce realistic synthetic events (Zipf activity, every type, some duplicates, late and bad ones)."""
+    from scoring.synthetic import TrafficSettings
+    from scoring.timeutil import parse_duration
+    from streams.producer import GenerateOptions, generate as run_generate
+
+    try:
+        history_ms = parse_duration(history)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--history") from None
+    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused",
+                         **_topic_names(topic_prefix))
+    sent = run_generate(settings, GenerateOptions(
+        count=count, rate=rate, history_ms=history_ms, progress=not quiet,
+        traffic=TrafficSettings(customers=customers, accounts=accounts, seed=seed, prefix=id_prefix)))
+    click.echo(json.dumps(dict(sorted(sent.items()))))
+
+
 @main.group()
 def stack() -> None:
     """The local Kafka/Redis/Prometheus stack (no Docker needed)."""

@@ -1,0 +1,283 @@
+"""The Faust application: topics, the scoring agent, timers and the web routes.
+
+Design notes (faust-streaming 0.15.3):
+* `stream.take_events()` acknowledges the whole buffer in a `finally`, even when the
+  body raised. So a batch never escapes the agent: the Redis commit and then the
+  publishing are each retried until they succeed, and only then does the loop go on
+  (and the offsets become committable). At-least-once delivery plus event-id dedup in
+  the same Redis transaction gives every event exactly one effect.
+* Agent concurrency is 1: with more, a commit could pass a batch still in flight.
+* No Faust tables: all state is in Redis, written per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from scoring.config import Config
+from scoring.engine import Outcome, Scorer
+from scoring.reasons import EventRejected
+from streams import api
+from streams.codec import CustomerRecord, dead_letter, score_snapshot
+from streams.metrics import Metrics
+from streams.processor import BatchProcessor, Incoming, Processed
+from streams.settings import Settings
+from streams.store import Changes, RedisStore
+
+log = logging.getLogger("engage.worker")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Runtime:
+    """Everything the agent, timers and views share: one per worker process."""
+
+    def __init__(self, app: faust.App, settings: Settings, config: Config) -> None:
+        self.app = app
+        self.settings = settings
+        self.config = config
+        self.worker_id = f"{settings.app_id}-{uuid.uuid4().hex[:8]}"
+        self.store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+        self.processor = BatchProcessor(config, self.store)
+        self.metrics = Metrics(config.aer_reference_lines)
+        self.positions: dict[tuple[str, int], int] = {}   # next offset to process, per partition
+        self.failing = False
+        self.topics: dict[str, faust.TopicT] = {}
+        self._conflicts_seen = 0
+
+    async def handle(self, events: list[Any]) -> None:
+        """Process one batch to completion; never raises (but for cancellation)."""
+        batch = [Incoming(e.message.value or b"", e.message.key, e.message.topic, e.message.partition,
+                          e.message.offset) for e in events]
+        processed = await self._retry("redis", lambda: self.processor.process(batch, now_ms()))
+        await self._retry("publish", lambda: self.publish(processed))
+        self._observe(processed, batch)
+
+    async def _retry(self, what: str, step: Callable[[], Awaitable[Any]]) -> Any:
+        attempt = 0
+        while True:
+            try:
+                result = await step()
+                self.failing = False
+                return result
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - any failure: keep the batch, back off, try again
+                attempt += 1
+                self.failing = True
+                self.metrics.retries.inc()
+                log.exception("%s step failed (attempt %d); retrying the same batch", what, attempt)
+                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+
+    async def publish(self, processed: Processed) -> None:
+        """DLQ, scores and alerts; awaited until delivered, before the batch counts as done."""
+        sends = []
+        for message, result in processed.rejections():
+            rejected = EventRejected(result.reason, result.detail)  # type: ignore[arg-type]
+            value = dead_letter(message.value, message.key, rejected, message.topic, message.partition,
+                                message.offset, processed.now_ms)
+            sends.append(await self.topics["dlq"].send(key=message.key, value=value))
+        for card in processed.cards:
+            sends.append(await self.topics["scores"].send(key=card.customer_id.encode(), value=score_snapshot(card)))
+        for alert in processed.alerts:
+            sends.append(await self.topics["alerts"].send(key=alert.customer_id.encode(),
+                                                          value=orjson.dumps(alert.to_dict())))
+        if sends:
+            await asyncio.gather(*sends)
+
+    def _observe(self, processed: Processed, batch: list[Incoming]) -> None:
+        m = self.metrics
+        m.batch_size.observe(len(batch))
+        m.consumed.inc(len(batch))
+        m.processed.inc(processed.count(Outcome.ACCEPTED))
+        m.deduplicated.inc(processed.count(Outcome.DUPLICATE))
+        for _, result in processed.rejections():
+            m.rejected.labels(reason=result.reason.value).inc()  # type: ignore[union-attr]
+        for alert in processed.alerts:
+            m.alerts.labels(rule=alert.rule.value).inc()
+        for _, result in processed.outcomes:
+            if result.outcome is Outcome.ACCEPTED:
+                m.latency.observe(max(0.0, (processed.now_ms - result.event.ts_ms) / 1000.0))  # type: ignore[union-attr]
+        for message in batch:
+            key = (message.topic, message.partition)
+            self.positions[key] = max(self.positions.get(key, 0), message.offset + 1)
+        m.conflicts.inc(self.store.conflicts - self._conflicts_seen)
+        self._conflicts_seen = self.store.conflicts
+
+    def lag(self) -> int:
+        consumer = self.app.consumer
+        total = 0
+        for tp in consumer.assignment():
+            if tp.topic != self.settings.events_topic:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                total += max(0, highwater - self.positions.get((tp.topic, tp.partition), 0))
+        return total
+
+    async def refresh_kpis(self) -> None:
+        """One worker at a time recomputes the shared KPI snapshot from Redis."""
+        ttl = int(self.settings.kpi_interval_s * 3000)
+        if not await self.store.claim_kpi_refresh(self.worker_id, ttl):
+            return
+        at = now_ms()
+        snapshot = await api.kpis(self.store, self.config, at)
+        await self.store.save_kpis(snapshot)
+
+    async def sweep(self) -> None:
+        """Time-driven alert rules (inactivity, activation, ageing) and eviction, in chunks."""
+        ids = await self.store.customer_ids()
+        at = now_ms()
+        for start in range(0, len(ids), 200):
+            chunk = ids[start : start + 200]
+
+            def compute(records: dict[str, CustomerRecord]) -> Changes[list[Any]]:
+                scorer = Scorer(self.config, customers={c: r.state for c, r in records.items()},
+                                alert_states={c: dict(r.alert_states) for c, r in records.items()},
+                                snapshots={c: r.snapshot for c, r in records.items() if r.snapshot is not None})
+                fired = scorer.sweep(at)
+                changed = {c: CustomerRecord(scorer.customers[c], scorer.alert_states.get(c, {}),
+                                             scorer.snapshots.get(c)) for c in records}
+                return Changes(changed, fired)
+
+            fired = await self.store.transact(chunk, compute) or []
+            await self._retry("publish", lambda: self.publish(Processed(alerts=fired, now_ms=at)))
+            for alert in fired:
+                self.metrics.alerts.labels(rule=alert.rule.value).inc()
+
+    async def metrics_payload(self) -> bytes:
+        self.metrics.kpis.snapshot = await self.store.kpis()
+        self.metrics.lag.set(self.lag())
+        return generate_latest(self.metrics.registry)
+
+    async def ready(self) -> tuple[bool, str]:
+        try:
+            await self.store.ping()
+        except Exception as exc:  # noqa: BLE001
+            return False, f"redis unreachable: {exc}"
+        if self.failing:
+            return False, "the last batch is being retried"
+        return True, "ok"
+
+
+def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        datadir=settings.data_dir,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        autodiscover=False,
+    )
+    runtime = Runtime(app, settings, config)
+    events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    runtime.topics = {
+        "dlq": app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes),
+        "scores": app.topic(settings.scores_topic, key_type=bytes, value_type=bytes),
+        "alerts": app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes),
+    }
+
+    @app.agent(events, concurrency=1, name="score")
+    async def score(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            await runtime.handle(list(batch))
+
+    @app.timer(settings.kpi_interval_s)
+    async def refresh_kpis() -> None:
+        try:
+            await runtime.refresh_kpis()
+        except Exception:  # noqa: BLE001 - a failed refresh keeps the previous snapshot
+            log.exception("KPI refresh failed")
+
+    @app.timer(settings.sweep_interval_s)
+    async def sweep() -> None:
+        try:
+            await runtime.sweep()
+        except Exception:  # noqa: BLE001
+            log.exception("sweep failed")
+
+    _routes(app, runtime)
+    return app, runtime
+
+
+def _routes(app: faust.App, runtime: Runtime) -> None:
+    store, config = runtime.store, runtime.config
+
+    async def reply(view: View, produce: Callable[[], Awaitable[Any]]) -> Response:
+        try:
+            return view.json(await produce())
+        except api.ApiError as err:
+            return view.json({"error": err.message, "status": err.status}, status=err.status)
+        except Exception:  # noqa: BLE001 - never a bare 500 page
+            log.exception("request failed")
+            return view.json({"error": "internal error", "status": 500}, status=500)
+
+    @app.page("/customers/{customer_id}")
+    class CustomerView(View):
+        async def get(self, request: Request, customer_id: str) -> Response:
+            return await reply(self, lambda: api.customer(
+                store, config, customer_id, api.parse_as_of(request.query, now_ms())))
+
+    @app.page("/accounts/{account_id}")
+    class AccountView(View):
+        async def get(self, request: Request, account_id: str) -> Response:
+            return await reply(self, lambda: api.account(
+                store, config, account_id, api.parse_as_of(request.query, now_ms())))
+
+    @app.page("/leaderboard")
+    class LeaderboardView(View):
+        async def get(self, request: Request) -> Response:
+            q = request.query
+            return await reply(self, lambda: api.leaderboard(
+                store, config, q.get("order", "top"), api.parse_limit(q), api.parse_as_of(q, now_ms())))
+
+    @app.page("/at-risk")
+    class AtRiskView(View):
+        async def get(self, request: Request) -> Response:
+            q = request.query
+            return await reply(self, lambda: api.at_risk(
+                store, config, api.parse_limit(q, 50), api.parse_as_of(q, now_ms())))
+
+    @app.page("/kpis")
+    class KpisView(View):
+        async def get(self, request: Request) -> Response:
+            return await reply(self, lambda: api.kpis(store, config, api.parse_as_of(request.query, now_ms())))
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok", "worker": runtime.worker_id})
+
+    @app.page("/readyz")
+    class ReadyView(View):
+        async def get(self, request: Request) -> Response:
+            ready, why = await runtime.ready()
+            return self.json({"ready": ready, "detail": why}, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            # aiohttp refuses a charset inside content_type; the full header goes in headers
+            return self.bytes(await runtime.metrics_payload(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,148 @@
+"""Prometheus metrics: pipeline counters per worker, business KPIs from the shared snapshot.
+
+Business KPI gauges are read at scrape time from the KPI snapshot in Redis (computed by
+one worker at a time from the shared state), so every worker reports the same values
+and a sum over workers never double-counts a customer. Labels are bounded: reason,
+rule, window, tier, band, survey, source, feature (configured allow-list) — never a
+customer or account id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from scoring.alerts import Rule
+from scoring.reasons import Reason
+
+
+@dataclass(frozen=True)
+class KpiGauge:
+    name: str                      # without the engagement_ prefix
+    help: str
+    field: str                     # BusinessKpis field
+    labels: Mapping[str, str] | None = None
+    key: str | None = None         # for mapping-valued fields
+
+
+KPI_GAUGES: tuple[KpiGauge, ...] = (
+    KpiGauge("active_engagement_rate_percent", "Active members / members x 100 (seed 000)", "aer"),
+    KpiGauge("members", "Current loyalty members", "members"),
+    KpiGauge("active_members", "Members with points activity in the AER window", "active_members"),
+    KpiGauge("active_customers", "Unique active customers in the window", "dau", {"window": "1d"}),
+    KpiGauge("active_customers", "Unique active customers in the window", "wau", {"window": "7d"}),
+    KpiGauge("active_customers", "Unique active customers in the window", "mau", {"window": "30d"}),
+    KpiGauge("stickiness_percent", "DAU / MAU x 100", "stickiness"),
+    KpiGauge("retention_rate_percent", "(E - N) / S x 100 over the retention period", "retention_rate"),
+    KpiGauge("churn_rate_percent", "Members lost / members at period start x 100", "churn_rate"),
+    KpiGauge("members_period_start", "Members at the start of the retention period", "members_at_start"),
+    KpiGauge("members_new", "Members now who were not members at the period start", "members_new"),
+    KpiGauge("members_lost", "Members at the period start who are no longer members", "members_lost"),
+    KpiGauge("week_one_engagement_percent", "New members active in their first 7 days x 100", "week_one_engagement"),
+    KpiGauge("new_member_cohort", "New members in the week-1 cohort", "new_members"),
+    KpiGauge("nps", "Net promoter score, -100..100", "nps"),
+    KpiGauge("csat_percent", "% of CSAT answers 4-5", "csat"),
+    KpiGauge("ces", "Mean customer effort score, 1-7", "ces"),
+    KpiGauge("survey_responses", "Survey answers in the KPI window", "nps_responses", {"survey": "nps"}),
+    KpiGauge("survey_responses", "Survey answers in the KPI window", "csat_responses", {"survey": "csat"}),
+    KpiGauge("survey_responses", "Survey answers in the KPI window", "ces_responses", {"survey": "ces"}),
+    KpiGauge("sentiment_score", "(positive - negative) / total x 100", "social_sentiment", {"source": "social"}),
+    KpiGauge("sentiment_score", "(positive - negative) / total x 100", "review_sentiment", {"source": "reviews"}),
+    KpiGauge("conversion_rate_percent", "Conversions / visits x 100", "conversion_rate"),
+    KpiGauge("click_through_rate_percent", "Ad clicks / impressions x 100", "click_through_rate"),
+    KpiGauge("open_rate_percent", "Email opens / delivered x 100", "open_rate"),
+    KpiGauge("sessions", "Ended sessions in the KPI window", "sessions"),
+    KpiGauge("bounce_rate_percent", "Bounced / ended sessions x 100", "bounce_rate"),
+    KpiGauge("pages_per_session", "Page views per session", "pages_per_session"),
+    KpiGauge("actions_per_session", "Actions per session", "actions_per_session"),
+    KpiGauge("session_duration_seconds", "Mean session duration", "average_session_duration"),
+    KpiGauge("revenue", "Purchase revenue in the KPI window", "revenue"),
+    KpiGauge("transactions", "Purchases in the KPI window", "transactions"),
+    KpiGauge("purchasers", "Customers with a purchase in the KPI window", "purchasers"),
+    KpiGauge("customers_in_window", "Customers with any event in the KPI window", "customers_in_window"),
+    KpiGauge("arpu", "Revenue / customers in the window", "arpu"),
+    KpiGauge("average_transaction_value", "Revenue / transactions", "average_transaction_value"),
+    KpiGauge("purchase_frequency", "Transactions / purchasing customers", "purchase_frequency"),
+    KpiGauge("customer_lifetime_value", "ATV x frequency x lifespan (1 / churn)", "customer_lifetime_value"),
+    KpiGauge("first_contact_resolution_percent", "First-contact resolutions / resolved x 100",
+             "first_contact_resolution"),
+    KpiGauge("average_handle_time_seconds", "Handle seconds / resolved tickets", "average_handle_time"),
+    KpiGauge("scored_customers", "Customers in the score distribution", "scored_customers"),
+    KpiGauge("engagement_score_mean", "Mean engagement score (0-100)", "mean_es"),
+    KpiGauge("engagement_score_median", "Median engagement score (0-100)", "median_es"),
+    KpiGauge("cer_mean", "Mean customer engagement rate", "mean_cer"),
+    KpiGauge("cer_below_benchmark_percent", "% of customers with CER below the benchmark", "below_benchmark_share"),
+)
+
+PREFIX = "engagement_"
+disable_created_metrics()  # no *_created series: they double the output and nobody graphs them
+
+
+class KpiCollector(Collector):
+    """Yields the KPI gauges from the latest snapshot handed to it (read at scrape time)."""
+
+    def __init__(self, reference_lines: Mapping[str, float]) -> None:
+        self.snapshot: Mapping[str, object] | None = None
+        self.reference_lines = dict(reference_lines)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snap = self.snapshot
+        if snap is None:
+            return
+        families: dict[str, GaugeMetricFamily] = {}
+
+        def family(name: str, help_text: str, labels: list[str]) -> GaugeMetricFamily:
+            if name not in families:
+                families[name] = GaugeMetricFamily(PREFIX + name, help_text, labels=labels)
+            return families[name]
+
+        family("kpi_as_of_timestamp_seconds", "Event-time instant the KPI snapshot is computed for", []).add_metric(
+            [], float(snap["as_of_ms"]) / 1000.0)  # type: ignore[arg-type]
+        for gauge in KPI_GAUGES:
+            labels = dict(gauge.labels or {})
+            family(gauge.name, gauge.help, list(labels)).add_metric(list(labels.values()), float(snap[gauge.field]))  # type: ignore[arg-type]
+        band = family("aer_band", "1 for the current AER band (<15 low, 15-25 moderate, >25 high)", ["band"])
+        for name in ("low", "moderate", "high"):
+            band.add_metric([name], 1.0 if snap["aer_band"] == name else 0.0)
+        lines = family("aer_reference_percent", "AER benchmark lines (seed 000)", ["benchmark"])
+        for name, value in sorted(self.reference_lines.items()):
+            lines.add_metric([name], float(value))
+        tiers = family("customers_by_tier", "Customers per engagement tier", ["tier"])
+        for tier, count in sorted(snap["tier_counts"].items()):  # type: ignore[union-attr]
+            tiers.add_metric([tier], float(count))
+        usage = family("feature_usage_percent", "Users of the feature / active users x 100 ('*' = any)", ["feature"])
+        for feature, value in sorted(snap["feature_usage"].items()):  # type: ignore[union-attr]
+            usage.add_metric([feature], float(value))
+        yield from families.values()
+
+
+class Metrics:
+    """Every metric a worker exports, on its own (injectable) registry."""
+
+    def __init__(self, reference_lines: Mapping[str, float], registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.consumed = Counter(PREFIX + "events_consumed", "Messages read from the events topic", registry=r)
+        self.processed = Counter(PREFIX + "events_processed", "Events accepted and applied to Redis", registry=r)
+        self.deduplicated = Counter(PREFIX + "events_deduplicated", "Events seen before (counted once)", registry=r)
+        self.rejected = Counter(PREFIX + "events_rejected", "Events sent to the dead-letter topic", ["reason"],
+                                registry=r)
+        self.alerts = Counter(PREFIX + "alerts", "Per-customer alerts published", ["rule"], registry=r)
+        self.latency = Histogram(PREFIX + "event_latency_seconds", "Event time to applied in Redis",
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+                                          3600, 86400), registry=r)
+        self.batch_size = Histogram(PREFIX + "batch_size", "Messages per processed batch",
+                                    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000), registry=r)
+        self.lag = Gauge(PREFIX + "consumer_lag", "Messages behind the end of this worker's partitions", registry=r)
+        self.retries = Counter(PREFIX + "batch_retries", "Batches retried after a Redis or Kafka error", registry=r)
+        self.conflicts = Counter(PREFIX + "redis_conflicts", "Optimistic transactions recomputed after a conflict",
+                                 registry=r)
+        for reason in Reason:
+            self.rejected.labels(reason=reason.value)
+        for rule in Rule:
+            self.alerts.labels(rule=rule.value)
+        self.kpis = KpiCollector(reference_lines)
+        r.register(self.kpis)

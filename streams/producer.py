@@ -1,0 +1,72 @@
+"""`engage generate`: synthetic traffic into the events topic with kafka-python."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from kafka import KafkaProducer
+
+from scoring.synthetic import Kind, TrafficGenerator, TrafficSettings
+from scoring.timeutil import DAY
+from streams.settings import Settings
+
+
+@dataclass
+class GenerateOptions:
+    count: int
+    rate: float | None          # messages per second; None = as fast as possible
+    history_ms: int = 7 * DAY   # unpaced: event times spread over the last `history`
+    traffic: TrafficSettings | None = None
+    progress: bool = True
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def generate(settings: Settings, options: GenerateOptions) -> Counter[str]:
+    """Send the messages; returns how many of each kind were sent."""
+    start = now_ms()
+    if options.rate:
+        first, span = start, int(options.count / options.rate * 1000)
+    else:
+        first, span = start - options.history_ms, options.history_ms
+    traffic = TrafficGenerator(options.traffic or TrafficSettings())
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5,
+                             batch_size=256 * 1024, compression_type=None, client_id="engage-generate")
+    sent: Counter[str] = Counter()
+    began = time.monotonic()
+    last_report = began
+    try:
+        for index, message in enumerate(traffic.messages(options.count, first, span)):
+            if options.rate:
+                due = began + index / options.rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            producer.send(settings.events_topic, key=message.key or None, value=message.value)
+            sent[message.kind.value] += 1
+            if options.progress and time.monotonic() - last_report >= 0.5:
+                last_report = time.monotonic()
+                _progress(index + 1, options.count, last_report - began)
+        producer.flush()
+    finally:
+        producer.close()
+    if options.progress:
+        _progress(options.count, options.count, time.monotonic() - began)
+        sys.stderr.write("\n")
+    return sent
+
+
+def _progress(done: int, total: int, elapsed: float) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    rate = done / elapsed if elapsed > 0 else 0.0
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} messages, {rate:,.0f}/s")
+    sys.stderr.flush()
+
+
+__all__ = ["GenerateOptions", "Kind", "generate"]
