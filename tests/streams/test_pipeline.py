@@ -1,0 +1,290 @@
+"""End to end on real services: Kafka -> worker process(es) -> Redis, API, /metrics, DLQ, scores.
+
+Everything the pipeline shows must equal the pure core's computation over the same
+messages, exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from scoring.config import load_config
+from scoring.engine import Outcome, Scorer
+from scoring.synthetic import Kind, TrafficGenerator, TrafficSettings
+from scoring.timeutil import DAY, HOUR
+from streams import stack as local
+from streams.codec import original_bytes
+from streams.metrics import KPI_GAUGES
+from streams.settings import load_settings
+from streams.store import RedisStore
+from streams.topics import ensure_topics
+
+pytestmark = pytest.mark.services
+CONFIG = load_config()
+MESSAGES = 2500
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WorkerProcess:
+    """`engage worker` as a real subprocess."""
+
+    def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str) -> None:
+        self.port = free_port()
+        self.log = log_dir / f"{name}.log"
+        env = {
+            **os.environ,
+            "ENGAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+            "ENGAGE_REDIS_URL": stack.redis_url,
+            "ENGAGE_KPI_INTERVAL_S": "1",
+            "ENGAGE_SWEEP_INTERVAL_S": "3600",
+            "ENGAGE_DATA_DIR": str(log_dir / f"{name}-data"),
+        }
+        command = [sys.executable, "-m", "streams.cli", "worker", "--topic-prefix", f"{unique}.",
+                   "--app-id", unique, "--key-prefix", unique, "--web-port", str(self.port)]
+        self.process = subprocess.Popen(command, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> tuple[int, object]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as response:
+            text = response.read().decode()
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        return values
+
+    def wait_until(self, predicate, what: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        last_error = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited: {self.log.read_text()[-3000:]}")
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except (OSError, ValueError, KeyError) as exc:
+                last_error = exc
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {what} ({last_error}); log:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def produce_stream(stack: local.Stack, unique: str) -> list[bytes]:
+    """A seeded stream with duplicates, out-of-order, late and malformed messages; returns the values sent."""
+    settings = load_settings({"kafka_bootstrap": stack.kafka_bootstrap, "redis_url": stack.redis_url,
+                              "events_topic": f"{unique}.engagement.events",
+                              "dlq_topic": f"{unique}.engagement.events.dlq",
+                              "scores_topic": f"{unique}.engagement.scores",
+                              "alerts_topic": f"{unique}.engagement.alerts"})
+    ensure_topics(settings)
+    traffic = TrafficGenerator(TrafficSettings(customers=120, accounts=12, seed=99, prefix=unique,
+                                               malformed_share=0.01, late_share=0.01, duplicate_share=0.02))
+    start = now_ms() - 5 * DAY
+    messages = list(traffic.messages(MESSAGES, start, 5 * DAY - HOUR))
+    kinds = Counter(m.kind for m in messages)
+    assert all(kinds[k] > 0 for k in Kind)  # every kind of trouble is really in the stream
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    for message in messages:
+        producer.send(settings.events_topic, key=message.key or None, value=message.value)
+    producer.flush()
+    producer.close()
+    return [m.value for m in messages]
+
+
+def consume_all(stack: local.Stack, topic: str, expected: int | None = None) -> list[tuple[bytes | None, bytes]]:
+    consumer = KafkaConsumer(topic, bootstrap_servers=stack.kafka_bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=5000)
+    records = [(m.key, m.value) for m in consumer]
+    consumer.close()
+    return records
+
+
+def reference_for(values: list[bytes], at_ms: int) -> tuple[Scorer, list]:
+    """The pure core over the same messages in the same per-partition (per-customer) order."""
+    scorer = Scorer(CONFIG)
+    results = [scorer.process(value, at_ms) for value in values]
+    return scorer, results
+
+
+def check_everything(stack: local.Stack, unique: str, values: list[bytes], workers: list[WorkerProcess]) -> Scorer:
+    total = lambda: sum(w.metrics()["engagement_events_consumed_total"] for w in workers)  # noqa: E731
+    workers[0].wait_until(lambda: total() == len(values), f"all {len(values)} messages consumed")
+    done_at = now_ms()
+    reference, results = reference_for(values, done_at)
+
+    # Redis state equals the core's, customer by customer
+    async def read_records():
+        store = RedisStore.from_url(stack.redis_url, unique)
+        try:
+            return await store.records(await store.customer_ids())
+        finally:
+            await store.close()
+
+    records = asyncio.run(read_records())
+    assert sorted(records) == sorted(reference.customers)
+    for cid, record in records.items():
+        assert record.state == reference.customers[cid], cid
+
+    # counters: consumed, processed, deduplicated, rejected by reason (summed over workers)
+    outcomes = Counter(r.outcome for r in results)
+    reasons = Counter(r.reason.value for r in results if r.reason)
+    summed: Counter[str] = Counter()
+    for worker in workers:
+        for name, value in worker.metrics().items():
+            summed[name] += value
+    assert summed["engagement_events_processed_total"] == outcomes[Outcome.ACCEPTED]
+    assert summed["engagement_events_deduplicated_total"] == outcomes[Outcome.DUPLICATE]
+    for reason, count in reasons.items():
+        assert summed[f'engagement_events_rejected_total{{reason="{reason}"}}'] == count, reason
+
+    # every API response equals the core's, at a fixed as_of, from every worker
+    as_of = done_at
+    for worker in workers:
+        for cid in reference.customers:
+            status, body = worker.get(f"/customers/{urllib.parse.quote(cid)}?as_of={as_of}")
+            assert status == 200
+            body.pop("alerts_active")
+            assert body == json.loads(orjson.dumps(reference.customer(cid, as_of).to_dict())), cid
+        accounts = {s.account_id for s in reference.customers.values() if s.account_id}
+        for aid in accounts:
+            status, body = worker.get(f"/accounts/{aid}?as_of={as_of}")
+            assert status == 200
+            assert body == json.loads(orjson.dumps(reference.account(aid, as_of).to_dict())), aid
+        for order in ("top", "bottom"):
+            status, body = worker.get(f"/leaderboard?order={order}&limit=15&as_of={as_of}")
+            expected = reference.leaderboard(as_of, limit=15, bottom=order == "bottom")
+            assert status == 200 and [c["customer_id"] for c in body["customers"]] == [c.customer_id for c in expected]
+        status, body = worker.get(f"/kpis?as_of={as_of}")
+        assert status == 200 and body == json.loads(orjson.dumps(reference.kpis(as_of).to_dict()))
+        assert worker.get("/customers/nobody-at-all")[0] == 404
+        assert worker.get("/leaderboard?order=sideways")[0] == 400
+
+    # /metrics KPI gauges equal the core's KPIs at the snapshot's instant, identical on every worker
+    def fresh_snapshot():
+        values_by_worker = [w.metrics() for w in workers]
+        stamps = {v.get("engagement_kpi_as_of_timestamp_seconds") for v in values_by_worker}
+        if len(stamps) == 1 and None not in stamps and stamps.pop() * 1000 > done_at:
+            return values_by_worker
+        return None
+
+    metric_sets = workers[0].wait_until(fresh_snapshot, "a KPI snapshot taken after the stream was processed")
+    snapshot_ms = round(metric_sets[0]["engagement_kpi_as_of_timestamp_seconds"] * 1000)
+    expected_kpis = reference.kpis(snapshot_ms).to_dict()
+    for metrics in metric_sets:
+        for gauge in KPI_GAUGES:
+            labels = ",".join(f'{k}="{v}"' for k, v in (gauge.labels or {}).items())
+            name = f"engagement_{gauge.name}" + (f"{{{labels}}}" if labels else "")
+            assert metrics[name] == pytest.approx(expected_kpis[gauge.field], rel=1e-12, abs=1e-12), name
+        for tier, count in expected_kpis["tier_counts"].items():
+            assert metrics[f'engagement_customers_by_tier{{tier="{tier}"}}'] == count
+        assert metrics[f'engagement_aer_band{{band="{expected_kpis["aer_band"]}"}}'] == 1.0
+
+    # the DLQ holds exactly the rejected messages, each with its reason and original bytes
+    dlq = consume_all(stack, f"{unique}.engagement.events.dlq")
+    got = Counter((json.loads(v)["reason"], original_bytes(json.loads(v))) for _, v in dlq)
+    want = Counter((r.reason.value, value) for value, r in zip(values, results) if r.outcome is Outcome.REJECTED)
+    assert got == want
+
+    # the compacted scores topic: each customer's last snapshot matches the core at its instant
+    last: dict[str, dict] = {}
+    for key, value in consume_all(stack, f"{unique}.engagement.scores"):
+        last[key.decode()] = json.loads(value)
+    assert sorted(last) == sorted(reference.customers)
+    for cid, snap in last.items():
+        card = reference.customer(cid, snap["ts"])
+        assert (snap["es"], snap["cer"], snap["tier"]) == (card.es, card.cer, card.tier.value), cid
+    return reference
+
+
+def test_one_worker_end_to_end_equals_the_core(stack, unique, tmp_path):
+    values = produce_stream(stack, unique)
+    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    try:
+        worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness")
+        check_everything(stack, unique, values, [worker])
+    finally:
+        worker.stop()
+
+
+def test_two_workers_sharing_the_partitions_equal_the_core(stack, unique, tmp_path):
+    values = produce_stream(stack, unique)
+    workers = [WorkerProcess(stack, unique, tmp_path, f"w{i}") for i in (1, 2)]
+    try:
+        for worker in workers:
+            worker.wait_until(lambda w=worker: w.get("/readyz")[0] == 200, "readiness")
+        check_everything(stack, unique, values, workers)
+        consumed = [w.metrics()["engagement_events_consumed_total"] for w in workers]
+        assert all(c > 0 for c in consumed), consumed  # both really took part
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def test_a_real_prometheus_scrapes_the_worker(prometheus_stack, unique, tmp_path):
+    values = produce_stream(prometheus_stack, unique)
+    worker = WorkerProcess(prometheus_stack, unique, tmp_path, "w1")
+    try:
+        worker.wait_until(lambda: worker.metrics()["engagement_events_consumed_total"] == len(values), "consumption")
+        worker.wait_until(lambda: "engagement_members" in worker.metrics(), "a KPI snapshot")
+        local.set_scrape_targets(prometheus_stack, [f"127.0.0.1:{worker.port}"])
+
+        def query(expr: str) -> float | None:
+            url = f"{prometheus_stack.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+            with urllib.request.urlopen(url, timeout=10) as response:
+                result = json.load(response)["data"]["result"]
+            return float(result[0]["value"][1]) if result else None
+
+        scraped = worker.wait_until(lambda: query("engagement_events_consumed_total"), "Prometheus to scrape")
+        assert scraped == len(values)
+        members = worker.metrics()["engagement_members"]
+        assert worker.wait_until(lambda: query("engagement_members") == members, "the members gauge")
+        assert query('sum(engagement_events_rejected_total)') > 0
+        assert query('count(engagement_customers_by_tier)') == 3
+    finally:
+        local.set_scrape_targets(prometheus_stack, [])
+        worker.stop()
