@@ -29,22 +29,41 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 
 @main.command()
-@click.option("--offline", is_flag=True, default=True, show_default=True,
-              help="Run the pure core over generated traffic on a simulated clock (no services).")
+@click.option("--offline", is_flag=True,
+              help="No services: run the pure core over generated traffic on a simulated clock.")
 @click.option("--customers", type=click.IntRange(1, 10_000_000), default=600, show_default=True)
 @click.option("--accounts", type=click.IntRange(1, 1_000_000), default=60, show_default=True)
-@click.option("--events", type=click.IntRange(1, 100_000_000), default=40000, show_default=True)
+@click.option("--events", type=click.IntRange(1, 100_000_000), default=40000, show_default=True,
+              help="Offline: events to score.")
 @click.option("--days", type=click.IntRange(1, 3650), default=45, show_default=True,
-              help="Simulated days the events are spread over.")
+              help="Offline: simulated days the events are spread over.")
+@click.option("--backfill", type=click.IntRange(0, 10_000_000), default=5000, show_default=True,
+              help="Live: history events (last 7 days) sent before the live traffic.")
+@click.option("--rate", type=click.FloatRange(1, 1_000_000), default=200.0, show_default=True,
+              help="Live: events per second.")
+@click.option("--duration", type=click.FloatRange(0, 86400), default=60.0, show_default=True,
+              help="Live: seconds of live traffic (0 = until Ctrl-C).")
+@click.option("--web-port", type=click.IntRange(1, 65535), default=None, help="Live: worker HTTP port (default: free).")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.pass_context
-def demo(ctx: click.Context, offline: bool, customers: int, accounts: int, events: int, days: int, seed: int) -> None:
-    """Score generated traffic and show live KPIs, leaderboards and alerts."""
-    from streams.demo import DemoSettings, run_offline
+def demo(ctx: click.Context, offline: bool, customers: int, accounts: int, events: int, days: int, backfill: int,
+         rate: float, duration: float, web_port: int | None, seed: int) -> None:
+    """The whole product on this machine: local Kafka + Redis, a worker, generated traffic, live KPIs."""
+    from streams.demo import DemoSettings, LiveDemoSettings, run_live, run_offline
 
     config = _load(ctx.obj["config_path"])
-    run_offline(config, DemoSettings(customers=customers, accounts=accounts, events=events, days=days, seed=seed),
-                click.echo)
+    if offline:
+        run_offline(config, DemoSettings(customers=customers, accounts=accounts, events=events, days=days,
+                                         seed=seed), click.echo)
+        return
+    from streams.stack import StackError
+
+    try:
+        run_live(ctx.obj["config_path"], LiveDemoSettings(customers=customers, accounts=accounts, backfill=backfill,
+                                                          rate=rate, duration_s=duration, seed=seed,
+                                                          web_port=web_port), click.echo)
+    except (StackError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.group()

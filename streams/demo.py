@@ -82,3 +82,138 @@ def _summary(echo: Callable[[str], None], scorer: Scorer, now: int, outcomes: Co
         echo(render.breakdown_table(top[0]))
     echo("\nOutcomes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(outcomes.items())))
     echo("Alerts:   " + (", ".join(f"{k} {v:,}" for k, v in sorted(alerts.items())) or "none"))
+
+
+# --- live mode -----------------------------------------------------------------------------
+
+
+@dataclass
+class LiveDemoSettings:
+    customers: int = 600
+    accounts: int = 60
+    backfill: int = 5000          # events spread over the last week, sent first
+    rate: float = 200.0           # live events per second afterwards
+    duration_s: float = 60.0      # how long the live part runs (0 = until Ctrl-C)
+    refresh_s: float = 2.0
+    seed: int = 7
+    web_port: int | None = None
+
+
+def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[str], None]) -> None:
+    """Local stack up, topics, a worker process, backfill, then live traffic and a refreshing view."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+    import urllib.request
+
+    import orjson
+
+    from scoring.business import BusinessKpis
+    from scoring.synthetic import TrafficSettings
+    from streams import stack as local
+    from streams.producer import GenerateOptions, generate
+    from streams.settings import load_settings
+    from streams.topics import ensure_topics
+
+    echo("Starting the local stack (Kafka KRaft + Redis) ...")
+    running = local.up(log=lambda line: echo(f"  {line}"))
+    port = demo.web_port or _free_port(socket)
+    settings = load_settings({"kafka_bootstrap": running.kafka_bootstrap, "redis_url": running.redis_url,
+                              "web_port": port})
+    ensure_topics(settings)
+    log_dir = local.stack_dir().parent / "demo"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "streams.cli"] + (["--config", config_path] if config_path else []) + [
+        "worker", "--web-port", str(port)]
+    env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": running.kafka_bootstrap, "ENGAGE_REDIS_URL": running.redis_url,
+           "ENGAGE_KPI_INTERVAL_S": str(demo.refresh_s), "ENGAGE_SWEEP_INTERVAL_S": "30"}
+    worker_log = log_dir / "worker.log"
+    worker = subprocess.Popen(command, env=env, stdout=open(worker_log, "ab"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> object:
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            return orjson.loads(response.read())
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited; see {worker_log}")
+            try:
+                get("/readyz")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the worker did not become ready; see {worker_log}") from None
+                time.sleep(0.5)
+        traffic = TrafficSettings(customers=demo.customers, accounts=demo.accounts, seed=demo.seed)
+        echo(f"Worker ready: API {base}/kpis  metrics {base}/metrics  (log: {worker_log})")
+        echo(f"Backfilling {demo.backfill:,} events of the last 7 days ...")
+        generate(settings, GenerateOptions(count=demo.backfill, rate=None, traffic=traffic, progress=False))
+        live_count = int(demo.rate * demo.duration_s) if demo.duration_s else 10**12
+        live = threading.Thread(target=generate, daemon=True, args=(settings, GenerateOptions(
+            count=live_count, rate=demo.rate, progress=False,
+            traffic=TrafficSettings(customers=demo.customers, accounts=demo.accounts, seed=demo.seed + 1))))
+        live.start()
+        started = time.monotonic()
+        tty = sys.stdout.isatty()
+        while live.is_alive() and (not demo.duration_s or time.monotonic() - started < demo.duration_s + 5):
+            time.sleep(demo.refresh_s)
+            _render_live(echo, get, base, BusinessKpis, tty, time.monotonic() - started)
+        _render_live(echo, get, base, BusinessKpis, False, time.monotonic() - started)
+        echo(f"\nDone. The stack keeps running (`./engage stack down` stops it); "
+             f"`./engage worker` serves {base} again.")
+    except KeyboardInterrupt:
+        echo("\nStopped.")
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _free_port(socket_module) -> int:  # type: ignore[no-untyped-def]
+    with socket_module.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _render_live(echo, get, base, kpi_type, clear: bool, elapsed: float) -> None:  # type: ignore[no-untyped-def]
+    try:
+        k = kpi_type(**get("/kpis"))
+        top = get("/leaderboard?order=top&limit=5")["customers"]
+        bottom = get("/leaderboard?order=bottom&limit=5")["customers"]
+        metrics = _counters(base)
+    except OSError as exc:
+        echo(f"(waiting for the worker: {exc})")
+        return
+    if clear:
+        echo("\033[H\033[J")  # home + clear screen: a refreshing view on a terminal
+    echo(f"\nLive engagement KPIs ({elapsed:,.0f} s)   API {base}   metrics {base}/metrics")
+    echo(f"consumed {metrics.get('consumed', 0):,.0f}  applied {metrics.get('processed', 0):,.0f}  "
+         f"duplicates {metrics.get('deduplicated', 0):,.0f}  dead-lettered {metrics.get('rejected', 0):,.0f}  "
+         f"alerts {metrics.get('alerts', 0):,.0f}\n")
+    echo(render.kpi_table(k))
+    rows = [(c["customer_id"], c["account_id"], c["es"], c["tier"], c["cer"]) for c in top]
+    echo("\nTop customers\n" + render.table(("customer", "account", "ES", "tier", "CER"), rows))
+    rows = [(c["customer_id"], c["account_id"], c["es"], c["tier"], c["cer"]) for c in bottom]
+    echo("\nBottom customers\n" + render.table(("customer", "account", "ES", "tier", "CER"), rows))
+
+
+def _counters(base: str) -> dict[str, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("engagement_") and "_total" in line:
+            name, value = line.rsplit(" ", 1)
+            short = name.split("_total")[0].removeprefix("engagement_").removeprefix("events_")
+            totals[short] = totals.get(short, 0.0) + float(value)
+    return totals

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from streams.cli import main
@@ -19,7 +20,7 @@ def run(*args: str, env: dict[str, str] | None = None):
 
 
 def test_demo_prints_progress_kpis_leaderboards_and_outcomes():
-    result = run("demo", "--events", "3000", "--customers", "120", "--accounts", "12", "--days", "6")
+    result = run("demo", "--offline", "--events", "3000", "--customers", "120", "--accounts", "12", "--days", "6")
     assert result.exit_code == 0, result.output
     out = result.output
     assert "Scoring 3,000 generated events for 120 customers over 6 simulated days" in out
@@ -33,7 +34,7 @@ def test_demo_prints_progress_kpis_leaderboards_and_outcomes():
 
 
 def test_demo_is_reproducible_for_a_seed():
-    args = ("demo", "--events", "1500", "--customers", "50", "--days", "3", "--seed", "42")
+    args = ("demo", "--offline", "--events", "1500", "--customers", "50", "--days", "3", "--seed", "42")
     assert run(*args).output == run(*args).output
     assert run(*args).output != run(*args[:-1], "43").output
 
@@ -62,11 +63,11 @@ def test_config_check_accepts_a_good_file_and_names_the_bad_key(tmp_path: Path):
 def test_a_bad_global_config_stops_any_command_before_it_starts(tmp_path: Path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[tiers]\nmoderate = 90\n")
-    result = run("--config", str(bad), "demo", "--events", "10")
+    result = run("--config", str(bad), "demo", "--offline", "--events", "10")
     assert result.exit_code == 2
     assert "config key 'tiers.moderate'" in result.output
     assert "Scoring" not in result.output
-    via_env = run("demo", "--events", "10", env={"ENGAGE_CONFIG": str(bad)})
+    via_env = run("demo", "--offline", "--events", "10", env={"ENGAGE_CONFIG": str(bad)})
     assert via_env.exit_code == 2 and "tiers.moderate" in via_env.output
 
 
@@ -89,3 +90,19 @@ def test_console_script_is_installed_and_runs():
     assert exe, "the engage console script is not installed next to the interpreter"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "demo" in out.stdout and "config" in out.stdout
+
+
+@pytest.mark.services
+def test_live_demo_runs_the_pipeline_on_the_local_stack(stack, monkeypatch):
+    """`engage demo` (the README's main command) against the session's stack."""
+    monkeypatch.setenv("ENGAGE_STACK_DIR", stack.directory)
+    result = run("demo", "--duration", "4", "--rate", "50", "--backfill", "300", "--customers", "40")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Worker ready: API http://127.0.0.1:" in out and "/metrics" in out
+    final = out.rsplit("Live engagement KPIs", 1)[1]
+    consumed = int(final.split("consumed ", 1)[1].split()[0].replace(",", ""))
+    assert consumed >= 300                                  # the backfill went through Kafka and the worker
+    for name in ("Active Engagement Rate", "DAU / WAU / MAU", "Top customers", "Bottom customers"):
+        assert name in final
+    assert "The stack keeps running" in out
