@@ -83,12 +83,16 @@ class Scorer:
             return Result(Outcome.ACCEPTED, event=result.event, alerts=self._alerts(state, now_ms))
         return result
 
-    def process_batch(self, messages: list[Message], now_ms: int) -> BatchResult:
+    def process_batch(self, messages: list[Message], now_ms: int, clocks: list[int] | None = None) -> BatchResult:
         """Handle messages in order; alert rules run once per touched customer, after the batch.
 
         This is what the live pipeline calls with a batch's customers loaded from Redis.
+        `clocks` optionally gives each message its own processing time (the pipeline uses
+        the broker's append time, so a replay gates exactly like the live run did);
+        `now_ms` is the time of the alert evaluation.
         """
-        results = [self._admit(message, now_ms) for message in messages]
+        times = clocks if clocks is not None else [now_ms] * len(messages)
+        results = [self._admit(message, at) for message, at in zip(messages, times, strict=True)]
         touched = dict.fromkeys(r.event.customer_id for r in results if r.outcome is Outcome.ACCEPTED)
         fired: list[alert_rules.Alert] = []
         if self.evaluate_alerts:

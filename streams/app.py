@@ -41,6 +41,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _millis(seconds: float | None) -> int | None:
+    return None if not seconds or seconds <= 0 else round(seconds * 1000)
+
+
 class Runtime:
     """Everything the agent, timers and views share: one per worker process."""
 
@@ -60,7 +64,7 @@ class Runtime:
     async def handle(self, events: list[Any]) -> None:
         """Process one batch to completion; never raises (but for cancellation)."""
         batch = [Incoming(e.message.value or b"", e.message.key, e.message.topic, e.message.partition,
-                          e.message.offset) for e in events]
+                          e.message.offset, _millis(e.message.timestamp)) for e in events]
         processed = await self._retry("redis", lambda: self.processor.process(batch, now_ms()))
         await self._retry("publish", lambda: self.publish(processed))
         self._observe(processed, batch)
@@ -116,13 +120,13 @@ class Runtime:
         m.conflicts.inc(self.store.conflicts - self._conflicts_seen)
         self._conflicts_seen = self.store.conflicts
 
+    def assigned(self) -> list[Any]:
+        return [tp for tp in self.app.consumer.assignment() if tp.topic == self.settings.events_topic]
+
     def lag(self) -> int:
-        consumer = self.app.consumer
         total = 0
-        for tp in consumer.assignment():
-            if tp.topic != self.settings.events_topic:
-                continue
-            highwater = consumer.highwater(tp)
+        for tp in self.assigned():
+            highwater = self.app.consumer.highwater(tp)
             if highwater is not None:
                 total += max(0, highwater - self.positions.get((tp.topic, tp.partition), 0))
         return total
@@ -160,6 +164,7 @@ class Runtime:
     async def metrics_payload(self) -> bytes:
         self.metrics.kpis.snapshot = await self.store.kpis()
         self.metrics.lag.set(self.lag())
+        self.metrics.assigned.set(len(self.assigned()))
         return generate_latest(self.metrics.registry)
 
     async def ready(self) -> tuple[bool, str]:

@@ -207,6 +207,62 @@ def generate(kafka_bootstrap, redis_url, topic_prefix, count, rate, history, cus
     click.echo(json.dumps(dict(sorted(sent.items()))))
 
 
+@main.command()
+@service_options
+@click.option("--key-prefix", help="Redis key prefix to rebuild. Env: ENGAGE_KEY_PREFIX.")
+@click.option("--fresh/--no-fresh", default=True, show_default=True,
+              help="Delete the prefix's keys first (a rebuild from scratch).")
+@click.pass_context
+def replay(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, key_prefix, fresh) -> None:  # type: ignore[no-untyped-def]
+    """Rebuild Redis from the events topic, from the earliest offset. Stop the workers first."""
+    import asyncio
+
+    from streams.replay import replay as run_replay
+
+    config = _load(ctx.obj["config_path"])
+    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, key_prefix=key_prefix,
+                         **_topic_names(topic_prefix))
+    try:
+        count = asyncio.run(run_replay(settings, config, fresh,
+                                       progress=lambda n: click.echo(f"\rreplayed {n:,} messages", nl=False, err=True)))
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"\nreplayed {count:,} messages from {settings.events_topic} into prefix {settings.key_prefix!r}",
+               err=True)
+
+
+@main.command()
+@click.argument("customer_id")
+@click.option("--redis", "redis_url", help="Redis URL. Env: ENGAGE_REDIS_URL (default: the local stack).")
+@click.option("--key-prefix", help="Redis key prefix. Env: ENGAGE_KEY_PREFIX.")
+@click.option("--as-of", type=click.IntRange(0), default=None, help="Epoch ms (default: now).")
+@click.pass_context
+def score(ctx: click.Context, customer_id: str, redis_url, key_prefix, as_of) -> None:  # type: ignore[no-untyped-def]
+    """Print a customer's scores and breakdown as JSON (from Redis, scored by the core)."""
+    import asyncio
+    import time
+
+    from streams import api
+    from streams.store import RedisStore
+
+    config = _load(ctx.obj["config_path"])
+    settings = _settings(redis_url=redis_url, key_prefix=key_prefix, kafka_bootstrap="unused:0")
+
+    async def lookup() -> dict[str, object]:
+        store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+        try:
+            return await api.customer(store, config, customer_id, as_of or time.time_ns() // 1_000_000)
+        finally:
+            await store.close()
+
+    try:
+        body = asyncio.run(lookup())
+    except api.ApiError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1 if exc.status == 404 else 2)
+    click.echo(json.dumps(body, indent=2))
+
+
 @main.group()
 def stack() -> None:
     """The local Kafka/Redis/Prometheus stack (no Docker needed)."""

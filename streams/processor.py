@@ -29,6 +29,7 @@ class Incoming:
     topic: str = ""
     partition: int = 0
     offset: int = 0
+    timestamp_ms: int | None = None   # broker append time: the clock for the time gates
 
 
 @dataclass
@@ -58,6 +59,7 @@ class BatchProcessor:
             except EventRejected as rejected:
                 decoded.append((message, rejected))
         events = [item for _, item in decoded if isinstance(item, Event)]
+        clocks = [m.timestamp_ms or now_ms for m, item in decoded if isinstance(item, Event)]
 
         def compute(records: dict[str, CustomerRecord]) -> Changes[Processed]:
             scorer = Scorer(
@@ -66,7 +68,7 @@ class BatchProcessor:
                 alert_states={cid: dict(r.alert_states) for cid, r in records.items()},
                 snapshots={cid: r.snapshot for cid, r in records.items() if r.snapshot is not None},
             )
-            batch_result = scorer.process_batch(events, now_ms)
+            batch_result = scorer.process_batch(events, now_ms, clocks)
             applied = iter(batch_result.results)
             processed = Processed(alerts=list(batch_result.alerts), now_ms=now_ms)
             for message, item in decoded:

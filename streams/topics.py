@@ -20,10 +20,13 @@ class TopicSpec:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """Events are kept forever so `engage replay` can rebuild Redis; scores are compacted."""
+    """Events are kept forever so `engage replay` can rebuild Redis, and stamped with the
+    broker's append time, the clock of the time gates (so a replay decides like the live run).
+    Scores are compacted."""
     n = settings.partitions
     return [
-        TopicSpec(settings.events_topic, n, {"retention.ms": "-1", "cleanup.policy": "delete"}),
+        TopicSpec(settings.events_topic, n, {"retention.ms": "-1", "cleanup.policy": "delete",
+                                             "message.timestamp.type": "LogAppendTime"}),
         TopicSpec(settings.dlq_topic, n, {"retention.ms": str(30 * DAY_MS)}),
         TopicSpec(settings.scores_topic, n, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
         TopicSpec(settings.alerts_topic, n, {"retention.ms": str(30 * DAY_MS)}),

@@ -252,11 +252,14 @@ def test_one_worker_end_to_end_equals_the_core(stack, unique, tmp_path):
 
 
 def test_two_workers_sharing_the_partitions_equal_the_core(stack, unique, tmp_path):
-    values = produce_stream(stack, unique)
     workers = [WorkerProcess(stack, unique, tmp_path, f"w{i}") for i in (1, 2)]
     try:
-        for worker in workers:
-            worker.wait_until(lambda w=worker: w.get("/readyz")[0] == 200, "readiness")
+        def split() -> bool:  # both own partitions before any message is sent
+            owned = [w.metrics().get("engagement_assigned_partitions", 0) for w in workers]
+            return sum(owned) == 4 and all(owned)
+
+        workers[0].wait_until(split, "the two workers to share the 4 partitions")
+        values = produce_stream(stack, unique)
         check_everything(stack, unique, values, workers)
         consumed = [w.metrics()["engagement_events_consumed_total"] for w in workers]
         assert all(c > 0 for c in consumed), consumed  # both really took part
@@ -288,3 +291,38 @@ def test_a_real_prometheus_scrapes_the_worker(prometheus_stack, unique, tmp_path
     finally:
         local.set_scrape_targets(prometheus_stack, [])
         worker.stop()
+
+
+def test_replay_rebuilds_exactly_the_live_state(stack, unique, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from streams.cli import main
+
+    values = produce_stream(stack, unique)
+    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    try:
+        worker.wait_until(lambda: worker.metrics()["engagement_events_consumed_total"] == len(values), "consumption")
+    finally:
+        worker.stop()
+    monkeypatch.setenv("ENGAGE_KAFKA_BOOTSTRAP", stack.kafka_bootstrap)
+    monkeypatch.setenv("ENGAGE_REDIS_URL", stack.redis_url)
+    rebuilt = f"{unique}r"
+    result = CliRunner().invoke(main, ["replay", "--topic-prefix", f"{unique}.", "--key-prefix", rebuilt])
+    assert result.exit_code == 0, result.output
+    assert f"replayed {len(values):,} messages" in result.output
+
+    async def states(prefix):
+        store = RedisStore.from_url(stack.redis_url, prefix)
+        try:
+            return {c: r.state for c, r in (await store.records(await store.customer_ids())).items()}
+        finally:
+            await store.close()
+
+    live, replayed = asyncio.run(states(unique)), asyncio.run(states(rebuilt))
+    assert len(live) > 50 and replayed == live
+
+    some = sorted(live)[0]
+    shown = CliRunner().invoke(main, ["score", some, "--key-prefix", rebuilt])
+    assert shown.exit_code == 0 and json.loads(shown.output)["customer_id"] == some
+    missing = CliRunner().invoke(main, ["score", "nobody", "--key-prefix", rebuilt])
+    assert missing.exit_code == 1 and "unknown customer" in missing.output
