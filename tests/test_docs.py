@@ -47,3 +47,24 @@ def test_every_public_kpi_function_is_named_in_the_readme():
     assert len(names) > 25
     missing = [n for n in names if n not in README]
     assert missing == []
+
+
+def test_every_metric_is_in_the_metrics_table():
+    from prometheus_client import CollectorRegistry
+
+    from streams.metrics import KPI_GAUGES, PREFIX, Metrics
+
+    metrics = Metrics({"saas": 25.0}, CollectorRegistry())
+    names = {m.name for m in metrics.registry.collect() if m.name.startswith(PREFIX)}
+    names |= {PREFIX + g.name for g in KPI_GAUGES}
+    names |= {PREFIX + n for n in ("kpi_as_of_timestamp_seconds", "aer_band", "aer_reference_percent",
+                                   "customers_by_tier", "feature_usage_percent")}
+    assert len(names) > 50
+    missing = sorted(n for n in names if f"`{n}`" not in README and f"`{n}_total`" not in README)
+    assert missing == []
+
+
+def test_every_runtime_setting_is_documented():
+    from streams.settings import ENV
+
+    assert [v for v in ENV.values() if v not in README] == []
