@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -178,6 +179,7 @@ class Runtime:
 
 
 def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
