@@ -18,10 +18,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # --- real services, started once per test session -------------------------------------
 
+import signal as _signal
 import uuid as _uuid
 from pathlib import Path as _Path
 
 import pytest
+
+
+def _interrupt_on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# A SIGTERM (CI time-out, `timeout`, a closed terminal) becomes an interrupt, so the
+# session fixtures still stop the Kafka, Redis and worker processes they started.
+_signal.signal(_signal.SIGTERM, _interrupt_on_sigterm)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from scoring.config import load_config
 from scoring.engine import Outcome, Scorer
@@ -53,7 +53,8 @@ def free_port() -> int:
 class WorkerProcess:
     """`engage worker` as a real subprocess."""
 
-    def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str) -> None:
+    def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str, config: Path | None = None,
+                 sweep_s: str = "3600") -> None:
         self.port = free_port()
         self.log = log_dir / f"{name}.log"
         env = {
@@ -61,10 +62,11 @@ class WorkerProcess:
             "ENGAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
             "ENGAGE_REDIS_URL": stack.redis_url,
             "ENGAGE_KPI_INTERVAL_S": "1",
-            "ENGAGE_SWEEP_INTERVAL_S": "3600",
+            "ENGAGE_SWEEP_INTERVAL_S": sweep_s,
             "ENGAGE_DATA_DIR": str(log_dir / f"{name}-data"),
         }
-        command = [sys.executable, "-m", "streams.cli", "worker", "--topic-prefix", f"{unique}.",
+        command = [sys.executable, "-m", "streams.cli", *(["--config", str(config)] if config else []),
+                   "worker", "--topic-prefix", f"{unique}.",
                    "--app-id", unique, "--key-prefix", unique, "--web-port", str(self.port)]
         self.process = subprocess.Popen(command, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
 
@@ -136,12 +138,23 @@ def produce_stream(stack: local.Stack, unique: str) -> list[bytes]:
     return [m.value for m in messages]
 
 
-def consume_all(stack: local.Stack, topic: str, expected: int | None = None) -> list[tuple[bytes | None, bytes]]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=stack.kafka_bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=5000)
-    records = [(m.key, m.value) for m in consumer]
-    consumer.close()
-    return records
+def consume_all(stack: local.Stack, topic: str) -> list[tuple[bytes | None, bytes]]:
+    """Every record of `topic` up to its end offsets as of now (bounded even while it grows)."""
+    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        records: list[tuple[bytes | None, bytes]] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records += [(r.key, r.value) for r in batch if r.offset < end[tp]]
+        return records
+    finally:
+        consumer.close()
 
 
 def reference_for(values: list[bytes], at_ms: int) -> tuple[Scorer, list]:
@@ -223,6 +236,20 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
         for tier, count in expected_kpis["tier_counts"].items():
             assert metrics[f'engagement_customers_by_tier{{tier="{tier}"}}'] == count
         assert metrics[f'engagement_aer_band{{band="{expected_kpis["aer_band"]}"}}'] == 1.0
+
+    # no customer or account id anywhere in the exposition
+    for worker in workers:
+        with urllib.request.urlopen(worker.url + "/metrics", timeout=30) as response:
+            exposition = response.read().decode()
+        assert unique not in exposition
+
+    # the alerts topic: one message per alert counted, each with rule, before/after and breakdown
+    alerts = [json.loads(v) for _, v in consume_all(stack, f"{unique}.engagement.alerts")]
+    assert len(alerts) == sum(v for k, v in summed.items() if k.startswith("engagement_alerts_total"))
+    for alert in alerts:
+        assert alert["rule"] in {"tier_downgrade", "score_drop", "inactive", "not_activated"}
+        assert alert["customer_id"] in reference.customers and alert["breakdown"]
+        assert set(alert) >= {"before", "after", "as_of", "account_id"}
 
     # the DLQ holds exactly the rejected messages, each with its reason and original bytes
     dlq = consume_all(stack, f"{unique}.engagement.events.dlq")
@@ -326,3 +353,43 @@ def test_replay_rebuilds_exactly_the_live_state(stack, unique, tmp_path, monkeyp
     assert shown.exit_code == 0 and json.loads(shown.output)["customer_id"] == some
     missing = CliRunner().invoke(main, ["score", "nobody", "--key-prefix", rebuilt])
     assert missing.exit_code == 1 and "unknown customer" in missing.output
+
+
+def test_time_driven_alerts_fire_once_and_hysteresis_survives_a_restart(stack, unique, tmp_path):
+    config = tmp_path / "alerts.toml"
+    config.write_text('[alerts]\ninactivity = "2s"\nactivation = "off"\n')
+    settings = load_settings({"kafka_bootstrap": stack.kafka_bootstrap, "redis_url": stack.redis_url,
+                              "events_topic": f"{unique}.engagement.events",
+                              "dlq_topic": f"{unique}.engagement.events.dlq",
+                              "scores_topic": f"{unique}.engagement.scores",
+                              "alerts_topic": f"{unique}.engagement.alerts"})
+    ensure_topics(settings)
+    member = f"{unique}m"
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    for i, type_ in enumerate(("member_joined", "like")):
+        event = {"event_id": f"{unique}e{i}", "customer_id": member, "type": type_, "ts": now_ms()}
+        producer.send(settings.events_topic, key=member.encode(), value=orjson.dumps(event))
+    producer.flush()
+    producer.close()
+
+    def inactive_alerts() -> list[dict]:
+        return [json.loads(v) for _, v in consume_all(stack, settings.alerts_topic)
+                if json.loads(v)["rule"] == "inactive"]
+
+    worker = WorkerProcess(stack, unique, tmp_path, "w1", config=config, sweep_s="1")
+    try:
+        fired = worker.wait_until(inactive_alerts, "the sweep to find the member inactive")
+        assert [a["customer_id"] for a in fired] == [member]
+        time.sleep(4)                                  # several more sweeps: the condition holds, no re-fire
+        assert len(inactive_alerts()) == 1
+    finally:
+        worker.stop()
+    restarted = WorkerProcess(stack, unique, tmp_path, "w2", config=config, sweep_s="1")
+    try:
+        restarted.wait_until(lambda: restarted.get("/readyz")[0] == 200, "readiness")
+        time.sleep(4)
+        assert len(inactive_alerts()) == 1             # the rule state was persisted in Redis
+        status, body = restarted.get(f"/at-risk")
+        assert status == 200 and member in [c["customer_id"] for c in body["customers"]]
+    finally:
+        restarted.stop()
