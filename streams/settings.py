@@ -32,6 +32,9 @@ class Settings:
     scores_topic: str = "engagement.scores"
     alerts_topic: str = "engagement.alerts"
     partitions: int = 4
+    events_retention_ms: int = -1                 # forever: `engage replay` needs the history
+    dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+    alerts_retention_ms: int = 30 * 24 * 3600 * 1000
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_size: int = 1000
@@ -77,7 +80,11 @@ def _validate(raw: dict[str, object]) -> Settings:
         if f.name not in raw:
             continue
         name, value = ENV[f.name], raw[f.name]
-        if f.type in ("int", int):
+        if f.name.endswith("_retention_ms"):
+            values[f.name] = _number(name, value, int, -1, 2**62)
+            if values[f.name] in range(0, 60_000):
+                raise SettingsError(name, "must be -1 (forever) or at least 60000 ms")
+        elif f.type in ("int", int):
             values[f.name] = _number(name, value, int, 1, 65535 if f.name == "web_port" else 1_000_000)
         elif f.type in ("float", float):
             values[f.name] = _number(name, value, float, 0.001, 86400.0)

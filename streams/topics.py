@@ -9,7 +9,6 @@ from kafka.errors import TopicAlreadyExistsError
 
 from streams.settings import Settings
 
-DAY_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -25,11 +24,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     Scores are compacted."""
     n = settings.partitions
     return [
-        TopicSpec(settings.events_topic, n, {"retention.ms": "-1", "cleanup.policy": "delete",
-                                             "message.timestamp.type": "LogAppendTime"}),
-        TopicSpec(settings.dlq_topic, n, {"retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(settings.events_topic, n, {"retention.ms": str(settings.events_retention_ms),
+                                             "cleanup.policy": "delete", "message.timestamp.type": "LogAppendTime"}),
+        TopicSpec(settings.dlq_topic, n, {"retention.ms": str(settings.dlq_retention_ms)}),
         TopicSpec(settings.scores_topic, n, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
-        TopicSpec(settings.alerts_topic, n, {"retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(settings.alerts_topic, n, {"retention.ms": str(settings.alerts_retention_ms)}),
     ]
 
 

@@ -45,3 +45,18 @@ def test_missing_addresses_without_a_stack_say_what_to_do(tmp_path, monkeypatch)
     with pytest.raises(SettingsError) as err:
         load_settings(env={})
     assert "ENGAGE_KAFKA_BOOTSTRAP" in str(err.value) and "engage stack up" in str(err.value)
+
+
+def test_topic_retention_settings_reach_the_topic_specs():
+    from streams.topics import topic_specs
+
+    s = load_settings(env={**BASE, "ENGAGE_EVENTS_RETENTION_MS": "86400000", "ENGAGE_PARTITIONS": "8"})
+    specs = {spec.name: spec for spec in topic_specs(s)}
+    events = specs["engagement.events"]
+    assert events.partitions == 8 and events.config["retention.ms"] == "86400000"
+    assert events.config["message.timestamp.type"] == "LogAppendTime"
+    assert specs["engagement.scores"].config["cleanup.policy"] == "compact"
+    assert specs["engagement.events.dlq"].config["retention.ms"] == str(30 * 24 * 3600 * 1000)
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={**BASE, "ENGAGE_DLQ_RETENTION_MS": "5"})
+    assert err.value.name == "ENGAGE_DLQ_RETENTION_MS"
