@@ -130,11 +130,9 @@ def service_options(fn):  # type: ignore[no-untyped-def]
 
 
 def _topic_names(topic_prefix: str | None) -> dict[str, str]:
-    if not topic_prefix:
-        return {}
-    return {name: f"{topic_prefix}{default}" for name, default in (
-        ("events_topic", "engagement.events"), ("dlq_topic", "engagement.events.dlq"),
-        ("scores_topic", "engagement.scores"), ("alerts_topic", "engagement.alerts"))}
+    from streams.settings import prefixed_topics
+
+    return prefixed_topics(topic_prefix)
 
 
 @main.command()

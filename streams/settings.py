@@ -49,6 +49,14 @@ class Settings:
 
 
 ENV = {f.name: f"ENGAGE_{f.name.upper()}" for f in fields(Settings)}
+TOPIC_FIELDS = tuple(f.name for f in fields(Settings) if f.name.endswith("_topic"))
+
+
+def prefixed_topics(prefix: str | None) -> dict[str, str]:
+    """Topic-name settings with every default name behind `prefix` (isolation of runs and tests)."""
+    if not prefix:
+        return {}
+    return {name: f"{prefix}{getattr(Settings, name)}" for name in TOPIC_FIELDS}
 
 
 def load_settings(overrides: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -31,7 +31,7 @@ from scoring.timeutil import DAY, HOUR
 from streams import stack as local
 from streams.codec import original_bytes
 from streams.metrics import KPI_GAUGES
-from streams.settings import load_settings
+from streams.settings import Settings, load_settings, prefixed_topics
 from streams.store import RedisStore
 from streams.topics import ensure_topics
 
@@ -116,14 +116,17 @@ class WorkerProcess:
                 self.process.wait()
 
 
+def pipeline_settings(stack: local.Stack, unique: str) -> Settings:
+    """Settings of this test's isolated topics (created here), as `--topic-prefix {unique}.` gives the worker."""
+    settings = load_settings({"kafka_bootstrap": stack.kafka_bootstrap, "redis_url": stack.redis_url,
+                              **prefixed_topics(f"{unique}.")})
+    ensure_topics(settings)
+    return settings
+
+
 def produce_stream(stack: local.Stack, unique: str) -> list[bytes]:
     """A seeded stream with duplicates, out-of-order, late and malformed messages; returns the values sent."""
-    settings = load_settings({"kafka_bootstrap": stack.kafka_bootstrap, "redis_url": stack.redis_url,
-                              "events_topic": f"{unique}.engagement.events",
-                              "dlq_topic": f"{unique}.engagement.events.dlq",
-                              "scores_topic": f"{unique}.engagement.scores",
-                              "alerts_topic": f"{unique}.engagement.alerts"})
-    ensure_topics(settings)
+    settings = pipeline_settings(stack, unique)
     traffic = TrafficGenerator(TrafficSettings(customers=120, accounts=12, seed=99, prefix=unique,
                                                malformed_share=0.01, late_share=0.01, duplicate_share=0.02))
     start = now_ms() - 5 * DAY
@@ -358,12 +361,7 @@ def test_replay_rebuilds_exactly_the_live_state(stack, unique, tmp_path, monkeyp
 def test_time_driven_alerts_fire_once_and_hysteresis_survives_a_restart(stack, unique, tmp_path):
     config = tmp_path / "alerts.toml"
     config.write_text('[alerts]\ninactivity = "2s"\nactivation = "off"\n')
-    settings = load_settings({"kafka_bootstrap": stack.kafka_bootstrap, "redis_url": stack.redis_url,
-                              "events_topic": f"{unique}.engagement.events",
-                              "dlq_topic": f"{unique}.engagement.events.dlq",
-                              "scores_topic": f"{unique}.engagement.scores",
-                              "alerts_topic": f"{unique}.engagement.alerts"})
-    ensure_topics(settings)
+    settings = pipeline_settings(stack, unique)
     member = f"{unique}m"
     producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
     for i, type_ in enumerate(("member_joined", "like")):
