@@ -89,7 +89,3 @@ MEMBERSHIP_TYPES = frozenset({"member_joined", "member_left"})
 PASSIVE_TYPES = frozenset({"member_joined", "member_left", "email_delivered", "ad_impression"})
 
 SURVEY_SCALES = {"nps_response": (0, 10), "csat_response": (1, 5), "ces_response": (1, 7)}
-
-
-def types_in(group: Group) -> tuple[str, ...]:
-    return tuple(name for name, rule in BUILTIN_TYPES.items() if rule.group is group)

@@ -33,10 +33,6 @@ def window_start_ms(as_of_ms: int, window_ms: int, bucket_ms: int) -> int:
     return bucket_start(window_start_bucket(as_of_ms, window_ms, bucket_ms), bucket_ms)
 
 
-def in_window(bucket: int, as_of_ms: int, window_ms: int, bucket_ms: int) -> bool:
-    return bucket >= window_start_bucket(as_of_ms, window_ms, bucket_ms)
-
-
 def is_in_future(ts_ms: int, now_ms: int, config: Config) -> bool:
     """True when the event is further ahead of the processing clock than allowed."""
     return ts_ms > now_ms + config.max_future_skew_ms

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from kafka import KafkaProducer
 
-from scoring.synthetic import Kind, TrafficGenerator, TrafficSettings
+from scoring.synthetic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY
 from streams.settings import Settings
 
@@ -67,6 +67,3 @@ def _progress(done: int, total: int, elapsed: float) -> None:
     rate = done / elapsed if elapsed > 0 else 0.0
     sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} messages, {rate:,.0f}/s")
     sys.stderr.flush()
-
-
-__all__ = ["GenerateOptions", "Kind", "generate"]

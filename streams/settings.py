@@ -43,10 +43,6 @@ class Settings:
     sweep_interval_s: float = 60.0
     data_dir: str = ".engage/worker"
 
-    @property
-    def web_url(self) -> str:
-        return f"http://{self.web_host}:{self.web_port}"
-
 
 ENV = {f.name: f"ENGAGE_{f.name.upper()}" for f in fields(Settings)}
 TOPIC_FIELDS = tuple(f.name for f in fields(Settings) if f.name.endswith("_topic"))
