@@ -181,7 +181,7 @@ def kafka_libs(log: Callable[[str], None] = lambda _: None) -> Path:
     marker = target / ".complete"
     if marker.exists():
         return target
-    mvn = _ensure_binary("mvn", "maven", log)
+    mvn = ensure_binary("mvn", "maven", log)
     log(f"kafka: resolving Apache Kafka {KAFKA_VERSION} jars from Maven Central (once) ...")
     target.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
@@ -296,7 +296,7 @@ def _start_redis(directory: Path, log: Callable[[str], None]) -> Service:
     external = os.environ.get("ENGAGE_REDIS_URL")
     if external:
         return Service("redis", external)
-    server = _ensure_binary("redis-server", "redis-server", log)
+    server = ensure_binary("redis-server", "redis-server", log)
     port = _port("ENGAGE_REDIS_PORT")
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "redis.log"
@@ -325,7 +325,7 @@ def _redis_ready(service: Service) -> bool:
 
 
 def _start_prometheus(directory: Path, log: Callable[[str], None]) -> Service:
-    binary = _ensure_binary("prometheus", "prometheus", log)
+    binary = ensure_binary("prometheus", "prometheus", log)
     port = _port("ENGAGE_PROMETHEUS_PORT")
     directory.mkdir(parents=True, exist_ok=True)
     targets = directory / "targets.json"
@@ -369,7 +369,7 @@ def set_scrape_targets(stack: Stack, targets: list[str]) -> None:
 _apt_updated = False
 
 
-def _ensure_binary(binary: str, package: str, log: Callable[[str], None]) -> str:
+def ensure_binary(binary: str, package: str, log: Callable[[str], None] = lambda _: None) -> str:
     """The path of `binary`, installing Debian's `package` first when it is missing."""
     global _apt_updated
     found = shutil.which(binary) or (f"/usr/bin/{binary}" if Path(f"/usr/bin/{binary}").exists() else None)
