@@ -1,0 +1,125 @@
+"""Helpers for tests that run real worker processes against the session's stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+
+from streams import stack as local
+from streams.settings import Settings, load_settings, prefixed_topics
+from streams.topics import ensure_topics
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WorkerProcess:
+    """`engage worker` as a real subprocess."""
+
+    def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str, config: Path | None = None,
+                 sweep_s: str = "3600") -> None:
+        self.port = free_port()
+        self.log = log_dir / f"{name}.log"
+        env = {
+            **os.environ,
+            "ENGAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+            "ENGAGE_REDIS_URL": stack.redis_url,
+            "ENGAGE_KPI_INTERVAL_S": "1",
+            "ENGAGE_SWEEP_INTERVAL_S": sweep_s,
+            "ENGAGE_DATA_DIR": str(log_dir / f"{name}-data"),
+        }
+        command = [sys.executable, "-m", "streams.cli", *(["--config", str(config)] if config else []),
+                   "worker", "--topic-prefix", f"{unique}.",
+                   "--app-id", unique, "--key-prefix", unique, "--web-port", str(self.port)]
+        self.process = subprocess.Popen(command, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> tuple[int, object]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as response:
+            text = response.read().decode()
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        return values
+
+    def wait_until(self, predicate, what: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        last_error = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited: {self.log.read_text()[-3000:]}")
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except (OSError, ValueError, KeyError) as exc:
+                last_error = exc
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {what} ({last_error}); log:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def pipeline_settings(stack: local.Stack, unique: str) -> Settings:
+    """Settings of this test's isolated topics (created here), as `--topic-prefix {unique}.` gives the worker."""
+    settings = load_settings({"kafka_bootstrap": stack.kafka_bootstrap, "redis_url": stack.redis_url,
+                              **prefixed_topics(f"{unique}.")})
+    ensure_topics(settings)
+    return settings
+
+
+def consume_all(stack: local.Stack, topic: str) -> list[tuple[bytes | None, bytes]]:
+    """Every record of `topic` up to its end offsets as of now (bounded even while it grows)."""
+    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        records: list[tuple[bytes | None, bytes]] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records += [(r.key, r.value) for r in batch if r.offset < end[tp]]
+        return records
+    finally:
+        consumer.close()
+
+
