@@ -34,6 +34,7 @@ from streams.metrics import Metrics
 from streams.processor import BatchProcessor, Incoming, Processed
 from streams.settings import Settings
 from streams.store import Changes, RedisStore
+from streams.webhook import WebhookSender, slack_payload
 
 log = logging.getLogger("engage.worker")
 
@@ -61,6 +62,8 @@ class Runtime:
         self.failing = False
         self.topics: dict[str, faust.TopicT] = {}
         self._conflicts_seen = 0
+        self.webhook: WebhookSender | None = None
+        self._webhook_failures_seen = 0
 
     async def handle(self, events: list[Any]) -> None:
         """Process one batch to completion; never raises (but for cancellation)."""
@@ -166,6 +169,9 @@ class Runtime:
         self.metrics.kpis.snapshot = await self.store.kpis()
         self.metrics.lag.set(self.lag())
         self.metrics.assigned.set(len(self.assigned()))
+        if self.webhook is not None:
+            self.metrics.webhook_failures.inc(self.webhook.failures - self._webhook_failures_seen)
+            self._webhook_failures_seen = self.webhook.failures
         return generate_latest(self.metrics.registry)
 
     async def ready(self) -> tuple[bool, str]:
@@ -210,6 +216,17 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
     async def score(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             await runtime.handle(list(batch))
+
+    if settings.alert_webhook_url:
+        sender = WebhookSender(settings.alert_webhook_url, max_backoff_s=settings.alert_webhook_max_backoff_s)
+        runtime.webhook = sender
+
+        @app.agent(runtime.topics["alerts"], concurrency=1, name="alert_webhook")
+        async def alert_webhook(stream: faust.StreamT) -> None:
+            # one alert at a time: the offset moves on only after the receiver accepted it
+            async for value in stream:
+                await sender.deliver(slack_payload(orjson.loads(value)))
+                runtime.metrics.webhook_delivered.inc()
 
     @app.timer(settings.kpi_interval_s)
     async def refresh_kpis() -> None:

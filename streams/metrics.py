@@ -139,6 +139,10 @@ class Metrics:
         self.lag = Gauge(PREFIX + "consumer_lag", "Messages behind the end of this worker's partitions", registry=r)
         self.assigned = Gauge(PREFIX + "assigned_partitions", "Events-topic partitions this worker owns", registry=r)
         self.retries = Counter(PREFIX + "batch_retries", "Batches retried after a Redis or Kafka error", registry=r)
+        self.webhook_delivered = Counter(PREFIX + "alert_webhook_delivered", "Alerts accepted by the webhook",
+                                         registry=r)
+        self.webhook_failures = Counter(PREFIX + "alert_webhook_failures", "Failed webhook attempts (retried)",
+                                        registry=r)
         self.conflicts = Counter(PREFIX + "redis_conflicts", "Optimistic transactions recomputed after a conflict",
                                  registry=r)
         for reason in Reason:

@@ -41,6 +41,8 @@ class Settings:
     batch_within_s: float = 0.1
     kpi_interval_s: float = 5.0
     sweep_interval_s: float = 60.0
+    alert_webhook_url: str = ""                   # empty: no webhook
+    alert_webhook_max_backoff_s: float = 30.0
     data_dir: str = ".engage/worker"
 
 
@@ -97,6 +99,8 @@ def _validate(raw: dict[str, object]) -> Settings:
             if f.name.endswith("_topic") or f.name in ("app_id", "key_prefix"):
                 if not _NAME.match(text) or (f.name == "key_prefix" and ("{" in text or ":" in text)):
                     raise SettingsError(name, f"letters, digits, '.', '_' and '-' only (got {text!r})")
+            if f.name == "alert_webhook_url" and not text.startswith(("http://", "https://")):
+                raise SettingsError(name, f"must be an http:// or https:// URL (got {text!r})")
             if f.name == "redis_url" and not text.startswith(("redis://", "rediss://", "unix://")):
                 raise SettingsError(name, f"must be a redis://, rediss:// or unix:// URL (got {text!r})")
             if f.name == "kafka_bootstrap":

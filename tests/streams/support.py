@@ -34,7 +34,7 @@ class WorkerProcess:
     """`engage worker` as a real subprocess."""
 
     def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str, config: Path | None = None,
-                 sweep_s: str = "3600") -> None:
+                 sweep_s: str = "3600", extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.log = log_dir / f"{name}.log"
         env = {
@@ -44,6 +44,7 @@ class WorkerProcess:
             "ENGAGE_KPI_INTERVAL_S": "1",
             "ENGAGE_SWEEP_INTERVAL_S": sweep_s,
             "ENGAGE_DATA_DIR": str(log_dir / f"{name}-data"),
+            **(extra_env or {}),
         }
         command = [sys.executable, "-m", "streams.cli", *(["--config", str(config)] if config else []),
                    "worker", "--topic-prefix", f"{unique}.",
