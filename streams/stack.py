@@ -32,6 +32,18 @@ KAFKA_FILES = ROOT / "deploy" / "local" / "kafka"
 KAFKA_VERSION = "3.9.1"
 READY_TIMEOUT_S = 120.0
 
+# Broker settings beyond listeners and paths; docker-compose.yml sets the same (a test checks).
+BROKER_SETTINGS = {
+    "num.partitions": "4",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "4",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "auto.create.topics.enable": "true",
+    "log.retention.hours": "-1",
+}
+
 
 class StackError(RuntimeError):
     """A service could not be provisioned or did not become ready; the message says why."""
@@ -221,14 +233,7 @@ def _start_kafka(directory: Path, log: Callable[[str], None]) -> Service:
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 "inter.broker.listener.name=PLAINTEXT",
                 f"log.dirs={data}",
-                "num.partitions=4",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=4",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=true",
-                "log.retention.hours=-1",
+                *(f"{key}={value}" for key, value in BROKER_SETTINGS.items()),
                 "",
             ]
         )
