@@ -37,6 +37,7 @@ from streams.store import Changes, RedisStore
 from streams.webhook import WebhookSender, slack_payload
 
 log = logging.getLogger("engage.worker")
+PAGE = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
 
 
 def now_ms() -> int:
@@ -99,11 +100,12 @@ class Runtime:
             sends.append(await self.topics["dlq"].send(key=message.key, value=value))
         for card in processed.cards:
             sends.append(await self.topics["scores"].send(key=card.customer_id.encode(), value=score_snapshot(card)))
-        for alert in processed.alerts:
-            sends.append(await self.topics["alerts"].send(key=alert.customer_id.encode(),
-                                                          value=orjson.dumps(alert.to_dict())))
+        alerts = [orjson.dumps(alert.to_dict()) for alert in processed.alerts]
+        for alert, value in zip(processed.alerts, alerts):
+            sends.append(await self.topics["alerts"].send(key=alert.customer_id.encode(), value=value))
         if sends:
             await asyncio.gather(*sends)
+        await self.store.push_recent_alerts(alerts)
 
     def _observe(self, processed: Processed, batch: list[Incoming]) -> None:
         m = self.metrics
@@ -288,6 +290,19 @@ def _routes(app: faust.App, runtime: Runtime) -> None:
     class KpisView(View):
         async def get(self, request: Request) -> Response:
             return await reply(self, lambda: api.kpis(store, config, api.parse_as_of(request.query, now_ms())))
+
+    @app.page("/alerts/recent")
+    class RecentAlertsView(View):
+        async def get(self, request: Request) -> Response:
+            async def produce() -> dict[str, Any]:
+                return {"alerts": await store.recent_alerts(api.parse_limit(request.query, 20))}
+
+            return await reply(self, produce)
+
+    @app.page("/")
+    class PageView(View):
+        async def get(self, request: Request) -> Response:
+            return self.html(PAGE)
 
     @app.page("/healthz")
     class HealthView(View):

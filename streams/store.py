@@ -8,6 +8,7 @@ tags, so everything of one customer lives in one slot):
     <p>:{g}:acct:<account_id>  SET     the account's customers (by their newest account_id)
     <p>:{g}:kpis               STRING  the latest business-KPI snapshot (JSON, with as_of)
     <p>:{g}:kpis:lock          STRING  which worker refreshes the KPI snapshot (short TTL)
+    <p>:{g}:alerts:recent      LIST    the last 100 alerts (JSON), newest first
 
 A batch is one optimistic transaction: WATCH the batch's customer keys, read them,
 compute with the pure core, then MULTI/EXEC the new records and index changes. Either
@@ -52,6 +53,10 @@ class Keys:
     @property
     def kpis_lock(self) -> str:
         return f"{self.prefix}:{{g}}:kpis:lock"
+
+    @property
+    def recent_alerts(self) -> str:
+        return f"{self.prefix}:{{g}}:alerts:recent"
 
 
 @dataclass
@@ -149,6 +154,17 @@ class RedisStore:
     async def kpis(self) -> dict[str, object] | None:
         raw = await self.redis.get(self.keys.kpis)
         return None if raw is None else orjson.loads(raw)
+
+    async def push_recent_alerts(self, alerts: list[bytes], keep: int = 100) -> None:
+        """Newest first, capped: what the live page shows (the alerts topic has them all)."""
+        if alerts:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.lpush(self.keys.recent_alerts, *alerts)
+                pipe.ltrim(self.keys.recent_alerts, 0, keep - 1)
+                await pipe.execute()
+
+    async def recent_alerts(self, limit: int) -> list[dict[str, object]]:
+        return [orjson.loads(raw) for raw in await self.redis.lrange(self.keys.recent_alerts, 0, limit - 1)]
 
     async def claim_kpi_refresh(self, worker_id: str, ttl_ms: int) -> bool:
         """True for the one worker that refreshes the shared KPI snapshot this round."""

@@ -1,0 +1,86 @@
+"""The live web page in a real headless Chromium: its values equal the API's; a screenshot is saved."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from streams.stack import ensure_binary
+from tests.streams.support import WorkerProcess
+from tests.streams.test_pipeline import produce_stream
+
+pytestmark = pytest.mark.services
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".engage" / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = ensure_binary("chromium", "chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--window-size=1400,1700"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(ensure_binary("chromedriver", "chromium-driver")), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_live_page_shows_the_api_values_and_looks_customers_up(stack, unique, tmp_path, browser):
+    values = produce_stream(stack, unique)
+    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    try:
+        worker.wait_until(lambda: worker.metrics().get("engagement_events_consumed_total") == len(values), "consumption")
+        browser.get(worker.url + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-updated"))
+        seen = browser.find_element(By.TAG_NAME, "body").get_attribute("data-updated")
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-updated") != seen)  # it updates live
+        text = lambda element_id: browser.find_element(By.ID, element_id).text  # noqa: E731
+
+        _, k = worker.get("/kpis")
+        assert text("aer") == f"{k['aer']:.2f}"
+        assert text("aer-band") == k["aer_band"]
+        assert "band " + k["aer_band"] in browser.find_element(By.ID, "aer-band").get_attribute("class")
+        assert (text("members"), text("dau"), text("wau"), text("mau")) == tuple(
+            str(k[name]) for name in ("members", "dau", "wau", "mau"))
+        assert text("nps") == f"{k['nps']:.2f}" and text("csat") == f"{k['csat']:.2f} %"
+        tiers = {row.find_elements(By.TAG_NAME, "td")[0].text: int(row.find_elements(By.TAG_NAME, "td")[1].text)
+                 for row in browser.find_elements(By.CSS_SELECTOR, "#tiers tr")}
+        assert tiers == k["tier_counts"]
+        for order in ("top", "bottom"):
+            _, board = worker.get(f"/leaderboard?order={order}&limit=8")
+            shown = [row.find_elements(By.TAG_NAME, "td")[0].text for row in
+                     browser.find_elements(By.CSS_SELECTOR, f"#{order} tr")]
+            assert shown == [c["customer_id"] for c in board["customers"]]
+        _, recent = worker.get("/alerts/recent?limit=10")
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#alerts tr")) == len(recent["alerts"]) > 0
+
+        best = worker.get("/leaderboard?order=top&limit=1")[1]["customers"][0]["customer_id"]
+        browser.find_element(By.ID, "lookup-id").send_keys(best)
+        browser.find_element(By.ID, "lookup-go").click()
+        wait.until(lambda d: d.find_elements(By.ID, "lookup-es"))
+        _, card = worker.get(f"/customers/{best}")
+        assert text("lookup-name") == best and text("lookup-es") == f"{card['es']:.2f}"
+        rows = browser.find_elements(By.CSS_SELECTOR, "#breakdown tr")[1:]
+        assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == [
+            b["type"] for b in card["breakdown"] if b["count"] > 0]
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "live-page.png"
+        browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 20_000
+
+        browser.find_element(By.ID, "lookup-id").clear()
+        browser.find_element(By.ID, "lookup-id").send_keys("nobody-here")
+        browser.find_element(By.ID, "lookup-go").click()
+        wait.until(lambda d: d.find_elements(By.ID, "lookup-error"))
+        assert "unknown customer" in text("lookup-error")
+    finally:
+        worker.stop()
