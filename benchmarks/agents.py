@@ -1,0 +1,111 @@
+"""Faust apps the benchmark runs as subprocesses on the pre-filled topic.
+
+    python -m benchmarks.agents noop|noop-default|naive
+
+* `noop`: a no-op agent with our worker's settings (take_events batches, concurrency 1),
+  reading and decoding every message: the framework ceiling.
+* `noop-default`: the same agent with Faust's default consumption settings and per-event
+  iteration: what a first Faust app gets.
+* `naive`: the straightforward per-event scorer a user would write first: validate with
+  the core, then one Redis read-modify-write round trip per event.
+
+Each writes {"mode", "events", "seconds"} to $BENCH_RESULT once it has seen the expected
+count (timed from the first message) and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+import faust
+import orjson
+
+
+def _decode(raw: bytes) -> object:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    topic_name = os.environ["BENCH_TOPIC"]
+    expected = int(os.environ["BENCH_EVENTS"])
+    bootstrap = os.environ["ENGAGE_KAFKA_BOOTSTRAP"]
+    app_id = f"bench-{mode}-{os.getpid()}"
+    common = dict(broker=f"kafka://{bootstrap}", store="memory://", key_serializer="raw", value_serializer="raw",
+                  web_enabled=False, consumer_auto_offset_reset="earliest", autodiscover=False,
+                  datadir=os.environ.get("BENCH_DATADIR", "/tmp/bench-faust"))
+    app = faust.App(app_id, **common)
+    topic = app.topic(topic_name, key_type=bytes, value_type=bytes)
+    state = {"seen": 0, "first": 0.0}
+
+    def count(n: int) -> None:
+        if not state["first"]:
+            state["first"] = time.perf_counter()
+        state["seen"] += n
+        if state["seen"] >= expected:
+            elapsed = time.perf_counter() - state["first"]
+            # Faust's worker redirects stdout into its logger: the result goes to a file
+            with open(os.environ["BENCH_RESULT"], "wb") as out:
+                out.write(orjson.dumps({"mode": mode, "events": state["seen"], "seconds": elapsed}))
+            os._exit(0)
+
+    if mode == "noop":
+        @app.agent(topic, concurrency=1)
+        async def noop(stream: faust.StreamT) -> None:
+            async for batch in stream.take_events(1000, within=0.1):
+                for event in batch:
+                    _decode(event.message.value)
+                count(len(batch))
+    elif mode == "noop-default":
+        @app.agent(topic)
+        async def noop_default(stream: faust.StreamT) -> None:
+            async for value in stream:
+                _decode(value)
+                count(1)
+    elif mode == "naive":
+        import redis.asyncio as aioredis
+
+        from scoring.config import load_config
+        from scoring.contributions import contribution
+        from scoring.engine import gate, Outcome
+        from scoring.events import decode_event
+        from scoring.reasons import EventRejected
+        from streams.codec import CustomerRecord, decode_record, encode_record
+        from scoring.state import CustomerState
+
+        config = load_config()
+        client = aioredis.Redis.from_url(os.environ["ENGAGE_REDIS_URL"])
+        prefix = os.environ.get("BENCH_PREFIX", "naive")
+
+        @app.agent(topic, concurrency=1)
+        async def naive(stream: faust.StreamT) -> None:
+            async for value in stream:
+                now = time.time_ns() // 1_000_000
+                try:
+                    event = decode_event(value, config)
+                    key = f"{prefix}:{{{event.customer_id}}}:c"
+                    raw = await client.get(key)          # one round trip to read ...
+                    record = decode_record(event.customer_id, raw) if raw else CustomerRecord(
+                        CustomerState(event.customer_id))
+                    if gate(event, record.state, now, config) is Outcome.ACCEPTED:
+                        record.state.apply(event, contribution(event, config), now, config)
+                        await client.set(key, encode_record(record))  # ... and one to write, per event
+                except EventRejected:
+                    pass
+                count(1)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+    from faust.worker import Worker
+
+    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
