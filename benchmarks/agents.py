@@ -15,7 +15,6 @@ count (timed from the first message) and exits.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time

@@ -33,14 +33,11 @@ from kafka import KafkaProducer  # noqa: E402
 from scoring.synthetic import TrafficGenerator, TrafficSettings  # noqa: E402
 from scoring.timeutil import DAY  # noqa: E402
 from streams import stack as local  # noqa: E402
+from streams.clock import now_ms  # noqa: E402
 from streams.settings import load_settings, prefixed_topics  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 
 MODES = ("raw", "noop", "noop-default", "scorer", "naive")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def prefill(bootstrap: str, topic: str, events: int, customers: int) -> dict[str, float]:
@@ -108,11 +105,7 @@ def faust_mode(mode: str, bootstrap: str, redis_url: str, topic: str, events: in
 def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdir: Path,
                 timeout_s: float) -> dict[str, float]:
     """One `engage worker` end to end: consumed, validated, applied to Redis, KPIs current."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = local.free_port()
     app_id = f"bench-scorer-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": bootstrap, "ENGAGE_REDIS_URL": redis_url,
            "ENGAGE_DATA_DIR": str(workdir / "faust-scorer"), "PYTHONPATH": str(ROOT)}

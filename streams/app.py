@@ -30,6 +30,7 @@ from scoring.config import Config
 from scoring.engine import Outcome, Scorer
 from scoring.reasons import EventRejected
 from streams import api
+from streams.clock import now_ms
 from streams.codec import CustomerRecord, dead_letter, encode_record, score_snapshot
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, Incoming, Processed
@@ -39,10 +40,6 @@ from streams.webhook import WebhookSender, slack_payload
 
 log = logging.getLogger("engage.worker")
 PAGE = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _millis(seconds: float | None) -> int | None:

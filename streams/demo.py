@@ -102,7 +102,6 @@ class LiveDemoSettings:
 def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[str], None]) -> None:
     """Local stack up, topics, a worker process, backfill, then live traffic and a refreshing view."""
     import os
-    import socket
     import subprocess
     import sys
     import threading
@@ -120,7 +119,7 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
 
     echo("Starting the local stack (Kafka KRaft + Redis) ...")
     running = local.up(log=lambda line: echo(f"  {line}"))
-    port = demo.web_port or _free_port(socket)
+    port = demo.web_port or local.free_port()
     settings = load_settings({"kafka_bootstrap": running.kafka_bootstrap, "redis_url": running.redis_url,
                               "web_port": port})
     ensure_topics(settings)
@@ -175,12 +174,6 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
-
-
-def _free_port(socket_module) -> int:  # type: ignore[no-untyped-def]
-    with socket_module.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _render_live(echo, get, base, kpi_type, clear: bool, elapsed: float) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ from kafka import KafkaProducer
 
 from scoring.synthetic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY
+from streams.clock import now_ms
 from streams.settings import Settings
 
 
@@ -21,10 +22,6 @@ class GenerateOptions:
     history_ms: int = 7 * DAY   # unpaced: event times spread over the last `history`
     traffic: TrafficSettings | None = None
     progress: bool = True
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def generate(settings: Settings, options: GenerateOptions) -> Counter[str]:

@@ -215,7 +215,7 @@ def _start_kafka(directory: Path, log: Callable[[str], None]) -> Service:
     libs = kafka_libs(log)
     java = _java()
     port = _port("ENGAGE_KAFKA_PORT")
-    controller_port = _free_port()
+    controller_port = free_port()
     data = directory / "data"
     if data.exists():
         shutil.rmtree(data)  # listener ports change between runs; a fresh log is simplest and quick
@@ -458,10 +458,11 @@ def _port(env_name: str) -> int:
         if not 1 <= port <= 65535:
             raise StackError(f"{env_name} must be a port number 1..65535 (got {port})")
         return port
-    return _free_port()
+    return free_port()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,10 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 from streams import stack as local
+from streams.clock import now_ms  # noqa: F401  (re-exported for the tests)
+from streams.stack import free_port
 from streams.settings import Settings, load_settings, prefixed_topics
 from streams.topics import ensure_topics
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class WorkerProcess:
