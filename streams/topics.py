@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -32,8 +33,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def ensure_topics(settings: Settings) -> dict[str, str]:
-    """Create missing topics; returns {name: 'created' | 'exists'}."""
+def ensure_topics(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, str]:
+    """Create missing topics and wait until every partition has a leader.
+
+    Returns {name: 'created' | 'exists'}. Waiting matters: a consumer that subscribes to a
+    brand-new topic before its partitions have leaders can sit idle until its next
+    metadata refresh (minutes), which is what a worker started right after creation saw.
+    """
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="engage-topics")
     try:
         existing = set(admin.list_topics())
@@ -47,6 +53,24 @@ def ensure_topics(settings: Settings) -> dict[str, str]:
                 out[spec.name] = "created"
             except TopicAlreadyExistsError:
                 out[spec.name] = "exists"
+        _wait_for_leaders(admin, list(out), ready_timeout_s)
         return out
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = []
+        for topic in admin.describe_topics(names):
+            partitions = topic.get("partitions") or []
+            if topic.get("error_code") or not partitions:
+                missing.append(str(topic.get("name")))
+            missing += [f"{topic.get('name')}[{p.get('partition_index')}]" for p in partitions
+                        if p.get("error_code") or p.get("leader_id", -1) < 0]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic partitions without a leader after {timeout_s:.0f} s: {', '.join(missing[:8])}")
+        time.sleep(0.2)
