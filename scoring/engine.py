@@ -44,7 +44,12 @@ class Result:
     event: Event | None = None
     reason: Reason | None = None
     detail: str = ""
+    field: str | None = None              # the offending field of a rejection, when one is to blame
     alerts: tuple[alert_rules.Alert, ...] = ()
+
+    @classmethod
+    def rejected(cls, rejection: EventRejected) -> Result:
+        return cls(Outcome.REJECTED, reason=rejection.reason, detail=rejection.detail, field=rejection.field)
 
 
 def gate(event: Event, state: CustomerState | None, now_ms: int, config: Config) -> Outcome:
@@ -65,6 +70,7 @@ class BatchResult:
     results: list[Result]                 # one per message, in order
     touched: tuple[str, ...]              # customers whose state changed
     alerts: list[alert_rules.Alert]
+    cards: list[ScoreCard]                # the touched customers' scores after the batch (no breakdown)
 
 
 @dataclass
@@ -95,10 +101,16 @@ class Scorer:
         results = [self._admit(message, at) for message, at in zip(messages, times, strict=True)]
         touched = dict.fromkeys(r.event.customer_id for r in results if r.outcome is Outcome.ACCEPTED)
         fired: list[alert_rules.Alert] = []
-        if self.evaluate_alerts:
-            for customer_id in touched:
-                fired.extend(self._alerts(self.customers[customer_id], now_ms))
-        return BatchResult(results, tuple(touched), fired)
+        cards: list[ScoreCard] = []
+        for customer_id in touched:
+            state = self.customers[customer_id]
+            if self.evaluate_alerts:
+                current = alert_rules.view(state, now_ms, self.config)
+                fired.extend(self._evaluate(current))
+                cards.append(current.card)
+            else:
+                cards.append(score_card(state, now_ms, self.config, detail=False))
+        return BatchResult(results, tuple(touched), fired, cards)
 
     def _admit(self, message: Message, now_ms: int) -> Result:
         try:
@@ -110,7 +122,7 @@ class Scorer:
                 event = validate_event(message, self.config)
             return self.apply(event, now_ms)
         except EventRejected as rejected:
-            return Result(Outcome.REJECTED, reason=rejected.reason, detail=rejected.detail)
+            return Result.rejected(rejected)
 
     def apply(self, event: Event, now_ms: int) -> Result:
         """Gate and apply a validated event (no alert evaluation). Raises EventRejected for a bad time."""
@@ -133,9 +145,11 @@ class Scorer:
         return fired
 
     def _alerts(self, state: CustomerState, now_ms: int) -> tuple[alert_rules.Alert, ...]:
+        return self._evaluate(alert_rules.view(state, now_ms, self.config))
+
+    def _evaluate(self, current: alert_rules.View) -> tuple[alert_rules.Alert, ...]:
         """Compare with the view of the last evaluation, so changes by ageing are seen too."""
-        cid = state.customer_id
-        current = alert_rules.view(state, now_ms, self.config)
+        cid = current.card.customer_id
         fired, states = alert_rules.evaluate(
             self.snapshots.get(cid), current, self.alert_states.get(cid, {}), self.config
         )

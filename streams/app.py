@@ -28,7 +28,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scoring.config import Config
 from scoring.engine import Outcome, Scorer
-from scoring.reasons import EventRejected
 from streams import api
 from streams.clock import now_ms
 from streams.codec import CustomerRecord, dead_letter, encode_record, score_snapshot
@@ -93,9 +92,8 @@ class Runtime:
         """DLQ, scores and alerts; awaited until delivered, before the batch counts as done."""
         sends = []
         for message, result in processed.rejections():
-            rejected = EventRejected(result.reason, result.detail)  # type: ignore[arg-type]
-            value = dead_letter(message.value, message.key, rejected, message.topic, message.partition,
-                                message.offset, processed.now_ms)
+            value = dead_letter(message.value, message.key, result.reason.value, result.detail,  # type: ignore[union-attr]
+                                result.field, message.topic, message.partition, message.offset, processed.now_ms)
             sends.append(await self.topics["dlq"].send(key=message.key, value=value))
         for card in processed.cards:
             sends.append(await self.topics["scores"].send(key=card.customer_id.encode(), value=score_snapshot(card)))

@@ -15,7 +15,6 @@ import orjson
 
 from scoring import kpis
 from scoring.alerts import RuleState, Snapshot
-from scoring.reasons import EventRejected
 from scoring.scores import ScoreCard
 from scoring.state import CustomerState, SessionStats
 
@@ -73,17 +72,17 @@ def decode_record(customer_id: str, raw: bytes) -> CustomerRecord:
     return CustomerRecord(state, alerts, snapshot)
 
 
-def dead_letter(raw: bytes, key: bytes | None, rejected: EventRejected, topic: str, partition: int,
-                offset: int, now_ms: int) -> bytes:
+def dead_letter(raw: bytes, key: bytes | None, reason: str, detail: str, field: str | None, topic: str,
+                partition: int, offset: int, now_ms: int) -> bytes:
     """The DLQ message: why, where from, and the original bytes (text when UTF-8, else base64)."""
     try:
         original: dict[str, str] = {"text": raw.decode("utf-8")}
     except UnicodeDecodeError:
         original = {"base64": base64.b64encode(raw).decode("ascii")}
     return orjson.dumps({
-        "reason": rejected.reason.value,
-        "detail": rejected.detail,
-        "field": rejected.field,
+        "reason": reason,
+        "detail": detail,
+        "field": field,
         "source": {"topic": topic, "partition": partition, "offset": offset,
                    "key": key.decode("utf-8", "replace") if key else None},
         "rejected_at": now_ms,

@@ -15,7 +15,7 @@ from scoring.config import Config
 from scoring.engine import Outcome, Result, Scorer
 from scoring.events import Event, decode_event
 from scoring.reasons import EventRejected
-from scoring.scores import ScoreCard, score_card
+from scoring.scores import ScoreCard
 from streams.codec import CustomerRecord
 from streams.store import Changes, RedisStore
 
@@ -73,12 +73,12 @@ class BatchProcessor:
             processed = Processed(alerts=list(batch_result.alerts), now_ms=now_ms)
             for message, item in decoded:
                 if isinstance(item, EventRejected):
-                    result = Result(Outcome.REJECTED, reason=item.reason, detail=item.detail)
+                    result = Result.rejected(item)
                 else:
                     result = next(applied)
                 processed.outcomes.append((message, result))
             touched = batch_result.touched
-            processed.cards = [score_card(scorer.customers[cid], now_ms, self.config, detail=False) for cid in touched]
+            processed.cards = batch_result.cards
             records = {
                 cid: CustomerRecord(scorer.customers[cid], scorer.alert_states.get(cid, {}), scorer.snapshots.get(cid))
                 for cid in touched

@@ -145,9 +145,11 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
 
     # the DLQ holds exactly the rejected messages, each with its reason and original bytes
     dlq = consume_all(stack, f"{unique}.engagement.events.dlq")
-    got = Counter((json.loads(v)["reason"], original_bytes(json.loads(v))) for _, v in dlq)
-    want = Counter((r.reason.value, value) for value, r in zip(values, results) if r.outcome is Outcome.REJECTED)
+    got = Counter((json.loads(v)["reason"], json.loads(v)["field"], original_bytes(json.loads(v))) for _, v in dlq)
+    want = Counter((r.reason.value, r.field, value) for value, r in zip(values, results)
+                   if r.outcome is Outcome.REJECTED)
     assert got == want
+    assert any(field for _, field, _ in got)  # the field to blame travels with the event
 
     # the compacted scores topic: each customer's last snapshot matches the core at its instant
     last: dict[str, dict] = {}

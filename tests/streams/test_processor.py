@@ -8,6 +8,7 @@ import pytest
 
 from scoring.config import load_config
 from scoring.engine import Outcome, Scorer
+from scoring.scores import score_card
 from scoring.synthetic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from streams.processor import BatchProcessor, Incoming
@@ -46,6 +47,10 @@ def test_redis_state_equals_the_core_fed_the_same_batches(stack, unique):
             assert [r.outcome for _, r in processed.outcomes] == [r.outcome for r in expected.results]
             assert [r.reason for _, r in processed.outcomes] == [r.reason for r in expected.results]
             assert [a.to_dict() for a in processed.alerts] == [a.to_dict() for a in expected.alerts]
+            assert [r.field for _, r in processed.outcomes] == [r.field for r in expected.results]
+            assert processed.cards == expected.cards
+            assert processed.cards == [score_card(reference.customers[c], now, CONFIG, detail=False)
+                                       for c in expected.touched]
             outcomes += [r.outcome for _, r in processed.outcomes]
         records = await store.records(await store.customer_ids())
         return outcomes, records, now
