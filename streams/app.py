@@ -35,7 +35,6 @@ from streams.metrics import Metrics
 from streams.processor import BatchProcessor, Incoming, Processed
 from streams.settings import Settings
 from streams.store import Changes, RedisStore
-from streams.webhook import WebhookSender, slack_payload
 
 log = logging.getLogger("engage.worker")
 PAGE = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
@@ -60,9 +59,8 @@ class Runtime:
         self.failing = False
         self.topics: dict[str, faust.TopicT] = {}
         self._conflicts_seen = 0
-        self.webhook: WebhookSender | None = None
         self._duty = DutyCycle(share=0.1)
-        self._webhook_failures_seen = 0
+        self.stall = StallWatch(settings.stall_after_s)
 
     async def handle(self, events: list[Any]) -> None:
         """Process one batch to completion; never raises (but for cancellation)."""
@@ -120,6 +118,7 @@ class Runtime:
         for message in batch:
             key = (message.topic, message.partition)
             self.positions[key] = max(self.positions.get(key, 0), message.offset + 1)
+        self.stall.progressed()
         m.conflicts.inc(self.store.conflicts - self._conflicts_seen)
         self._conflicts_seen = self.store.conflicts
 
@@ -179,9 +178,6 @@ class Runtime:
         self.metrics.kpis.snapshot = await self.store.kpis()
         self.metrics.lag.set(self.lag())
         self.metrics.assigned.set(len(self.assigned()))
-        if self.webhook is not None:
-            self.metrics.webhook_failures.inc(self.webhook.failures - self._webhook_failures_seen)
-            self._webhook_failures_seen = self.webhook.failures
         return generate_latest(self.metrics.registry)
 
     async def ready(self) -> tuple[bool, str]:
@@ -191,7 +187,36 @@ class Runtime:
             return False, f"redis unreachable: {exc}"
         if self.failing:
             return False, "the last batch is being retried"
+        stalled = self.stall.stalled_for()
+        if stalled is not None:
+            return False, f"{self.stall.lag} messages waiting and none consumed for {stalled:.0f} s"
         return True, "ok"
+
+
+class StallWatch:
+    """Notices a consumer that owns waiting messages but makes no progress (a stuck worker).
+
+    `observe(lag)` runs on a timer; a batch handled, or no lag at all, counts as progress.
+    """
+
+    def __init__(self, after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.after_s = after_s
+        self.clock = clock
+        self.lag = 0
+        self._progress_at = clock()
+
+    def progressed(self) -> None:
+        self._progress_at = self.clock()
+
+    def observe(self, lag: int) -> None:
+        self.lag = lag
+        if lag <= 0:
+            self.progressed()
+
+    def stalled_for(self) -> float | None:
+        """Seconds without progress while messages wait, once that exceeds `after_s`."""
+        idle = self.clock() - self._progress_at
+        return idle if self.lag > 0 and idle >= self.after_s else None
 
 
 class DutyCycle:
@@ -255,23 +280,16 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             await runtime.handle(list(batch))
 
-    if settings.alert_webhook_url:
-        sender = WebhookSender(settings.alert_webhook_url, max_backoff_s=settings.alert_webhook_max_backoff_s)
-        runtime.webhook = sender
-
-        @app.agent(runtime.topics["alerts"], concurrency=1, name="alert_webhook")
-        async def alert_webhook(stream: faust.StreamT) -> None:
-            # one alert at a time: the offset moves on only after the receiver accepted it
-            async for value in stream:
-                await sender.deliver(slack_payload(orjson.loads(value)))
-                runtime.metrics.webhook_delivered.inc()
-
     @app.timer(settings.kpi_interval_s)
     async def refresh_kpis() -> None:
         try:
             await runtime.refresh_kpis()
         except Exception:  # noqa: BLE001 - a failed refresh keeps the previous snapshot
             log.exception("KPI refresh failed")
+
+    @app.timer(min(5.0, settings.stall_after_s / 4))
+    async def watch_progress() -> None:
+        runtime.stall.observe(runtime.lag())
 
     @app.timer(settings.sweep_interval_s)
     async def sweep() -> None:

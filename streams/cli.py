@@ -161,6 +161,29 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
+@main.command("alert-sink")
+@service_options
+@click.option("--url", "alert_webhook_url", help="Webhook receiving the alerts. Env: ENGAGE_ALERT_WEBHOOK_URL.")
+@click.option("--app-id", help="Group is '<app-id>-alert-sink'. Env: ENGAGE_APP_ID.")
+@click.option("--port", "alert_sink_port", type=int, help="HTTP port of /metrics and /healthz. "
+              "Env: ENGAGE_ALERT_SINK_PORT (default 6067).")
+def alert_sink(kafka_bootstrap, redis_url, topic_prefix, alert_webhook_url, app_id,
+               alert_sink_port) -> None:  # type: ignore[no-untyped-def]
+    """Deliver per-customer alerts to a webhook (Slack-compatible JSON), retrying until accepted."""
+    import asyncio
+    import logging
+
+    from streams.alert_sink import serve
+
+    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused",
+                         alert_webhook_url=alert_webhook_url, app_id=app_id, alert_sink_port=alert_sink_port,
+                         **_topic_names(topic_prefix))
+    if not settings.alert_webhook_url:
+        raise click.UsageError("setting ENGAGE_ALERT_WEBHOOK_URL (--url): required by alert-sink")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings))
+
+
 @main.command()
 @service_options
 @click.option("--partitions", type=int, help="Partitions of new topics. Env: ENGAGE_PARTITIONS.")

@@ -139,10 +139,6 @@ class Metrics:
         self.lag = Gauge(PREFIX + "consumer_lag", "Messages behind the end of this worker's partitions", registry=r)
         self.assigned = Gauge(PREFIX + "assigned_partitions", "Events-topic partitions this worker owns", registry=r)
         self.retries = Counter(PREFIX + "batch_retries", "Batches retried after a Redis or Kafka error", registry=r)
-        self.webhook_delivered = Counter(PREFIX + "alert_webhook_delivered", "Alerts accepted by the webhook",
-                                         registry=r)
-        self.webhook_failures = Counter(PREFIX + "alert_webhook_failures", "Failed webhook attempts (retried)",
-                                        registry=r)
         self.conflicts = Counter(PREFIX + "redis_conflicts", "Optimistic transactions recomputed after a conflict",
                                  registry=r)
         for reason in Reason:
@@ -151,3 +147,17 @@ class Metrics:
             self.alerts.labels(rule=rule.value)
         self.kpis = KpiCollector(reference_lines)
         r.register(self.kpis)
+
+
+class SinkMetrics:
+    """What `engage alert-sink` exports: deliveries, failed attempts, skipped records, lag."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.delivered = Counter(PREFIX + "alert_webhook_delivered", "Alerts accepted by the webhook", registry=r)
+        self.failures = Counter(PREFIX + "alert_webhook_failures", "Failed webhook attempts (retried)", registry=r)
+        self.skipped = Counter(PREFIX + "alert_webhook_skipped", "Records on the alerts topic that are not alerts",
+                               registry=r)
+        self.lag = Gauge(PREFIX + "alert_sink_lag", "Alerts waiting in Kafka for delivery", registry=r)
+        self.assigned = Gauge(PREFIX + "alert_sink_assigned_partitions", "Alerts-topic partitions this sink owns",
+                              registry=r)

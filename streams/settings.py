@@ -43,6 +43,8 @@ class Settings:
     sweep_interval_s: float = 60.0
     alert_webhook_url: str = ""                   # empty: no webhook
     alert_webhook_max_backoff_s: float = 30.0
+    alert_sink_port: int = 6067                   # `engage alert-sink`: /metrics and /healthz
+    stall_after_s: float = 60.0                   # /readyz: lagging with no progress this long
     data_dir: str = ".engage/worker"
 
 
@@ -91,7 +93,7 @@ def _validate(raw: dict[str, object]) -> Settings:
             if values[f.name] in range(0, 60_000):
                 raise SettingsError(name, "must be -1 (forever) or at least 60000 ms")
         elif f.type in ("int", int):
-            values[f.name] = _number(name, value, int, 1, 65535 if f.name == "web_port" else 1_000_000)
+            values[f.name] = _number(name, value, int, 1, 65535 if f.name.endswith("_port") else 1_000_000)
         elif f.type in ("float", float):
             values[f.name] = _number(name, value, float, 0.001, 86400.0)
         else:

@@ -1,8 +1,8 @@
 """Per-customer alerts to a webhook (Slack-compatible JSON), with retries and no loss.
 
-Each worker runs an agent on the alerts topic (one consumer group, so every alert is
-sent by one worker). An alert is POSTed until the receiver answers 2xx, with exponential
-backoff capped at `max_backoff_s`; only then does the agent move on, so its offset is
+`engage alert-sink` (streams.alert_sink) consumes the alerts topic and hands each alert
+here. An alert is POSTed until the receiver answers 2xx, with exponential
+backoff capped at `max_backoff_s`; only then does the sink move on, so its offset is
 committed only after delivery. While a receiver is down, alerts wait in Kafka: none is
 lost, and after a crash one may be sent twice (at-least-once; `id` lets receivers dedupe).
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from scoring.config import load_config
-from streams.settings import ENV, load_settings
+from streams.settings import ENV, Settings, load_settings
 from streams.stack import BROKER_SETTINGS, ensure_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,8 @@ def test_a_real_compose_implementation_accepts_the_file():
 
 def test_compose_has_the_whole_product_with_healthchecks_and_start_order():
     services = COMPOSE["services"]
-    assert set(services) >= {"kafka", "redis", "worker", "generator", "prometheus", "alertmanager", "grafana"}
+    assert set(services) >= {"kafka", "redis", "worker", "alert-sink", "generator", "prometheus", "alertmanager",
+                             "grafana"}
     for name in ("kafka", "redis", "worker", "prometheus"):
         assert services[name]["healthcheck"]["test"], name
     assert services["worker"]["depends_on"]["kafka"]["condition"] == "service_healthy"
@@ -64,7 +65,7 @@ def test_kubernetes_manifests_validate_against_the_schemas():
     validate = Path(sys.executable).parent / "kubernetes-validate"
     out = subprocess.run([str(validate), "--strict", *map(str, K8S)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count("passed") == len(K8S) == 3
+    assert out.stdout.count("passed") == len(K8S) == 4
 
 
 def test_a_broken_manifest_is_refused(tmp_path):
@@ -80,7 +81,8 @@ def test_a_broken_manifest_is_refused(tmp_path):
 
 
 def test_the_deployment_probes_scrapes_and_fits_the_partitions():
-    docs = {d["kind"]: d for path in K8S for d in yaml.safe_load_all(path.read_text())}
+    docs = {d["kind"]: d for path in K8S for d in yaml.safe_load_all(path.read_text())
+            if d["metadata"]["name"] == "engagement-scorer"}
     pod = docs["Deployment"]["spec"]["template"]
     container = pod["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -90,6 +92,19 @@ def test_the_deployment_probes_scrapes_and_fits_the_partitions():
     config = docs["ConfigMap"]["data"]
     assert docs["Deployment"]["spec"]["replicas"] <= int(config["ENGAGE_PARTITIONS"])
     assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+
+
+def test_the_alert_sink_runs_apart_with_its_url_from_a_secret():
+    sink = yaml.safe_load((ROOT / "deploy" / "k8s" / "alert-sink.yaml").read_text())
+    container = sink["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["alert-sink"]
+    url = next(e for e in container["env"] if e["name"] == "ENGAGE_ALERT_WEBHOOK_URL")
+    assert url["valueFrom"]["secretKeyRef"]["name"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["ports"][0]["containerPort"] == Settings.alert_sink_port
+    compose = COMPOSE["services"]["alert-sink"]
+    assert compose["command"] == ["alert-sink"] and compose["environment"]["ENGAGE_ALERT_WEBHOOK_URL"]
+    assert "ENGAGE_ALERT_WEBHOOK_URL" not in COMPOSE["services"]["worker"]["environment"]
 
 
 def test_the_configmap_holds_a_valid_scoring_config_and_valid_settings(tmp_path):

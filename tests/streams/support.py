@@ -27,20 +27,19 @@ class WorkerProcess:
     def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str, config: Path | None = None,
                  sweep_s: str = "3600", extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
+        self._start(stack, log_dir, name, extra_env, [
+            *(["--config", str(config)] if config else []), "worker", "--topic-prefix", f"{unique}.",
+            "--app-id", unique, "--key-prefix", unique, "--web-port", str(self.port)],
+            {"ENGAGE_KPI_INTERVAL_S": "1", "ENGAGE_SWEEP_INTERVAL_S": sweep_s,
+             "ENGAGE_DATA_DIR": str(log_dir / f"{name}-data")})
+
+    def _start(self, stack: local.Stack, log_dir: Path, name: str, extra_env: dict[str, str] | None,
+               args: list[str], env: dict[str, str]) -> None:
         self.log = log_dir / f"{name}.log"
-        env = {
-            **os.environ,
-            "ENGAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-            "ENGAGE_REDIS_URL": stack.redis_url,
-            "ENGAGE_KPI_INTERVAL_S": "1",
-            "ENGAGE_SWEEP_INTERVAL_S": sweep_s,
-            "ENGAGE_DATA_DIR": str(log_dir / f"{name}-data"),
-            **(extra_env or {}),
-        }
-        command = [sys.executable, "-m", "streams.cli", *(["--config", str(config)] if config else []),
-                   "worker", "--topic-prefix", f"{unique}.",
-                   "--app-id", unique, "--key-prefix", unique, "--web-port", str(self.port)]
-        self.process = subprocess.Popen(command, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+        env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap, "ENGAGE_REDIS_URL": stack.redis_url,
+               **env, **(extra_env or {})}
+        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], env=env,
+                                        stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
 
     @property
     def url(self) -> str:
@@ -86,6 +85,21 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class AlertSinkProcess(WorkerProcess):
+    """`engage alert-sink` as a real subprocess (same HTTP helpers: /metrics, /healthz)."""
+
+    def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str, url: str,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self._start(stack, log_dir, name, extra_env, [
+            "alert-sink", "--topic-prefix", f"{unique}.", "--app-id", unique, "--url", url,
+            "--port", str(self.port)], {})
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
 
 
 def pipeline_settings(stack: local.Stack, unique: str) -> Settings:

@@ -1,4 +1,5 @@
-"""Alert webhook: Slack-compatible JSON, retries with backoff, nothing lost while the receiver is down."""
+"""Alert webhook sink: Slack-compatible JSON, retries with backoff, nothing lost while the receiver
+is down or the sink is killed."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from kafka import KafkaProducer
 
+from streams.alert_sink import parse_alert
 from streams.webhook import alert_id, slack_payload
-from tests.streams.support import WorkerProcess, consume_all, free_port
+from tests.streams.support import AlertSinkProcess, WorkerProcess, consume_all, free_port
 
 ALERT = {"rule": "tier_downgrade", "customer_id": "c1", "account_id": "a1", "as_of": 1700000000000,
          "before": {"tier": "excellent", "es": 81.5}, "after": {"tier": "moderate", "es": 70.25},
@@ -28,10 +31,20 @@ def test_slack_payload_reads_well_and_keeps_the_alert():
     assert alert_id({**ALERT, "as_of": 1}) != alert_id(ALERT)
 
 
-class Receiver:
-    """An HTTP receiver that answers 503 to its first `failures` requests, then 200, recording bodies."""
+@pytest.mark.parametrize("raw", [b"", b"not json", b"[1]", b'{"rule": "inactive"}', b'{"customer_id": "c", "rule": 3}',
+                                 b'{"customer_id": "c", "rule": "inactive"}'])
+def test_a_record_that_is_not_an_alert_is_recognised(raw):
+    assert parse_alert(raw) is None
 
-    def __init__(self, port: int, failures: int) -> None:
+
+def test_an_alert_is_recognised():
+    assert parse_alert(json.dumps(ALERT).encode()) == ALERT
+
+
+class Receiver:
+    """An HTTP receiver that answers 503 to its first `failures` requests, then 200 (after `delay_s`)."""
+
+    def __init__(self, port: int, failures: int, delay_s: float = 0.0) -> None:
         self.bodies: list[dict] = []
         self.statuses: list[int] = []
         receiver = self
@@ -40,6 +53,7 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 status = 503 if len(receiver.statuses) < failures else 200
+                time.sleep(delay_s if status == 200 else 0)
                 receiver.statuses.append(status)
                 if status == 200:
                     receiver.bodies.append(body)
@@ -56,32 +70,58 @@ class Receiver:
         self.server.shutdown()
 
 
+def publish(stack, topic: str, values: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    for i, value in enumerate(values):
+        producer.send(topic, key=f"k{i}".encode(), value=value)
+    producer.flush()
+    producer.close()
+
+
 @pytest.mark.services
-def test_alerts_reach_a_receiver_that_is_down_and_then_failing(stack, unique, tmp_path):
+def test_alerts_reach_a_receiver_that_is_down_then_failing_across_a_killed_sink(stack, unique, tmp_path):
     from tests.streams.test_pipeline import produce_stream
 
-    port = free_port()                     # nothing listens here yet: connections are refused
-    worker = WorkerProcess(stack, unique, tmp_path, "w1", extra_env={
-        "ENGAGE_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{port}/hook", "ENGAGE_ALERT_WEBHOOK_MAX_BACKOFF_S": "1"})
+    alerts_topic = f"{unique}.engagement.alerts"
+    values = produce_stream(stack, unique)  # a backlog: the worker and the sink both start into it
+    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    port = free_port()                      # nothing listens here yet: connections are refused
+    url = f"http://127.0.0.1:{port}/hook"
+    backoff = {"ENGAGE_ALERT_WEBHOOK_MAX_BACKOFF_S": "1"}
+    sink = AlertSinkProcess(stack, unique, tmp_path, "sink1", url, backoff)
     receiver = None
     try:
-        # start consuming before traffic arrives (see the README's known limits: a worker
-        # running the webhook agent has been seen to stall when started into a backlog)
-        worker.wait_until(lambda: worker.metrics().get("engagement_assigned_partitions") == 4, "partitions")
-        produce_stream(stack, unique)
-        alerts = worker.wait_until(lambda: consume_all(stack, f"{unique}.engagement.alerts"), "alerts to be published")
-        worker.wait_until(lambda: worker.metrics().get("engagement_alert_webhook_failures_total", 0) >= 2,
-                          "refused connections while the receiver is down")
-        receiver = Receiver(port, failures=3)
-        time.sleep(1)
-        expected = {alert_id(json.loads(v)) for _, v in consume_all(stack, f"{unique}.engagement.alerts")}
-        assert len(expected) >= len(alerts) > 0
-        worker.wait_until(lambda: {b["id"] for b in receiver.bodies} >= expected, "every alert to be delivered",
-                          timeout=240)
+        # the worker's own alerts, plus enough more that the sink can be killed mid-way
+        extra = [json.dumps({**ALERT, "customer_id": f"{unique}-x{i}"}).encode() for i in range(40)]
+        publish(stack, alerts_topic, extra)
+        sink.wait_until(lambda: sink.metrics().get("engagement_alert_webhook_failures_total", 0) >= 2,
+                        "refused connections while the receiver is down")
+        worker.wait_until(lambda: worker.metrics()["engagement_events_consumed_total"] == len(values),
+                          "the worker to consume the backlog")
+        from_worker = consume_all(stack, alerts_topic)
+        expected = {alert_id(json.loads(v)) for _, v in from_worker}
+        assert len(expected) > len(extra)   # the worker published alerts of its own
+
+        receiver = Receiver(port, failures=3, delay_s=0.05)
+        sink.wait_until(lambda: len(receiver.bodies) >= 10, "the first deliveries")
+        sink.kill()                         # SIGKILL mid-delivery: the alert in flight may repeat
+        time.sleep(0.5)                     # a request the receiver was answering still lands
+        delivered_before_kill = len(receiver.bodies)
+        assert delivered_before_kill < len(expected)
+        publish(stack, alerts_topic, [b"not an alert"])  # a poison record must not block the partition
+        sink = AlertSinkProcess(stack, unique, tmp_path, "sink2", url, backoff)
+        sink.wait_until(lambda: {b["id"] for b in receiver.bodies} >= expected, "every alert to be delivered",
+                        timeout=240)
         assert receiver.statuses[:3] == [503, 503, 503]   # it really failed before it accepted
-        assert {b["id"] for b in receiver.bodies} == expected
+        ids = [b["id"] for b in receiver.bodies]
+        assert set(ids) == expected
+        assert len(ids) - len(expected) <= 1              # at-least-once: at most the one in flight repeats
         assert all(b["text"] and b["alert"]["rule"] for b in receiver.bodies)
+        sink.wait_until(lambda: sink.metrics()["engagement_alert_sink_lag"] == 0, "the sink's lag to reach 0")
+        assert sink.metrics()["engagement_alert_webhook_skipped_total"] == 1
+        assert sink.metrics()["engagement_alert_webhook_delivered_total"] == len(ids) - delivered_before_kill
     finally:
         if receiver:
             receiver.close()
+        sink.stop()
         worker.stop()
