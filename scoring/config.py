@@ -71,6 +71,8 @@ class Config:
     dedup_horizon_ms: int
     alerts: AlertConfig
     max_event_bytes: int
+    max_message_bytes: int
+    max_batch_events: int
     max_id_length: int
     max_count: int
     max_value: float
@@ -215,6 +217,11 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         activation_ms=r.optional_duration("alerts.activation"),
     )
 
+    max_event_bytes = r.integer("limits.max_event_bytes", minimum=256)
+    max_message_bytes = r.integer("limits.max_message_bytes", minimum=256)
+    if max_message_bytes < max_event_bytes:
+        raise ConfigError("limits.max_message_bytes", f"must be at least limits.max_event_bytes ({max_event_bytes})")
+
     return Config(
         window_ms=window("scoring.window"),
         bucket_ms=bucket_ms,
@@ -242,7 +249,9 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         max_future_skew_ms=r.duration("time.max_future_skew"),
         dedup_horizon_ms=dedup,
         alerts=alerts,
-        max_event_bytes=r.integer("limits.max_event_bytes", minimum=256),
+        max_event_bytes=max_event_bytes,
+        max_message_bytes=max_message_bytes,
+        max_batch_events=r.integer("limits.max_batch_events", minimum=1),
         max_id_length=r.integer("limits.max_id_length", minimum=8),
         max_count=r.integer("limits.max_count", minimum=1),
         max_value=r.number("limits.max_value", 1, None),

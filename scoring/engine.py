@@ -23,6 +23,7 @@ from scoring.business import BusinessKpis, business_kpis
 from scoring.config import Config
 from scoring.contributions import contribution
 from scoring.events import Event, decode_event, validate_event
+from scoring.messages import unpack
 from scoring.reasons import EventRejected, Reason
 from scoring.scores import AccountCard, ScoreCard, account_card, score_card
 from scoring.state import CustomerState
@@ -88,6 +89,11 @@ class Scorer:
             state = self.customers[result.event.customer_id]
             return Result(Outcome.ACCEPTED, event=result.event, alerts=self._alerts(state, now_ms))
         return result
+
+    def process_message(self, raw: bytes, now_ms: int) -> list[Result]:
+        """Every event of one message (one event, a JSON array or NDJSON: scoring.messages), in order."""
+        return [self.process(item.event, now_ms) if item.event is not None else Result.rejected(item.rejection)  # type: ignore[arg-type]
+                for item in unpack(raw, self.config)]
 
     def process_batch(self, messages: list[Message], now_ms: int, clocks: list[int] | None = None) -> BatchResult:
         """Handle messages in order; alert rules run once per touched customer, after the batch.

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 
 class Reason(StrEnum):
-    OVERSIZED = "oversized"                  # raw message larger than limits.max_event_bytes
+    OVERSIZED = "oversized"                  # an event over limits.max_event_bytes, a message over the batch limits
     INVALID_ENCODING = "invalid_encoding"    # bytes are not UTF-8
     MALFORMED_JSON = "malformed_json"        # not parseable JSON (incl. NaN, Infinity, depth)
     NOT_AN_OBJECT = "not_an_object"          # JSON, but not an object
@@ -22,6 +22,7 @@ class Reason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"  # `ts` is neither RFC 3339 with offset nor epoch ms
     TS_IN_FUTURE = "ts_in_future"            # `ts` beyond now + time.max_future_skew
     TS_TOO_LATE = "ts_too_late"              # `ts` older than watermark - time.allowed_lateness
+    EMPTY_BATCH = "empty_batch"              # a batch message (JSON array) holding no events
 
 
 class EventRejected(ValueError):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
+from scoring.messages import pack
 from scoring.timeutil import DAY, HOUR, SECOND
 
 
@@ -104,7 +105,8 @@ class TrafficGenerator:
             now = start_ms + int(i * step)
             roll = rng.random()
             if roll < s.malformed_share:
-                yield Message(b"", _malformed(rng, s.prefix, next(serial), now), Kind.MALFORMED, now)
+                # keyed by the customer it names, as a real (buggy) producer would key it
+                yield Message(f"{s.prefix}c0".encode(), _malformed(rng, s.prefix, next(serial), now), Kind.MALFORMED, now)
                 continue
             roll -= s.malformed_share
             if roll < s.duplicate_share and sent:
@@ -213,3 +215,43 @@ def _malformed(rng: random.Random, prefix: str, serial: int, now: int) -> bytes:
     if choice == 6:
         return orjson.dumps({**good, "count": "many"})                     # wrong type
     return orjson.dumps({**good, "ts": now + 2 * DAY // SECOND * SECOND})  # far in the future
+
+
+def batched(messages: Iterable[Message], size: int, shape: str,
+            route: Callable[[bytes], int] = lambda key: 0) -> Iterator[tuple[Message, list[Message]]]:
+    """Group single-event messages into batch messages (`array` or `ndjson`) of up to `size` events.
+
+    Events are grouped per `route(key)` (the producer passes the key's partition), so one
+    customer's events stay in one partition and in order. A malformed message that is not
+    a one-line JSON object goes alone: it could not sit inside an array or an NDJSON line.
+    Yields (batch message, the messages inside it).
+    """
+    pending: dict[int, list[Message]] = {}
+
+    def flush(group: list[Message]) -> tuple[Message, list[Message]]:
+        value = pack([m.value for m in group], shape)
+        key = next((m.key for m in group if m.key), b"")   # a keyed member decides the partition
+        return Message(key, value, group[-1].kind, group[-1].at_ms), group
+
+    for message in messages:
+        if message.kind is Kind.MALFORMED and not _fits_in_batch(message.value):
+            yield message, [message]
+            continue
+        where = route(message.key)
+        group = pending.setdefault(where, [])
+        group.append(message)
+        if len(group) >= size:
+            del pending[where]
+            yield flush(group)
+    for group in pending.values():
+        if group:
+            yield flush(group)
+
+
+def _fits_in_batch(value: bytes) -> bool:
+    if b"\n" in value or b"\r" in value:
+        return False
+    try:
+        return isinstance(orjson.loads(value), dict)
+    except orjson.JSONDecodeError:
+        return False

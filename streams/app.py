@@ -91,7 +91,8 @@ class Runtime:
         sends = []
         for message, result in processed.rejections():
             value = dead_letter(message.value, message.key, result.reason.value, result.detail,  # type: ignore[union-attr]
-                                result.field, message.topic, message.partition, message.offset, processed.now_ms)
+                                result.field, message.topic, message.partition, message.offset, processed.now_ms,
+                                message.index)
             sends.append(await self.topics["dlq"].send(key=message.key, value=value))
         for card in processed.cards:
             sends.append(await self.topics["scores"].send(key=card.customer_id.encode(), value=score_snapshot(card)))
@@ -105,7 +106,8 @@ class Runtime:
     def _observe(self, processed: Processed, batch: list[Incoming]) -> None:
         m = self.metrics
         m.batch_size.observe(len(batch))
-        m.consumed.inc(len(batch))
+        m.messages.inc(len(batch))
+        m.consumed.inc(len(processed.outcomes))
         m.processed.inc(processed.count(Outcome.ACCEPTED))
         m.deduplicated.inc(processed.count(Outcome.DUPLICATE))
         for _, result in processed.rejections():

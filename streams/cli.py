@@ -201,16 +201,20 @@ def topics(kafka_bootstrap, redis_url, topic_prefix, partitions) -> None:  # typ
 @service_options
 @click.option("--count", type=click.IntRange(1, 1_000_000_000), default=10000, show_default=True)
 @click.option("--rate", type=click.FloatRange(0.001, 10_000_000), default=None,
-              help="Messages per second (event times follow the clock); default: as fast as possible, "
+              help="Events per second (event times follow the clock); default: as fast as possible, "
                    "with event times spread over --history.")
 @click.option("--history", default="7d", show_default=True, help="Unpaced: event times spread over the last ...")
 @click.option("--customers", type=click.IntRange(1, 100_000_000), default=1000, show_default=True)
 @click.option("--accounts", type=click.IntRange(1, 10_000_000), default=100, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--id-prefix", default="", help="Prefix for customer/account/event ids (isolation).")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=1, show_default=True,
+              help="Events per message: above 1, batch messages of --shape (grouped per partition).")
+@click.option("--shape", type=click.Choice(["array", "ndjson"]), default="array", show_default=True,
+              help="Batch message format: a JSON array, or NDJSON (one event per line).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(kafka_bootstrap, redis_url, topic_prefix, count, rate, history, customers, accounts, seed, id_prefix,
-             quiet) -> None:  # type: ignore[no-untyped-def]
+             batch, shape, quiet) -> None:  # type: ignore[no-untyped-def]
     """Produce realistic synthetic events (Zipf activity, every type, some duplicates, late and bad ones)."""
     from scoring.synthetic import TrafficSettings
     from scoring.timeutil import parse_duration
@@ -223,7 +227,7 @@ def generate(kafka_bootstrap, redis_url, topic_prefix, count, rate, history, cus
     settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused",
                          **_topic_names(topic_prefix))
     sent = run_generate(settings, GenerateOptions(
-        count=count, rate=rate, history_ms=history_ms, progress=not quiet,
+        count=count, rate=rate, history_ms=history_ms, progress=not quiet, batch=batch, shape=shape,
         traffic=TrafficSettings(customers=customers, accounts=accounts, seed=seed, prefix=id_prefix)))
     click.echo(json.dumps(dict(sorted(sent.items()))))
 

@@ -73,8 +73,11 @@ def decode_record(customer_id: str, raw: bytes) -> CustomerRecord:
 
 
 def dead_letter(raw: bytes, key: bytes | None, reason: str, detail: str, field: str | None, topic: str,
-                partition: int, offset: int, now_ms: int) -> bytes:
-    """The DLQ message: why, where from, and the original bytes (text when UTF-8, else base64)."""
+                partition: int, offset: int, now_ms: int, index: int | None = None) -> bytes:
+    """The DLQ message: why, where from, and the event's original bytes (text when UTF-8, else base64).
+
+    For an event inside a batch message, `index` is its position and the bytes are its own.
+    """
     try:
         original: dict[str, str] = {"text": raw.decode("utf-8")}
     except UnicodeDecodeError:
@@ -83,7 +86,7 @@ def dead_letter(raw: bytes, key: bytes | None, reason: str, detail: str, field: 
         "reason": reason,
         "detail": detail,
         "field": field,
-        "source": {"topic": topic, "partition": partition, "offset": offset,
+        "source": {"topic": topic, "partition": partition, "offset": offset, "index": index,
                    "key": key.decode("utf-8", "replace") if key else None},
         "rejected_at": now_ms,
         "original": original,

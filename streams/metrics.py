@@ -125,7 +125,8 @@ class Metrics:
 
     def __init__(self, reference_lines: Mapping[str, float], registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.consumed = Counter(PREFIX + "events_consumed", "Messages read from the events topic", registry=r)
+        self.messages = Counter(PREFIX + "messages_consumed", "Messages read from the events topic", registry=r)
+        self.consumed = Counter(PREFIX + "events_consumed", "Events read (a batch message holds many)", registry=r)
         self.processed = Counter(PREFIX + "events_processed", "Events accepted and applied to Redis", registry=r)
         self.deduplicated = Counter(PREFIX + "events_deduplicated", "Events seen before (counted once)", registry=r)
         self.rejected = Counter(PREFIX + "events_rejected", "Events sent to the dead-letter topic", ["reason"],

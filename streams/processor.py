@@ -8,13 +8,12 @@ transaction. No scoring rule lives here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scoring.alerts import Alert
 from scoring.config import Config
 from scoring.engine import Outcome, Result, Scorer
-from scoring.events import Event, decode_event
-from scoring.reasons import EventRejected
+from scoring.messages import unpack
 from scoring.scores import ScoreCard
 from streams.codec import CustomerRecord
 from streams.store import Changes, RedisStore
@@ -30,6 +29,7 @@ class Incoming:
     partition: int = 0
     offset: int = 0
     timestamp_ms: int | None = None   # broker append time: the clock for the time gates
+    index: int | None = None          # a rejected event's position inside a batch message
 
 
 @dataclass
@@ -52,14 +52,9 @@ class BatchProcessor:
         self.store = store
 
     async def process(self, batch: list[Incoming], now_ms: int) -> Processed:
-        decoded: list[tuple[Incoming, Event | EventRejected]] = []
-        for message in batch:
-            try:
-                decoded.append((message, decode_event(message.value, self.config)))
-            except EventRejected as rejected:
-                decoded.append((message, rejected))
-        events = [item for _, item in decoded if isinstance(item, Event)]
-        clocks = [m.timestamp_ms or now_ms for m, item in decoded if isinstance(item, Event)]
+        decoded = [(message, item) for message in batch for item in unpack(message.value, self.config)]
+        events = [item.event for _, item in decoded if item.event is not None]
+        clocks = [m.timestamp_ms or now_ms for m, item in decoded if item.event is not None]
 
         def compute(records: dict[str, CustomerRecord]) -> Changes[Processed]:
             scorer = Scorer(
@@ -72,10 +67,10 @@ class BatchProcessor:
             applied = iter(batch_result.results)
             processed = Processed(alerts=list(batch_result.alerts), now_ms=now_ms)
             for message, item in decoded:
-                if isinstance(item, EventRejected):
-                    result = Result.rejected(item)
-                else:
-                    result = next(applied)
+                result = next(applied) if item.event is not None else Result.rejected(item.rejection)  # type: ignore[arg-type]
+                if result.outcome is Outcome.REJECTED and item.index is not None:
+                    # an event inside a batch message is dead-lettered with its own bytes and position
+                    message = replace(message, value=item.original(message.value), index=item.index)
                 processed.outcomes.append((message, result))
             touched = batch_result.touched
             processed.cards = batch_result.cards

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka import KafkaProducer
+from kafka.partitioner.default import murmur2
 
-from scoring.synthetic import TrafficGenerator, TrafficSettings
+from scoring.synthetic import TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY
 from streams.clock import now_ms
 from streams.settings import Settings
@@ -22,6 +24,8 @@ class GenerateOptions:
     history_ms: int = 7 * DAY   # unpaced: event times spread over the last `history`
     traffic: TrafficSettings | None = None
     progress: bool = True
+    batch: int = 1              # events per message; > 1 sends batch messages of `shape`
+    shape: str = "array"        # array (a JSON array) or ndjson (one event per line)
 
 
 def generate(settings: Settings, options: GenerateOptions) -> Counter[str]:
@@ -38,17 +42,24 @@ def generate(settings: Settings, options: GenerateOptions) -> Counter[str]:
     began = time.monotonic()
     last_report = began
     try:
-        for index, message in enumerate(traffic.messages(options.count, first, span)):
+        messages = traffic.messages(options.count, first, span)
+        if options.batch > 1:
+            grouped = batched(messages, options.batch, options.shape, partition_of(producer, settings.events_topic))
+        else:
+            grouped = ((message, [message]) for message in messages)
+        done = 0
+        for message, events in grouped:
             if options.rate:
-                due = began + index / options.rate
+                due = began + done / options.rate    # the rate is in events per second
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
             producer.send(settings.events_topic, key=message.key or None, value=message.value)
-            sent[message.kind.value] += 1
+            sent.update(e.kind.value for e in events)
+            done += len(events)
             if options.progress and time.monotonic() - last_report >= 0.5:
                 last_report = time.monotonic()
-                _progress(index + 1, options.count, last_report - began)
+                _progress(done, options.count, last_report - began)
         producer.flush()
     finally:
         producer.close()
@@ -58,9 +69,15 @@ def generate(settings: Settings, options: GenerateOptions) -> Counter[str]:
     return sent
 
 
+def partition_of(producer: KafkaProducer, topic: str) -> Callable[[bytes], int]:
+    """The partition Kafka's default partitioner picks for a key (murmur2, as the Java client)."""
+    count = len(producer.partitions_for(topic))
+    return lambda key: (murmur2(key) & 0x7FFFFFFF) % count if key else 0
+
+
 def _progress(done: int, total: int, elapsed: float) -> None:
     width = 30
     filled = int(width * done / max(total, 1))
     rate = done / elapsed if elapsed > 0 else 0.0
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} messages, {rate:,.0f}/s")
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} events, {rate:,.0f}/s")
     sys.stderr.flush()

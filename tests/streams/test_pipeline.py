@@ -18,12 +18,15 @@ import pytest
 from kafka import KafkaProducer
 
 from scoring.config import load_config
-from scoring.engine import Outcome, Scorer
-from scoring.synthetic import Kind, TrafficGenerator, TrafficSettings
+from scoring.engine import Outcome, Result, Scorer
+from scoring.messages import unpack
+from scoring.messages import pack
+from scoring.synthetic import Kind, TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY, HOUR
 from streams import stack as local
 from streams.codec import original_bytes
 from streams.metrics import KPI_GAUGES
+from streams.producer import partition_of
 from streams.store import RedisStore
 from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings
 
@@ -49,18 +52,26 @@ def produce_stream(stack: local.Stack, unique: str) -> list[bytes]:
     return [m.value for m in messages]
 
 
-def reference_for(values: list[bytes], at_ms: int) -> tuple[Scorer, list]:
-    """The pure core over the same messages in the same per-partition (per-customer) order."""
+def reference_for(values: list[bytes], at_ms: int) -> tuple[Scorer, list[tuple[bytes, int | None, Result]]]:
+    """The pure core over the same messages in the same per-partition (per-customer) order.
+
+    One (the bytes the DLQ must carry, index inside a batch message, result) per event.
+    """
     scorer = Scorer(CONFIG)
-    results = [scorer.process(value, at_ms) for value in values]
+    results = []
+    for value in values:
+        for item, result in zip(unpack(value, CONFIG), scorer.process_message(value, at_ms), strict=True):
+            results.append((item.original(value), item.index, result))
     return scorer, results
 
 
 def check_everything(stack: local.Stack, unique: str, values: list[bytes], workers: list[WorkerProcess]) -> Scorer:
+    events = sum(len(unpack(value, CONFIG)) for value in values)
     total = lambda: sum(w.metrics()["engagement_events_consumed_total"] for w in workers)  # noqa: E731
-    workers[0].wait_until(lambda: total() == len(values), f"all {len(values)} messages consumed")
+    workers[0].wait_until(lambda: total() == events, f"all {events} events consumed")
     done_at = now_ms()
-    reference, results = reference_for(values, done_at)
+    reference, framed = reference_for(values, done_at)
+    results = [r for _, _, r in framed]
 
     # Redis state equals the core's, customer by customer
     async def read_records():
@@ -82,6 +93,7 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
     for worker in workers:
         for name, value in worker.metrics().items():
             summed[name] += value
+    assert summed["engagement_messages_consumed_total"] == len(values)
     assert summed["engagement_events_processed_total"] == outcomes[Outcome.ACCEPTED]
     assert summed["engagement_events_deduplicated_total"] == outcomes[Outcome.DUPLICATE]
     for reason, count in reasons.items():
@@ -145,11 +157,12 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
 
     # the DLQ holds exactly the rejected messages, each with its reason and original bytes
     dlq = consume_all(stack, f"{unique}.engagement.events.dlq")
-    got = Counter((json.loads(v)["reason"], json.loads(v)["field"], original_bytes(json.loads(v))) for _, v in dlq)
-    want = Counter((r.reason.value, r.field, value) for value, r in zip(values, results)
+    envelopes = [json.loads(v) for _, v in dlq]
+    got = Counter((e["reason"], e["field"], original_bytes(e), e["source"]["index"]) for e in envelopes)
+    want = Counter((r.reason.value, r.field, original, index) for original, index, r in framed
                    if r.outcome is Outcome.REJECTED)
     assert got == want
-    assert any(field for _, field, _ in got)  # the field to blame travels with the event
+    assert any(field for _, field, _, _ in got)  # the field to blame travels with the event
 
     # the compacted scores topic: each customer's last snapshot matches the core at its instant
     last: dict[str, dict] = {}
@@ -168,6 +181,37 @@ def test_one_worker_end_to_end_equals_the_core(stack, unique, tmp_path):
     try:
         worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness")
         check_everything(stack, unique, values, [worker])
+    finally:
+        worker.stop()
+
+
+def produce_batched_stream(stack: local.Stack, unique: str) -> list[bytes]:
+    """The same kind of stream, sent as batch messages: JSON arrays and NDJSON alternating, grouped
+    per partition like `engage generate --batch` does; a few malformed texts go alone."""
+    settings = pipeline_settings(stack, unique)
+    traffic = TrafficGenerator(TrafficSettings(customers=120, accounts=12, seed=77, prefix=unique,
+                                               malformed_share=0.02, late_share=0.01, duplicate_share=0.02))
+    messages = list(traffic.messages(MESSAGES, now_ms() - 5 * DAY, 5 * DAY - HOUR))
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    values = []
+    for i, (message, members) in enumerate(batched(messages, 40, "array", partition_of(producer, settings.events_topic))):
+        value = pack([m.value for m in members], "ndjson") if i % 2 and len(members) > 1 else message.value
+        producer.send(settings.events_topic, key=message.key or None, value=value)
+        values.append(value)
+    producer.flush()
+    producer.close()
+    assert sum(v.startswith(b"[") for v in values) > 10 and sum(v.count(b"\n") > 1 for v in values) > 10
+    return values
+
+
+def test_batch_messages_end_to_end_equal_the_core_with_per_event_dead_letters(stack, unique, tmp_path):
+    values = produce_batched_stream(stack, unique)
+    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    try:
+        worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness")
+        check_everything(stack, unique, values, [worker])
+        envelopes = [json.loads(v) for _, v in consume_all(stack, f"{unique}.engagement.events.dlq")]
+        assert any(e["source"]["index"] is not None for e in envelopes)   # rejected from inside a batch
     finally:
         worker.stop()
 
