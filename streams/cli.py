@@ -151,14 +151,12 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
     settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, app_id=app_id,
                          key_prefix=key_prefix, web_port=web_port, partitions=partitions,
                          **_topic_names(topic_prefix))
-    from faust.worker import Worker
-
-    from streams.app import create_app
+    from streams.app import create_app, run_worker
     from streams.topics import ensure_topics
 
     ensure_topics(settings)
     app, _ = create_app(settings, config)
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    run_worker(app, loglevel)
 
 
 @main.command("alert-sink")
