@@ -6,6 +6,9 @@
   reading and decoding every message: the framework ceiling.
 * `noop-default`: the same agent with Faust's default consumption settings and per-event
   iteration: what a first Faust app gets.
+* `noop-fast`: `noop` on the benchmark transport that removes Faust's per-message task
+  overhead (benchmarks.fast_transport), lean monitor, raw schema, a 64 k stream buffer.
+* `noop-batch`: one Faust event per fetched chunk of up to 1,000 records (batch delivery).
 * `naive`: the straightforward per-event scorer a user would write first: validate with
   the core, then one Redis read-modify-write round trip per event.
 
@@ -39,6 +42,13 @@ def main() -> None:
     common = dict(broker=f"kafka://{bootstrap}", store="memory://", key_serializer="raw", value_serializer="raw",
                   web_enabled=False, consumer_auto_offset_reset="earliest", autodiscover=False,
                   datadir=os.environ.get("BENCH_DATADIR", "/tmp/bench-faust"))
+    if mode in ("noop-fast", "noop-batch"):
+        from benchmarks import fast_transport
+
+        fast_transport.register()
+        scheme = "batchkafka" if mode == "noop-batch" else "fastkafka"
+        common.update(broker=f"{scheme}://{bootstrap}", stream_buffer_maxsize=65536,
+                      Monitor=fast_transport.LeanMonitor, Schema=fast_transport.RawSchema)
     app = faust.App(app_id, **common)
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes)
     state = {"seen": 0, "first": 0.0}
@@ -54,7 +64,14 @@ def main() -> None:
                 out.write(orjson.dumps({"mode": mode, "events": state["seen"], "seconds": elapsed}))
             os._exit(0)
 
-    if mode == "noop":
+    if mode == "noop-batch":
+        @app.agent(topic, concurrency=1)
+        async def noop_batch(stream: faust.StreamT) -> None:
+            async for values in stream:          # each event: a chunk of one partition's records
+                for value in values:
+                    _decode(value)
+                count(len(values))
+    elif mode in ("noop", "noop-fast"):
         @app.agent(topic, concurrency=1)
         async def noop(stream: faust.StreamT) -> None:
             async for batch in stream.take_events(1000, within=0.1):
@@ -103,7 +120,10 @@ def main() -> None:
 
     from faust.worker import Worker
 
-    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    worker = Worker(app, loglevel="warning", quiet=True)
+    if mode != "noop-default":   # our worker's setting: no spinner (it turns the root logger to DEBUG)
+        worker.spinner = None
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

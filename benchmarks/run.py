@@ -38,7 +38,7 @@ from streams.clock import now_ms  # noqa: E402
 from streams.settings import load_settings, prefixed_topics  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 
-MODES = ("raw", "noop", "noop-default", "scorer", "naive", "raw-batched", "scorer-batched", "scale-out", "latency")
+MODES = ("raw", "noop", "noop-default", "noop-fast", "noop-batch", "scorer", "naive", "raw-batched", "scorer-batched", "scale-out", "latency")
 BATCH = 100   # events per batch message in the batched topic (JSON arrays, grouped per partition)
 
 
@@ -335,6 +335,8 @@ def markdown(report: dict[str, object]) -> str:
                       f"{scorer.get('worker_peak_rss_mb') or 0:,.0f} MB."]
     lines += ["", "Modes: `raw` aiokafka + orjson only; `noop` a no-op Faust agent with our worker's settings "
                   "(framework ceiling); `noop-default` the same agent iterating per event with Faust's defaults; "
+                  "`noop-fast` / `noop-batch` the no-op agent on the benchmark transport (benchmarks/fast_transport.py), "
+                  "per event / one event per fetched chunk; "
                   "`scorer` one `engage worker` end to end; `naive` per-event agent with one Redis round trip "
                   "per read and write; `raw-batched` / `scorer-batched` the same on the batched topic; "
                   "`scale-out` two workers sharing the topic; `latency` a paced producer at 80 % of the "
@@ -354,6 +356,10 @@ def targets(results: dict[str, dict[str, float]], rate: dict[str, float]) -> lis
     add("scorer ≥ 0.8 × framework ceiling", r, "{:.2f}×", None if r is None else r >= 0.8)
     r = ratio("noop", "noop-default")
     add("framework ceiling ≥ 3 × Faust defaults", r, "{:.2f}×", None if r is None else r >= 3)
+    r = ratio("noop-fast", "noop-default")
+    add("(benchmark transport, per event) ≥ 3 × Faust defaults", r, "{:.2f}×", None if r is None else r >= 3)
+    r = ratio("noop-batch", "noop-default")
+    add("(benchmark transport, batch delivery) ≥ 3 × Faust defaults", r, "{:.2f}×", None if r is None else r >= 3)
     b, rb = rate.get("scorer-batched"), ratio("scorer-batched", "raw-batched")
     add("batched: scorer ≥ 100,000 events/s", b, "{:,.0f}/s", None if b is None else b >= 100_000)
     add("batched: or scorer ≥ 0.5 × raw ceiling (batched)", rb, "{:.3f}×", None if rb is None else rb >= 0.5)
