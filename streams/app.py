@@ -388,3 +388,8 @@ def _routes(app: faust.App, runtime: Runtime) -> None:
         async def get(self, request: Request) -> Response:
             # aiohttp refuses a charset inside content_type; the full header goes in headers
             return self.bytes(await runtime.metrics_payload(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/{path:.*}")   # last: any other route is a JSON 404, like the API's own errors
+    class NotFoundView(View):
+        async def get(self, request: Request, path: str) -> Response:
+            return self.json({"error": f"no such route: /{path[:200]}", "status": 404}, status=404)

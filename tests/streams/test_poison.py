@@ -1,0 +1,76 @@
+"""No poison pill: fuzzed messages (up to ~900 kB) interleaved with good events flow through a
+real worker; each bad one lands in the dead-letter topic with its reason and the partition
+keeps going."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from scoring.config import load_config
+from scoring.engine import Outcome, Scorer
+from tests.scoring.helpers import ev
+from tests.scoring.test_fuzz import mutate, weird_event
+from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings
+
+pytestmark = pytest.mark.services
+CONFIG = load_config()
+
+
+def customer_key(value: bytes) -> bytes:
+    for line in value.split(b"\n"):
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        obj = obj[0] if isinstance(obj, list) and obj else obj
+        if isinstance(obj, dict) and isinstance(obj.get("customer_id"), str):
+            return obj["customer_id"].encode("utf-8", "replace")
+        break
+    return b"unparseable"
+
+
+def test_fuzzed_messages_are_dead_lettered_and_the_partitions_keep_flowing(stack, unique, tmp_path):
+    settings = pipeline_settings(stack, unique)
+    rng = random.Random(7)
+    start = now_ms() - 3_600_000
+    good = [json.dumps(ev(f"{unique}c{i % 20}", "like", start + i * 1000, event_id=f"{unique}g{i}")).encode()
+            for i in range(400)]
+    values = []
+    for i, value in enumerate(good):
+        values.append(value)
+        if i % 2 == 0:
+            bad = weird_event(rng) if i % 4 == 0 else mutate(rng, value)
+            values.append(bad[:900_000])          # under the broker's 1 MB message limit
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", max_request_size=2 * 1024 * 1024)
+    for value in values:   # keyed by the customer named, as producers do: per-customer order holds
+        producer.send(settings.events_topic, key=customer_key(value), value=value)
+    producer.flush()
+    producer.close()
+    assert sum(len(v) > 100_000 for v in values) > 0
+    assert len({customer_key(v) for v in values}) > 4   # several partitions carry bad input
+
+    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    try:
+        reference = Scorer(CONFIG)
+        expected = Counter()
+        for value in values:
+            for result in reference.process_message(value, now_ms()):
+                expected[result.outcome] += 1
+        events = sum(expected.values())
+        worker.wait_until(lambda: worker.metrics()["engagement_events_consumed_total"] == events,
+                          f"all {events} events consumed")
+        metrics = worker.metrics()
+        assert metrics["engagement_events_processed_total"] == expected[Outcome.ACCEPTED] >= 400
+        rejected = sum(v for k, v in metrics.items() if k.startswith("engagement_events_rejected_total"))
+        assert rejected == expected[Outcome.REJECTED] > 0
+        dlq = consume_all(stack, settings.dlq_topic)
+        assert len(dlq) == rejected and all(json.loads(v)["reason"] for _, v in dlq)
+        assert metrics["engagement_consumer_lag"] == 0 and worker.get("/readyz")[0] == 200
+    finally:
+        worker.stop()
