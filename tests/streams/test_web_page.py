@@ -33,9 +33,14 @@ def browser():
 
 def test_live_page_shows_the_api_values_and_looks_customers_up(stack, unique, tmp_path, browser):
     values = produce_stream(stack, unique)
-    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    # the stream alone may raise no alert (a dip inside one batch does not alert): a 2 s
+    # inactivity rule and a 1 s sweep make sure the alerts table has rows to compare
+    config = tmp_path / "alerts.toml"
+    config.write_text('[alerts]\ninactivity = "2s"\n')
+    worker = WorkerProcess(stack, unique, tmp_path, "w1", config=config, sweep_s="1")
     try:
         worker.wait_until(lambda: worker.metrics().get("engagement_events_consumed_total") == len(values), "consumption")
+        worker.wait_until(lambda: worker.get("/alerts/recent?limit=10")[1]["alerts"], "alerts to show")
         browser.get(worker.url + "/")
         wait = WebDriverWait(browser, 30)
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-updated"))
