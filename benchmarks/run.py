@@ -176,8 +176,9 @@ def latency_mode(bootstrap: str, redis_url: str, rate: float, seconds: float, cu
             time.sleep(0.2)
         count = int(rate * seconds)
         sent_s = paced_send(bootstrap, settings.events_topic, count, rate, customers)
+        deadline = time.monotonic() + 120 + seconds * 4
         while (_metric(port, "engagement_events_consumed_total") or 0) < count:
-            if time.monotonic() > deadline + seconds * 4:
+            if time.monotonic() > deadline:
                 raise RuntimeError("the latency worker did not catch up")
             time.sleep(0.2)
         buckets = _histogram(port, "engagement_event_latency_seconds")
@@ -408,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="length of the paced latency run")
-    parser.add_argument("--latency-rate", type=float, default=1000.0,
-                        help="events/s of the latency run when the scorer mode was not measured (else 80 %% of it)")
+    parser.add_argument("--latency-rate", type=float, default=None,
+                        help="events/s of the latency run (default: 80 %% of the scorer's measured rate)")
     parser.add_argument("--dormant", type=int, default=20_000, help="dormant members written for the memory probe")
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
@@ -451,8 +452,9 @@ def main(argv: list[str] | None = None) -> int:
             if mode == "scorer":
                 results[mode].update(asyncio.run(dormant_member_bytes(running.redis_url, args.dormant)))
         elif mode == "latency":
-            scorer_rate = results.get("scorer", {}).get("events", 0) / max(results.get("scorer", {}).get("seconds", 1), 1e-9)
-            rate = 0.8 * (scorer_rate or args.latency_rate)
+            scorer = results.get("scorer", {})
+            scorer_rate = scorer["events"] / scorer["seconds"] if scorer.get("seconds") else 0.0
+            rate = args.latency_rate or 0.8 * (scorer_rate or 1000.0)
             results[mode] = latency_mode(running.kafka_bootstrap, running.redis_url, rate, args.latency_seconds,
                                          args.customers, workdir, args.partitions)
         else:

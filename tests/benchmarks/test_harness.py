@@ -15,7 +15,8 @@ def test_every_mode_measures_the_same_topic_and_reports(stack, tmp_path, monkeyp
     monkeypatch.setenv("ENGAGE_STACK_DIR", stack.directory)
     markdown = tmp_path / "RESULTS.md"
     assert main(["--events", "1500", "--customers", "150", "--naive-events", "500", "--out", str(tmp_path),
-                 "--markdown", str(markdown), "--latency-seconds", "3", "--dormant", "300"]) == 0
+                 "--markdown", str(markdown), "--latency-seconds", "3", "--latency-rate", "300",
+                 "--dormant", "300"]) == 0
     report = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert set(report["results"]) == set(MODES)
     results = report["results"]
@@ -23,7 +24,8 @@ def test_every_mode_measures_the_same_topic_and_reports(stack, tmp_path, monkeyp
         expected = {"naive": 500, "latency": 1}.get(mode, 1500)
         assert result["events"] >= expected and result["seconds"] > 0, mode
     assert results["scorer"]["redis_bytes_per_customer"] > 0
-    assert 0 < results["scorer"]["redis_bytes_per_dormant_member"] < results["scorer"]["redis_bytes_per_customer"]
+    assert results["scorer"]["redis_bytes_per_dormant_member"] > 0   # a used_memory delta: noisy at 300 members
+    assert 0 < results["scorer"]["dormant_record_memory_usage"] < results["scorer"]["redis_bytes_per_customer"]
     assert results["scale-out"]["workers"] == 2
     assert 0 < results["latency"]["p50_ms"] <= results["latency"]["p95_ms"] <= results["latency"]["p99_ms"]
     assert report["prefill_batched"]["messages"] < report["prefill"]["messages"] == 1500
