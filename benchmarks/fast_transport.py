@@ -90,21 +90,31 @@ class FastConsumer(_aiokafka.Consumer):
                 return {}, active
         return await super()._wait_next_records(timeout)
 
-    async def getmany(self, timeout: float) -> AsyncIterator[Tuple[Any, Any]]:
-        # same as Consumer.getmany, but highwater tracked once per TP per batch, not per record
+    async def _fetch(self, timeout: float) -> tuple[Any, Any, int] | None:
+        """Upstream getmany's prologue: the next records, or None when there is nothing to yield.
+
+        The highwater is tracked once per partition per fetch, not per record.
+        """
         records, active_partitions = await self._wait_next_records(timeout)
         generation_id = self.app.consumer_generation_id
         if records is None or self.should_stop:
-            return
+            return None
         if not self.flow_active:
             try:
                 await self.perform_seek()
             except Exception as ex:
                 self.log.warning(f"exception performing seek when flow not active {ex}")
-            return
+            return None
         track = self.app.monitor.track_tp_end_offset
         for tp in records:
             track(tp, self.highwater(tp))
+        return records, active_partitions, generation_id
+
+    async def getmany(self, timeout: float) -> AsyncIterator[Tuple[Any, Any]]:
+        fetched = await self._fetch(timeout)
+        if fetched is None:
+            return
+        records, active_partitions, generation_id = fetched
         to_message = self._to_message
         buffered = self._buffered_partitions
         app = self.app
@@ -236,23 +246,14 @@ class BatchConsumer(FastConsumer):
         self._batch_first = collections.defaultdict(dict)  # tp -> {last offset: first offset}
 
     async def getmany(self, timeout: float):
-        records, active_partitions = await self._wait_next_records(timeout)
-        generation_id = self.app.consumer_generation_id
-        if records is None or self.should_stop:
+        fetched = await self._fetch(timeout)
+        if fetched is None:
             return
-        if not self.flow_active:
-            try:
-                await self.perform_seek()
-            except Exception as ex:
-                self.log.warning(f"exception performing seek when flow not active {ex}")
-            return
-        track = self.app.monitor.track_tp_end_offset
+        records, active_partitions, generation_id = fetched
         n = self.batch_records
         batch_first = self._batch_first
         buffered = self._buffered_partitions
         app = self.app
-        for tp, recs in records.items():
-            track(tp, self.highwater(tp))
         # round-robin over partitions, one chunk at a time
         chunks = {tp: [recs[i:i + n] for i in range(0, len(recs), n)] for tp, recs in records.items()}
         idx = 0

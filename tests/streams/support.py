@@ -110,6 +110,22 @@ def pipeline_settings(stack: local.Stack, unique: str) -> Settings:
     return settings
 
 
+def redis_records(stack: local.Stack, prefix: str) -> dict:
+    """Every customer record under a key prefix, read from the real Redis."""
+    import asyncio
+
+    from streams.store import RedisStore
+
+    async def read() -> dict:
+        store = RedisStore.from_url(stack.redis_url, prefix)
+        try:
+            return await store.records(await store.customer_ids())
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
 def consume_all(stack: local.Stack, topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every record of `topic` up to its end offsets as of now (bounded even while it grows)."""
     consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False, group_id=None)

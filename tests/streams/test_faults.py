@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import threading
@@ -15,8 +14,7 @@ from kafka import KafkaProducer
 
 from scoring.synthetic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
-from streams.store import RedisStore
-from tests.streams.support import WorkerProcess, now_ms, pipeline_settings
+from tests.streams.support import WorkerProcess, now_ms, pipeline_settings, redis_records
 from tests.streams.test_pipeline import MESSAGES, reference_for
 
 pytestmark = pytest.mark.services
@@ -34,17 +32,6 @@ def paced_producer(stack, topic: str, values_keys: list[tuple[bytes, bytes]], se
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
-
-
-def records_of(stack, unique: str) -> dict:
-    async def read():
-        store = RedisStore.from_url(stack.redis_url, unique)
-        try:
-            return await store.records(await store.customer_ids())
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 
 def test_a_worker_killed_mid_stream_and_restarted_ends_exactly_like_the_core(stack, unique, tmp_path):
@@ -69,7 +56,7 @@ def test_a_worker_killed_mid_stream_and_restarted_ends_exactly_like_the_core(sta
             m = restarted.metrics()
             if m.get("engagement_consumer_lag", 1) != 0 or m.get("engagement_assigned_partitions") != 4:
                 return False
-            records = records_of(stack, unique)
+            records = redis_records(stack, unique)
             return sorted(records) == sorted(reference.customers) and all(
                 r.state == reference.customers[c] for c, r in records.items())
 

@@ -28,7 +28,7 @@ from streams.codec import original_bytes
 from streams.metrics import KPI_GAUGES
 from streams.producer import partition_of
 from streams.store import RedisStore
-from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings
+from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings, redis_records
 
 pytestmark = pytest.mark.services
 CONFIG = load_config()
@@ -74,14 +74,7 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
     results = [r for _, _, r in framed]
 
     # Redis state equals the core's, customer by customer
-    async def read_records():
-        store = RedisStore.from_url(stack.redis_url, unique)
-        try:
-            return await store.records(await store.customer_ids())
-        finally:
-            await store.close()
-
-    records = asyncio.run(read_records())
+    records = redis_records(stack, unique)
     assert sorted(records) == sorted(reference.customers)
     for cid, record in records.items():
         assert record.state == reference.customers[cid], cid
