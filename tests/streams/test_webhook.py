@@ -84,7 +84,11 @@ def test_alerts_reach_a_receiver_that_is_down_then_failing_across_a_killed_sink(
 
     alerts_topic = f"{unique}.engagement.alerts"
     values = produce_stream(stack, unique)  # a backlog: the worker and the sink both start into it
-    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    # the stream alone may raise no alert (a dip inside one batch does not alert): a 2 s
+    # inactivity rule and a 1 s sweep make sure the worker publishes alerts of its own
+    config = tmp_path / "alerts.toml"
+    config.write_text('[alerts]\ninactivity = "2s"\n')
+    worker = WorkerProcess(stack, unique, tmp_path, "w1", config=config, sweep_s="1")
     port = free_port()                      # nothing listens here yet: connections are refused
     url = f"http://127.0.0.1:{port}/hook"
     backoff = {"ENGAGE_ALERT_WEBHOOK_MAX_BACKOFF_S": "1"}
@@ -98,8 +102,9 @@ def test_alerts_reach_a_receiver_that_is_down_then_failing_across_a_killed_sink(
                         "refused connections while the receiver is down")
         worker.wait_until(lambda: worker.metrics()["engagement_events_consumed_total"] == len(values),
                           "the worker to consume the backlog")
-        from_worker = consume_all(stack, alerts_topic)
-        expected = {alert_id(json.loads(v)) for _, v in from_worker}
+        worker.wait_until(lambda: len(consume_all(stack, alerts_topic)) > len(extra), "the worker's own alerts")
+        time.sleep(3)                       # a few more sweeps: each member's inactivity alert fires once
+        expected = {alert_id(json.loads(v)) for _, v in consume_all(stack, alerts_topic)}
         assert len(expected) > len(extra)   # the worker published alerts of its own
 
         receiver = Receiver(port, failures=3, delay_s=0.05)
@@ -112,6 +117,8 @@ def test_alerts_reach_a_receiver_that_is_down_then_failing_across_a_killed_sink(
         sink = AlertSinkProcess(stack, unique, tmp_path, "sink2", url, backoff)
         sink.wait_until(lambda: {b["id"] for b in receiver.bodies} >= expected, "every alert to be delivered",
                         timeout=240)
+        expected = {alert_id(a) for _, v in consume_all(stack, alerts_topic) if (a := parse_alert(v))}  # later ones too
+        sink.wait_until(lambda: {b["id"] for b in receiver.bodies} >= expected, "every alert to be delivered")
         assert receiver.statuses[:3] == [503, 503, 503]   # it really failed before it accepted
         ids = [b["id"] for b in receiver.bodies]
         assert set(ids) == expected
