@@ -307,7 +307,7 @@ def _start_redis(directory: Path, log: Callable[[str], None]) -> Service:
     log_path = directory / "redis.log"
     pid = _spawn(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--appendonly", "yes",
-         "--appendfsync", "everysec", "--save", "", "--daemonize", "no", "--protected-mode", "yes"],
+         "--appendfsync", "always", "--save", "", "--daemonize", "no", "--protected-mode", "yes"],
         log_path, directory,
     )
     return Service("redis", f"redis://127.0.0.1:{port}/0", pid, port, str(log_path))
@@ -398,6 +398,7 @@ def ensure_binary(binary: str, package: str, log: Callable[[str], None] = lambda
 
 def _spawn(command: list[str], log_path: Path, cwd: Path) -> int:
     cwd.mkdir(parents=True, exist_ok=True)
+    (cwd / "command.json").write_text(json.dumps(command))  # for `restart` (Redis rewrites its cmdline)
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=cwd, start_new_session=True)
@@ -472,3 +473,36 @@ def _tail(path: str | None, lines: int = 30) -> str:
     if not path or not Path(path).exists():
         return "(no log)"
     return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- restarts (fault tests, operators) -----------------------------------------------------
+
+
+def restart(stack: Stack, name: str, down_s: float = 0.0, kill: bool = False,
+            log: Callable[[str], None] = lambda _: None) -> Service:
+    """Stop a service we started and start it again with the same ports, settings and data.
+
+    Kafka keeps its log directory and Redis reloads its append-only file, so clients see
+    the same service come back. `kill` stops it with SIGKILL instead of a clean shutdown;
+    `down_s` keeps it down that long before the start.
+    """
+    service = stack.services[name]
+    if service.pid is None:
+        raise StackError(f"{name} was not started by this stack; restart it yourself")
+    cwd = Path(os.readlink(f"/proc/{service.pid}/cwd"))
+    command = json.loads((cwd / "command.json").read_text())
+    if kill:
+        os.killpg(service.pid, signal.SIGKILL)
+        _reap(service.pid)
+        while service.alive():
+            time.sleep(0.05)
+    else:
+        _stop(service)
+    log(f"{name}: stopped")
+    time.sleep(down_s)
+    service.pid = _spawn(command, Path(service.log or cwd / f"{name}.log"), cwd)
+    stack.save()
+    checks = {"kafka": _kafka_ready, "redis": _redis_ready, "prometheus": _prometheus_ready}
+    _wait_ready(service, checks[name])
+    log(f"{name}: ready again at {service.address}")
+    return service

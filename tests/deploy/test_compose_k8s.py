@@ -47,7 +47,7 @@ def test_compose_kafka_and_redis_match_the_local_stack():
     assert COMPOSE["services"]["kafka"]["image"].startswith("apache/kafka:3.9")
     command = COMPOSE["services"]["redis"]["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
-    assert command[command.index("--appendfsync") + 1] == "everysec"
+    assert command[command.index("--appendfsync") + 1] == "always"
     worker_env = COMPOSE["services"]["worker"]["environment"]
     assert all(key in ENV.values() for key in worker_env)
 

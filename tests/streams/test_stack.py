@@ -41,6 +41,7 @@ def test_redis_is_real_and_persists_with_aof(stack, unique):
     client.set(f"{unique}:k", "v")
     assert client.get(f"{unique}:k") == b"v"
     assert client.config_get("appendonly")["appendonly"] == "yes"
+    assert client.config_get("appendfsync")["appendfsync"] == "always"  # a crash loses no acknowledged write
     assert client.info("server")["redis_mode"] == "standalone"
 
 
