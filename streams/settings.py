@@ -3,16 +3,29 @@
 Each setting comes from an `ENGAGE_*` environment variable (CLI flags set the same
 names), falling back to the running local stack (`engage stack up`) for the Kafka and
 Redis addresses. A bad value stops start-up with a message naming the variable.
+
+Secrets (`SECRETS`) may instead come from a file named by `ENGAGE_<NAME>_FILE` (one
+trailing newline stripped). They never appear in `repr(settings)`, in `redacted()` (what
+the CLI and the logs show) or in an error message; neither does a password inside the
+Redis URL.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\Z")
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,512}\Z")   # RFC 6750 b64token characters
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+SECRETS = ("kafka_password", "redis_password", "api_token")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 class SettingsError(ValueError):
@@ -21,7 +34,7 @@ class SettingsError(ValueError):
         self.name = name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     kafka_bootstrap: str
     redis_url: str
@@ -46,9 +59,50 @@ class Settings:
     alert_sink_port: int = 6067                   # `engage alert-sink`: /metrics and /healthz
     stall_after_s: float = 60.0                   # /readyz: lagging with no progress this long
     data_dir: str = ".engage/worker"
+    # security (README "Security"); the secrets are in SECRETS
+    kafka_security_protocol: str = "PLAINTEXT"    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"   # with SASL_*: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN
+    kafka_username: str = ""
+    kafka_password: str = ""
+    kafka_ssl_cafile: str = ""                    # with SSL/SASL_SSL: CA bundle (PEM); empty: the system's
+    redis_username: str = ""                      # an ACL user (with redis_password)
+    redis_password: str = ""
+    redis_ssl_ca_file: str = ""                   # with rediss://: CA bundle (PEM); empty: the system's
+    api_token: str = ""                           # bearer token of the worker's API; empty: no auth
+    metrics_auth: bool = False                    # /metrics needs the token too
+
+    def redacted(self) -> dict[str, object]:
+        """Every setting, fit to show: secrets as '***' (or '' when unset), URL passwords hidden."""
+        shown: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRETS:
+                value = "***" if value else ""
+            elif f.name in ("redis_url", "alert_webhook_url"):
+                value = redact_url(value)
+            shown[f.name] = value
+        return shown
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.redacted().items()) + ")"
 
 
 ENV = {f.name: f"ENGAGE_{f.name.upper()}" for f in fields(Settings)}
+FILE_ENV = {name: f"{ENV[name]}_FILE" for name in SECRETS}
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by '***' (userinfo and a `password=` query parameter).
+
+    Everything up to the last '@' after the scheme counts as userinfo, so a password
+    holding an unescaped '/', '?' or '@' is hidden too (at worst more than the password is).
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
+        if ":" in userinfo:
+            rest = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", f"{scheme}{sep}{rest}")
 TOPIC_FIELDS = tuple(f.name for f in fields(Settings) if f.name.endswith("_topic"))
 
 
@@ -67,6 +121,8 @@ def load_settings(overrides: Mapping[str, object] | None = None, env: Mapping[st
         value = (overrides or {}).get(f.name)
         if value is None:
             value = env.get(ENV[f.name])
+            if f.name in SECRETS:
+                value = _secret(f.name, value, env)
         if value is not None and value != "":
             raw[f.name] = value
     if "kafka_bootstrap" not in raw or "redis_url" not in raw:
@@ -82,13 +138,36 @@ def load_settings(overrides: Mapping[str, object] | None = None, env: Mapping[st
     return _validate(raw)
 
 
+def _secret(name: str, value: str | None, env: Mapping[str, str]) -> str | None:
+    """A secret from ENGAGE_X, or from the file ENGAGE_X_FILE names (never both)."""
+    path = env.get(FILE_ENV[name])
+    if not path:
+        return value
+    if value:
+        raise SettingsError(ENV[name], f"set either {ENV[name]} or {FILE_ENV[name]}, not both")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(FILE_ENV[name], f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise SettingsError(FILE_ENV[name], f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise SettingsError(FILE_ENV[name], f"{path} is empty")
+    return text
+
+
 def _validate(raw: dict[str, object]) -> Settings:
     values: dict[str, object] = {}
     for f in fields(Settings):
         if f.name not in raw:
             continue
         name, value = ENV[f.name], raw[f.name]
-        if f.name.endswith("_retention_ms"):
+        if f.name in SECRETS:
+            values[f.name] = _secret_value(f.name, name, value)
+        elif f.type in ("bool", bool):
+            values[f.name] = _flag(name, value)
+        elif f.name.endswith("_retention_ms"):
             values[f.name] = _number(name, value, int, -1, 2**62)
             if values[f.name] in range(0, 60_000):
                 raise SettingsError(name, "must be -1 (forever) or at least 60000 ms")
@@ -104,13 +183,114 @@ def _validate(raw: dict[str, object]) -> Settings:
             if f.name == "alert_webhook_url" and not text.startswith(("http://", "https://")):
                 raise SettingsError(name, f"must be an http:// or https:// URL (got {text!r})")
             if f.name == "redis_url" and not text.startswith(("redis://", "rediss://", "unix://")):
-                raise SettingsError(name, f"must be a redis://, rediss:// or unix:// URL (got {text!r})")
+                raise SettingsError(name, f"must be a redis://, rediss:// or unix:// URL (got {redact_url(text)!r})")
+            if f.name == "kafka_security_protocol":
+                text = text.upper()
+                if text not in KAFKA_PROTOCOLS:
+                    raise SettingsError(name, f"must be one of {', '.join(KAFKA_PROTOCOLS)} (got {value!r})")
+            if f.name == "kafka_sasl_mechanism":
+                text = text.upper()
+                if text not in KAFKA_SASL_MECHANISMS:
+                    raise SettingsError(name, f"must be one of {', '.join(KAFKA_SASL_MECHANISMS)} (got {value!r})")
+            if f.name in ("kafka_ssl_cafile", "redis_ssl_ca_file"):
+                _ca_file(name, text)
+            if f.name in ("kafka_username", "redis_username") and (
+                    len(text) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in text)):
+                raise SettingsError(name, "must be 1..256 characters without control characters")
+            if f.name == "web_host" and not re.match(r"^[A-Za-z0-9.:_-]{1,253}\Z", text):
+                raise SettingsError(name, f"must be a host name or IP address to bind (got {text!r})")
+            if f.name == "data_dir":
+                _directory(name, text)
             if f.name == "kafka_bootstrap":
                 text = text.removeprefix("kafka://")
                 if not all(re.match(r"^[^:\s]+:\d{1,5}\Z", part) for part in text.split(",")):
                     raise SettingsError(name, f"must be host:port[,host:port] (got {text!r})")
             values[f.name] = text
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check_security(settings, raw)
+    return settings
+
+
+def _directory(name: str, text: str) -> None:
+    """A directory the worker can create or use: checked here, not as a traceback at start-up."""
+    path = Path(text).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise SettingsError(name, f"{existing} is not a directory (got {text!r})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SettingsError(name, f"{existing} is not writable (got {text!r})")
+
+
+def _secret_value(field_name: str, name: str, value: object) -> str:
+    """A secret's own checks; the messages never contain the value."""
+    text = str(value)
+    if field_name == "api_token":
+        if not _TOKEN.match(text):
+            raise SettingsError(name, "must be 16..512 characters of A-Z a-z 0-9 - . _ ~ + / = (value not shown)")
+    elif len(text) > 4096 or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise SettingsError(name, "must be at most 4096 characters without control characters (value not shown)")
+    return text
+
+
+def _flag(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise SettingsError(name, f"must be true or false (1/0, yes/no, on/off; got {value!r})")
+
+
+def _ca_file(name: str, path: str) -> None:
+    if not Path(path).is_file():
+        raise SettingsError(name, f"no such file: {path}")
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise SettingsError(name, f"{path} is not a readable PEM CA certificate file ({exc})") from None
+
+
+def _check_security(s: Settings, raw: Mapping[str, object]) -> None:
+    """Combinations that would silently not do what was asked."""
+    protocol = s.kafka_security_protocol
+    sasl, tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
+    if sasl:
+        for key in ("kafka_username", "kafka_password"):
+            if not getattr(s, key):
+                also = f" (or {FILE_ENV[key]})" if key in FILE_ENV else ""
+                raise SettingsError(ENV[key], f"required with {ENV['kafka_security_protocol']}={protocol}{also}")
+    else:
+        if s.kafka_username or s.kafka_password:
+            raise SettingsError(ENV["kafka_security_protocol"], f"is {protocol}, but {ENV['kafka_username']} or "
+                                f"{ENV['kafka_password']} is set: use SASL_SSL (or SASL_PLAINTEXT) to authenticate")
+        if "kafka_sasl_mechanism" in raw:
+            raise SettingsError(ENV["kafka_sasl_mechanism"], f"only used with SASL_SSL or SASL_PLAINTEXT "
+                                f"({ENV['kafka_security_protocol']} is {protocol})")
+    if s.kafka_ssl_cafile and not tls:
+        raise SettingsError(ENV["kafka_ssl_cafile"], f"only used with SSL or SASL_SSL "
+                            f"({ENV['kafka_security_protocol']} is {protocol})")
+    try:
+        parts = urlsplit(s.redis_url)
+        url_user, url_password = parts.username, parts.password
+        query = parse_qs(parts.query)
+    except ValueError:
+        url_user = url_password = None
+        query = {}
+    url_password = url_password or (query.get("password") or [None])[0]
+    url_user = url_user or (query.get("username") or [None])[0]
+    if s.redis_password and url_password:
+        raise SettingsError(ENV["redis_password"], f"the URL in {ENV['redis_url']} holds a password already: "
+                            "set only one of them")
+    if s.redis_username and url_user:
+        raise SettingsError(ENV["redis_username"], f"the URL in {ENV['redis_url']} names a user already: "
+                            "set only one of them")
+    if s.redis_username and not s.redis_password:
+        raise SettingsError(ENV["redis_password"], f"required with {ENV['redis_username']} "
+                            f"(or {FILE_ENV['redis_password']})")
+    if s.redis_ssl_ca_file and not s.redis_url.startswith("rediss://"):
+        raise SettingsError(ENV["redis_ssl_ca_file"], f"only used with a rediss:// URL in {ENV['redis_url']}")
+    if s.metrics_auth and not s.api_token:
+        raise SettingsError(ENV["metrics_auth"], f"needs {ENV['api_token']} (or {FILE_ENV['api_token']})")
 
 
 def _number(name: str, value: object, kind: type, low: float, high: float) -> int | float:

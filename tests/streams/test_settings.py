@@ -60,3 +60,201 @@ def test_topic_retention_settings_reach_the_topic_specs():
     with pytest.raises(SettingsError) as err:
         load_settings(env={**BASE, "ENGAGE_DLQ_RETENTION_MS": "5"})
     assert err.value.name == "ENGAGE_DLQ_RETENTION_MS"
+
+
+# --- security settings (README "Security") ----------------------------------------------------
+
+import certifi  # noqa: E402  (a real PEM CA bundle for the CA-file settings)
+
+from streams import security  # noqa: E402
+from streams.settings import FILE_ENV, SECRETS, redact_url  # noqa: E402
+
+SECRET = "s3cr3t-Value-0123456789"
+SASL = {**BASE, "ENGAGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "ENGAGE_KAFKA_USERNAME": "engage",
+        "ENGAGE_KAFKA_PASSWORD": SECRET, "ENGAGE_KAFKA_SSL_CAFILE": certifi.where()}
+
+
+def test_security_defaults_are_off():
+    s = load_settings(env=BASE)
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism, s.kafka_username, s.kafka_password,
+            s.kafka_ssl_cafile) == ("PLAINTEXT", "SCRAM-SHA-512", "", "", "")
+    assert (s.redis_username, s.redis_password, s.redis_ssl_ca_file, s.api_token, s.metrics_auth) == (
+        "", "", "", "", False)
+    assert security.kafka_options(s) == {"security_protocol": "PLAINTEXT"}
+    assert security.faust_credentials(s) is None and security.redis_options(s) == {}
+    assert security.auth_header(s) == {}
+
+
+def test_sasl_ssl_settings_become_the_same_client_options_everywhere():
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    s = load_settings(env={**SASL, "ENGAGE_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+                           "ENGAGE_KAFKA_SASL_MECHANISM": "scram-sha-256"})
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-256")
+    options = security.kafka_options(s)
+    context = options.pop("ssl_context")
+    assert context.check_hostname and context.verify_mode.name == "CERT_REQUIRED"
+    assert options == {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-256",
+                       "sasl_plain_username": "engage", "sasl_plain_password": SECRET}
+    # what faust-streaming 0.15.3 hands its aiokafka consumer and producers
+    faust_side = credentials_to_aiokafka_auth(security.faust_credentials(s))
+    assert faust_side["ssl_context"] is not None
+    assert {k: faust_side[k] for k in options} == options
+    assert SECRET not in repr(security.faust_credentials(s))
+
+    plain_sasl = load_settings(env={**SASL, "ENGAGE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                                    "ENGAGE_KAFKA_SSL_CAFILE": ""})
+    assert "ssl_context" not in security.kafka_options(plain_sasl)
+    assert credentials_to_aiokafka_auth(security.faust_credentials(plain_sasl))["security_protocol"] == "SASL_PLAINTEXT"
+
+    tls_only = load_settings(env={**BASE, "ENGAGE_KAFKA_SECURITY_PROTOCOL": "SSL",
+                                  "ENGAGE_KAFKA_SSL_CAFILE": certifi.where()})
+    assert set(security.kafka_options(tls_only)) == {"security_protocol", "ssl_context"}
+    assert credentials_to_aiokafka_auth(security.faust_credentials(tls_only))["security_protocol"] == "SSL"
+
+
+def test_redis_acl_user_and_tls_settings_become_redis_options():
+    s = load_settings(env={**BASE, "ENGAGE_REDIS_URL": "rediss://127.0.0.1:6380/0", "ENGAGE_REDIS_USERNAME": "app",
+                           "ENGAGE_REDIS_PASSWORD": SECRET, "ENGAGE_REDIS_SSL_CA_FILE": certifi.where()})
+    assert security.redis_options(s) == {"username": "app", "password": SECRET, "ssl_ca_certs": certifi.where()}
+    # a password inside the URL still works (redis-py reads it from there), and is never shown
+    in_url = load_settings(env={**BASE, "ENGAGE_REDIS_URL": f"redis://app:{SECRET}@127.0.0.1:6379/0"})
+    assert security.redis_options(in_url) == {}
+    assert SECRET not in repr(in_url) and "redis://app:***@127.0.0.1:6379/0" in repr(in_url)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ENGAGE_KAFKA_SECURITY_PROTOCOL", "TLS"),
+    ("ENGAGE_KAFKA_SASL_MECHANISM", "GSSAPI"),
+    ("ENGAGE_KAFKA_SSL_CAFILE", "/nonexistent/ca.pem"),
+    ("ENGAGE_KAFKA_SSL_CAFILE", __file__),                 # a file, but no PEM certificate
+    ("ENGAGE_REDIS_SSL_CA_FILE", "/nonexistent/ca.pem"),
+    ("ENGAGE_METRICS_AUTH", "maybe"),
+    ("ENGAGE_KAFKA_USERNAME", "bad\nname"),
+])
+def test_a_bad_security_value_names_its_variable(variable, value):
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={**SASL, "ENGAGE_REDIS_URL": "rediss://127.0.0.1:6380/0", variable: value})
+    assert err.value.name == variable and variable in str(err.value)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ENGAGE_API_TOKEN", "too-short-token"),              # under 16 characters
+    ("ENGAGE_API_TOKEN", "has a space in it, 0123456789"),
+    ("ENGAGE_API_TOKEN", "x" * 513),
+    ("ENGAGE_KAFKA_PASSWORD", "line\nbreak-0123456789"),
+    ("ENGAGE_REDIS_PASSWORD", "nul\x00-0123456789"),
+])
+def test_a_bad_secret_is_refused_without_echoing_it(variable, value):
+    env = {**SASL, variable: value} if variable != "ENGAGE_REDIS_PASSWORD" else {**BASE, variable: value}
+    with pytest.raises(SettingsError) as err:
+        load_settings(env=env)
+    assert err.value.name == variable and "value not shown" in str(err.value)
+    assert value not in str(err.value) and value[:8] not in str(err.value)
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"ENGAGE_KAFKA_USERNAME": ""}, "ENGAGE_KAFKA_USERNAME"),
+    ({"ENGAGE_KAFKA_PASSWORD": ""}, "ENGAGE_KAFKA_PASSWORD"),
+    ({"ENGAGE_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "ENGAGE_KAFKA_SSL_CAFILE": ""}, "ENGAGE_KAFKA_SECURITY_PROTOCOL"),
+    ({"ENGAGE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "ENGAGE_KAFKA_SSL_CAFILE"),
+    ({"ENGAGE_KAFKA_SECURITY_PROTOCOL": "SSL", "ENGAGE_KAFKA_USERNAME": "", "ENGAGE_KAFKA_PASSWORD": "",
+      "ENGAGE_KAFKA_SASL_MECHANISM": "PLAIN"}, "ENGAGE_KAFKA_SASL_MECHANISM"),
+    ({"ENGAGE_REDIS_SSL_CA_FILE": certifi.where()}, "ENGAGE_REDIS_SSL_CA_FILE"),   # with a redis:// URL
+    ({"ENGAGE_REDIS_USERNAME": "app"}, "ENGAGE_REDIS_PASSWORD"),
+    ({"ENGAGE_REDIS_URL": "redis://:inurl@127.0.0.1:6379/0", "ENGAGE_REDIS_PASSWORD": SECRET}, "ENGAGE_REDIS_PASSWORD"),
+    ({"ENGAGE_REDIS_URL": "redis://127.0.0.1:6379/0?password=inurl", "ENGAGE_REDIS_PASSWORD": SECRET},
+     "ENGAGE_REDIS_PASSWORD"),
+    ({"ENGAGE_REDIS_URL": "redis://app@127.0.0.1:6379/0", "ENGAGE_REDIS_USERNAME": "app",
+      "ENGAGE_REDIS_PASSWORD": SECRET}, "ENGAGE_REDIS_USERNAME"),
+    ({"ENGAGE_METRICS_AUTH": "on"}, "ENGAGE_METRICS_AUTH"),                         # without a token
+])
+def test_inconsistent_security_settings_name_the_key(change, named):
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={k: v for k, v in {**SASL, **change}.items() if v})
+    assert err.value.name == named and named in str(err.value)
+    assert SECRET not in str(err.value) and "inurl" not in str(err.value)
+
+
+def test_metrics_auth_is_bool_ish_and_needs_the_token():
+    token = "t0ken-0123456789abcdef"
+    for text, expected in (("1", True), ("TRUE", True), ("yes", True), ("on", True), ("0", False), ("off", False),
+                           ("No", False), ("false", False)):
+        s = load_settings(env={**BASE, "ENGAGE_API_TOKEN": token, "ENGAGE_METRICS_AUTH": text})
+        assert s.metrics_auth is expected
+    assert security.auth_header(s) == {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("field", SECRETS)
+def test_every_secret_can_come_from_a_file(tmp_path, field):
+    variable, file_variable = f"ENGAGE_{field.upper()}", FILE_ENV[field]
+    assert file_variable == f"{variable}_FILE"
+    extra = {"ENGAGE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ENGAGE_KAFKA_USERNAME": "u"} \
+        if field == "kafka_password" else {}
+    path = tmp_path / "secret"
+    path.write_text(SECRET + "\n")                       # one trailing newline is stripped
+    s = load_settings(env={**BASE, **extra, file_variable: str(path)})
+    assert getattr(s, field) == SECRET
+    path.write_text(SECRET + "\r\n")
+    assert getattr(load_settings(env={**BASE, **extra, file_variable: str(path)}), field) == SECRET
+
+    with pytest.raises(SettingsError) as both:           # both set: an error naming both, echoing neither
+        load_settings(env={**BASE, **extra, variable: SECRET, file_variable: str(path)})
+    assert both.value.name == variable and variable in str(both.value) and file_variable in str(both.value)
+    assert SECRET not in str(both.value)
+
+    for unreadable in (tmp_path / "missing", tmp_path):  # no such file; a directory
+        with pytest.raises(SettingsError) as err:
+            load_settings(env={**BASE, **extra, file_variable: str(unreadable)})
+        assert err.value.name == file_variable and file_variable in str(err.value)
+    path.write_bytes(b"\xff\xfe" + SECRET.encode())
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={**BASE, **extra, file_variable: str(path)})
+    assert err.value.name == file_variable and SECRET not in str(err.value)
+    path.write_text("\n")
+    with pytest.raises(SettingsError) as err:            # empty: never silently "no secret"
+        load_settings(env={**BASE, **extra, file_variable: str(path)})
+    assert err.value.name == file_variable and "empty" in str(err.value)
+
+
+def test_a_bad_secret_from_a_file_is_not_echoed_either(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("short secret\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={**BASE, "ENGAGE_API_TOKEN_FILE": str(path)})
+    assert err.value.name == "ENGAGE_API_TOKEN" and "short secret" not in str(err.value)
+
+
+def test_secrets_and_url_passwords_are_never_shown():
+    s = load_settings(env={**SASL, "ENGAGE_REDIS_URL": f"redis://app:{SECRET}x@127.0.0.1:6379/0",
+                           "ENGAGE_API_TOKEN": SECRET + "-api", "ENGAGE_ALERT_WEBHOOK_URL":
+                           f"https://hook:{SECRET}w@example.com/x"})
+    shown = s.redacted()
+    assert shown["kafka_password"] == shown["api_token"] == "***" and shown["redis_password"] == ""
+    assert shown["redis_url"] == "redis://app:***@127.0.0.1:6379/0"
+    for text in (repr(s), str(s), str(shown)):
+        assert SECRET not in text
+    assert s.kafka_password == SECRET                     # still there for the clients
+    assert redact_url("redis://:p/a@ss@h:1/0?password=q&db=1") == "redis://:***@h:1/0?password=***&db=1"
+    assert redact_url("unix:///run/redis.sock?db=0&PASSWORD=q") == "unix:///run/redis.sock?db=0&PASSWORD=***"
+    assert redact_url("rediss://h:6380/0") == "rediss://h:6380/0"
+    with pytest.raises(SettingsError) as err:            # a bad URL's error hides its password too
+        load_settings(env={**BASE, "ENGAGE_REDIS_URL": f"http://u:{SECRET}@h:1"})
+    assert SECRET not in str(err.value) and "u:***@h:1" in str(err.value)
+
+
+@pytest.mark.parametrize(("header", "ok"), [
+    ("Bearer t0ken-0123456789abcdef", True),
+    ("bearer   t0ken-0123456789abcdef ", True),
+    (None, False),
+    ("", False),
+    ("Bearer", False),
+    ("Bearer t0ken-0123456789abcdeF", False),
+    ("Bearer t0ken-0123456789abcdef0", False),
+    ("Basic t0ken-0123456789abcdef", False),
+    ("t0ken-0123456789abcdef", False),
+    ("Bearer t0ken-0123456789abcd\u00e9f", False),
+])
+def test_bearer_check(header, ok):
+    assert security.bearer_ok(header, "t0ken-0123456789abcdef") is ok
+    assert security.bearer_ok(header, "") is True        # no token configured: no auth
