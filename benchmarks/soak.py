@@ -1,0 +1,234 @@
+"""Soak: a worker under steady load for a long time; memory must level off and nothing be lost.
+
+    .venv/bin/python -m benchmarks.soak                      # 30 min at 80 % of the measured max
+    .venv/bin/python -m benchmarks.soak --minutes 5 --rate 500
+
+The rate defaults to 80 % of the scorer's events/s in the newest benchmark result
+(benchmarks/results/*.json; run `python -m benchmarks.run` first), else 1,000/s. A paced
+`engage generate` sends live events (now-stamped) while a sampler records, every
+--sample-s seconds, the worker's RSS, Redis `used_memory`, the consumer lag and the
+counters. At the end it waits for the lag to reach 0 and checks that nothing was lost:
+
+* every message written to the topic was consumed (end offsets = messages consumed);
+* every consumed event was processed, deduplicated or rejected, and the DLQ holds
+  exactly the rejected ones.
+
+Memory is "flat after warm-up" when it grew less than --flat-percent over the second
+half of the run. The soak uses benchmarks/soak.toml, whose short dedup horizon and
+lateness make the per-customer event-id memory reach its steady state within minutes;
+with the defaults (2 days) Redis keeps growing for 2 days before it levels off, by
+design (see README, Reliability). Results: benchmarks/results/soak-<time>.json and
+benchmarks/SOAK.md. Not part of the test suite (the suite runs a 1-minute version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.run import _metric, _start_worker, machine  # noqa: E402
+from streams import stack as local  # noqa: E402
+
+CONFIG = ROOT / "benchmarks" / "soak.toml"
+
+
+def default_rate(share: float = 0.8) -> float:
+    results = sorted((ROOT / "benchmarks" / "results").glob("2*.json"))
+    for path in reversed(results):
+        scorer = json.loads(path.read_text()).get("results", {}).get("scorer", {})
+        if scorer.get("events") and scorer.get("seconds"):
+            return round(scorer["events"] / scorer["seconds"] * share, 1)
+    return 1000.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def redis_used_mb(url: str) -> float:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("memory")["used_memory"]) / 2**20
+    finally:
+        client.close()
+
+
+def topic_messages(bootstrap: str, topic: str) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
+    finally:
+        consumer.close()
+
+
+def counters(port: int) -> dict[str, float]:
+    names = ("engagement_messages_consumed_total", "engagement_events_consumed_total",
+             "engagement_events_processed_total", "engagement_events_deduplicated_total", "engagement_consumer_lag")
+    values = {name: _metric(port, name) for name in names}
+    values["rejected"] = _rejected(port)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _rejected(port: int) -> float | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return sum(float(line.rsplit(" ", 1)[1]) for line in response.read().decode().splitlines()
+                       if line.startswith("engagement_events_rejected_total{"))
+    except OSError:
+        return None
+
+
+def growth_percent(samples: list[dict[str, float]], key: str) -> float:
+    """Growth of `key` over the second half of the run, in % of its value at the half-way mark."""
+    half = [s for s in samples if s["t"] >= samples[-1]["t"] / 2]
+    if len(half) < 2 or not half[0][key]:
+        return 0.0
+    return (half[-1][key] - half[0][key]) / half[0][key] * 100
+
+
+def soak(minutes: float, rate: float, customers: int, sample_s: float, flat_percent: float,
+         running: local.Stack, log=print) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    run_id = f"soak{uuid.uuid4().hex[:8]}"
+    prefix = f"{run_id}."
+    workdir = ROOT / ".engage" / "soak" / run_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": running.kafka_bootstrap, "ENGAGE_REDIS_URL": running.redis_url,
+           "ENGAGE_CONFIG": str(CONFIG), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "streams.cli", "topics", "--topic-prefix", prefix], env=env, check=True,
+                   capture_output=True, cwd=ROOT)
+    before = os.environ.get("ENGAGE_CONFIG")
+    os.environ["ENGAGE_CONFIG"] = str(CONFIG)   # the worker reads it through the environment
+    try:
+        worker, port = _start_worker(running.kafka_bootstrap, running.redis_url, prefix, run_id, workdir / "worker")
+    finally:
+        if before is None:
+            os.environ.pop("ENGAGE_CONFIG")
+        else:
+            os.environ["ENGAGE_CONFIG"] = before
+    count = int(rate * minutes * 60)
+    samples: list[dict[str, float]] = []
+    generator = None
+    try:
+        deadline = time.monotonic() + 120
+        while _metric(port, "engagement_assigned_partitions") != 4:
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError(f"worker did not start; see {workdir / 'worker.log'}")
+            time.sleep(0.5)
+        log(f"soak {run_id}: {count:,} events at {rate:,.0f}/s for {minutes:g} min, {customers:,} customers")
+        generator = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "generate", "--topic-prefix", prefix, "--count", str(count),
+             "--rate", str(rate), "--customers", str(customers), "--accounts", str(max(1, customers // 20)),
+             "--id-prefix", run_id, "--quiet"],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        began = time.monotonic()
+        while generator.poll() is None:
+            time.sleep(sample_s)
+            sample = {"t": round(time.monotonic() - began, 1), "worker_rss_mb": round(rss_mb(worker.pid), 1),
+                      "redis_used_mb": round(redis_used_mb(running.redis_url), 1), **counters(port)}
+            samples.append(sample)
+            log(f"  {sample['t']:7.0f} s  rss {sample['worker_rss_mb']:7.1f} MB  redis {sample['redis_used_mb']:7.1f} MB"
+                f"  consumed {sample.get('engagement_events_consumed_total', 0):>11,.0f}"
+                f"  lag {sample.get('engagement_consumer_lag', 0):>8,.0f}")
+        if generator.returncode != 0:
+            raise RuntimeError(f"generator failed: {generator.stdout.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        written = topic_messages(running.kafka_bootstrap, f"{prefix}engagement.events")
+        deadline = time.monotonic() + 600
+        while (c := counters(port)).get("engagement_messages_consumed_total", -1) < written:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        drained_after_s = round(time.monotonic() - began - samples[-1]["t"], 1) if samples else 0.0
+        final = counters(port)
+        dlq = topic_messages(running.kafka_bootstrap, f"{prefix}engagement.events.dlq")
+        events = final.get("engagement_events_consumed_total", 0)
+        accounted = (final.get("engagement_events_processed_total", 0) + final.get("engagement_events_deduplicated_total", 0)
+                     + final.get("rejected", 0))
+        loss = {"messages_written": written, "messages_consumed": int(final.get("engagement_messages_consumed_total", 0)),
+                "events_consumed": int(events), "events_accounted": int(accounted),
+                "rejected": int(final.get("rejected", 0)), "dlq_messages": dlq}
+        zero_loss = (loss["messages_consumed"] == written and accounted == events and dlq == loss["rejected"])
+        growth = {key: round(growth_percent(samples, key), 2) for key in ("worker_rss_mb", "redis_used_mb")}
+        return {"run": run_id, "machine": machine(), "minutes": minutes, "rate": rate, "customers": customers,
+                "config": str(CONFIG.relative_to(ROOT)), "samples": samples, "drained_after_s": drained_after_s,
+                "loss": loss, "zero_loss": zero_loss, "second_half_growth_percent": growth,
+                "flat": all(abs(g) < flat_percent for g in growth.values()), "flat_percent": flat_percent}
+    finally:
+        if generator and generator.poll() is None:
+            generator.kill()
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def markdown(report: dict[str, object]) -> str:
+    samples = report["samples"]  # type: ignore[assignment]
+    step = max(1, len(samples) // 12)  # type: ignore[arg-type]
+    rows = [f"| {s['t']:,.0f} | {s['worker_rss_mb']:,.1f} | {s['redis_used_mb']:,.1f} | "
+            f"{s.get('engagement_events_consumed_total', 0):,.0f} | {s.get('engagement_consumer_lag', 0):,.0f} |"
+            for s in [*samples[:-1:step], samples[-1]]]  # type: ignore[index]
+    loss = report["loss"]  # type: ignore[assignment]
+    m = report["machine"]  # type: ignore[assignment]
+    return "\n".join([
+        "# Soak result", "",
+        f"Run `{report['run']}` on commit `{m['commit']}`, {m['cpus']} cores ({m['cpu']}): {report['minutes']:g} min "  # type: ignore[index]
+        f"at {report['rate']:,.0f} events/s, {report['customers']:,} customers, config `{report['config']}`.", "",
+        "| seconds | worker RSS MB | Redis used MB | events consumed | lag |", "|---|---|---|---|---|", *rows, "",
+        f"- Growth over the second half: worker RSS {report['second_half_growth_percent']['worker_rss_mb']:+.2f} %, "  # type: ignore[index]
+        f"Redis {report['second_half_growth_percent']['redis_used_mb']:+.2f} % "  # type: ignore[index]
+        f"({'flat' if report['flat'] else 'NOT flat'} at ±{report['flat_percent']:g} %).",
+        f"- Loss: {loss['messages_written']:,} messages written, {loss['messages_consumed']:,} consumed; "  # type: ignore[index]
+        f"{loss['events_consumed']:,} events consumed, {loss['events_accounted']:,} processed + deduplicated + "  # type: ignore[index]
+        f"rejected; {loss['rejected']:,} rejected, {loss['dlq_messages']:,} in the DLQ: "  # type: ignore[index]
+        f"{'zero loss' if report['zero_loss'] else 'LOSS'}.",
+        f"- The backlog drained {report['drained_after_s']:g} s after the generator stopped.", ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Soak the worker; see the module docstring.")
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--rate", type=float, default=None, help="events/s (default: 80 %% of the measured max)")
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--sample-s", type=float, default=30.0)
+    parser.add_argument("--flat-percent", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    directory = ROOT / ".engage" / "soak" / "stack"   # its own Kafka and Redis: Redis memory is this run's alone
+    running = local.up(directory, log=print)
+    try:
+        report = soak(args.minutes, args.rate or default_rate(), args.customers, args.sample_s, args.flat_percent,
+                      running)
+    finally:
+        local.down(directory, purge=True, log=print)
+    stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"soak-{stamp}.json").write_text(json.dumps(report, indent=2))
+    summary = markdown(report)
+    if args.out == ROOT / "benchmarks" / "results":
+        (ROOT / "benchmarks" / "SOAK.md").write_text(summary)
+    print(summary)
+    return 0 if report["zero_loss"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
