@@ -152,7 +152,7 @@ def soak(minutes: float, rate: float, customers: int, sample_s: float, flat_perc
             raise RuntimeError(f"generator failed: {generator.stdout.read().decode()[-2000:]}")  # type: ignore[union-attr]
         written = topic_messages(running.kafka_bootstrap, f"{prefix}engagement.events")
         deadline = time.monotonic() + 600
-        while (c := counters(port)).get("engagement_messages_consumed_total", -1) < written:
+        while counters(port).get("engagement_messages_consumed_total", -1) < written:
             if time.monotonic() > deadline:
                 break
             time.sleep(1)
