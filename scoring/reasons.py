@@ -23,6 +23,7 @@ class Reason(StrEnum):
     TS_IN_FUTURE = "ts_in_future"            # `ts` beyond now + time.max_future_skew
     TS_TOO_LATE = "ts_too_late"              # `ts` older than watermark - time.allowed_lateness
     EMPTY_BATCH = "empty_batch"              # a batch message (JSON array) holding no events
+    PROCESSING_ERROR = "processing_error"    # the worker failed on this message every time it tried (quarantined)
 
 
 class EventRejected(ValueError):

@@ -27,8 +27,9 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scoring.config import Config
-from scoring.engine import Outcome, Scorer
-from streams import api
+from scoring.engine import Outcome, Result, Scorer
+from scoring.reasons import Reason
+from streams import api, security
 from streams.clock import now_ms
 from streams.codec import CustomerRecord, dead_letter, encode_record, score_snapshot
 from streams.metrics import Metrics
@@ -65,7 +66,7 @@ class Runtime:
         """Process one batch to completion; never raises (but for cancellation)."""
         batch = [Incoming(e.message.value or b"", e.message.key, e.message.topic, e.message.partition,
                           e.message.offset, _millis(e.message.timestamp)) for e in events]
-        processed = await self._retry("redis", lambda: self.processor.process(batch, now_ms()))
+        processed = await self._process(batch)
         await self._retry("publish", lambda: self.publish(processed))
         self._observe(processed, batch)
 
@@ -196,6 +197,23 @@ class Runtime:
         if stalled is not None:
             return False, f"{self.stall.lag} messages waiting and none consumed for {stalled:.0f} s"
         return True, "ok"
+
+
+QUARANTINE_AFTER = 3   # the same non-service error this many times in a row: quarantine, don't block
+
+
+class Deterministic(Exception):
+    """A step failed the same way repeatedly, for a reason no retry will fix."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _service_error(exc: BaseException) -> bool:
+    """Redis, Kafka or network trouble: it passes, so the step is retried for as long as it lasts."""
+    module = type(exc).__module__
+    return isinstance(exc, (OSError, TimeoutError)) or module.startswith(("redis.", "kafka.", "aiokafka.", "aiohttp."))
 
 
 class StallWatch:

@@ -74,3 +74,45 @@ def test_fuzzed_messages_are_dead_lettered_and_the_partitions_keep_flowing(stack
         assert metrics["engagement_consumer_lag"] == 0 and worker.get("/readyz")[0] == 200
     finally:
         worker.stop()
+
+
+def test_a_message_the_worker_fails_on_every_time_is_quarantined_not_a_blocked_partition(stack, unique, tmp_path):
+    """A corrupt stored record makes every batch with that customer fail the same way: after 3
+    tries the batch is applied message by message, and that customer's messages go to the DLQ as
+    `processing_error`, while every other customer's events are scored."""
+    import redis
+
+    from streams.store import Keys
+
+    settings = pipeline_settings(stack, unique)
+    broken, fine = f"{unique}broken", [f"{unique}ok{i}" for i in range(6)]
+    client = redis.Redis.from_url(stack.redis_url)
+    client.set(Keys(unique).customer(broken), b"{not a record")     # corrupted by hand, outside the worker
+    client.close()
+    start = now_ms() - 600_000
+    sent = [(cid, json.dumps(ev(cid, "like", start + i * 1000, event_id=f"{unique}e{i}")).encode())
+            for i, cid in enumerate([broken, *fine] * 5)]
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    for cid, value in sent:
+        producer.send(settings.events_topic, key=cid.encode(), value=value)
+    producer.flush()
+    producer.close()
+
+    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    try:
+        worker.wait_until(lambda: worker.metrics()["engagement_events_consumed_total"] == len(sent), "every event")
+        metrics = worker.metrics()
+        assert metrics["engagement_events_processed_total"] == 5 * len(fine)
+        assert metrics['engagement_events_rejected_total{reason="processing_error"}'] == 5
+        dlq = [json.loads(v) for _, v in consume_all(stack, settings.dlq_topic)]
+        assert len(dlq) == 5 and {d["reason"] for d in dlq} == {"processing_error"}
+        assert all(d["source"]["key"] == broken and "JSONDecodeError" in d["detail"] for d in dlq)
+        assert sorted(orjson.loads(d["original"]["text"])["event_id"] for d in dlq) == sorted(
+            json.loads(v)["event_id"] for cid, v in sent if cid == broken)
+        for cid in fine:
+            status, body = worker.get(f"/customers/{cid}")
+            assert status == 200 and body["breakdown"], cid
+        assert metrics["engagement_consumer_lag"] == 0
+        worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness")
+    finally:
+        worker.stop()
