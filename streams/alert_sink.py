@@ -24,8 +24,9 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams import security
 from streams.metrics import SinkMetrics
-from streams.settings import Settings
+from streams.settings import Settings, redact_url
 from streams.webhook import WebhookSender, slack_payload
 
 log = logging.getLogger("engage.alert_sink")
@@ -55,7 +56,7 @@ class AlertSink:
         """Deliver alerts until cancelled."""
         consumer = self.consumer = AIOKafkaConsumer(
             self.settings.alerts_topic, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest")
+            enable_auto_commit=False, auto_offset_reset="earliest", **security.kafka_options(self.settings))
         await consumer.start()
         try:
             while True:
@@ -94,7 +95,12 @@ class AlertSink:
 
 
 def web_app(sink: AlertSink) -> web.Application:
-    async def metrics(_: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        if sink.settings.metrics_auth:
+            header = request.headers.get("Authorization")
+            if not security.bearer_ok(header, sink.settings.api_token):
+                return web.json_response(security.UNAUTHORIZED, status=401,
+                                         headers={"WWW-Authenticate": security.challenge(header)})
         return web.Response(body=await sink.metrics_payload(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def health(_: web.Request) -> web.Response:
@@ -117,8 +123,9 @@ async def serve(settings: Settings) -> None:
     task = asyncio.ensure_future(sink.run())
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)   # cancel: a delivery may be mid-backoff
-    log.info("alert sink: %s -> %s (group %s), /metrics on %s:%d", settings.alerts_topic,
-             settings.alert_webhook_url, sink.group_id, settings.web_host, settings.alert_sink_port)
+    log.info("alert sink: %s -> %s (group %s), /metrics on %s:%d%s", settings.alerts_topic,
+             redact_url(settings.alert_webhook_url), sink.group_id, settings.web_host, settings.alert_sink_port,
+             " (bearer token required)" if settings.metrics_auth else "")
     try:
         await task
     except asyncio.CancelledError:

@@ -53,7 +53,7 @@ class Runtime:
         self.settings = settings
         self.config = config
         self.worker_id = f"{settings.app_id}-{uuid.uuid4().hex[:8]}"
-        self.store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+        self.store = RedisStore.from_settings(settings)
         self.processor = BatchProcessor(config, self.store)
         self.metrics = Metrics(config.aer_reference_lines)
         self.positions: dict[tuple[str, int], int] = {}   # next offset to process, per partition
@@ -275,6 +275,7 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=security.faust_credentials(settings),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -336,6 +337,19 @@ def run_worker(app: faust.App, loglevel: str) -> None:
 
 def _routes(app: faust.App, runtime: Runtime) -> None:
     store, config = runtime.store, runtime.config
+    token = runtime.settings.api_token
+
+    class Guarded(View):
+        """Needs `Authorization: Bearer <api_token>` when a token is set (else a JSON 401)."""
+
+        async def dispatch(self, request: Any) -> Any:
+            header = request.headers.get("Authorization")
+            if not security.bearer_ok(header, token):
+                return self.json(security.UNAUTHORIZED, status=401,
+                                 headers={"WWW-Authenticate": security.challenge(header)})
+            return await super().dispatch(request)
+
+    MetricsBase = Guarded if runtime.settings.metrics_auth else View
 
     async def reply(view: View, produce: Callable[[], Awaitable[Any]]) -> Response:
         try:
@@ -347,38 +361,38 @@ def _routes(app: faust.App, runtime: Runtime) -> None:
             return view.json({"error": "internal error", "status": 500}, status=500)
 
     @app.page("/customers/{customer_id}")
-    class CustomerView(View):
+    class CustomerView(Guarded):
         async def get(self, request: Request, customer_id: str) -> Response:
             return await reply(self, lambda: api.customer(
                 store, config, customer_id, api.parse_as_of(request.query, now_ms())))
 
     @app.page("/accounts/{account_id}")
-    class AccountView(View):
+    class AccountView(Guarded):
         async def get(self, request: Request, account_id: str) -> Response:
             return await reply(self, lambda: api.account(
                 store, config, account_id, api.parse_as_of(request.query, now_ms())))
 
     @app.page("/leaderboard")
-    class LeaderboardView(View):
+    class LeaderboardView(Guarded):
         async def get(self, request: Request) -> Response:
             q = request.query
             return await reply(self, lambda: api.leaderboard(
                 store, config, q.get("order", "top"), api.parse_limit(q), api.parse_as_of(q, now_ms())))
 
     @app.page("/at-risk")
-    class AtRiskView(View):
+    class AtRiskView(Guarded):
         async def get(self, request: Request) -> Response:
             q = request.query
             return await reply(self, lambda: api.at_risk(
                 store, config, api.parse_limit(q, 50), api.parse_as_of(q, now_ms())))
 
     @app.page("/kpis")
-    class KpisView(View):
+    class KpisView(Guarded):
         async def get(self, request: Request) -> Response:
             return await reply(self, lambda: api.kpis(store, config, api.parse_as_of(request.query, now_ms())))
 
     @app.page("/alerts/recent")
-    class RecentAlertsView(View):
+    class RecentAlertsView(Guarded):
         async def get(self, request: Request) -> Response:
             async def produce() -> dict[str, Any]:
                 return {"alerts": await store.recent_alerts(api.parse_limit(request.query, 20))}
@@ -402,12 +416,12 @@ def _routes(app: faust.App, runtime: Runtime) -> None:
             return self.json({"ready": ready, "detail": why}, status=200 if ready else 503)
 
     @app.page("/metrics")
-    class MetricsView(View):
+    class MetricsView(MetricsBase):  # type: ignore[valid-type,misc]
         async def get(self, request: Request) -> Response:
             # aiohttp refuses a charset inside content_type; the full header goes in headers
             return self.bytes(await runtime.metrics_payload(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/{path:.*}")   # last: any other route is a JSON 404, like the API's own errors
-    class NotFoundView(View):
+    class NotFoundView(Guarded):
         async def get(self, request: Request, path: str) -> Response:
             return self.json({"error": f"no such route: /{path[:200]}", "status": 404}, status=404)

@@ -106,6 +106,13 @@ def config_show(ctx: click.Context) -> None:
     sys.stdout.write("\n")
 
 
+@config.command("settings")
+def config_settings() -> None:
+    """Print the effective runtime settings (ENGAGE_*) as JSON; secrets and URL passwords redacted."""
+    json.dump(_settings().redacted(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
 def _settings(**flags: object):
     from streams.settings import SettingsError, load_settings
 
@@ -114,6 +121,11 @@ def _settings(**flags: object):
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
 
+
+# Commands that never talk to Redis (or Kafka) ignore its security settings: "" is the default.
+_NO_REDIS = {"redis_username": "", "redis_password": "", "redis_ssl_ca_file": ""}
+_NO_KAFKA = {"kafka_security_protocol": "", "kafka_sasl_mechanism": "", "kafka_username": "", "kafka_password": "",
+             "kafka_ssl_cafile": ""}
 
 _service_options = [
     click.option("--kafka", "kafka_bootstrap", help="Kafka bootstrap host:port. Env: ENGAGE_KAFKA_BOOTSTRAP "
@@ -154,6 +166,7 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
     from streams.app import create_app, run_worker
     from streams.topics import ensure_topics
 
+    click.echo(f"engage worker: settings {json.dumps(settings.redacted())}", err=True)
     ensure_topics(settings)
     app, _ = create_app(settings, config)
     run_worker(app, loglevel)
@@ -173,7 +186,7 @@ def alert_sink(kafka_bootstrap, redis_url, topic_prefix, alert_webhook_url, app_
 
     from streams.alert_sink import serve
 
-    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused",
+    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **_NO_REDIS,
                          alert_webhook_url=alert_webhook_url, app_id=app_id, alert_sink_port=alert_sink_port,
                          **_topic_names(topic_prefix))
     if not settings.alert_webhook_url:
@@ -189,7 +202,7 @@ def topics(kafka_bootstrap, redis_url, topic_prefix, partitions) -> None:  # typ
     """Create the events, DLQ, scores (compacted) and alerts topics."""
     from streams.topics import ensure_topics
 
-    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused",
+    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **_NO_REDIS,
                          partitions=partitions, **_topic_names(topic_prefix))
     for name, state in ensure_topics(settings).items():
         click.echo(f"{name}: {state}")
@@ -222,7 +235,7 @@ def generate(kafka_bootstrap, redis_url, topic_prefix, count, rate, history, cus
         history_ms = parse_duration(history)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--history") from None
-    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused",
+    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **_NO_REDIS,
                          **_topic_names(topic_prefix))
     sent = run_generate(settings, GenerateOptions(
         count=count, rate=rate, history_ms=history_ms, progress=not quiet, batch=batch, shape=shape,
@@ -269,10 +282,10 @@ def score(ctx: click.Context, customer_id: str, redis_url, key_prefix, as_of) ->
     from streams.store import RedisStore
 
     config = _load(ctx.obj["config_path"])
-    settings = _settings(redis_url=redis_url, key_prefix=key_prefix, kafka_bootstrap="unused:0")
+    settings = _settings(redis_url=redis_url, key_prefix=key_prefix, kafka_bootstrap="unused:0", **_NO_KAFKA)
 
     async def lookup() -> dict[str, object]:
-        store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+        store = RedisStore.from_settings(settings)
         try:
             return await api.customer(store, config, customer_id, as_of or time.time_ns() // 1_000_000)
         finally:
@@ -291,14 +304,20 @@ def stack() -> None:
     """The local Kafka/Redis/Prometheus stack (no Docker needed)."""
 
 
+_secure_option = click.option("--secure", is_flag=True, help="The secure stack (Kafka SASL_SSL + SCRAM, Redis TLS + "
+                              "ACL user), in its own directory next to the plain one.")
+
+
 @stack.command("up")
 @click.option("--prometheus", is_flag=True, help="Also start Prometheus (Debian package).")
-def stack_up(prometheus: bool) -> None:
-    """Start the local stack, or reuse the running one; print its addresses."""
+@_secure_option
+def stack_up(prometheus: bool, secure: bool) -> None:
+    """Start the local stack, or reuse the running one; print its addresses (and, --secure, client_env)."""
     from streams import stack as local
 
     try:
-        running = local.up(prometheus=prometheus, log=lambda line: click.echo(line, err=True))
+        running = local.up(local.secure_stack_dir() if secure else None, prometheus=prometheus,
+                           log=lambda line: click.echo(line, err=True), secure=secure)
     except local.StackError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(running.to_json(), indent=2))
@@ -306,20 +325,22 @@ def stack_up(prometheus: bool) -> None:
 
 @stack.command("down")
 @click.option("--purge", is_flag=True, help="Also delete the services' data.")
-def stack_down(purge: bool) -> None:
+@_secure_option
+def stack_down(purge: bool, secure: bool) -> None:
     """Stop the local stack."""
     from streams import stack as local
 
-    local.down(purge=purge, log=lambda line: click.echo(line, err=True))
+    local.down(local.secure_stack_dir() if secure else None, purge=purge, log=lambda line: click.echo(line, err=True))
 
 
 @stack.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable: addresses and health.")
-def stack_status(as_json: bool) -> None:
+@_secure_option
+def stack_status(as_json: bool, secure: bool) -> None:
     """Show whether the local stack runs and where; exit 1 when it does not."""
     from streams import stack as local
 
-    info = local.status()
+    info = local.status(local.secure_stack_dir() if secure else None)
     if as_json:
         click.echo(json.dumps(info, indent=2))
     else:

@@ -114,6 +114,7 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
     from scoring.synthetic import TrafficSettings
     from streams import stack as local
     from streams.producer import GenerateOptions, generate
+    from streams.security import auth_header
     from streams.settings import load_settings
     from streams.topics import ensure_topics
 
@@ -133,8 +134,10 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
     worker = subprocess.Popen(command, env=env, stdout=open(worker_log, "ab"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 
+    headers = auth_header(settings)   # the worker inherits ENGAGE_API_TOKEN from this environment
+
     def get(path: str) -> object:
-        with urllib.request.urlopen(base + path, timeout=10) as response:
+        with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=10) as response:
             return orjson.loads(response.read())
 
     try:
@@ -162,8 +165,8 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
         tty = sys.stdout.isatty()
         while live.is_alive() and (not demo.duration_s or time.monotonic() - started < demo.duration_s + 5):
             time.sleep(demo.refresh_s)
-            _render_live(echo, get, base, BusinessKpis, tty, time.monotonic() - started)
-        _render_live(echo, get, base, BusinessKpis, False, time.monotonic() - started)
+            _render_live(echo, get, base, BusinessKpis, tty, time.monotonic() - started, headers)
+        _render_live(echo, get, base, BusinessKpis, False, time.monotonic() - started, headers)
         echo(f"\nDone. The stack keeps running (`./engage stack down` stops it); "
              f"`./engage worker` serves {base} again.")
     except KeyboardInterrupt:
@@ -176,12 +179,13 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
             worker.kill()
 
 
-def _render_live(echo, get, base, kpi_type, clear: bool, elapsed: float) -> None:  # type: ignore[no-untyped-def]
+def _render_live(echo, get, base, kpi_type, clear: bool, elapsed: float,  # type: ignore[no-untyped-def]
+                 headers: dict[str, str] | None = None) -> None:
     try:
         k = kpi_type(**get("/kpis"))
         top = get("/leaderboard?order=top&limit=5")["customers"]
         bottom = get("/leaderboard?order=bottom&limit=5")["customers"]
-        metrics = _counters(base)
+        metrics = _counters(base, headers)
     except OSError as exc:
         echo(f"(waiting for the worker: {exc})")
         return
@@ -198,10 +202,11 @@ def _render_live(echo, get, base, kpi_type, clear: bool, elapsed: float) -> None
     echo("\nBottom customers\n" + render.table(("customer", "account", "ES", "tier", "CER"), rows))
 
 
-def _counters(base: str) -> dict[str, float]:
+def _counters(base: str, headers: dict[str, str] | None = None) -> dict[str, float]:
     import urllib.request
 
-    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+    request = urllib.request.Request(base + "/metrics", headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as response:
         text = response.read().decode()
     totals: dict[str, float] = {}
     for line in text.splitlines():

@@ -14,6 +14,7 @@ from kafka.partitioner.default import murmur2
 from scoring.synthetic import TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY
 from streams.clock import now_ms
+from streams.security import kafka_options
 from streams.settings import Settings
 
 
@@ -37,7 +38,8 @@ def generate(settings: Settings, options: GenerateOptions) -> Counter[str]:
         first, span = start - options.history_ms, options.history_ms
     traffic = TrafficGenerator(options.traffic or TrafficSettings())
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5,
-                             batch_size=256 * 1024, compression_type=None, client_id="engage-generate")
+                             batch_size=256 * 1024, compression_type=None, client_id="engage-generate",
+                             **kafka_options(settings))
     sent: Counter[str] = Counter()
     began = time.monotonic()
     last_report = began

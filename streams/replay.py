@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from scoring.config import Config
 from streams.processor import BatchProcessor, Incoming
+from streams.security import kafka_options
 from streams.settings import Settings
 from streams.store import RedisStore
 
@@ -23,9 +24,9 @@ from streams.store import RedisStore
 async def replay(settings: Settings, config: Config, fresh: bool, batch_size: int = 2000,
                  progress: Callable[[int], None] = lambda _: None) -> int:
     """Returns the number of messages replayed."""
-    store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+    store = RedisStore.from_settings(settings)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
-                             client_id="engage-replay", max_poll_records=batch_size)
+                             client_id="engage-replay", max_poll_records=batch_size, **kafka_options(settings))
     try:
         if fresh:
             await delete_prefix(store)

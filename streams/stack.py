@@ -4,6 +4,10 @@
   jars resolved by `mvn` into a cache and run on the machine's JDK.
 * Redis from Debian's `redis-server` (or an already running one: ENGAGE_REDIS_URL).
 * Prometheus with promtool from Debian's `prometheus`, only when asked for.
+* `up(directory, secure=True)`: the same Kafka and Redis, locked down: Kafka's client
+  listener is SASL_SSL (SCRAM-SHA-512 users created at format time), Redis listens on TLS
+  only with an ACL user and the default user disabled; a CA and a server certificate
+  (SAN 127.0.0.1, localhost) are made with openssl, passwords are random, in 0600 files.
 
 Every step is idempotent: downloads are cached, a running healthy stack is reused,
 ports are free ones unless configured (ENGAGE_KAFKA_PORT, ENGAGE_REDIS_PORT,
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,6 +30,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +57,12 @@ class StackError(RuntimeError):
 
 def stack_dir() -> Path:
     return Path(os.environ.get("ENGAGE_STACK_DIR", ROOT / ".engage" / "stack"))
+
+
+def secure_stack_dir() -> Path:
+    """Where `engage stack up --secure` keeps its state: next to the plain stack's."""
+    plain = stack_dir()
+    return plain.with_name(plain.name + "-secure")
 
 
 def cache_dir() -> Path:
@@ -81,6 +93,12 @@ class Service:
 class Stack:
     directory: str
     services: dict[str, Service] = field(default_factory=dict)
+    security: dict[str, str] = field(default_factory=dict)   # secure stack: CA, users, password files
+
+    def client_env(self) -> dict[str, str]:
+        """The ENGAGE_* settings of a client of this stack (passwords by file, never inline)."""
+        return {"ENGAGE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "ENGAGE_REDIS_URL": self.redis_url,
+                **security_env(self.security)}
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -102,6 +120,7 @@ class Stack:
             "redis_url": self.services["redis"].address if "redis" in self.services else None,
             "prometheus_url": self.prometheus_url,
             "services": {name: asdict(s) for name, s in self.services.items()},
+            **({"security": self.security, "client_env": security_env(self.security)} if self.security else {}),
         }
 
     def save(self) -> None:
@@ -118,7 +137,8 @@ class Stack:
         if not path.exists():
             return None
         raw = json.loads(path.read_text())
-        return cls(str(directory), {name: Service(**s) for name, s in raw["services"].items()})
+        return cls(str(directory), {name: Service(**s) for name, s in raw["services"].items()},
+                   raw.get("security") or {})
 
 
 # --- public operations ------------------------------------------------------------------
@@ -128,16 +148,26 @@ def up(
     directory: Path | None = None,
     prometheus: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    secure: bool = False,
 ) -> Stack:
-    """Start (or reuse) Kafka and Redis, and Prometheus when asked; return their addresses."""
+    """Start (or reuse) Kafka and Redis, and Prometheus when asked; return their addresses.
+
+    `secure`: Kafka on SASL_SSL with SCRAM users and Redis on TLS with an ACL user (see the
+    module notes); use a directory of its own (`secure_stack_dir()`), and `client_env()`.
+    """
     directory = directory or stack_dir()
     directory.mkdir(parents=True, exist_ok=True)
     stack = Stack.load(directory) or Stack(str(directory))
     stack.directory = str(directory)
+    if secure:
+        stack.security = _secure_material(directory / "tls", log)
+    elif stack.security:
+        raise StackError(f"{directory} holds a secure stack: use up(directory, secure=True)")
+    sec = stack.security or None
 
     starters: list[tuple[str, Callable[[Path, Callable[[str], None]], Service], Callable[[Service], bool]]] = [
-        ("kafka", _start_kafka, _kafka_ready),
-        ("redis", _start_redis, _redis_ready),
+        ("kafka", partial(_start_kafka, security=sec), partial(_kafka_ready, security=sec)),
+        ("redis", partial(_start_redis, security=sec), partial(_redis_ready, security=sec)),
     ]
     if prometheus:
         starters.append(("prometheus", _start_prometheus, _prometheus_ready))
@@ -176,7 +206,9 @@ def status(directory: Path | None = None) -> dict[str, object]:
     stack = Stack.load(directory or stack_dir())
     if stack is None:
         return {"directory": str(directory or stack_dir()), "running": False, "services": {}}
-    checks = {"kafka": _kafka_ready, "redis": _redis_ready, "prometheus": _prometheus_ready}
+    sec = stack.security or None
+    checks = {"kafka": partial(_kafka_ready, security=sec), "redis": partial(_redis_ready, security=sec),
+              "prometheus": _prometheus_ready}
     out = stack.to_json()
     healthy = {name: s.alive() and checks[name](s) for name, s in stack.services.items()}
     out["healthy"] = healthy
@@ -211,10 +243,11 @@ def kafka_libs(log: Callable[[str], None] = lambda _: None) -> Path:
     return target
 
 
-def _start_kafka(directory: Path, log: Callable[[str], None]) -> Service:
+def _start_kafka(directory: Path, log: Callable[[str], None], security: dict[str, str] | None = None) -> Service:
     libs = kafka_libs(log)
     java = _java()
-    port = _port("ENGAGE_KAFKA_PORT")
+    port = free_port() if security else _port("ENGAGE_KAFKA_PORT")   # a fixed port is the plain stack's
+    listener = "SASL_SSL" if security else "PLAINTEXT"
     controller_port = free_port()
     data = directory / "data"
     if data.exists():
@@ -227,17 +260,20 @@ def _start_kafka(directory: Path, log: Callable[[str], None]) -> Service:
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                f"listeners={listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                f"advertised.listeners={listener}://127.0.0.1:{port}",
                 "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
+                f"listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT",
+                f"inter.broker.listener.name={listener}",
                 f"log.dirs={data}",
                 *(f"{key}={value}" for key, value in BROKER_SETTINGS.items()),
+                *(_kafka_security_properties(security) if security else []),
                 "",
             ]
         )
     )
+    if security:
+        properties.chmod(0o600)   # it holds the broker's own SCRAM password
     classpath = f"{libs}/*"
     log4j = f"-Dlog4j.configuration=file:{KAFKA_FILES / 'log4j.properties'}"
     cluster_id = subprocess.run(
@@ -246,7 +282,7 @@ def _start_kafka(directory: Path, log: Callable[[str], None]) -> Service:
     ).stdout.strip() or _kafka_uuid()
     formatted = subprocess.run(
         [java, "-cp", classpath, log4j, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-         "-c", str(properties), "--ignore-formatted"],
+         "-c", str(properties), "--ignore-formatted", *(_scram_users(security) if security else [])],
         capture_output=True, text=True,
     )
     if formatted.returncode != 0:
@@ -260,13 +296,36 @@ def _start_kafka(directory: Path, log: Callable[[str], None]) -> Service:
     return Service("kafka", f"127.0.0.1:{port}", pid, port, str(log_path))
 
 
-def _kafka_ready(service: Service) -> bool:
+def _kafka_security_properties(security: dict[str, str]) -> list[str]:
+    """SASL_SSL with SCRAM-SHA-512 on the client listener, PEM key material (no Java keystore)."""
+    jaas = ("org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{security["broker_username"]}" password="{_read(security["broker_password_file"])}";')
+    return [
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+        f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={security['server_pem']}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={security['ca_file']}",
+        "ssl.client.auth=none",
+    ]
+
+
+def _scram_users(security: dict[str, str]) -> list[str]:
+    """StorageTool arguments creating the broker's and the clients' SCRAM users in the metadata log."""
+    return [arg for user in ("broker", "kafka") for arg in (
+        "--add-scram",
+        f"SCRAM-SHA-512=[name={security[f'{user}_username']},password={_read(security[f'{user}_password_file'])}]")]
+
+
+def _kafka_ready(service: Service, security: dict[str, str] | None = None) -> bool:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=service.address, request_timeout_ms=3000,
-                                 client_id="engage-stack-probe")
+                                 client_id="engage-stack-probe", **_client_options(service, security, "kafka"))
     except (KafkaError, OSError, ValueError):
         return False
     try:
@@ -297,7 +356,9 @@ def _java() -> str:
 # --- Redis ------------------------------------------------------------------------------
 
 
-def _start_redis(directory: Path, log: Callable[[str], None]) -> Service:
+def _start_redis(directory: Path, log: Callable[[str], None], security: dict[str, str] | None = None) -> Service:
+    if security:
+        return _start_secure_redis(directory, log, security)
     external = os.environ.get("ENGAGE_REDIS_URL")
     if external:
         return Service("redis", external)
@@ -313,17 +374,137 @@ def _start_redis(directory: Path, log: Callable[[str], None]) -> Service:
     return Service("redis", f"redis://127.0.0.1:{port}/0", pid, port, str(log_path))
 
 
-def _redis_ready(service: Service) -> bool:
+# Every command the project sends to Redis (worker, replay, score, the stack's probe), and no other:
+# the secure stack's ACL user gets only these, so the tests prove the list is enough (redis-py's CLIENT SETINFO
+# on connect may be refused: it ignores that).
+REDIS_COMMANDS = ("ping", "select", "get", "set", "mget", "watch", "unwatch", "multi", "exec",
+                  "discard", "sadd", "srem", "smembers", "lpush", "ltrim", "lrange", "pexpire", "scan", "unlink",
+                  "acl|whoami")
+
+
+def _start_secure_redis(directory: Path, log: Callable[[str], None], security: dict[str, str]) -> Service:
+    """TLS only (`port 0`), server authentication only, one ACL user (REDIS_COMMANDS on every key),
+    the default user off.
+
+    The settings are in a 0600 config file, so the password is not on the command line.
+    """
+    server = ensure_binary("redis-server", "redis-server", log)
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "redis.conf"
+    config.touch(mode=0o600)
+    config.chmod(0o600)
+    config.write_text("\n".join([
+        "port 0", f"tls-port {port}", "bind 127.0.0.1", "protected-mode yes",
+        f"tls-cert-file {security['server_cert']}", f"tls-key-file {security['server_key']}",
+        f"tls-ca-cert-file {security['ca_file']}", "tls-auth-clients no",
+        "user default off",
+        f"user {security['redis_username']} on >{_read(security['redis_password_file'])} ~* -@all "
+        + " ".join(f"+{command}" for command in REDIS_COMMANDS),
+        f"dir {directory}", "appendonly yes", 'save ""', "daemonize no", "",
+    ]))
+    log_path = directory / "redis.log"
+    pid = _spawn([server, str(config)], log_path, directory)
+    return Service("redis", f"rediss://127.0.0.1:{port}/0", pid, port, str(log_path))
+
+
+def _redis_ready(service: Service, security: dict[str, str] | None = None) -> bool:
     import redis
 
     try:
-        client = redis.Redis.from_url(service.address, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis.from_url(service.address, socket_timeout=2, socket_connect_timeout=2,
+                                      **_client_options(service, security, "redis"))
         try:
             return bool(client.ping())
         finally:
             client.close()
     except (redis.RedisError, OSError):
         return False
+
+
+# --- TLS material and credentials of the secure stack ------------------------------------
+
+
+def _secure_material(directory: Path, log: Callable[[str], None]) -> dict[str, str]:
+    """A CA, a server key and certificate signed by it (SAN 127.0.0.1 and localhost) and random
+    passwords, made once per stack directory with openssl; returns where they are."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    files = {name: str(directory / name) for name in
+             ("ca.pem", "server.key", "server.crt", "server.pem", "broker.password", "kafka.password",
+              "redis.password")}
+    if not all(Path(path).exists() for path in files.values()):
+        openssl = ensure_binary("openssl", "openssl", log)
+        log("tls: making a CA and a server certificate (SAN 127.0.0.1, localhost) ...")
+
+        def run(*args: str) -> None:
+            result = subprocess.run([openssl, *args], capture_output=True, text=True, cwd=directory)
+            if result.returncode != 0:
+                raise StackError(f"openssl {args[0]} failed:\n{result.stderr[-2000:]}")
+
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650",
+            "-subj", "/CN=engage local test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=localhost")
+        (directory / "server.ext").write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+        run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "825", "-extfile", "server.ext")
+        # Kafka's PEM keystore: the PKCS#8 key, then the certificate chain, in one file
+        pem = directory / "server.pem"
+        pem.touch(mode=0o600)
+        pem.write_text(_read(files["server.key"]) + "\n" + _read(files["server.crt"]) + "\n" + _read(files["ca.pem"]) + "\n")
+        for name in ("broker.password", "kafka.password", "redis.password"):
+            path = directory / name
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_hex(16) + "\n")
+        for name in ("ca.key", "server.key"):
+            (directory / name).chmod(0o600)
+    return {
+        "ca_file": files["ca.pem"], "server_key": files["server.key"], "server_cert": files["server.crt"],
+        "server_pem": files["server.pem"],
+        "broker_username": "broker", "broker_password_file": files["broker.password"],
+        "kafka_username": "engage", "kafka_password_file": files["kafka.password"],
+        "kafka_sasl_mechanism": "SCRAM-SHA-512",
+        "redis_username": "engage", "redis_password_file": files["redis.password"],
+    }
+
+
+def security_env(security: dict[str, str]) -> dict[str, str]:
+    """The ENGAGE_* security settings of a client of a secure stack (empty for a plain one)."""
+    if not security:
+        return {}
+    return {
+        "ENGAGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "ENGAGE_KAFKA_SASL_MECHANISM": security["kafka_sasl_mechanism"],
+        "ENGAGE_KAFKA_USERNAME": security["kafka_username"],
+        "ENGAGE_KAFKA_PASSWORD_FILE": security["kafka_password_file"],
+        "ENGAGE_KAFKA_SSL_CAFILE": security["ca_file"],
+        "ENGAGE_REDIS_USERNAME": security["redis_username"],
+        "ENGAGE_REDIS_PASSWORD_FILE": security["redis_password_file"],
+        "ENGAGE_REDIS_SSL_CA_FILE": security["ca_file"],
+    }
+
+
+def _client_options(service: Service, security: dict[str, str] | None, family: str) -> dict[str, object]:
+    """The probe's client options, from the same settings and helper every client uses."""
+    if not security:
+        return {}
+    from streams.security import kafka_options, redis_options
+    from streams.settings import load_settings
+
+    address = {"kafka": "ENGAGE_KAFKA_BOOTSTRAP", "redis": "ENGAGE_REDIS_URL"}[family]
+    env = {"ENGAGE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "ENGAGE_REDIS_URL": "rediss://127.0.0.1:1/0",
+           **security_env(security), address: service.address}
+    settings = load_settings(env=env)
+    return kafka_options(settings) if family == "kafka" else redis_options(settings)
+
+
+def _read(path: str) -> str:
+    return Path(path).read_text().strip()
 
 
 # --- Prometheus ---------------------------------------------------------------------------

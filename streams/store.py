@@ -21,13 +21,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from streams.codec import CustomerRecord, decode_record, encode_record
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 T = TypeVar("T")
 
@@ -74,8 +77,16 @@ class RedisStore:
         self.conflicts = 0  # optimistic transactions retried because another writer won
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "eng") -> RedisStore:
-        return cls(aioredis.Redis.from_url(url), Keys(prefix))
+    def from_url(cls, url: str, prefix: str = "eng", **options: Any) -> RedisStore:
+        """`options`: redis-py's (username, password, ssl_ca_certs ...); the URL's own win."""
+        return cls(aioredis.Redis.from_url(url, **options), Keys(prefix))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStore:
+        """The store of `settings`: its URL, key prefix, ACL user and TLS CA."""
+        from streams.security import redis_options
+
+        return cls.from_url(settings.redis_url, settings.key_prefix, **redis_options(settings))
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from streams.security import kafka_options
 from streams.settings import Settings
 
 
@@ -40,7 +41,8 @@ def ensure_topics(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str
     brand-new topic before its partitions have leaders can sit idle until its next
     metadata refresh (minutes), which is what a worker started right after creation saw.
     """
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="engage-topics")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="engage-topics",
+                             **kafka_options(settings))
     try:
         existing = set(admin.list_topics())
         out: dict[str, str] = {}

@@ -51,6 +51,20 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def secure_stack(tmp_path_factory):
+    """Kafka (SASL_SSL listener, SCRAM-SHA-512) and Redis (TLS only, ACL user) of their own, with
+    a CA of their own: started on first use, stopped at the end of the session.
+    `secure_stack.client_env()` holds the ENGAGE_* settings of their clients (passwords by file)."""
+    from streams import stack as local
+
+    directory = tmp_path_factory.mktemp("secure-stack")
+    try:
+        yield local.up(directory, secure=True, log=print)
+    finally:
+        local.down(directory, purge=True)
+
+
+@pytest.fixture(scope="session")
 def prometheus_stack(stack):
     """The same stack plus a real Prometheus (started on first use)."""
     from streams import stack as local
