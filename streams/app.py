@@ -70,8 +70,36 @@ class Runtime:
         await self._retry("publish", lambda: self.publish(processed))
         self._observe(processed, batch)
 
-    async def _retry(self, what: str, step: Callable[[], Awaitable[Any]]) -> Any:
-        attempt = 0
+    async def _process(self, batch: list[Incoming]) -> Processed:
+        """The batch into Redis; a message that fails the same way every time is quarantined.
+
+        Service errors (Redis, Kafka, the network) are retried for as long as they last.
+        Any other error repeating QUARANTINE_AFTER times (a corrupt stored record, a bug)
+        would block the partition for good, so the batch is then applied one message at a
+        time and each message that still fails is dead-lettered as `processing_error`.
+        """
+        try:
+            return await self._retry("redis", lambda: self.processor.process(batch, now_ms()), QUARANTINE_AFTER)
+        except Deterministic:
+            log.error("a batch of %d messages fails the same way every time; applying it one message at a time",
+                      len(batch))
+        merged = Processed(now_ms=now_ms())
+        for message in batch:
+            try:
+                part = await self._retry("redis", lambda: self.processor.process([message], now_ms()), QUARANTINE_AFTER)
+            except Deterministic as failure:
+                log.error("quarantined %s[%d]@%d to the DLQ: %s", message.topic, message.partition, message.offset,
+                          failure.detail)
+                part = Processed([(message, Result(Outcome.REJECTED, reason=Reason.PROCESSING_ERROR,
+                                                   detail=failure.detail))], now_ms=merged.now_ms)
+            merged.outcomes += part.outcomes
+            merged.alerts += part.alerts
+            merged.cards += part.cards
+        return merged
+
+    async def _retry(self, what: str, step: Callable[[], Awaitable[Any]], give_up_after: int | None = None) -> Any:
+        """Until `step` succeeds; raises Deterministic after `give_up_after` non-service errors in a row."""
+        attempt = repeated = 0
         while True:
             try:
                 result = await step()
@@ -79,8 +107,11 @@ class Runtime:
                 return result
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - any failure: keep the batch, back off, try again
+            except Exception as exc:  # noqa: BLE001 - any failure: keep the batch, back off, try again
                 attempt += 1
+                repeated = 0 if _service_error(exc) else repeated + 1
+                if give_up_after is not None and repeated >= give_up_after:
+                    raise Deterministic(f"{type(exc).__name__}: {exc}"[:500]) from exc
                 self.failing = True
                 self.metrics.retries.inc()
                 log.exception("%s step failed (attempt %d); retrying the same batch", what, attempt)

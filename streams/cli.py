@@ -19,7 +19,55 @@ def _load(config_path: str | None) -> Config:
         raise click.UsageError(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _Engage(click.Group):
+    """Misuse (a bad flag, config key or ENGAGE_* variable) is one line on stderr, exit code 2.
+
+    Click's own usage errors print the usage and a hint around the message; scripts and
+    people scanning logs want the message alone, naming what to fix.
+    """
+
+    def main(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except _NO_ARGS as exc:                 # a bare group: its help, as click shows it
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "engage"
+            click.echo(f"Error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except Exception as exc:
+            service = _unreachable(exc)
+            if service is None:
+                raise
+            click.echo(f"Error: {service}: {type(exc).__name__}: {exc} (check {_ADDRESS_OF[service]})", err=True)
+            sys.exit(1)
+
+
+_ADDRESS_OF = {"Kafka": "ENGAGE_KAFKA_BOOTSTRAP / --kafka", "Redis": "ENGAGE_REDIS_URL / --redis"}
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """'Kafka' or 'Redis' when `exc` is that client's error (unreachable, refused, timed out)."""
+    module = type(exc).__module__
+    if module.startswith(("kafka.", "aiokafka.")):
+        return "Kafka"
+    if module.startswith("redis."):
+        return "Redis"
+    return None
+
+
+@click.group(cls=_Engage, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar="ENGAGE_CONFIG", type=click.Path(dir_okay=False),
               help="Scoring config (TOML) over the defaults. Env: ENGAGE_CONFIG.")
 @click.pass_context
@@ -119,7 +167,21 @@ def _settings(**flags: object):
     try:
         return load_settings({k: v for k, v in flags.items() if v is not None})
     except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+        flag = _flag_of(exc.name, flags)
+        raise click.UsageError(f"{exc} (given by {flag})" if flag else str(exc)) from None
+
+
+def _flag_of(variable: str, flags: dict[str, object]) -> str | None:
+    """The command-line flag that set the setting behind `variable`, when one did (not the env)."""
+    from streams.settings import ENV
+
+    setting = next((name for name, env in ENV.items() if env == variable), None)
+    ctx = click.get_current_context(silent=True)
+    if setting is None or flags.get(setting) is None or ctx is None:
+        return None
+    if setting.endswith("_topic") and ctx.params.get("topic_prefix"):
+        setting = "topic_prefix"
+    return next((p.opts[0] for p in ctx.command.params if p.name == setting and p.opts), None)
 
 
 # Commands that never talk to Redis (or Kafka) ignore its security settings: "" is the default.
@@ -235,6 +297,9 @@ def generate(kafka_bootstrap, redis_url, topic_prefix, count, rate, history, cus
         history_ms = parse_duration(history)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--history") from None
+    if len(id_prefix) > 64 or not id_prefix.isprintable() or any(c in id_prefix for c in "{} \t"):
+        # ids become Redis hash tags: a prefix the validator refuses would dead-letter every event
+        raise click.BadParameter("at most 64 printable characters, no braces or spaces", param_hint="--id-prefix")
     settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **_NO_REDIS,
                          **_topic_names(topic_prefix))
     sent = run_generate(settings, GenerateOptions(
