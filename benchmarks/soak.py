@@ -3,8 +3,9 @@
     .venv/bin/python -m benchmarks.soak                      # 30 min at 80 % of the measured max
     .venv/bin/python -m benchmarks.soak --minutes 5 --rate 500
 
-The rate defaults to 80 % of the scorer's events/s in the newest benchmark result
-(benchmarks/results/*.json; run `python -m benchmarks.run` first), else 1,000/s. A paced
+The rate defaults to 80 % of the maximum measured first on this very workload (the soak's
+config and customers, live-stamped events: 60,000 of them sent unpaced to one worker);
+the benchmark's own scorer figure is for a different shape of traffic. A paced
 `engage generate` sends live events (now-stamped) while a sampler records, every
 --sample-s seconds, the worker's RSS, Redis `used_memory`, the consumer lag and the
 counters. At the end it waits for the lag to reach 0 and checks that nothing was lost:
@@ -39,15 +40,6 @@ from benchmarks.run import _metric, _start_worker, machine  # noqa: E402
 from streams import stack as local  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "soak.toml"
-
-
-def default_rate(share: float = 0.8) -> float:
-    results = sorted((ROOT / "benchmarks" / "results").glob("2*.json"))
-    for path in reversed(results):
-        scorer = json.loads(path.read_text()).get("results", {}).get("scorer", {})
-        if scorer.get("events") and scorer.get("seconds"):
-            return round(scorer["events"] / scorer["seconds"] * share, 1)
-    return 1000.0
 
 
 def rss_mb(pid: int) -> float:
@@ -105,40 +97,93 @@ def growth_percent(samples: list[dict[str, float]], key: str) -> float:
     return (half[-1][key] - half[0][key]) / half[0][key] * 100
 
 
+class _Run:
+    """One soak or calibration run: its own topics, key prefix, worker and generator command."""
+
+    def __init__(self, running: local.Stack, kind: str) -> None:
+        self.running = running
+        self.id = f"{kind}{uuid.uuid4().hex[:8]}"
+        self.prefix = f"{self.id}."
+        self.workdir = ROOT / ".engage" / "soak" / self.id
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": running.kafka_bootstrap,
+                    "ENGAGE_REDIS_URL": running.redis_url, "ENGAGE_CONFIG": str(CONFIG), "PYTHONPATH": str(ROOT)}
+        subprocess.run([sys.executable, "-m", "streams.cli", "topics", "--topic-prefix", self.prefix], env=self.env,
+                       check=True, capture_output=True, cwd=ROOT)
+
+    def generate(self, count: int, customers: int, *pacing: str) -> list[str]:
+        return [sys.executable, "-m", "streams.cli", "generate", "--topic-prefix", self.prefix, "--count", str(count),
+                "--customers", str(customers), "--accounts", str(max(1, customers // 20)), "--id-prefix", self.id,
+                "--quiet", *pacing]
+
+    def start_worker(self) -> tuple[subprocess.Popen, int]:
+        before = os.environ.get("ENGAGE_CONFIG")
+        os.environ["ENGAGE_CONFIG"] = str(CONFIG)   # the worker reads it through the environment
+        try:
+            worker, port = _start_worker(self.running.kafka_bootstrap, self.running.redis_url, self.prefix, self.id,
+                                         self.workdir / "worker")
+        finally:
+            if before is None:
+                os.environ.pop("ENGAGE_CONFIG")
+            else:
+                os.environ["ENGAGE_CONFIG"] = before
+        deadline = time.monotonic() + 120
+        while _metric(port, "engagement_assigned_partitions") != 4:
+            if time.monotonic() > deadline or worker.poll() is not None:
+                worker.kill()
+                raise RuntimeError(f"worker did not start; see {self.workdir / 'worker.log'}")
+            time.sleep(0.5)
+        return worker, port
+
+
+def _stop(worker: subprocess.Popen) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
+def calibrate(running: local.Stack, customers: int, events: int = 60_000, share: float = 0.8,
+              log=print) -> float:  # type: ignore[no-untyped-def]
+    """`share` of what one worker sustains on this very workload (the soak's config, customers and
+    live-stamped events): `events` sent unpaced to a ready worker, timed from the first consumed."""
+    run = _Run(running, "cal")
+    worker, port = run.start_worker()
+    try:
+        # the generator sends unpaced, far faster than one worker consumes: the worker is the bottleneck
+        generator = subprocess.Popen(run.generate(events, customers, "--history", "2m"), env=run.env, cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first: tuple[float, float] | None = None
+        deadline = time.monotonic() + 900
+        while (done := _metric(port, "engagement_events_consumed_total") or 0) < events:
+            if first is None and done > 0:
+                first = (time.monotonic(), done)
+            if time.monotonic() > deadline or (generator.poll() not in (None, 0)):
+                raise RuntimeError(f"calibration did not finish; see {run.workdir / 'worker.log'}")
+            time.sleep(0.1)
+        generator.wait()
+        if first is None:
+            raise RuntimeError(f"{events} events were consumed before the first sample: too few to time")
+        rate = (events - first[1]) / (time.monotonic() - first[0])
+        log(f"calibration: one worker sustains {rate:,.0f} events/s on this workload; soaking at {share:.0%}")
+        return round(rate * share, 1)
+    finally:
+        _stop(worker)
+
+
 def soak(minutes: float, rate: float, customers: int, sample_s: float, flat_percent: float,
          running: local.Stack, log=print) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    run_id = f"soak{uuid.uuid4().hex[:8]}"
-    prefix = f"{run_id}."
-    workdir = ROOT / ".engage" / "soak" / run_id
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": running.kafka_bootstrap, "ENGAGE_REDIS_URL": running.redis_url,
-           "ENGAGE_CONFIG": str(CONFIG), "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "streams.cli", "topics", "--topic-prefix", prefix], env=env, check=True,
-                   capture_output=True, cwd=ROOT)
-    before = os.environ.get("ENGAGE_CONFIG")
-    os.environ["ENGAGE_CONFIG"] = str(CONFIG)   # the worker reads it through the environment
-    try:
-        worker, port = _start_worker(running.kafka_bootstrap, running.redis_url, prefix, run_id, workdir / "worker")
-    finally:
-        if before is None:
-            os.environ.pop("ENGAGE_CONFIG")
-        else:
-            os.environ["ENGAGE_CONFIG"] = before
+    run = _Run(running, "soak")
+    run_id, prefix, env = run.id, run.prefix, run.env
+    worker, port = run.start_worker()
     count = int(rate * minutes * 60)
     samples: list[dict[str, float]] = []
     generator = None
     try:
-        deadline = time.monotonic() + 120
-        while _metric(port, "engagement_assigned_partitions") != 4:
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise RuntimeError(f"worker did not start; see {workdir / 'worker.log'}")
-            time.sleep(0.5)
         log(f"soak {run_id}: {count:,} events at {rate:,.0f}/s for {minutes:g} min, {customers:,} customers")
-        generator = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "generate", "--topic-prefix", prefix, "--count", str(count),
-             "--rate", str(rate), "--customers", str(customers), "--accounts", str(max(1, customers // 20)),
-             "--id-prefix", run_id, "--quiet"],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        generator = subprocess.Popen(run.generate(count, customers, "--rate", str(rate)), env=env, cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         began = time.monotonic()
         while generator.poll() is None:
             time.sleep(sample_s)
@@ -174,11 +219,7 @@ def soak(minutes: float, rate: float, customers: int, sample_s: float, flat_perc
     finally:
         if generator and generator.poll() is None:
             generator.kill()
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        _stop(worker)
 
 
 def markdown(report: dict[str, object]) -> str:
@@ -192,7 +233,8 @@ def markdown(report: dict[str, object]) -> str:
     return "\n".join([
         "# Soak result", "",
         f"Run `{report['run']}` on commit `{m['commit']}`, {m['cpus']} cores ({m['cpu']}): {report['minutes']:g} min "  # type: ignore[index]
-        f"at {report['rate']:,.0f} events/s, {report['customers']:,} customers, config `{report['config']}`.", "",
+        f"at {report['rate']:,.0f} events/s ({report.get('rate_from', 'given')}), {report['customers']:,} customers, "
+        f"config `{report['config']}`.", "",
         "| seconds | worker RSS MB | Redis used MB | events consumed | lag |", "|---|---|---|---|---|", *rows, "",
         f"- Growth over the second half: worker RSS {report['second_half_growth_percent']['worker_rss_mb']:+.2f} %, "  # type: ignore[index]
         f"Redis {report['second_half_growth_percent']['redis_used_mb']:+.2f} % "  # type: ignore[index]
@@ -207,7 +249,8 @@ def markdown(report: dict[str, object]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Soak the worker; see the module docstring.")
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--rate", type=float, default=None, help="events/s (default: 80 %% of the measured max)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="events/s (default: 80 %% of the max measured on this workload first)")
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--sample-s", type=float, default=30.0)
     parser.add_argument("--flat-percent", type=float, default=5.0)
@@ -216,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     directory = ROOT / ".engage" / "soak" / "stack"   # its own Kafka and Redis: Redis memory is this run's alone
     running = local.up(directory, log=print)
     try:
-        report = soak(args.minutes, args.rate or default_rate(), args.customers, args.sample_s, args.flat_percent,
-                      running)
+        rate = args.rate or calibrate(running, args.customers)
+        report = soak(args.minutes, rate, args.customers, args.sample_s, args.flat_percent, running)
+        report["rate_from"] = "--rate" if args.rate else f"80 % of {rate / 0.8:,.0f} events/s measured on this workload"
     finally:
         local.down(directory, purge=True, log=print)
     stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())

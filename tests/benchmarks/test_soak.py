@@ -25,3 +25,11 @@ def test_growth_is_measured_over_the_second_half():
     samples = [{"t": t, "m": m} for t, m in [(0, 10.0), (10, 50.0), (20, 100.0), (30, 100.0), (40, 110.0)]]
     assert growth_percent(samples, "m") == pytest.approx(10.0)     # 100 -> 110 after the warm-up
     assert growth_percent(samples[:1], "m") == 0.0
+
+
+@pytest.mark.services
+def test_calibration_measures_what_one_worker_sustains_on_the_soak_workload(stack):
+    from benchmarks.soak import calibrate
+
+    rate = calibrate(stack, customers=100, events=8000, share=0.8, log=print)
+    assert 10 < rate < 1_000_000
