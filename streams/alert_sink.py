@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import security
 from streams.metrics import SinkMetrics
-from streams.settings import Settings, redact_url
+from streams.settings import Settings, redact_webhook
 from streams.webhook import WebhookSender, slack_payload
 
 log = logging.getLogger("engage.alert_sink")
@@ -124,7 +124,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)   # cancel: a delivery may be mid-backoff
     log.info("alert sink: %s -> %s (group %s), /metrics on %s:%d%s", settings.alerts_topic,
-             redact_url(settings.alert_webhook_url), sink.group_id, settings.web_host, settings.alert_sink_port,
+             redact_webhook(settings.alert_webhook_url), sink.group_id, settings.web_host, settings.alert_sink_port,
              " (bearer token required)" if settings.metrics_auth else "")
     try:
         await task

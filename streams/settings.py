@@ -25,6 +25,8 @@ _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,512}\Z")   # RFC 6750 b64token char
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 SECRETS = ("kafka_password", "redis_password", "api_token")
+# may also come from ENGAGE_<NAME>_FILE: the secrets, and the webhook URL (a Slack-style URL is its own secret)
+FROM_FILE = (*SECRETS, "alert_webhook_url")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -78,8 +80,10 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in SECRETS:
                 value = "***" if value else ""
-            elif f.name in ("redis_url", "alert_webhook_url"):
+            elif f.name == "redis_url":
                 value = redact_url(value)
+            elif f.name == "alert_webhook_url":
+                value = redact_webhook(value)
             shown[f.name] = value
         return shown
 
@@ -88,7 +92,15 @@ class Settings:
 
 
 ENV = {f.name: f"ENGAGE_{f.name.upper()}" for f in fields(Settings)}
-FILE_ENV = {name: f"{ENV[name]}_FILE" for name in SECRETS}
+FILE_ENV = {name: f"{ENV[name]}_FILE" for name in FROM_FILE}
+
+
+def redact_webhook(url: str) -> str:
+    """Only the scheme and host of a webhook URL: its path and query are often the credential."""
+    scheme, sep, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    hidden = rest[len(rest.split("/", 1)[0].split("?", 1)[0]):]
+    return f"{scheme}{sep}{host}{'/***' if hidden else ''}" if sep else ("***" if url else "")
 
 
 def redact_url(url: str) -> str:
@@ -121,7 +133,7 @@ def load_settings(overrides: Mapping[str, object] | None = None, env: Mapping[st
         value = (overrides or {}).get(f.name)
         if value is None:
             value = env.get(ENV[f.name])
-            if f.name in SECRETS:
+            if f.name in FROM_FILE:
                 value = _secret(f.name, value, env)
         if value is not None and value != "":
             raw[f.name] = value
@@ -181,7 +193,7 @@ def _validate(raw: dict[str, object]) -> Settings:
                 if not _NAME.match(text) or (f.name == "key_prefix" and ("{" in text or ":" in text)):
                     raise SettingsError(name, f"letters, digits, '.', '_' and '-' only (got {text!r})")
             if f.name == "alert_webhook_url" and not text.startswith(("http://", "https://")):
-                raise SettingsError(name, f"must be an http:// or https:// URL (got {text!r})")
+                raise SettingsError(name, f"must be an http:// or https:// URL (got {redact_webhook(text)!r})")
             if f.name == "redis_url" and not text.startswith(("redis://", "rediss://", "unix://")):
                 raise SettingsError(name, f"must be a redis://, rediss:// or unix:// URL (got {redact_url(text)!r})")
             if f.name == "kafka_security_protocol":

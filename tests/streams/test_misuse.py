@@ -91,7 +91,7 @@ def test_a_bad_setting_stops_the_worker_with_one_line_naming_it(setting):
         assert value not in line   # a secret is never echoed, not even a wrong one
 
 
-@pytest.mark.parametrize("setting", sorted(SECRETS))
+@pytest.mark.parametrize("setting", sorted(FILE_ENV))
 def test_a_secret_file_that_cannot_be_read_is_named(setting, tmp_path):
     missing = one_line_naming(invoke(["worker"], {FILE_ENV[setting]: str(tmp_path / "nope")}), FILE_ENV[setting])
     assert str(tmp_path / "nope") in missing

@@ -258,3 +258,20 @@ def test_secrets_and_url_passwords_are_never_shown():
 def test_bearer_check(header, ok):
     assert security.bearer_ok(header, "t0ken-0123456789abcdef") is ok
     assert security.bearer_ok(header, "") is True        # no token configured: no auth
+
+
+def test_a_webhook_url_is_shown_by_host_only_and_may_come_from_a_file(tmp_path):
+    from streams.settings import redact_webhook
+
+    slack = f"https://hooks.slack.com/services/T0/B0/{SECRET}"
+    s = load_settings(env={**BASE, "ENGAGE_ALERT_WEBHOOK_URL": slack})
+    assert s.alert_webhook_url == slack and s.redacted()["alert_webhook_url"] == "https://hooks.slack.com/***"
+    assert SECRET not in repr(s)
+    assert redact_webhook("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
+    assert redact_webhook(f"https://u:{SECRET}@h?t={SECRET}") == "https://h/***"
+    path = tmp_path / "hook"
+    path.write_text(slack + "\n")
+    assert load_settings(env={**BASE, "ENGAGE_ALERT_WEBHOOK_URL_FILE": str(path)}).alert_webhook_url == slack
+    with pytest.raises(SettingsError) as err:          # a bad one is refused without showing its path
+        load_settings(env={**BASE, "ENGAGE_ALERT_WEBHOOK_URL": f"ftp://h/{SECRET}"})
+    assert SECRET not in str(err.value) and "ftp://h/***" in str(err.value)
