@@ -55,6 +55,31 @@ def paced_producer(stack, topic: str, values_keys: list[tuple[bytes, bytes]], se
     return thread
 
 
+@pytest.fixture
+def start(tmp_path):
+    """Starts `engage worker` processes; every one is stopped when the test ends."""
+    started: list[WorkerProcess] = []
+
+    def run(stack, unique: str, name: str) -> WorkerProcess:
+        started.append(WorkerProcess(stack, unique, tmp_path, name))
+        return started[-1]
+
+    yield run
+    for worker in started:
+        worker.stop()
+
+
+def flowing(stack, unique: str, start, seed: int, seconds: float, until: float):  # type: ignore[no-untyped-def]
+    """A worker owning every partition, a paced stream of `seconds` to it, and `until` of it consumed."""
+    settings = pipeline_settings(stack, unique)
+    messages = generated(unique, seed)
+    worker = start(stack, unique, "w1")
+    worker.wait_until(lambda: owns_all_partitions(worker), "partitions")
+    sending = paced_producer(stack, settings.events_topic, [(m.key, m.value) for m in messages], seconds)
+    worker.wait_until(lambda: consumed(worker) >= MESSAGES * until, f"{until:.0%} of the stream")
+    return worker, messages, sending
+
+
 def consumed(worker: WorkerProcess) -> float:
     return worker.metrics()["engagement_events_consumed_total"]
 
@@ -86,91 +111,53 @@ def ends_like_the_core(stack, unique: str, worker: WorkerProcess, messages: list
     worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness after the fault")
 
 
-def test_a_worker_killed_mid_stream_and_restarted_ends_exactly_like_the_core(stack, unique, tmp_path):
-    settings = pipeline_settings(stack, unique)
-    messages = generated(unique, seed=5)
-    worker = WorkerProcess(stack, unique, tmp_path, "w1")
-    restarted = None
-    try:
-        worker.wait_until(lambda: owns_all_partitions(worker), "partitions")
-        sending = paced_producer(stack, settings.events_topic, [(m.key, m.value) for m in messages], seconds=8)
-        worker.wait_until(lambda: consumed(worker) >= MESSAGES // 3, "a third of the stream")
-        worker.process.send_signal(signal.SIGKILL)           # mid-stream, no goodbye
-        worker.process.wait()
-        assert sending.is_alive()                            # events were still flowing
-        restarted = WorkerProcess(stack, unique, tmp_path, "w1-again")
-        sending.join(timeout=60)
-        ends_like_the_core(stack, unique, restarted, messages)
-        # the redelivered part was recognised, not counted twice
-        assert consumed(restarted) < MESSAGES
-    finally:
-        worker.stop()
-        if restarted:
-            restarted.stop()
+def test_a_worker_killed_mid_stream_and_restarted_ends_exactly_like_the_core(stack, unique, start):
+    worker, messages, sending = flowing(stack, unique, start, seed=5, seconds=8, until=1 / 3)
+    worker.process.send_signal(signal.SIGKILL)           # mid-stream, no goodbye
+    worker.process.wait()
+    assert sending.is_alive()                            # events were still flowing
+    restarted = start(stack, unique, "w1-again")
+    sending.join(timeout=60)
+    ends_like_the_core(stack, unique, restarted, messages)
+    assert consumed(restarted) < MESSAGES                # the redelivered part was recognised, not counted twice
 
 
-def test_a_second_worker_joining_and_leaving_mid_stream_ends_exactly_like_the_core(stack, unique, tmp_path):
-    settings = pipeline_settings(stack, unique)
-    messages = generated(unique, seed=6)
-    first = WorkerProcess(stack, unique, tmp_path, "w1")
-    second = None
-    try:
-        first.wait_until(lambda: owns_all_partitions(first), "partitions")
-        sending = paced_producer(stack, settings.events_topic, [(m.key, m.value) for m in messages], seconds=30)
-        first.wait_until(lambda: consumed(first) >= MESSAGES // 10, "a tenth of the stream")
-        second = WorkerProcess(stack, unique, tmp_path, "w2")
-        second.wait_until(lambda: consumed(second) > 0 and 0 < second.metrics()["engagement_assigned_partitions"] < 4,
-                          "the joining worker to take partitions and score")
-        assert first.metrics()["engagement_assigned_partitions"] < 4      # the group really rebalanced
-        assert sending.is_alive()                                          # ... while events flowed
-        second.stop()                                                      # and it leaves, mid-stream
-        assert sending.is_alive()
-        first.wait_until(lambda: owns_all_partitions(first), "the first worker to take back every partition")
-        sending.join(timeout=60)
-        ends_like_the_core(stack, unique, first, messages)
-    finally:
-        first.stop()
-        if second:
-            second.stop()
+def test_a_second_worker_joining_and_leaving_mid_stream_ends_exactly_like_the_core(stack, unique, start):
+    first, messages, sending = flowing(stack, unique, start, seed=6, seconds=30, until=1 / 10)
+    second = start(stack, unique, "w2")
+    second.wait_until(lambda: consumed(second) > 0 and 0 < second.metrics()["engagement_assigned_partitions"] < 4,
+                      "the joining worker to take partitions and score")
+    assert first.metrics()["engagement_assigned_partitions"] < 4      # the group really rebalanced
+    assert sending.is_alive()                                          # ... while events flowed
+    second.stop()                                                      # and it leaves, mid-stream
+    assert sending.is_alive()
+    first.wait_until(lambda: owns_all_partitions(first), "the first worker to take back every partition")
+    sending.join(timeout=60)
+    ends_like_the_core(stack, unique, first, messages)
 
 
-def test_a_broker_restart_under_a_running_worker_needs_no_human(own_stack, unique, tmp_path):
-    settings = pipeline_settings(own_stack, unique)
-    messages = generated(unique, seed=7)
-    worker = WorkerProcess(own_stack, unique, tmp_path, "w1")
-    try:
-        worker.wait_until(lambda: owns_all_partitions(worker), "partitions")
-        sending = paced_producer(own_stack, settings.events_topic, [(m.key, m.value) for m in messages], seconds=20)
-        worker.wait_until(lambda: consumed(worker) >= MESSAGES // 4, "a quarter of the stream")
-        local.restart(own_stack, "kafka", down_s=5)                       # producer and worker both cut off
-        assert sending.is_alive()
-        sending.join(timeout=120)
-        assert not sending.is_alive()
-        ends_like_the_core(own_stack, unique, worker, messages)
-        assert worker.process.poll() is None                              # the same process, no restart by hand
-    finally:
-        worker.stop()
+def test_a_broker_restart_under_a_running_worker_needs_no_human(own_stack, unique, start):
+    worker, messages, sending = flowing(own_stack, unique, start, seed=7, seconds=20, until=1 / 4)
+    local.restart(own_stack, "kafka", down_s=5)                       # producer and worker both cut off
+    assert sending.is_alive()
+    sending.join(timeout=120)
+    assert not sending.is_alive()
+    ends_like_the_core(own_stack, unique, worker, messages)
+    assert worker.process.poll() is None                              # the same process, no restart by hand
 
 
-def test_redis_killed_and_restarted_from_its_aof_then_lost_and_replayed(own_stack, unique, tmp_path, monkeypatch):
+def test_redis_killed_and_restarted_from_its_aof_then_lost_and_replayed(own_stack, unique, start, monkeypatch):
     from click.testing import CliRunner
 
     from streams.cli import main
 
-    settings = pipeline_settings(own_stack, unique)
-    messages = generated(unique, seed=8)
-    worker = WorkerProcess(own_stack, unique, tmp_path, "w1")
-    try:
-        worker.wait_until(lambda: owns_all_partitions(worker), "partitions")
-        sending = paced_producer(own_stack, settings.events_topic, [(m.key, m.value) for m in messages], seconds=15)
-        worker.wait_until(lambda: consumed(worker) >= MESSAGES // 4, "a quarter of the stream")
-        local.restart(own_stack, "redis", down_s=3, kill=True)            # a crash: only the AOF survives
-        assert sending.is_alive()
-        sending.join(timeout=60)
-        ends_like_the_core(own_stack, unique, worker, messages)
-        assert worker.metrics()["engagement_batch_retries_total"] > 0   # it did notice the outage
-    finally:
-        worker.stop()
+    worker, messages, sending = flowing(own_stack, unique, start, seed=8, seconds=15, until=1 / 4)
+    local.restart(own_stack, "redis", down_s=3, kill=True)            # a crash: only the AOF survives
+    assert sending.is_alive()
+    sending.join(timeout=60)
+    ends_like_the_core(own_stack, unique, worker, messages)
+    assert worker.metrics()["engagement_batch_retries_total"] > 0   # it did notice the outage
+    worker.stop()
     live = redis_records(own_stack, unique)
 
     # Redis loss: everything flushed; `engage replay` rebuilds it from the events topic
@@ -187,8 +174,4 @@ def test_redis_killed_and_restarted_from_its_aof_then_lost_and_replayed(own_stac
     rebuilt = redis_records(own_stack, unique)
     assert sorted(rebuilt) == sorted(live)
     assert all(rebuilt[c].state == live[c].state for c in live)
-    restarted = WorkerProcess(own_stack, unique, tmp_path, "w2")
-    try:
-        ends_like_the_core(own_stack, unique, restarted, messages)
-    finally:
-        restarted.stop()
+    ends_like_the_core(own_stack, unique, start(own_stack, unique, "w2"), messages)

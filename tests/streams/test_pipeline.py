@@ -134,11 +134,13 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
             assert metrics[f'engagement_customers_by_tier{{tier="{tier}"}}'] == count
         assert metrics[f'engagement_aer_band{{band="{expected_kpis["aer_band"]}"}}'] == 1.0
 
-    # no customer or account id anywhere in the exposition
+    # no customer or account id anywhere in the exposition (every id of this run carries `unique`)
+    ids = set(reference.customers) | {s.account_id for s in reference.customers.values() if s.account_id}
+    assert len(ids) > 100
     for worker in workers:
         with urllib.request.urlopen(worker.url + "/metrics", timeout=30) as response:
             exposition = response.read().decode()
-        assert unique not in exposition
+        assert unique not in exposition and [i for i in ids if i in exposition] == []
 
     # the alerts topic: one message per alert counted, each with rule, before/after and breakdown
     alerts = [json.loads(v) for _, v in consume_all(stack, f"{unique}.engagement.alerts")]
