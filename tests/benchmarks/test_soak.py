@@ -9,14 +9,15 @@ from benchmarks.soak import growth_percent, markdown, soak
 
 @pytest.mark.services
 def test_a_short_soak_samples_memory_and_proves_zero_loss(stack):
-    report = soak(minutes=0.25, rate=200, customers=100, sample_s=2, flat_percent=50.0, running=stack, log=print)
+    report = soak(minutes=0.25, rate=200, customers=100, sample_s=2, flat_percent=50.0, running=stack, log=print,
+                  drain_s=300)
     samples = report["samples"]
     assert len(samples) >= 5
     assert all(s["worker_rss_mb"] > 20 and s["redis_used_mb"] > 0 for s in samples)
     loss = report["loss"]
     assert loss["messages_written"] == 200 * 15 == loss["messages_consumed"] == loss["events_consumed"]
     assert loss["events_accounted"] == loss["events_consumed"] and loss["rejected"] == loss["dlq_messages"] > 0
-    assert report["zero_loss"] is True
+    assert report["drained"] is True and report["zero_loss"] is True
     text = markdown(report)
     assert "zero loss" in text and "| seconds | worker RSS MB |" in text
 
