@@ -72,22 +72,24 @@ def topic_messages(bootstrap: str, topic: str) -> int:
 
 
 def counters(port: int) -> dict[str, float]:
-    names = ("engagement_messages_consumed_total", "engagement_events_consumed_total",
-             "engagement_events_processed_total", "engagement_events_deduplicated_total", "engagement_consumer_lag")
-    values = {name: _metric(port, name) for name in names}
-    values["rejected"] = _rejected(port)
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _rejected(port: int) -> float | None:
+    """The worker's counters and lag from one scrape of /metrics; rejections summed over reasons."""
     import urllib.request
 
+    names = ("engagement_messages_consumed_total", "engagement_events_consumed_total",
+             "engagement_events_processed_total", "engagement_events_deduplicated_total", "engagement_consumer_lag")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            return sum(float(line.rsplit(" ", 1)[1]) for line in response.read().decode().splitlines()
-                       if line.startswith("engagement_events_rejected_total{"))
+            lines = response.read().decode().splitlines()
     except OSError:
-        return None
+        return {}
+    values: dict[str, float] = {"rejected": 0.0}
+    for line in lines:
+        name, _, value = line.rpartition(" ")
+        if name in names:
+            values[name] = float(value)
+        elif name.startswith("engagement_events_rejected_total{"):
+            values["rejected"] += float(value)
+    return values
 
 
 def growth_percent(samples: list[dict[str, float]], key: str) -> float:
