@@ -7,7 +7,7 @@ accepted events and the same `as_of`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from scoring import kpis
@@ -16,6 +16,7 @@ from scoring.config import Config
 from scoring.contributions import ANY_FEATURE, FCR_KEY, count_key, sentiment_key, survey_key, value_key, valued_key
 from scoring.events import VALUE_SCALE
 from scoring.scores import score_card, was_activated
+from scoring.standing import ES_SCALE, es_micro
 from scoring.state import CustomerState
 from scoring.timeutil import DAY
 from scoring.windows import bucket_of, window_start_bucket, window_start_ms
@@ -157,6 +158,54 @@ def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config
             cers.append(card.cer)
             tier_counts[card.tier.value] += 1
 
+    return kpis_from(Aggregates(
+        sums={
+            "members": members, "active_members": active_members, "members_at_start": at_start,
+            "members_new": new, "members_lost": lost, "cohort": cohort, "activated": activated,
+            "customers_in_window": customers_in_window, "purchasers": purchasers, "scored": len(scores),
+            **{f"tier.{t}": c for t, c in tier_counts.items()},
+            "below_benchmark": sum(1 for c in cers if c < config.benchmark_cer),
+            "es_micro": sum(es_micro(e) for e in scores), "cer": int(sum(cers)),
+        },
+        totals=totals, sessions=sessions, bounces=bounces, dau=dau, wau=wau, mau=mau,
+        active_in_kpi_window=active_in_kpi_window, feature_users=feature_users, median_es=kpis.median(scores),
+    ), as_of_ms, config)
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregates:
+    """Everything the business KPIs are computed from: sums over customers and over buckets.
+
+    :func:`business_kpis` gathers them by visiting every customer (the reference); the live
+    pipeline keeps them incrementally (standings summed per shard, per-bucket counters,
+    sorted sets of last activity) and hands them to :func:`kpis_from` the same way.
+    """
+
+    sums: Mapping[str, int]             # scoring.standing.SUMS over customers
+    totals: Mapping[str, int]           # per-bucket counters summed over the KPI window
+    sessions: int                       # ended sessions anchored in the KPI window
+    bounces: int
+    dau: int
+    wau: int
+    mau: int
+    active_in_kpi_window: int
+    feature_users: Mapping[str, int]
+    median_es: float
+
+
+def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
+    """The business KPIs from their aggregates (the one home of how each KPI is put together)."""
+    totals, sums = agg.totals, agg.sums
+    members, at_start, new, lost = sums.get("members", 0), sums.get("members_at_start", 0), \
+        sums.get("members_new", 0), sums.get("members_lost", 0)
+    active_members, scored = sums.get("active_members", 0), sums.get("scored", 0)
+    sessions, bounces = agg.sessions, agg.bounces
+    dau, wau, mau = agg.dau, agg.wau, agg.mau
+    cohort, activated = sums.get("cohort", 0), sums.get("activated", 0)
+    purchasers, customers_in_window = sums.get("purchasers", 0), sums.get("customers_in_window", 0)
+    tier_counts = {t.value: sums.get(f"tier.{t.value}", 0) for t in kpis.Tier}
+    feature_users = {key: agg.feature_users.get(key, 0) for key in (ANY_FEATURE, *config.features)}
+
     def n(type_name: str) -> int:
         return totals.get(count_key(type_name), 0)
 
@@ -186,7 +235,7 @@ def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config
         wau=wau,
         mau=mau,
         stickiness=kpis.stickiness(dau, mau),
-        feature_usage={k: kpis.feature_usage_rate(v, active_in_kpi_window) for k, v in feature_users.items()},
+        feature_usage={k: kpis.feature_usage_rate(v, agg.active_in_kpi_window) for k, v in feature_users.items()},
         week_one_engagement=kpis.week_one_engagement(activated, cohort),
         new_members=cohort,
         members_at_start=at_start,
@@ -226,10 +275,10 @@ def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config
         average_handle_time=kpis.average_handle_time(
             totals.get(value_key("ticket_resolved"), 0) / VALUE_SCALE, totals.get(valued_key("ticket_resolved"), 0)
         ),
-        scored_customers=len(scores),
+        scored_customers=scored,
         tier_counts=tier_counts,
-        mean_es=kpis.mean(scores),
-        median_es=kpis.median(scores),
-        mean_cer=kpis.mean(cers),
-        below_benchmark_share=kpis.share_below(cers, config.benchmark_cer),
+        mean_es=kpis.mean_of_scaled(sums.get("es_micro", 0), ES_SCALE, scored),
+        median_es=agg.median_es,
+        mean_cer=kpis.mean_of_scaled(sums.get("cer", 0), 1, scored),
+        below_benchmark_share=kpis.share_of(sums.get("below_benchmark", 0), scored),
     )

@@ -267,6 +267,16 @@ def mean(values: Iterable[float]) -> float:
     return math.fsum(values) / len(values) if values else 0.0
 
 
+def mean_of_scaled(total: int, scale: int, count: int) -> float:
+    """Mean of `count` values whose sum is `total` in units of 1/`scale` (an exact integer sum)."""
+    return total / scale / count if count > 0 else 0.0
+
+
+def share_of(part: int, whole: int) -> float:
+    """% of a whole that a part is."""
+    return _percent(part, whole)
+
+
 def share_below(values: Iterable[float], benchmark: float) -> float:
     """% of values strictly below the benchmark (e.g. CER below par)."""
     values = list(values)

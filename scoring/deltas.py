@@ -1,0 +1,259 @@
+"""What a batch or a due re-score changed for one customer, as increments a store can apply.
+
+The edge keeps each customer as small native pieces (facts, per-bucket counters, open
+sessions, recent event ids) plus shared aggregates (per-bucket totals, standing sums,
+sorted sets). :func:`customer_delta` compares a customer before and after the core worked
+on it and says exactly what to add, set and drop, so the store executes it without
+knowing any rule. :class:`AggregateBook` is the same bookkeeping in memory: the
+reference that the Redis aggregates must equal, and what the property tests check against
+a full recomputation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from scoring import kpis
+from scoring.alerts import RuleState, Snapshot
+from scoring.business import Aggregates
+from scoring.config import Config
+from scoring.contributions import ANY_FEATURE
+from scoring.standing import Standing, next_change, standing, sum_difference
+from scoring.state import CustomerState, SessionStats
+from scoring.timeutil import DAY
+from scoring.windows import bucket_of, window_start_bucket, window_start_ms
+
+SESSIONS, BOUNCES = "sessions", "bounces"
+
+
+def copy_state(state: CustomerState) -> CustomerState:
+    """A deep copy, so the state before a batch can be compared with the state after it."""
+    return CustomerState(
+        customer_id=state.customer_id, watermark_ms=state.watermark_ms,
+        buckets={b: dict(c) for b, c in state.buckets.items()},
+        last_active_ms=state.last_active_ms, last_aer_ms=state.last_aer_ms, features=dict(state.features),
+        membership=list(state.membership),
+        sessions={sid: SessionStats(s.anchor_ms, s.pages, s.actions, s.ended) for sid, s in state.sessions.items()},
+        account=state.account, segment=state.segment, seen=dict(state.seen),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """The small per-customer facts stored whole (everything but counters, sessions and ids)."""
+
+    watermark_ms: int | None
+    last_active_ms: int | None
+    last_aer_ms: int | None
+    features: Mapping[str, int]
+    membership: tuple[tuple[int, int], ...]
+    account: tuple[int, str, str] | None
+    segment: tuple[int, str, str] | None
+    alert_states: Mapping[str, RuleState]
+    snapshot: Snapshot | None
+
+    @classmethod
+    def of(cls, state: CustomerState, alert_states: Mapping[str, RuleState], snapshot: Snapshot | None) -> Facts:
+        return cls(state.watermark_ms, state.last_active_ms, state.last_aer_ms, dict(state.features),
+                   tuple(state.membership), state.account, state.segment, dict(alert_states), snapshot)
+
+
+def session_terms(stats: SessionStats, bucket_ms: int) -> tuple[int, int, int]:
+    """(anchor bucket, ended sessions, bounces) a session adds to the per-bucket aggregates."""
+    return bucket_of(stats.anchor_ms, bucket_ms), int(stats.ended), int(stats.bounced)
+
+
+@dataclass
+class CustomerDelta:
+    customer_id: str
+    counters: dict[int, dict[str, int]] = field(default_factory=dict)      # bucket -> key -> increment
+    evicted: dict[int, tuple[str, ...]] = field(default_factory=dict)      # bucket -> counter keys dropped
+    seen: dict[str, int] = field(default_factory=dict)                     # new event ids -> ts
+    seen_floor: int | None = None                                          # ids older than this are forgotten
+    sessions: dict[str, SessionStats] = field(default_factory=dict)        # new or changed sessions
+    sessions_dropped: tuple[str, ...] = ()
+    session_totals: dict[int, dict[str, int]] = field(default_factory=dict)  # bucket -> sessions/bounces delta
+    facts: Facts | None = None                                             # None: unchanged
+    old: Standing | None = None
+    new: Standing | None = None
+    due_ms: int | None = None                                              # next re-score; None: none pending
+
+    @property
+    def sums(self) -> dict[str, int]:
+        return sum_difference(self.old, self.new)
+
+    @property
+    def standing_changed(self) -> bool:
+        return self.old != self.new
+
+
+def customer_delta(before: CustomerState | None, after: CustomerState, facts_before: Facts | None,
+                   facts_after: Facts, old: Standing | None, now_ms: int, config: Config) -> CustomerDelta:
+    """Everything that changed from `before` to `after`, plus the new standing and due time."""
+    delta = CustomerDelta(after.customer_id, facts=None if facts_after == facts_before else facts_after, old=old)
+    old_buckets = before.buckets if before else {}
+    for bucket, counters in after.buckets.items():
+        previous = old_buckets.get(bucket, {})
+        changed = {k: v - previous.get(k, 0) for k, v in counters.items() if v != previous.get(k, 0)}
+        if changed:
+            delta.counters[bucket] = changed
+    delta.evicted = {b: tuple(c) for b, c in old_buckets.items() if b not in after.buckets}
+    old_seen = before.seen if before else {}
+    delta.seen = {e: ts for e, ts in after.seen.items() if e not in old_seen}
+    if after.watermark_ms is not None:
+        delta.seen_floor = after.watermark_ms - config.dedup_horizon_ms
+    old_sessions = before.sessions if before else {}
+    for sid, stats in after.sessions.items():
+        previous = old_sessions.get(sid)
+        if previous is not None and (previous.anchor_ms, previous.pages, previous.actions, previous.ended) == (
+                stats.anchor_ms, stats.pages, stats.actions, stats.ended):
+            continue
+        delta.sessions[sid] = stats
+        for terms, sign in ((session_terms(previous, config.bucket_ms), -1) if previous else (None, 0),
+                            (session_terms(stats, config.bucket_ms), 1)):
+            if terms is None:
+                continue
+            bucket, ended, bounced = terms
+            row = delta.session_totals.setdefault(bucket, {})
+            row[SESSIONS] = row.get(SESSIONS, 0) + sign * ended
+            row[BOUNCES] = row.get(BOUNCES, 0) + sign * bounced
+    delta.session_totals = {b: {k: v for k, v in row.items() if v} for b, row in delta.session_totals.items()}
+    delta.session_totals = {b: row for b, row in delta.session_totals.items() if row}
+    delta.sessions_dropped = tuple(sid for sid in old_sessions if sid not in after.sessions)
+    delta.new = standing(after, facts_after.alert_states, now_ms, config)
+    delta.due_ms = next_change(after, now_ms, config)
+    return delta
+
+
+@dataclass
+class AggregateBook:
+    """The shared aggregates in memory, kept by applying deltas (the edge keeps them in Redis)."""
+
+    config: Config
+    sums: dict[str, int] = field(default_factory=dict)
+    totals: dict[int, dict[str, int]] = field(default_factory=dict)       # bucket -> counters, sessions, bounces
+    standings: dict[str, Standing] = field(default_factory=dict)
+    last_active: dict[str, int] = field(default_factory=dict)
+    features: dict[str, dict[str, int]] = field(default_factory=dict)    # feature key -> customer -> last use
+    due: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, delta: CustomerDelta, facts: Facts | None) -> None:
+        for key, amount in delta.sums.items():
+            self.sums[key] = self.sums.get(key, 0) + amount
+        for rows in (delta.counters, delta.session_totals):
+            for bucket, counters in rows.items():
+                total = self.totals.setdefault(bucket, {})
+                for key, amount in counters.items():
+                    total[key] = total.get(key, 0) + amount
+        cid = delta.customer_id
+        if delta.new is not None:
+            self.standings[cid] = delta.new
+        if facts is not None:
+            if facts.last_active_ms is not None:
+                self.last_active[cid] = facts.last_active_ms
+            for key, ts in facts.features.items():
+                self.features.setdefault(key, {})[cid] = ts
+        if delta.due_ms is None:
+            self.due.pop(cid, None)
+        else:
+            self.due[cid] = delta.due_ms
+
+    def due_by(self, now_ms: int) -> list[str]:
+        return sorted(cid for cid, at in self.due.items() if at <= now_ms)
+
+    def aggregates(self, as_of_ms: int) -> Aggregates:
+        config = self.config
+        kpi_first = window_start_bucket(as_of_ms, config.kpi_window_ms, config.bucket_ms)
+        totals: dict[str, int] = {}
+        for bucket, counters in self.totals.items():
+            if bucket >= kpi_first:
+                for key, amount in counters.items():
+                    totals[key] = totals.get(key, 0) + amount
+        sessions, bounces = totals.pop(SESSIONS, 0), totals.pop(BOUNCES, 0)
+        kpi_start = kpi_first * config.bucket_ms
+
+        def since(times: Iterable[int], start: int) -> int:
+            return sum(1 for t in times if t >= start)
+
+        actives = self.last_active.values()
+        return Aggregates(
+            sums=self.sums, totals={k: v for k, v in totals.items() if v}, sessions=sessions, bounces=bounces,
+            dau=since(actives, window_start_ms(as_of_ms, DAY, config.bucket_ms)),
+            wau=since(actives, window_start_ms(as_of_ms, 7 * DAY, config.bucket_ms)),
+            mau=since(actives, window_start_ms(as_of_ms, 30 * DAY, config.bucket_ms)),
+            active_in_kpi_window=since(actives, kpi_start),
+            feature_users={k: since(self.features.get(k, {}).values(), kpi_start)
+                           for k in (ANY_FEATURE, *config.features)},
+            median_es=kpis.median(s.es for s in self.standings.values() if s.scored),
+        )
+
+
+@dataclass
+class Stored:
+    """One customer as the store holds it: the core state (with the batch's known event ids),
+    the alert rules' memory and the standing last written to the shared aggregates."""
+
+    state: CustomerState
+    alert_states: dict[str, RuleState] = field(default_factory=dict)
+    snapshot: Snapshot | None = None
+    standing: Standing | None = None
+
+    def facts(self) -> Facts:
+        return Facts.of(self.state, self.alert_states, self.snapshot)
+
+
+@dataclass
+class Settled:
+    """A batch (or a due re-score) worked out by the core: outcomes, outputs and the deltas to store."""
+
+    results: list = field(default_factory=list)        # scoring.engine.Result per event, in order
+    alerts: list = field(default_factory=list)         # scoring.alerts.Alert
+    cards: list = field(default_factory=list)          # scoring.scores.ScoreCard of touched customers
+    deltas: list[CustomerDelta] = field(default_factory=list)
+    stored: dict[str, Stored] = field(default_factory=dict)   # the customers after the work
+
+
+def settle_batch(stored: Mapping[str, Stored], events: list, clocks: list[int], now_ms: int,
+                 config: Config) -> Settled:
+    """Run the core over a batch of validated events whose customers are `stored` (those known).
+
+    Dedup, gates, state updates and alert rules are the reference Scorer's own; this adds the
+    deltas that take the store from the old to the new customers.
+    """
+    from scoring.engine import Scorer
+
+    before = {cid: copy_state(s.state) for cid, s in stored.items()}
+    scorer = Scorer(config, customers={cid: s.state for cid, s in stored.items()},
+                    alert_states={cid: dict(s.alert_states) for cid, s in stored.items()},
+                    snapshots={cid: s.snapshot for cid, s in stored.items() if s.snapshot is not None})
+    result = scorer.process_batch(events, now_ms, clocks)
+    settled = Settled(results=result.results, alerts=list(result.alerts), cards=list(result.cards))
+    _collect(settled, scorer, result.touched, stored, before, now_ms, config)
+    return settled
+
+
+def settle_due(stored: Mapping[str, Stored], now_ms: int, config: Config) -> Settled:
+    """Re-score customers whose next change is due: eviction, time-driven alert rules, standings."""
+    from scoring.engine import Scorer
+
+    before = {cid: copy_state(s.state) for cid, s in stored.items()}
+    scorer = Scorer(config, customers={cid: s.state for cid, s in stored.items()},
+                    alert_states={cid: dict(s.alert_states) for cid, s in stored.items()},
+                    snapshots={cid: s.snapshot for cid, s in stored.items() if s.snapshot is not None})
+    settled = Settled(alerts=scorer.sweep(now_ms))
+    _collect(settled, scorer, tuple(stored), stored, before, now_ms, config)
+    return settled
+
+
+def _collect(settled: Settled, scorer, touched: Iterable[str], stored: Mapping[str, Stored],
+             before: Mapping[str, CustomerState], now_ms: int, config: Config) -> None:
+    for cid in touched:
+        old = stored.get(cid)
+        after = Stored(scorer.customers[cid], scorer.alert_states.get(cid, {}), scorer.snapshots.get(cid))
+        facts_before = None if old is None else Facts.of(before[cid], old.alert_states, old.snapshot)
+        delta = customer_delta(before.get(cid), after.state, facts_before, after.facts(),
+                               old.standing if old else None, now_ms, config)
+        after.standing = delta.new
+        settled.deltas.append(delta)
+        settled.stored[cid] = after

@@ -1,0 +1,202 @@
+"""One customer's standing: what it adds to every cross-customer read, and when that changes.
+
+Leaderboards, the at-risk list and the business KPIs read many customers at once. Rather
+than scanning every customer per read, the edge keeps per-customer standings in shared
+aggregates (sums and sorted sets) and changes them by the difference between a customer's
+old and new standing. That stays exact only if every standing is re-computed whenever it
+would change: on each event (the batch), and at :func:`next_change`, the next instant at
+which time alone changes it (a bucket leaving a window, a membership period ending, an
+inactivity deadline). Between those instants a standing is constant, so sums of stored
+standings equal a full recomputation at any instant up to the earliest pending change.
+
+Every quantity here is an integer or an exact float copied from a score card, so sums
+are exact and independent of order.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from scoring import kpis
+from scoring.alerts import RuleState
+from scoring.config import Config
+from scoring.contributions import JOIN, count_key
+from scoring.scores import ScoreCard, score_card, was_activated
+from scoring.state import CustomerState
+from scoring.windows import bucket_of, window_start_bucket
+
+ES_SCALE = 1_000_000   # mean ES is summed in millionths (ES is reported to 6 decimals)
+
+# The integer sums a standing adds to the shared KPI aggregates (names are stable: the
+# edge stores them as hash fields).
+SUMS = (
+    "members", "active_members", "members_at_start", "members_new", "members_lost",
+    "cohort", "activated", "customers_in_window", "purchasers", "scored",
+    "tier.low", "tier.moderate", "tier.excellent", "below_benchmark", "es_micro", "cer",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A customer's contribution to the cross-customer reads at one instant."""
+
+    customer_id: str
+    es: float
+    cer: float
+    tier: kpis.Tier
+    active: bool
+    account_id: str | None
+    scored: bool                       # in the score distribution (member now, or events in the score window)
+    alerts: tuple[str, ...]            # rules whose condition is active (sorted)
+    sums: Mapping[str, int]            # contribution to each of SUMS (zeros omitted)
+
+    @property
+    def at_risk(self) -> bool:
+        """At risk = any alert condition still active (the /at-risk list)."""
+        return bool(self.alerts)
+
+    def summary(self) -> dict[str, object]:
+        """The row a leaderboard or the at-risk list shows."""
+        return {"customer_id": self.customer_id, "account_id": self.account_id, "es": round(self.es, 6),
+                "tier": self.tier.value, "cer": self.cer, "active": self.active}
+
+    def to_dict(self) -> dict[str, object]:
+        return {"es": self.es, "cer": self.cer, "tier": self.tier.value, "active": self.active,
+                "account_id": self.account_id, "scored": self.scored, "alerts": list(self.alerts),
+                "sums": dict(self.sums)}
+
+    @classmethod
+    def from_dict(cls, customer_id: str, doc: Mapping[str, object]) -> Standing:
+        return cls(customer_id, doc["es"], doc["cer"], kpis.Tier(doc["tier"]), doc["active"],  # type: ignore[arg-type]
+                   doc["account_id"], doc["scored"], tuple(doc["alerts"]), dict(doc["sums"]))  # type: ignore[arg-type]
+
+
+def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_ms: int, config: Config,
+             card: ScoreCard | None = None) -> Standing:
+    """The customer's standing as of `as_of_ms` (the same per-customer terms as business_kpis)."""
+    card = card or score_card(state, as_of_ms, config, detail=False)
+    bucket_ms = config.bucket_ms
+    kpi_first = window_start_bucket(as_of_ms, config.kpi_window_ms, bucket_ms)
+    score_first = window_start_bucket(as_of_ms, config.window_ms, bucket_ms)
+    aer_start = window_start_bucket(as_of_ms, config.aer_window_ms, bucket_ms) * bucket_ms
+    in_kpi = in_score = bought = False
+    purchase = count_key("purchase")
+    for bucket, counters in state.buckets.items():
+        if not counters:
+            continue
+        in_score = in_score or bucket >= score_first
+        if bucket >= kpi_first:
+            in_kpi = True
+            bought = bought or counters.get(purchase, 0) > 0
+    member_now = state.is_member(as_of_ms)
+    member_then = state.is_member(as_of_ms - config.retention_period_ms)
+    cohort_until = as_of_ms - config.activation_period_ms
+    joins = state.joins_between(cohort_until - config.retention_period_ms, cohort_until)
+    scored = member_now or in_score
+    sums = {
+        "members": int(member_now),
+        "active_members": int(member_now and state.last_aer_ms is not None and state.last_aer_ms >= aer_start),
+        "members_at_start": int(member_then),
+        "members_new": int(member_now and not member_then),
+        "members_lost": int(member_then and not member_now),
+        "cohort": len(joins),
+        "activated": sum(was_activated(state, j, config, config.activation_period_ms) for j in joins),
+        "customers_in_window": int(in_kpi),
+        "purchasers": int(bought),
+        "scored": int(scored),
+    }
+    if scored:
+        sums[f"tier.{card.tier.value}"] = 1
+        sums["below_benchmark"] = int(card.cer < config.benchmark_cer)
+        sums["es_micro"] = es_micro(card.es)
+        sums["cer"] = int(card.cer)
+    return Standing(
+        customer_id=state.customer_id, es=card.es, cer=card.cer, tier=card.tier, active=card.active,
+        account_id=card.account_id, scored=scored,
+        alerts=tuple(sorted(rule for rule, s in alert_states.items() if s.active)),
+        sums={k: v for k, v in sums.items() if v},
+    )
+
+
+def es_micro(es: float) -> int:
+    return round(es * ES_SCALE)
+
+
+def sum_difference(old: Standing | None, new: Standing | None) -> dict[str, int]:
+    """What to add to the shared sums when a customer's standing goes from `old` to `new`."""
+    delta: dict[str, int] = {}
+    for source, sign in ((old, -1), (new, 1)):
+        if source is not None:
+            for key, value in source.sums.items():
+                delta[key] = delta.get(key, 0) + sign * value
+    return {k: v for k, v in delta.items() if v}
+
+
+def next_change(state: CustomerState, as_of_ms: int, config: Config) -> int | None:
+    """The first instant after `as_of_ms` at which time alone may change the customer's
+    standing, score card, alert view or rule outcomes; None when nothing will.
+
+    Windows are whole buckets, so anything read through buckets can only change at a
+    bucket boundary, and only while the customer has something a window can still see.
+    Membership and activity deadlines are exact instants.
+    """
+    bucket_ms = config.bucket_ms
+    candidates: list[int] = []
+    horizon = as_of_ms - config.retention_ms - bucket_ms
+    recent = [t for t in (state.last_active_ms, state.last_aer_ms, *state.features.values()) if t is not None]
+    if state.buckets or state.sessions or any(t >= horizon for t in recent):
+        candidates.append((bucket_of(as_of_ms, bucket_ms) + 1) * bucket_ms)
+    alerts = config.alerts
+    offsets = [0, config.retention_period_ms, config.activation_period_ms,
+               config.activation_period_ms + config.retention_period_ms, config.retention_ms - bucket_ms]
+    if alerts.activation_ms is not None:
+        offsets.append(alerts.activation_ms)
+    for ts, kind in state.membership:
+        for offset in offsets if kind == JOIN else offsets[:2]:
+            candidates.append(ts + offset)
+    if alerts.inactivity_ms is not None:
+        joined = state.membership_start(as_of_ms)
+        for since in (state.last_active_ms, joined):
+            if since is not None:
+                candidates.append(since + alerts.inactivity_ms)
+    later = [t for t in candidates if t > as_of_ms]
+    return min(later) if later else None
+
+
+# --- orders over customers: the one home of leaderboard and at-risk ordering --------------
+
+def _ordered_bits(value: float) -> int:
+    """An integer that sorts like the non-negative float `value`."""
+    return struct.unpack(">Q", struct.pack(">d", value + 0.0))[0]
+
+
+def top_key(s: Standing) -> str:
+    """Sorts ascending as the top leaderboard: ES descending, then CER descending, then id."""
+    mask = (1 << 64) - 1
+    return f"{mask - _ordered_bits(s.es):016x}{mask - _ordered_bits(s.cer):016x}{s.customer_id}"
+
+
+def bottom_key(s: Standing) -> str:
+    """Sorts ascending as the bottom leaderboard: ES, then CER, then id, all ascending."""
+    return f"{_ordered_bits(s.es):016x}{_ordered_bits(s.cer):016x}{s.customer_id}"
+
+
+def risk_key(s: Standing) -> str:
+    """Sorts ascending as the at-risk list: lowest ES first, then id."""
+    return f"{_ordered_bits(s.es):016x}{s.customer_id}"
+
+
+ORDER_KEY_ID_OFFSET = {"top": 32, "bottom": 32, "risk": 16}   # where the customer id starts in a key
+
+
+def leaderboard(standings: Iterable[Standing], limit: int, bottom: bool = False) -> list[Standing]:
+    """Customers ranked by ES (ties: CER, then id), best first, or worst first when `bottom`."""
+    return sorted(standings, key=bottom_key if bottom else top_key)[:limit]
+
+
+def at_risk(standings: Iterable[Standing], limit: int) -> tuple[list[Standing], int]:
+    """Customers with an active alert condition, lowest ES first; and how many there are."""
+    rows = sorted((s for s in standings if s.at_risk), key=risk_key)
+    return rows[:limit], len(rows)
