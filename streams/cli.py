@@ -185,7 +185,7 @@ def _flag_of(variable: str, flags: dict[str, object]) -> str | None:
 
 
 # Commands that never talk to Redis (or Kafka) ignore its security settings: "" is the default.
-_NO_REDIS = {"redis_username": "", "redis_password": "", "redis_ssl_ca_file": ""}
+_NO_REDIS = {"redis_username": "", "redis_password": "", "redis_ssl_ca_file": "", "redis_cluster": ""}
 _NO_KAFKA = {"kafka_security_protocol": "", "kafka_sasl_mechanism": "", "kafka_username": "", "kafka_password": "",
              "kafka_ssl_cafile": ""}
 
@@ -375,14 +375,20 @@ _secure_option = click.option("--secure", is_flag=True, help="The secure stack (
 
 @stack.command("up")
 @click.option("--prometheus", is_flag=True, help="Also start Prometheus (Debian package).")
+@click.option("--redis-cluster", is_flag=True, help="Also start a Redis Cluster (three masters, no replicas); "
+              "its startup node is redis_cluster_url (workers: ENGAGE_REDIS_CLUSTER=true).")
 @_secure_option
-def stack_up(prometheus: bool, secure: bool) -> None:
+def stack_up(prometheus: bool, redis_cluster: bool, secure: bool) -> None:
     """Start the local stack, or reuse the running one; print its addresses (and, --secure, client_env)."""
     from streams import stack as local
 
+    if redis_cluster and secure:
+        raise click.UsageError("--redis-cluster: the local Redis Cluster is plain only, not with --secure")
     try:
         running = local.up(local.secure_stack_dir() if secure else None, prometheus=prometheus,
                            log=lambda line: click.echo(line, err=True), secure=secure)
+        if redis_cluster:
+            running = local.cluster_up(Path(running.directory), log=lambda line: click.echo(line, err=True))
     except local.StackError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(running.to_json(), indent=2))

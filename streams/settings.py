@@ -40,6 +40,7 @@ class SettingsError(ValueError):
 class Settings:
     kafka_bootstrap: str
     redis_url: str
+    redis_cluster: bool = False                   # redis_url is a node of a Redis Cluster (streams/redis_client.py)
     app_id: str = "engagement-scorer"
     key_prefix: str = "eng"
     events_topic: str = "engagement.events"
@@ -137,16 +138,21 @@ def load_settings(overrides: Mapping[str, object] | None = None, env: Mapping[st
                 value = _secret(f.name, value, env)
         if value is not None and value != "":
             raw[f.name] = value
+    cluster = _flag(ENV["redis_cluster"], raw["redis_cluster"]) if "redis_cluster" in raw else False
     if "kafka_bootstrap" not in raw or "redis_url" not in raw:
         from streams import stack
 
         running = stack.Stack.load()
-        if running is not None:
-            raw.setdefault("kafka_bootstrap", running.services["kafka"].address)
-            raw.setdefault("redis_url", running.services["redis"].address)
+        if running is not None:   # with ENGAGE_REDIS_CLUSTER, the local stack's Redis Cluster
+            found = {"kafka_bootstrap": running.services.get("kafka"),
+                     "redis_url": running.services.get(stack.CLUSTER_NODES[0] if cluster else "redis")}
+            for name, service in found.items():
+                if service is not None:
+                    raw.setdefault(name, service.address)
     for required in ("kafka_bootstrap", "redis_url"):
         if required not in raw:
-            raise SettingsError(ENV[required], "not set and no local stack runs (try `engage stack up`)")
+            up = "engage stack up --redis-cluster" if cluster and required == "redis_url" else "engage stack up"
+            raise SettingsError(ENV[required], f"not set and no local stack runs (try `{up}`)")
     return _validate(raw)
 
 
@@ -284,10 +290,10 @@ def _check_security(s: Settings, raw: Mapping[str, object]) -> None:
     try:
         parts = urlsplit(s.redis_url)
         url_user, url_password = parts.username, parts.password
-        query = parse_qs(parts.query)
+        query, path = parse_qs(parts.query), parts.path
     except ValueError:
         url_user = url_password = None
-        query = {}
+        query, path = {}, ""
     url_password = url_password or (query.get("password") or [None])[0]
     url_user = url_user or (query.get("username") or [None])[0]
     if s.redis_password and url_password:
@@ -301,6 +307,14 @@ def _check_security(s: Settings, raw: Mapping[str, object]) -> None:
                             f"(or {FILE_ENV['redis_password']})")
     if s.redis_ssl_ca_file and not s.redis_url.startswith("rediss://"):
         raise SettingsError(ENV["redis_ssl_ca_file"], f"only used with a rediss:// URL in {ENV['redis_url']}")
+    if s.redis_cluster:
+        if s.redis_url.startswith("unix://"):
+            raise SettingsError(ENV["redis_cluster"], f"a Redis Cluster is reached over TCP: {ENV['redis_url']} "
+                                "must be a redis:// or rediss:// URL of one of its nodes")
+        database = (query.get("db") or [""])[0] or path.strip("/")
+        if database not in ("", "0"):
+            raise SettingsError(ENV["redis_url"], f"a Redis Cluster has database 0 only (with {ENV['redis_cluster']}; "
+                                f"got database {database!r})")
     if s.metrics_auth and not s.api_token:
         raise SettingsError(ENV["metrics_auth"], f"needs {ENV['api_token']} (or {FILE_ENV['api_token']})")
 

@@ -4,6 +4,9 @@
   jars resolved by `mvn` into a cache and run on the machine's JDK.
 * Redis from Debian's `redis-server` (or an already running one: ENGAGE_REDIS_URL).
 * Prometheus with promtool from Debian's `prometheus`, only when asked for.
+* `cluster_up(directory)`: a Redis Cluster of three masters (no replicas) from the same
+  `redis-server` in cluster mode, made with `redis-cli --cluster create`; it joins the stack
+  in `directory` (services `redis-cluster-1..3`), and any node's URL is a client's startup node.
 * `up(directory, secure=True)`: the same Kafka and Redis, locked down: Kafka's client
   listener is SASL_SSL (SCRAM-SHA-512 users created at format time), Redis listens on TLS
   only with an ACL user and the default user disabled; a CA and a server certificate
@@ -113,12 +116,19 @@ class Stack:
         service = self.services.get("prometheus")
         return service.address if service else None
 
+    @property
+    def redis_cluster_url(self) -> str | None:
+        """The local Redis Cluster's first node, a client's startup node (None: no cluster)."""
+        node = self.services.get(CLUSTER_NODES[0])
+        return node.address if node else None
+
     def to_json(self) -> dict[str, object]:
         return {
             "directory": self.directory,
             "kafka_bootstrap": self.services["kafka"].address if "kafka" in self.services else None,
             "redis_url": self.services["redis"].address if "redis" in self.services else None,
             "prometheus_url": self.prometheus_url,
+            **({"redis_cluster_url": self.redis_cluster_url} if self.redis_cluster_url else {}),
             "services": {name: asdict(s) for name, s in self.services.items()},
             **({"security": self.security, "client_env": security_env(self.security)} if self.security else {}),
         }
@@ -208,7 +218,7 @@ def status(directory: Path | None = None) -> dict[str, object]:
         return {"directory": str(directory or stack_dir()), "running": False, "services": {}}
     sec = stack.security or None
     checks = {"kafka": partial(_kafka_ready, security=sec), "redis": partial(_redis_ready, security=sec),
-              "prometheus": _prometheus_ready}
+              "prometheus": _prometheus_ready, **dict.fromkeys(CLUSTER_NODES, _cluster_node_ok)}
     out = stack.to_json()
     healthy = {name: s.alive() and checks[name](s) for name, s in stack.services.items()}
     out["healthy"] = healthy
@@ -420,6 +430,109 @@ def _redis_ready(service: Service, security: dict[str, str] | None = None) -> bo
             client.close()
     except (redis.RedisError, OSError):
         return False
+
+
+# --- Redis Cluster ----------------------------------------------------------------------
+
+CLUSTER_NODES = ("redis-cluster-1", "redis-cluster-2", "redis-cluster-3")
+CLUSTER_SLOTS = 16384
+
+
+def cluster_up(directory: Path, log: Callable[[str], None] = lambda _: None) -> Stack:
+    """Start (or reuse) a Redis Cluster of three masters, no replicas, in the stack in `directory`.
+
+    Each node is a `redis-server` in cluster mode with its own directory, free client and bus
+    ports, the single Redis's durability (appendfsync always) and `noeviction`. The slots are
+    assigned by `redis-cli --cluster create`, and the cluster is ready when every node's
+    CLUSTER INFO says `cluster_state:ok`. A cluster that is not wholly healthy is stopped and
+    made anew (new ports, empty). `stack.redis_cluster_url` is a client's startup node.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    stack = Stack.load(directory) or Stack(str(directory))
+    stack.directory = str(directory)
+    if stack.security:
+        raise StackError(f"{directory} holds a secure stack: the local Redis Cluster is plain only")
+    nodes = [stack.services.get(name) for name in CLUSTER_NODES]
+    if all(node and node.alive() and _cluster_node_ok(node) for node in nodes):
+        log(f"redis cluster: reusing {stack.redis_cluster_url}")
+        return stack
+    for name, node in zip(CLUSTER_NODES, nodes):
+        if node and node.pid and node.alive():
+            _stop(node)
+        stack.services.pop(name, None)
+        shutil.rmtree(directory / name, ignore_errors=True)   # its nodes.conf names the old ports
+    server = ensure_binary("redis-server", "redis-server", log)
+    cli = ensure_binary("redis-cli", "redis-tools", log)
+    ports = _free_ports(2 * len(CLUSTER_NODES))
+    for name, port, bus_port in zip(CLUSTER_NODES, ports[0::2], ports[1::2]):
+        stack.services[name] = _start_cluster_node(server, directory / name, port, bus_port)
+        stack.save()
+    for name in CLUSTER_NODES:
+        _wait_ready(stack.services[name], _redis_ready)
+    addresses = [f"127.0.0.1:{stack.services[name].port}" for name in CLUSTER_NODES]
+    try:
+        created = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                                 capture_output=True, text=True, timeout=READY_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise StackError(f"redis-cli --cluster create did not finish in {READY_TIMEOUT_S:.0f} s") from None
+    if created.returncode != 0:
+        raise StackError(f"redis-cli --cluster create failed (exit {created.returncode}):\n"
+                         f"{(created.stdout + created.stderr)[-2000:]}")
+    for name in CLUSTER_NODES:
+        _wait_ready(stack.services[name], _cluster_node_ok)
+    stack.save()
+    log(f"redis cluster: ready at {stack.redis_cluster_url} ({len(CLUSTER_NODES)} masters, no replicas)")
+    return stack
+
+
+def cluster_down(directory: Path, purge: bool = False, log: Callable[[str], None] = lambda _: None) -> None:
+    """Stop the Redis Cluster of the stack in `directory` (its other services keep running);
+    with `purge`, delete the nodes' data too."""
+    stack = Stack.load(directory)
+    if stack is None:
+        return
+    for name in reversed(CLUSTER_NODES):
+        node = stack.services.pop(name, None)
+        if node and node.pid is not None and node.alive():
+            _stop(node)
+            log(f"{name}: stopped")
+        if purge:
+            shutil.rmtree(directory / name, ignore_errors=True)
+    if stack.services:
+        stack.save()
+    else:
+        (directory / "stack.json").unlink(missing_ok=True)
+
+
+def _start_cluster_node(server: str, directory: Path, port: int, bus_port: int) -> Service:
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / "redis.log"
+    pid = _spawn(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--cluster-enabled", "yes",
+         "--cluster-config-file", str(directory / "nodes.conf"), "--cluster-port", str(bus_port),
+         "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--maxmemory-policy", "noeviction",
+         "--daemonize", "no", "--protected-mode", "yes"],
+        log_path, directory,
+    )
+    return Service(directory.name, f"redis://127.0.0.1:{port}", pid, port, str(log_path))
+
+
+def _cluster_node_ok(service: Service) -> bool:
+    """This node's CLUSTER INFO says `cluster_state:ok` and it knows every node of the cluster."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(service.address, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            raw = client.execute_command("CLUSTER", "INFO")
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return False
+    info = raw if isinstance(raw, dict) else dict(
+        line.split(":", 1) for line in (raw.decode() if isinstance(raw, bytes) else raw).splitlines() if ":" in line)
+    return (str(info.get("cluster_state")) == "ok" and int(info.get("cluster_known_nodes", 0)) == len(CLUSTER_NODES)
+            and int(info.get("cluster_slots_assigned", 0)) == CLUSTER_SLOTS)
 
 
 # --- TLS material and credentials of the secure stack ------------------------------------
@@ -643,6 +756,16 @@ def _port(env_name: str) -> int:
     return free_port()
 
 
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free ports."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def free_port() -> int:
     """A port nothing listens on right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -683,7 +806,8 @@ def restart(stack: Stack, name: str, down_s: float = 0.0, kill: bool = False,
     time.sleep(down_s)
     service.pid = _spawn(command, Path(service.log or cwd / f"{name}.log"), cwd)
     stack.save()
-    checks = {"kafka": _kafka_ready, "redis": _redis_ready, "prometheus": _prometheus_ready}
+    checks = {"kafka": _kafka_ready, "redis": _redis_ready, "prometheus": _prometheus_ready,
+              **dict.fromkeys(CLUSTER_NODES, _cluster_node_ok)}
     _wait_ready(service, checks[name])
     log(f"{name}: ready again at {service.address}")
     return service

@@ -65,6 +65,19 @@ def secure_stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A local Redis Cluster of its own (three masters, no replicas): started on first use,
+    stopped at the end of the session. `redis_cluster.redis_cluster_url` is a startup node."""
+    from streams import stack as local
+
+    directory = tmp_path_factory.mktemp("redis-cluster")
+    try:
+        yield local.cluster_up(directory, log=print)
+    finally:
+        local.cluster_down(directory, purge=True)
+
+
+@pytest.fixture(scope="session")
 def prometheus_stack(stack):
     """The same stack plus a real Prometheus (started on first use)."""
     from streams import stack as local

@@ -27,6 +27,7 @@ BASE = {"ENGAGE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "ENGAGE_REDIS_URL": "redis://12
 BAD_SETTINGS = {
     "kafka_bootstrap": "no-port",
     "redis_url": "localhost:6379",
+    "redis_cluster": "maybe",
     "app_id": "two words",
     "key_prefix": "a:b",
     "events_topic": "bad/topic",

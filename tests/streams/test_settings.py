@@ -275,3 +275,59 @@ def test_a_webhook_url_is_shown_by_host_only_and_may_come_from_a_file(tmp_path):
     with pytest.raises(SettingsError) as err:          # a bad one is refused without showing its path
         load_settings(env={**BASE, "ENGAGE_ALERT_WEBHOOK_URL": f"ftp://h/{SECRET}"})
     assert SECRET not in str(err.value) and "ftp://h/***" in str(err.value)
+
+
+# --- Redis Cluster ------------------------------------------------------------------------------
+
+
+def test_redis_cluster_is_bool_ish_and_off_by_default():
+    assert load_settings(env=BASE).redis_cluster is False
+    for text, expected in (("1", True), ("true", True), ("ON", True), ("no", False), ("0", False)):
+        assert load_settings(env={**BASE, "ENGAGE_REDIS_CLUSTER": text}).redis_cluster is expected
+
+
+@pytest.mark.parametrize(("url", "named"), [
+    ("unix:///run/redis.sock", "ENGAGE_REDIS_CLUSTER"),       # the cluster client speaks TCP only
+    ("redis://127.0.0.1:7000/1", "ENGAGE_REDIS_URL"),         # a cluster has database 0 only
+    ("redis://127.0.0.1:7000?db=2", "ENGAGE_REDIS_URL"),
+])
+def test_a_redis_cluster_url_it_cannot_use_is_named(url, named):
+    assert load_settings(env={**BASE, "ENGAGE_REDIS_URL": url}).redis_cluster is False    # fine for one Redis
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={**BASE, "ENGAGE_REDIS_URL": url, "ENGAGE_REDIS_CLUSTER": "true"})
+    assert err.value.name == named and named in str(err.value)
+
+
+def test_redis_cluster_falls_back_to_the_local_stacks_cluster(tmp_path, monkeypatch):
+    from streams.stack import CLUSTER_NODES, Service, Stack
+
+    monkeypatch.setenv("ENGAGE_STACK_DIR", str(tmp_path))
+    services = {"kafka": Service("kafka", "127.0.0.1:9"), "redis": Service("redis", "redis://127.0.0.1:8/0")}
+    Stack(str(tmp_path), dict(services)).save()
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={"ENGAGE_REDIS_CLUSTER": "true"})
+    assert err.value.name == "ENGAGE_REDIS_URL" and "engage stack up --redis-cluster" in str(err.value)
+    Stack(str(tmp_path), {**services, CLUSTER_NODES[0]: Service(CLUSTER_NODES[0], "redis://127.0.0.1:7")}).save()
+    assert load_settings(env={}).redis_url == "redis://127.0.0.1:8/0"
+    s = load_settings(env={"ENGAGE_REDIS_CLUSTER": "yes"})
+    assert (s.kafka_bootstrap, s.redis_url, s.redis_cluster) == ("127.0.0.1:9", "redis://127.0.0.1:7", True)
+
+
+def test_redis_client_is_the_cluster_client_with_redis_cluster():
+    import redis.asyncio
+    import redis.asyncio.cluster
+
+    from streams.redis_client import redis_client
+
+    acl = {"ENGAGE_REDIS_USERNAME": "app", "ENGAGE_REDIS_PASSWORD": SECRET}
+    single = redis_client(load_settings(env={**BASE, **acl}))
+    cluster = redis_client(load_settings(env={**BASE, **acl, "ENGAGE_REDIS_CLUSTER": "true"}), socket_timeout=3)
+    assert type(single) is redis.asyncio.Redis and type(cluster) is redis.asyncio.cluster.RedisCluster
+    single_kwargs = single.connection_pool.connection_kwargs
+    assert (single_kwargs["username"], single_kwargs["password"]) == ("app", SECRET)
+    assert {k: cluster.connection_kwargs[k] for k in ("username", "password", "socket_timeout")} == {
+        "username": "app", "password": SECRET, "socket_timeout": 3}
+    tls = redis_client(load_settings(env={**BASE, "ENGAGE_REDIS_URL": "rediss://127.0.0.1:6380",
+                                          "ENGAGE_REDIS_SSL_CA_FILE": certifi.where(), "ENGAGE_REDIS_CLUSTER": "1"}))
+    assert tls.connection_kwargs["ssl_ca_certs"] == certifi.where()
+    assert tls.connection_kwargs["connection_class"].__name__ == "SSLConnection"

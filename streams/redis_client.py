@@ -1,0 +1,35 @@
+"""The one place a Redis client is made from the settings: a single Redis or a Redis Cluster.
+
+A Redis Cluster needs redis-py's cluster client, not `Redis`: it learns which node holds
+which hash slot from CLUSTER SLOTS, sends each command to that node and follows MOVED/ASK
+redirections; a plain `Redis` on a cluster node fails on every key the node does not own.
+`ENGAGE_REDIS_CLUSTER=true` picks it, with `ENGAGE_REDIS_URL` naming any node (the startup
+node). Both get the same security options (`streams.security.redis_options`).
+
+In a cluster, every multi-key command, MULTI/EXEC transaction (WATCH included) and Lua script
+must keep its keys in one hash slot: give them one hash tag (`{customer}`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio
+import redis.asyncio.cluster
+
+from streams.security import redis_options
+from streams.settings import Settings
+
+
+def redis_client(settings: Settings, **options: Any) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+    """The asyncio client of `settings.redis_url`: a cluster client with `settings.redis_cluster`."""
+    return redis_client_from_url(settings.redis_url, settings.redis_cluster, **{**redis_options(settings), **options})
+
+
+def redis_client_from_url(url: str, cluster: bool, **options: Any
+                          ) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+    """`Redis.from_url`, or `RedisCluster.from_url` (`url` = any node) when `cluster`; `options`
+    are redis-py's keyword arguments (the security ones: `streams.security.redis_options`)."""
+    if cluster:
+        return redis.asyncio.cluster.RedisCluster.from_url(url, **options)
+    return redis.asyncio.Redis.from_url(url, **options)
