@@ -95,7 +95,7 @@ def customer_delta(before: CustomerState | None, after: CustomerState, facts_bef
     old_buckets = before.buckets if before else {}
     for bucket, counters in after.buckets.items():
         previous = old_buckets.get(bucket, {})
-        changed = {k: v - previous.get(k, 0) for k, v in counters.items() if v != previous.get(k, 0)}
+        changed = {k: v - previous.get(k, 0) for k, v in counters.items() if k not in previous or v != previous[k]}
         if changed:
             delta.counters[bucket] = changed
     delta.evicted = {b: tuple(c) for b, c in old_buckets.items() if b not in after.buckets}

@@ -153,17 +153,21 @@ def _identifier(obj: dict[str, Any], name: str, limit: int, required: bool, allo
         value = str(value)
     if not isinstance(value, str):
         raise EventRejected(Reason.INVALID_FIELD, f"{name} must be a string, got {_json_type(value)}", name)
-    if not value:
-        raise EventRejected(Reason.INVALID_FIELD, f"{name} must not be empty", name)
-    if len(value) > limit:
-        raise EventRejected(Reason.INVALID_FIELD, f"{name} longer than {limit} characters", name)
-    if not value.isprintable() or "{" in value or "}" in value or value != value.strip():
-        raise EventRejected(
-            Reason.INVALID_FIELD,
-            f"{name} must be printable, without braces or surrounding whitespace",
-            name,
-        )
+    problem = id_problem(value, limit)
+    if problem is not None:
+        raise EventRejected(Reason.INVALID_FIELD, f"{name} {problem}", name)
     return value
+
+
+def id_problem(value: str, limit: int) -> str | None:
+    """What is wrong with an id (None: nothing). The one rule for ids, at ingest and in API paths."""
+    if not value:
+        return "must not be empty"
+    if len(value) > limit:
+        return f"longer than {limit} characters"
+    if not value.isprintable() or "{" in value or "}" in value or value != value.strip():
+        return "must be printable, without braces or surrounding whitespace"
+    return None
 
 
 def _timestamp(value: Any) -> int:

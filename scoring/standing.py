@@ -49,6 +49,7 @@ class Standing:
     active: bool
     account_id: str | None
     scored: bool                       # in the score distribution (member now, or events in the score window)
+    member_since: int | None           # start of the current membership; None when not a member
     alerts: tuple[str, ...]            # rules whose condition is active (sorted)
     sums: Mapping[str, int]            # contribution to each of SUMS (zeros omitted)
 
@@ -64,13 +65,13 @@ class Standing:
 
     def to_dict(self) -> dict[str, object]:
         return {"es": self.es, "cer": self.cer, "tier": self.tier.value, "active": self.active,
-                "account_id": self.account_id, "scored": self.scored, "alerts": list(self.alerts),
+                "account_id": self.account_id, "scored": self.scored, "member_since": self.member_since, "alerts": list(self.alerts),
                 "sums": dict(self.sums)}
 
     @classmethod
     def from_dict(cls, customer_id: str, doc: Mapping[str, object]) -> Standing:
         return cls(customer_id, doc["es"], doc["cer"], kpis.Tier(doc["tier"]), doc["active"],  # type: ignore[arg-type]
-                   doc["account_id"], doc["scored"], tuple(doc["alerts"]), dict(doc["sums"]))  # type: ignore[arg-type]
+                   doc["account_id"], doc["scored"], doc["member_since"], tuple(doc["alerts"]), dict(doc["sums"]))  # type: ignore[arg-type]
 
 
 def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_ms: int, config: Config,
@@ -114,7 +115,7 @@ def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_
         sums["cer"] = int(card.cer)
     return Standing(
         customer_id=state.customer_id, es=card.es, cer=card.cer, tier=card.tier, active=card.active,
-        account_id=card.account_id, scored=scored,
+        account_id=card.account_id, scored=scored, member_since=state.membership_start(as_of_ms),
         alerts=tuple(sorted(rule for rule, s in alert_states.items() if s.active)),
         sums={k: v for k, v in sums.items() if v},
     )

@@ -12,14 +12,15 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from scoring.business import business_kpis
+from scoring.business import kpis_from
 from scoring.config import Config
+from scoring.events import id_problem
 from scoring.scores import account_card, score_card
 from scoring.timeutil import MAX_EPOCH_MS
+from scoring.windows import bucket_of
 from streams.store import RedisStore
 
 MAX_LIMIT = 1000
-MAX_ID_LENGTH = 256
 
 
 class ApiError(Exception):
@@ -47,69 +48,64 @@ def parse_limit(query: Mapping[str, str], default: int = 10) -> int:
     return int(raw)
 
 
-def check_id(value: str, what: str) -> str:
-    if not value or len(value) > MAX_ID_LENGTH or not value.isprintable() or "{" in value or "}" in value:
-        raise ApiError(400, f"{what} must be 1..{MAX_ID_LENGTH} printable characters without braces")
+def check_id(value: str, what: str, config: Config) -> str:
+    """An id no event could have carried is a 400, not a 404 (the core's id rule)."""
+    problem = id_problem(value, config.max_id_length)
+    if problem is not None:
+        raise ApiError(400, f"{what} {problem}")
     return value
 
 
 async def customer(store: RedisStore, config: Config, customer_id: str, as_of_ms: int) -> dict[str, Any]:
-    record = await store.record(check_id(customer_id, "customer id"))
-    if record is None:
+    cid = check_id(customer_id, "customer id", config)
+    stored = (await store.load([cid])).stored.get(cid)
+    if stored is None:
         raise ApiError(404, f"unknown customer {customer_id!r}")
-    body = score_card(record.state, as_of_ms, config).to_dict()
-    body["alerts_active"] = sorted(rule for rule, s in record.alert_states.items() if s.active)
+    body = score_card(stored.state, as_of_ms, config).to_dict()
+    body["alerts_active"] = sorted(rule for rule, s in stored.alert_states.items() if s.active)
     return body
 
 
 async def account(store: RedisStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
-    members = await store.account_members(check_id(account_id, "account id"))
-    records = await store.records(members)
-    cards = [score_card(r.state, as_of_ms, config, detail=False) for r in records.values()
-             if r.state.account_id == account_id]
+    members = await store.account_members(check_id(account_id, "account id", config))
+    loaded = await store.load(members)
+    cards = [score_card(s.state, as_of_ms, config, detail=False) for s in loaded.stored.values()
+             if s.state.account_id == account_id]
     if not cards:
         raise ApiError(404, f"unknown account {account_id!r}")
     return account_card(account_id, cards, as_of_ms, config).to_dict()
 
 
+def live(as_of_ms: int, now_ms: int, config: Config) -> int:
+    """Leaderboards, at-risk and KPIs are kept current, not recomputed: they answer for now.
+
+    An `as_of` inside the current bucket is accepted (scores change only at bucket
+    boundaries and due instants, which the worker applies as they pass); history is per
+    customer, with /customers/{id}?as_of=.
+    """
+    if bucket_of(as_of_ms, config.bucket_ms) != bucket_of(now_ms, config.bucket_ms):
+        raise ApiError(400, "as_of of a leaderboard, the at-risk list or the KPIs must be within the current "
+                            "bucket (they are kept current); use /customers/{id}?as_of= for history")
+    return as_of_ms
+
+
 async def leaderboard(store: RedisStore, config: Config, order: str, limit: int, as_of_ms: int) -> dict[str, Any]:
     if order not in ("top", "bottom"):
         raise ApiError(400, "order must be 'top' or 'bottom'")
-    cards = [score_card(r.state, as_of_ms, config, detail=False) async for r in store.all_records()]
-    bottom = order == "bottom"
-    cards.sort(key=lambda c: (c.es, c.cer, c.customer_id) if bottom else (-c.es, -c.cer, c.customer_id))
-    return {
-        "as_of": as_of_ms,
-        "order": order,
-        "customers": [_summary(c) for c in cards[:limit]],
-    }
+    ids = await store.ranked(order, limit)
+    standings = await store.standings(ids)
+    return {"as_of": as_of_ms, "order": order,
+            "customers": [standings[c].summary() for c in ids if c in standings]}
 
 
 async def at_risk(store: RedisStore, config: Config, limit: int, as_of_ms: int) -> dict[str, Any]:
     """Customers with an alert condition still active, lowest engagement score first."""
-    rows = []
-    async for record in store.all_records():
-        active = sorted(rule for rule, s in record.alert_states.items() if s.active)
-        if active:
-            card = score_card(record.state, as_of_ms, config, detail=False)
-            rows.append({**_summary(card), "alerts": active})
-    rows.sort(key=lambda row: (row["es"], row["customer_id"]))
-    return {"as_of": as_of_ms, "customers": rows[:limit], "total": len(rows)}
+    ids, total = await asyncio.gather(store.ranked("risk", limit), store.count("risk"))
+    standings = await store.standings(ids)
+    rows = [{**standings[c].summary(), "alerts": list(standings[c].alerts)} for c in ids if c in standings]
+    return {"as_of": as_of_ms, "customers": rows, "total": total}
 
 
 async def kpis(store: RedisStore, config: Config, as_of_ms: int) -> dict[str, Any]:
-    states = [record.state async for record in store.all_records()]
-    # a full pass over every customer (seconds at 100 k): in a thread, so the event loop keeps
-    # switching back to the scoring agent every few ms instead of stalling for the whole pass
-    return (await asyncio.to_thread(business_kpis, states, as_of_ms, config)).to_dict()
-
-
-def _summary(card: Any) -> dict[str, Any]:
-    return {
-        "customer_id": card.customer_id,
-        "account_id": card.account_id,
-        "es": round(card.es, 6),
-        "tier": card.tier.value,
-        "cer": card.cer,
-        "active": card.active,
-    }
+    """Every business KPI from the shared aggregates: O(shards x window buckets), never a scan."""
+    return kpis_from(await store.aggregates(as_of_ms, config), as_of_ms, config).to_dict()

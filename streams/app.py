@@ -13,11 +13,12 @@ Design notes (faust-streaming 0.15.3):
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
+import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,15 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scoring.config import Config
-from scoring.engine import Outcome, Result, Scorer
+from scoring.engine import Outcome, Result
 from scoring.reasons import Reason
 from streams import api, security
 from streams.clock import now_ms
-from streams.codec import CustomerRecord, dead_letter, encode_record, score_snapshot
+from streams.codec import dead_letter, score_snapshot
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, Incoming, Processed
 from streams.settings import Settings
-from streams.store import Changes, RedisStore
+from streams.store import RedisStore
 
 log = logging.getLogger("engage.worker")
 PAGE = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
@@ -59,7 +60,8 @@ class Runtime:
         self.positions: dict[tuple[str, int], int] = {}   # next offset to process, per partition
         self.failing = False
         self._conflicts_seen = 0
-        self._duty = DutyCycle(share=0.1)
+        self._kpis_at: float | None = None
+        self.rescoring = False
         self.stall = StallWatch(settings.stall_after_s)
 
     async def handle(self, events: list[Any]) -> None:
@@ -170,51 +172,36 @@ class Runtime:
                 total += max(0, highwater - self.positions.get((tp.topic, tp.partition), 0))
         return total
 
-    async def refresh_kpis(self) -> None:
-        """One worker at a time recomputes the shared KPI snapshot from Redis."""
-        if not self._duty.due("kpis"):
-            return
-        ttl = int(max(self.settings.kpi_interval_s, self._duty.cost.get("kpis", 0.0) * 10) * 3000)
-        if not await self.store.claim_kpi_refresh(self.worker_id, ttl):
-            return
-        with self._duty.measure("kpis"):
-            snapshot = await api.kpis(self.store, self.config, now_ms())
-            await self.store.save_kpis(snapshot)
+    async def adopt_config(self) -> None:
+        """A scoring config other than the one the stored standings were computed with: re-score all.
+
+        Scores themselves are derived from counters at read time; the stored standings
+        (leaderboards, at-risk, KPI sums) are made due now, and the sweep re-scores them in
+        the background while the worker consumes. /readyz and engagement_due_customers show it.
+        """
+        if await self.store.adopt_config(config_fingerprint(self.config)):
+            marked = await self.store.mark_all_due(now_ms())
+            self.rescoring = True
+            log.warning("scoring config changed: re-scoring the standings of %d customers in the background", marked)
 
     async def sweep(self) -> None:
-        if not self._duty.due("sweep"):
-            return
-        with self._duty.measure("sweep"):
-            await self._sweep()
-
-    async def _sweep(self) -> None:
-        """Time-driven alert rules (inactivity, activation, ageing) and eviction, in chunks."""
-        ids = await self.store.customer_ids()
+        """Re-score the customers that time alone has changed (due), and publish their alerts."""
         at = now_ms()
-        for start in range(0, len(ids), 200):
-            chunk = ids[start : start + 200]
-
-            def compute(records: dict[str, CustomerRecord]) -> Changes[list[Any]]:
-                before = {c: encode_record(r) for c, r in records.items()}
-                scorer = Scorer(self.config, customers={c: r.state for c, r in records.items()},
-                                alert_states={c: dict(r.alert_states) for c, r in records.items()},
-                                snapshots={c: r.snapshot for c, r in records.items() if r.snapshot is not None})
-                fired = scorer.sweep(at)
-                after = {c: CustomerRecord(scorer.customers[c], scorer.alert_states.get(c, {}),
-                                           scorer.snapshots.get(c)) for c in records}
-                # write back only what the sweep changed (evicted buckets, rule states, snapshots)
-                changed = {c: r for c, r in after.items() if encode_record(r) != before[c]}
-                return Changes(changed, fired)
-
-            fired = await self.store.transact(chunk, compute) or []
+        fired = await self.processor.sweep(at)
+        if fired:
             await self._retry("publish", lambda: self.publish(Processed(alerts=fired, now_ms=at)))
             for alert in fired:
                 self.metrics.alerts.labels(rule=alert.rule.value).inc()
 
     async def metrics_payload(self) -> bytes:
-        self.metrics.kpis.snapshot = await self.store.kpis()
+        """KPI gauges from the shared aggregates (cached for ENGAGE_KPI_INTERVAL_S), pipeline metrics."""
+        clock = time.monotonic()
+        if self._kpis_at is None or clock - self._kpis_at >= self.settings.kpi_interval_s:
+            self.metrics.kpis.snapshot = await api.kpis(self.store, self.config, now_ms())
+            self._kpis_at = clock
         self.metrics.lag.set(self.lag())
         self.metrics.assigned.set(len(self.assigned()))
+        self.metrics.due.set(await self.store.due_count(now_ms()))
         return generate_latest(self.metrics.registry)
 
     async def ready(self) -> tuple[bool, str]:
@@ -224,10 +211,21 @@ class Runtime:
             return False, f"redis unreachable: {exc}"
         if self.failing:
             return False, "the last batch is being retried"
+        if self.rescoring:
+            due = await self.store.due_count(now_ms())
+            if due:
+                return True, f"re-scoring after a config change: {due} customers to go"
+            self.rescoring = False
         stalled = self.stall.stalled_for()
         if stalled is not None:
             return False, f"{self.stall.lag} messages waiting and none consumed for {stalled:.0f} s"
         return True, "ok"
+
+
+def config_fingerprint(config: Config) -> str:
+    """Changes whenever any scoring setting does (the stored standings were computed with one)."""
+    canonical = orjson.dumps(dataclasses.asdict(config), default=sorted, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:16]
 
 
 QUARANTINE_AFTER = 3   # the same non-service error this many times in a row: quarantine, don't block
@@ -273,34 +271,6 @@ class StallWatch:
         return idle if self.lag > 0 and idle >= self.after_s else None
 
 
-class DutyCycle:
-    """Keeps periodic full-scan jobs to a share of the event loop, which they share with the agent.
-
-    A job whose last run took T seconds runs again only after T * (1 - share) / share
-    seconds (9 T for a 10 % share): with many customers the KPI snapshot gets staler
-    instead of starving event processing.
-    """
-
-    def __init__(self, share: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.share = share
-        self.clock = clock
-        self.cost: dict[str, float] = {}
-        self._ended: dict[str, float] = {}
-
-    def due(self, job: str) -> bool:
-        pause = self.cost.get(job, 0.0) * (1 - self.share) / self.share
-        return self.clock() - self._ended.get(job, float("-inf")) >= pause
-
-    @contextlib.contextmanager
-    def measure(self, job: str) -> Iterator[None]:
-        began = self.clock()
-        try:
-            yield
-        finally:
-            self._ended[job] = self.clock()
-            self.cost[job] = self._ended[job] - began
-
-
 def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
@@ -330,12 +300,9 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             await runtime.handle(list(batch))
 
-    @app.timer(settings.kpi_interval_s)
-    async def refresh_kpis() -> None:
-        try:
-            await runtime.refresh_kpis()
-        except Exception:  # noqa: BLE001 - a failed refresh keeps the previous snapshot
-            log.exception("KPI refresh failed")
+    @app.task
+    async def adopt_config() -> None:
+        await runtime.adopt_config()
 
     @app.timer(min(5.0, settings.stall_after_s / 4))
     async def watch_progress() -> None:
@@ -382,6 +349,10 @@ def _routes(app: faust.App, runtime: Runtime) -> None:
 
     MetricsBase = Guarded if runtime.settings.metrics_auth else View
 
+    def live_as_of(query: Any) -> int:
+        now = now_ms()
+        return api.live(api.parse_as_of(query, now), now, config)
+
     async def reply(view: View, produce: Callable[[], Awaitable[Any]]) -> Response:
         try:
             return view.json(await produce())
@@ -408,19 +379,19 @@ def _routes(app: faust.App, runtime: Runtime) -> None:
         async def get(self, request: Request) -> Response:
             q = request.query
             return await reply(self, lambda: api.leaderboard(
-                store, config, q.get("order", "top"), api.parse_limit(q), api.parse_as_of(q, now_ms())))
+                store, config, q.get("order", "top"), api.parse_limit(q), live_as_of(q)))
 
     @app.page("/at-risk")
     class AtRiskView(Guarded):
         async def get(self, request: Request) -> Response:
             q = request.query
             return await reply(self, lambda: api.at_risk(
-                store, config, api.parse_limit(q, 50), api.parse_as_of(q, now_ms())))
+                store, config, api.parse_limit(q, 50), live_as_of(q)))
 
     @app.page("/kpis")
     class KpisView(Guarded):
         async def get(self, request: Request) -> Response:
-            return await reply(self, lambda: api.kpis(store, config, api.parse_as_of(request.query, now_ms())))
+            return await reply(self, lambda: api.kpis(store, config, live_as_of(request.query)))
 
     @app.page("/alerts/recent")
     class RecentAlertsView(Guarded):

@@ -229,9 +229,29 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
     from streams.topics import ensure_topics
 
     click.echo(f"engage worker: settings {json.dumps(settings.redacted())}", err=True)
+    _check_layout(settings)
     ensure_topics(settings)
     app, _ = create_app(settings, config)
     run_worker(app, loglevel)
+
+
+def _check_layout(settings: Settings) -> None:
+    """One line and exit 1 when the key prefix holds state in a layout this version does not write."""
+    import asyncio
+
+    from streams.store import LayoutError, RedisStore
+
+    async def check() -> None:
+        store = RedisStore.from_settings(settings)
+        try:
+            await store.check_layout()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(check())
+    except LayoutError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("alert-sink")

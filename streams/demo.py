@@ -129,7 +129,7 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
     command = [sys.executable, "-m", "streams.cli"] + (["--config", config_path] if config_path else []) + [
         "worker", "--web-port", str(port)]
     env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": running.kafka_bootstrap, "ENGAGE_REDIS_URL": running.redis_url,
-           "ENGAGE_KPI_INTERVAL_S": str(demo.refresh_s), "ENGAGE_SWEEP_INTERVAL_S": "30"}
+           "ENGAGE_KPI_INTERVAL_S": str(demo.refresh_s), "ENGAGE_SWEEP_INTERVAL_S": "5"}
     worker_log = log_dir / "worker.log"
     worker = subprocess.Popen(command, env=env, stdout=open(worker_log, "ab"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -139,6 +139,8 @@ class Metrics:
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000), registry=r)
         self.lag = Gauge(PREFIX + "consumer_lag", "Messages behind the end of this worker's partitions", registry=r)
         self.assigned = Gauge(PREFIX + "assigned_partitions", "Events-topic partitions this worker owns", registry=r)
+        self.due = Gauge(PREFIX + "due_customers", "Customers whose re-score is due now (after a config change: "
+                         "all of them, until the background re-score is done)", registry=r)
         self.retries = Counter(PREFIX + "batch_retries", "Batches retried after a Redis or Kafka error", registry=r)
         self.conflicts = Counter(PREFIX + "redis_conflicts", "Optimistic transactions recomputed after a conflict",
                                  registry=r)

@@ -30,6 +30,7 @@ async def replay(settings: Settings, config: Config, fresh: bool, batch_size: in
     try:
         if fresh:
             await delete_prefix(store)
+        await store.check_layout()   # a fresh prefix is claimed for this layout; an old one is refused
         partitions = [TopicPartition(settings.events_topic, p)
                       for p in sorted(consumer.partitions_for_topic(settings.events_topic) or ())]
         if not partitions:

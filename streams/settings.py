@@ -56,7 +56,7 @@ class Settings:
     batch_size: int = 1000
     batch_within_s: float = 0.1
     kpi_interval_s: float = 5.0
-    sweep_interval_s: float = 60.0
+    sweep_interval_s: float = 5.0
     alert_webhook_url: str = ""                   # empty: no webhook
     alert_webhook_max_backoff_s: float = 30.0
     alert_sink_port: int = 6067                   # `engage alert-sink`: /metrics and /healthz

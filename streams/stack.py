@@ -387,9 +387,10 @@ def _start_redis(directory: Path, log: Callable[[str], None], security: dict[str
 # Every command the project sends to Redis (worker, replay, score, the stack's probe), and no other:
 # the secure stack's ACL user gets only these, so the tests prove the list is enough (redis-py's CLIENT SETINFO
 # on connect may be refused: it ignores that).
-REDIS_COMMANDS = ("ping", "select", "get", "set", "mget", "watch", "unwatch", "multi", "exec",
-                  "discard", "sadd", "srem", "smembers", "lpush", "ltrim", "lrange", "pexpire", "scan", "unlink",
-                  "acl|whoami")
+REDIS_COMMANDS = ("ping", "select", "exists", "del", "hget", "hgetall", "hset", "hincrby", "hdel",
+                  "zadd", "zrem", "zrange", "zrangebyscore", "zcount", "zcard", "zmscore", "zremrangebyscore",
+                  "sadd", "srem", "smembers", "lpush", "ltrim", "lrange", "multi", "exec", "discard",
+                  "evalsha", "eval", "script|load", "scan", "unlink", "acl|whoami")
 
 
 def _start_secure_redis(directory: Path, log: Callable[[str], None], security: dict[str, str]) -> Service:

@@ -1,92 +1,289 @@
-"""Redis state: customer records and the global indexes, read and written per batch.
+"""Redis state in Redis's own structures, written as the core's deltas, one slot per write.
 
-Key layout (`<p>` is the configured prefix, default `eng`; braces are Redis Cluster hash
-tags, so everything of one customer lives in one slot):
+Every key of a customer, and the shared aggregates its writes touch, carry the hash tag of
+the customer's *state shard* (`crc32(customer_id) % SHARDS`), so one batch's changes to the
+customers of a shard are one atomic script call on one Redis Cluster slot. Cross-customer
+reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0..SHARDS-1):
 
-    <p>:{<customer_id>}:c      STRING  the customer record: core state + alert memory (JSON)
-    <p>:{g}:customers          SET     ids of every customer with a record
-    <p>:{g}:acct:<account_id>  SET     the account's customers (by their newest account_id)
-    <p>:{g}:kpis               STRING  the latest business-KPI snapshot (JSON, with as_of)
-    <p>:{g}:kpis:lock          STRING  which worker refreshes the KPI snapshot (short TTL)
-    <p>:{g}:alerts:recent      LIST    the last 100 alerts (JSON), newest first
+    <p>:meta                     HASH   format, shards (the layout this prefix was written in)
+    <p>:{s}:f:<customer>         HASH   d: the customer's small facts (JSON), st: its standing
+                                        (JSON), v: write version
+    <p>:{s}:b:<customer>         HASH   per-bucket counters, field "<bucket>|<counter>" -> int
+    <p>:{s}:ss:<customer>        HASH   sessions still in the window, id -> "anchor,pages,actions,ended"
+    <p>:{s}:seen:<customer>      ZSET   event ids within the dedup horizon, score = event time
+    <p>:{s}:top / :bottom        ZSET   leaderboards (equal scores, members ordered by key)
+    <p>:{s}:risk                 ZSET   customers with an active alert, lowest ES first
+    <p>:{s}:es                   ZSET   ES of scored customers (the median)
+    <p>:{s}:active               ZSET   customer -> newest activity-type event time
+    <p>:{s}:aer                  ZSET   customer -> newest AER-activity event time
+    <p>:{s}:members              ZSET   current members -> start of their membership
+    <p>:{s}:feature:<key>        ZSET   customer -> newest use of the feature ("*" = any)
+    <p>:{s}:due                  ZSET   customer -> when time alone next changes its standing
+    <p>:{s}:sums                 HASH   standings summed (scoring.standing.SUMS)
+    <p>:{s}:t:<bucket>           HASH   the bucket's counters summed over customers, plus sessions
+                                        and bounces (dropped by the sweep once past the retention)
+    <p>:{s}:buckets              ZSET   the buckets that have a :t: hash (score = bucket)
+    <p>:{s}:acct:<account>       SET    the account's customers (by their newest account_id)
+    <p>:{g}:alerts:recent        LIST   the last 100 alerts (JSON), newest first
 
-A batch is one optimistic transaction: WATCH the batch's customer keys, read them,
-compute with the pure core, then MULTI/EXEC the new records and index changes. Either
-all of a batch's effects land (with the event ids that make redeliveries duplicates)
-or none do; if another worker touched one of the customers meanwhile (a rebalance
-overlap), the batch is recomputed from the fresh state.
+A write is optimistic: the script applies a shard's changes only if no customer's version
+moved since it was read (a rebalance overlap); else the batch is recomputed from fresh state.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+import asyncio
+import struct
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import WatchError
+from redis.asyncio.cluster import RedisCluster
 
-from streams.codec import CustomerRecord, decode_record, encode_record
+from scoring import kpis
+from scoring.alerts import RuleState, Snapshot
+from scoring.business import Aggregates
+from scoring.config import Config
+from scoring.contributions import ANY_FEATURE
+from scoring.deltas import BOUNCES, SESSIONS, CustomerDelta, Facts, Stored
+from scoring.standing import ORDER_KEY_ID_OFFSET, Standing, bottom_key, risk_key, top_key
+from scoring.state import CustomerState, SessionStats
+from scoring.timeutil import DAY
+from scoring.windows import bucket_of, window_start_bucket, window_start_ms
 
 if TYPE_CHECKING:
     from streams.settings import Settings
 
-T = TypeVar("T")
+FORMAT = 2
+SHARDS = 16
+APPLY = (Path(__file__).parent / "lua" / "apply.lua").read_text(encoding="utf-8")
+
+
+class LayoutError(RuntimeError):
+    """The prefix holds state in another layout (or shard count) than this version writes."""
 
 
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "eng"
 
-    def customer(self, customer_id: str) -> str:
-        return f"{self.prefix}:{{{customer_id}}}:c"
+    @staticmethod
+    def shard_of(customer_id: str) -> int:
+        return zlib.crc32(customer_id.encode("utf-8")) % SHARDS
 
-    def account(self, account_id: str) -> str:
-        return f"{self.prefix}:{{g}}:acct:{account_id}"
+    def tag(self, shard: int) -> str:
+        return f"{self.prefix}:{{{shard}}}"
+
+    def facts(self, cid: str) -> str:
+        return f"{self.tag(self.shard_of(cid))}:f:{cid}"
+
+    def counters(self, cid: str) -> str:
+        return f"{self.tag(self.shard_of(cid))}:b:{cid}"
+
+    def sessions(self, cid: str) -> str:
+        return f"{self.tag(self.shard_of(cid))}:ss:{cid}"
+
+    def seen(self, cid: str) -> str:
+        return f"{self.tag(self.shard_of(cid))}:seen:{cid}"
+
+    def shared(self, shard: int, name: str) -> str:
+        """top, bottom, risk, es, active, aer, members, due, sums"""
+        return f"{self.tag(shard)}:{name}"
+
+    def feature(self, shard: int, key: str) -> str:
+        return f"{self.tag(shard)}:feature:{key}"
+
+    def totals(self, shard: int, bucket: int) -> str:
+        return f"{self.tag(shard)}:t:{bucket}"
+
+    def account(self, shard: int, account_id: str) -> str:
+        return f"{self.tag(shard)}:acct:{account_id}"
 
     @property
-    def customers(self) -> str:
+    def meta(self) -> str:
+        return f"{self.prefix}:meta"
+
+    @property
+    def old_layout(self) -> str:
+        """A key only format 1 (one JSON record per customer) wrote."""
         return f"{self.prefix}:{{g}}:customers"
-
-    @property
-    def kpis(self) -> str:
-        return f"{self.prefix}:{{g}}:kpis"
-
-    @property
-    def kpis_lock(self) -> str:
-        return f"{self.prefix}:{{g}}:kpis:lock"
 
     @property
     def recent_alerts(self) -> str:
         return f"{self.prefix}:{{g}}:alerts:recent"
 
 
-@dataclass
-class Changes(Generic[T]):
-    """What a batch computed: records to write, and a result for the caller."""
+# --- encoding of the per-customer pieces -------------------------------------------------------
 
-    records: dict[str, CustomerRecord] = field(default_factory=dict)
-    result: T | None = None
+def encode_facts(f: Facts) -> bytes:
+    doc: dict[str, Any] = {"w": f.watermark_ms, "la": f.last_active_ms, "lr": f.last_aer_ms, "f": f.features,
+                           "m": f.membership, "a": f.account, "g": f.segment}
+    if f.alert_states:
+        doc["al"] = {rule: [int(r.active), r.baseline, r.level] for rule, r in f.alert_states.items()}
+    if f.snapshot is not None:
+        doc["sn"] = [f.snapshot.tier.value, f.snapshot.es]
+    return orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS)
+
+
+def decode_stored(cid: str, facts: Mapping[bytes, bytes], counters: Mapping[bytes, bytes],
+                  sessions: Mapping[bytes, bytes], seen: dict[str, int]) -> Stored:
+    doc = orjson.loads(facts[b"d"])
+    buckets: dict[int, dict[str, int]] = {}
+    for name, value in counters.items():
+        bucket, key = name.decode().split("|", 1)
+        buckets.setdefault(int(bucket), {})[key] = int(value)
+    open_sessions = {}
+    for sid, raw in sessions.items():
+        anchor, pages, actions, ended = (int(x) for x in raw.split(b","))
+        open_sessions[sid.decode()] = SessionStats(anchor, pages, actions, bool(ended))
+    state = CustomerState(
+        customer_id=cid, watermark_ms=doc["w"], buckets=buckets, last_active_ms=doc["la"], last_aer_ms=doc["lr"],
+        features=doc["f"], membership=[tuple(m) for m in doc["m"]], sessions=open_sessions,
+        account=tuple(doc["a"]) if doc["a"] else None, segment=tuple(doc["g"]) if doc["g"] else None, seen=seen,
+    )
+    alerts = {rule: RuleState(bool(x[0]), x[1], x[2]) for rule, x in doc.get("al", {}).items()}
+    snapshot = Snapshot(kpis.Tier(doc["sn"][0]), doc["sn"][1]) if "sn" in doc else None
+    standing = Standing.from_dict(cid, orjson.loads(facts[b"st"])) if b"st" in facts else None
+    return Stored(state, alerts, snapshot, standing)
+
+
+class Ops:
+    """A shard's changes as one script call: generic Redis commands on declared keys."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self._index: dict[str, int] = {}
+        self.checks: list[list[Any]] = []
+        self.ops: list[list[Any]] = []
+
+    def key(self, name: str) -> int:
+        if name not in self._index:
+            self.keys.append(name)
+            self._index[name] = len(self.keys)
+        return self._index[name]
+
+    def check(self, facts_key: str, version: int) -> None:
+        self.checks.append([self.key(facts_key), str(version)])
+
+    def add(self, command: str, key: str, *args: object) -> None:
+        self.ops.append([command, self.key(key), *(a if isinstance(a, str) else _arg(a) for a in args)])
+
+    def payload(self) -> bytes:
+        return orjson.dumps({"check": self.checks, "ops": self.ops})
+
+
+def _arg(value: object) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, config: Config, version: int) -> None:
+    """The Redis commands that take one customer from its old to its new stored form."""
+    cid = delta.customer_id
+    facts_key = keys.facts(cid)
+    ops.check(facts_key, version)
+    ops.add("HINCRBY", facts_key, "v", 1)
+    if delta.facts is not None:
+        ops.add("HSET", facts_key, "d", encode_facts(delta.facts))
+    for bucket, counters in delta.counters.items():
+        for key, amount in counters.items():
+            ops.add("HINCRBY", keys.counters(cid), f"{bucket}|{key}", amount)
+    for bucket, counters in (*delta.counters.items(), *delta.session_totals.items()):
+        totals = keys.totals(shard, bucket)
+        for key, amount in counters.items():
+            ops.add("HINCRBY", totals, key, amount)
+        ops.add("ZADD", keys.shared(shard, "buckets"), bucket, str(bucket))
+    dropped = [f"{bucket}|{key}" for bucket, names in delta.evicted.items() for key in names]
+    if dropped:
+        ops.add("HDEL", keys.counters(cid), *dropped)
+    for event_id, ts in delta.seen.items():
+        ops.add("ZADD", keys.seen(cid), ts, event_id)
+    if delta.seen_floor is not None:
+        ops.add("ZREMRANGEBYSCORE", keys.seen(cid), "-inf", f"({delta.seen_floor}")
+    for sid, s in delta.sessions.items():
+        ops.add("HSET", keys.sessions(cid), sid, f"{s.anchor_ms},{s.pages},{s.actions},{int(s.ended)}")
+    if delta.sessions_dropped:
+        ops.add("HDEL", keys.sessions(cid), *delta.sessions_dropped)
+    for key, amount in delta.sums.items():
+        ops.add("HINCRBY", keys.shared(shard, "sums"), key, amount)
+    if delta.facts is not None:
+        f = delta.facts
+        if f.last_active_ms is not None:
+            ops.add("ZADD", keys.shared(shard, "active"), f.last_active_ms, cid)
+        if f.last_aer_ms is not None:
+            ops.add("ZADD", keys.shared(shard, "aer"), f.last_aer_ms, cid)
+        for feature, ts in f.features.items():
+            ops.add("ZADD", keys.feature(shard, feature), ts, cid)
+    _write_standing(ops, keys, shard, delta.old, delta.new)
+    due = keys.shared(shard, "due")
+    if delta.due_ms is None:
+        ops.add("ZREM", due, cid)
+    else:
+        ops.add("ZADD", due, delta.due_ms, cid)
+
+
+def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new: Standing | None) -> None:
+    if new is None or old == new:
+        return
+    cid = new.customer_id
+    ops.add("HSET", keys.facts(cid), "st", orjson.dumps(new.to_dict()))
+    for name, order in (("top", top_key), ("bottom", bottom_key)):
+        if old is not None:
+            ops.add("ZREM", keys.shared(shard, name), order(old))
+        ops.add("ZADD", keys.shared(shard, name), 0, order(new))
+    if old is not None and old.at_risk:
+        ops.add("ZREM", keys.shared(shard, "risk"), risk_key(old))
+    if new.at_risk:
+        ops.add("ZADD", keys.shared(shard, "risk"), 0, risk_key(new))
+    if new.scored:
+        ops.add("ZADD", keys.shared(shard, "es"), new.es, cid)
+    elif old is not None and old.scored:
+        ops.add("ZREM", keys.shared(shard, "es"), cid)
+    if new.member_since is not None:
+        ops.add("ZADD", keys.shared(shard, "members"), new.member_since, cid)
+    elif old is not None and old.member_since is not None:
+        ops.add("ZREM", keys.shared(shard, "members"), cid)
+    old_account = old.account_id if old else None
+    if old_account != new.account_id:
+        if old_account:
+            ops.add("SREM", keys.account(shard, old_account), cid)
+        if new.account_id:
+            ops.add("SADD", keys.account(shard, new.account_id), cid)
+
+
+@dataclass
+class Loaded:
+    stored: dict[str, Stored]
+    versions: dict[str, int]
 
 
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, keys: Keys | None = None) -> None:
+    def __init__(self, client: Any, keys: Keys | None = None) -> None:
         self.redis = client
         self.keys = keys or Keys()
-        self.conflicts = 0  # optimistic transactions retried because another writer won
+        self.conflicts = 0  # shard writes recomputed because another writer won
+        self.cluster = isinstance(client, RedisCluster)
+        self._apply = client.register_script(APPLY)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "eng", **options: Any) -> RedisStore:
+    def from_url(cls, url: str, prefix: str = "eng", cluster: bool = False, **options: Any) -> RedisStore:
         """`options`: redis-py's (username, password, ssl_ca_certs ...); the URL's own win."""
-        return cls(aioredis.Redis.from_url(url, **options), Keys(prefix))
+        from streams.redis_client import redis_client_from_url
+
+        return cls(redis_client_from_url(url, cluster, **options), Keys(prefix))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
-        """The store of `settings`: its URL, key prefix, ACL user and TLS CA."""
-        from streams.security import redis_options
+        """The store of `settings`: its URL, key prefix, ACL user, TLS CA and cluster mode."""
+        from streams.redis_client import redis_client
 
-        return cls.from_url(settings.redis_url, settings.key_prefix, **redis_options(settings))
+        return cls(redis_client(settings), Keys(settings.key_prefix))
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -94,77 +291,237 @@ class RedisStore:
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
-    async def transact(
-        self, customer_ids: Iterable[str], compute: Callable[[dict[str, CustomerRecord]], Changes[T]]
-    ) -> T | None:
-        """Run `compute` over the current records of `customer_ids` and store its changes atomically."""
+    async def check_layout(self) -> None:
+        """Refuse a prefix written in another layout; claim an empty one for this layout."""
+        meta = await self.redis.hgetall(self.keys.meta)
+        if not meta:
+            if await self.redis.exists(self.keys.old_layout):
+                raise LayoutError(f"key prefix {self.keys.prefix!r} holds state format 1 (one JSON record per "
+                                  f"customer); this version needs format {FORMAT}: rebuild it with `engage replay`")
+            await self.redis.hset(self.keys.meta, mapping={"format": FORMAT, "shards": SHARDS})
+            return
+        found = (int(meta.get(b"format", 0)), int(meta.get(b"shards", 0)))
+        if found != (FORMAT, SHARDS):
+            raise LayoutError(f"key prefix {self.keys.prefix!r} holds state format {found[0]} with {found[1]} "
+                              f"shards; this version writes format {FORMAT} with {SHARDS}: rebuild it with "
+                              f"`engage replay`")
+
+    # --- per-customer reads ------------------------------------------------------------------
+
+    async def load(self, customer_ids: Iterable[str], event_ids: Mapping[str, list[str]] | None = None) -> Loaded:
+        """The stored customers among `customer_ids` (with which of `event_ids` they have seen)."""
         ids = list(dict.fromkeys(customer_ids))
-        keys = [self.keys.customer(c) for c in ids]
-        while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    if keys:
-                        await pipe.watch(*keys)
-                        raws = await pipe.mget(keys)
-                    else:
-                        raws = []
-                    current = {cid: decode_record(cid, raw) for cid, raw in zip(ids, raws) if raw is not None}
-                    before = {cid: record.state.account_id for cid, record in current.items()}
-                    changes = compute(current)
-                    if not changes.records:
-                        return changes.result  # leaving the block UNWATCHes
-                    pipe.multi()
-                    new_ids = []
-                    for cid, record in changes.records.items():
-                        pipe.set(self.keys.customer(cid), encode_record(record))
-                        if cid not in current:
-                            new_ids.append(cid)
-                        old_account, new_account = before.get(cid), record.state.account_id
-                        if old_account != new_account:
-                            if old_account:
-                                pipe.srem(self.keys.account(old_account), cid)
-                            if new_account:
-                                pipe.sadd(self.keys.account(new_account), cid)
-                    if new_ids:
-                        pipe.sadd(self.keys.customers, *new_ids)
-                    await pipe.execute()
-                    return changes.result
-                except WatchError:
-                    self.conflicts += 1
-                    continue
+        wanted = event_ids or {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.hgetall(self.keys.facts(cid))
+                pipe.hgetall(self.keys.counters(cid))
+                pipe.hgetall(self.keys.sessions(cid))
+                if wanted.get(cid):
+                    pipe.zmscore(self.keys.seen(cid), wanted[cid])
+            replies = iter(await pipe.execute())
+        loaded = Loaded({}, {})
+        for cid in ids:
+            facts, counters, sessions = next(replies), next(replies), next(replies)
+            scores = next(replies) if wanted.get(cid) else []
+            seen = {e: int(s) for e, s in zip(wanted.get(cid, []), scores) if s is not None}
+            if not facts or b"d" not in facts:
+                continue
+            # each write trims the ids to the dedup horizon behind the watermark, as the core does
+            loaded.stored[cid] = decode_stored(cid, facts, counters, sessions, seen)
+            loaded.versions[cid] = int(facts.get(b"v", 0))
+        return loaded
 
-    async def record(self, customer_id: str) -> CustomerRecord | None:
-        raw = await self.redis.get(self.keys.customer(customer_id))
-        return None if raw is None else decode_record(customer_id, raw)
+    async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], versions: Mapping[str, int],
+                           config: Config) -> set[int]:
+        """Apply each shard's deltas atomically, only if no customer changed since it was read.
 
-    async def records(self, customer_ids: Iterable[str]) -> dict[str, CustomerRecord]:
-        ids = list(customer_ids)
-        out: dict[str, CustomerRecord] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            raws = await self.redis.mget([self.keys.customer(c) for c in chunk])
-            out.update({cid: decode_record(cid, raw) for cid, raw in zip(chunk, raws) if raw is not None})
-        return out
+        Returns the shards written. On a single Redis every shard goes in one script call (all
+        or none); on a cluster each shard is its own call on its own slot.
+        """
+        if not self.cluster:
+            ops = Ops()
+            for shard, shard_deltas in deltas.items():
+                self._ops(ops, shard, shard_deltas, versions, config)
+            return set(deltas) if await self._run(ops) else set()
+        shards = list(deltas)
+        written = await asyncio.gather(*(self._write_one(shard, deltas[shard], versions, config) for shard in shards))
+        return {shard for shard, ok in zip(shards, written) if ok}
 
-    async def customer_ids(self) -> list[str]:
-        return sorted(m.decode() for m in await self.redis.smembers(self.keys.customers))
+    async def _write_one(self, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, int],
+                         config: Config) -> bool:
+        ops = Ops()
+        self._ops(ops, shard, deltas, versions, config)
+        return await self._run(ops)
+
+    def _ops(self, ops: Ops, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, int],
+             config: Config) -> None:
+        for delta in deltas:
+            write_delta(ops, self.keys, shard, delta, config, versions.get(delta.customer_id, 0))
+
+    async def _run(self, ops: Ops) -> bool:
+        if not ops.ops:
+            return True
+        ok = bool(await self._apply(keys=ops.keys, args=[ops.payload()]))
+        if not ok:
+            self.conflicts += 1
+        return ok
+
+    async def due(self, shard: int, now_ms: int, limit: int) -> list[str]:
+        raw = await self.redis.zrangebyscore(self.keys.shared(shard, "due"), "-inf", now_ms, start=0, num=limit)
+        return [r.decode() for r in raw]
+
+    async def adopt_config(self, fingerprint: str) -> bool:
+        """Record the scoring config's fingerprint; True when it differs from the one stored before."""
+        previous = await self.redis.hget(self.keys.meta, "config")
+        if previous is not None and previous.decode() == fingerprint:
+            return False
+        await self.redis.hset(self.keys.meta, "config", fingerprint)
+        return previous is not None
+
+    async def mark_all_due(self, now_ms: int, chunk: int = 1000) -> int:
+        """Make every customer due now (a config change): the sweep then re-scores them all."""
+        marked = 0
+        for shard in range(SHARDS):
+            index = self.keys.shared(shard, "bottom")
+            start = 0
+            while True:
+                members = await self.redis.zrange(index, start, start + chunk - 1)
+                if not members:
+                    break
+                offset = ORDER_KEY_ID_OFFSET["bottom"]
+                await self.redis.zadd(self.keys.shared(shard, "due"),
+                                      {m.decode()[offset:]: now_ms for m in members}, lt=True)
+                marked += len(members)
+                start += chunk
+        return marked
+
+    async def forget_due(self, shard: int, customer_ids: list[str]) -> None:
+        await self.redis.zrem(self.keys.shared(shard, "due"), *customer_ids)
+
+    async def drop_old_totals(self, shard: int, oldest_bucket: int) -> int:
+        """Delete the shard's per-bucket totals older than `oldest_bucket` (no read can reach them)."""
+        index = self.keys.shared(shard, "buckets")
+        old = await self.redis.zrangebyscore(index, "-inf", f"({oldest_bucket}")
+        if not old:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket in old:
+                pipe.delete(self.keys.totals(shard, int(bucket)))
+            pipe.zrem(index, *old)
+            await pipe.execute()
+        return len(old)
+
+    async def due_count(self, now_ms: int) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.zcount(self.keys.shared(shard, "due"), "-inf", now_ms)
+            return sum(await pipe.execute())
+
+    async def standings(self, customer_ids: list[str]) -> dict[str, Standing]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid in customer_ids:
+                pipe.hget(self.keys.facts(cid), "st")
+            raws = await pipe.execute()
+        return {cid: Standing.from_dict(cid, orjson.loads(raw)) for cid, raw in zip(customer_ids, raws) if raw}
 
     async def account_members(self, account_id: str) -> list[str]:
-        return sorted(m.decode() for m in await self.redis.smembers(self.keys.account(account_id)))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.smembers(self.keys.account(shard, account_id))
+            replies = await pipe.execute()
+        return sorted(m.decode() for members in replies for m in members)
 
-    async def all_records(self) -> AsyncIterator[CustomerRecord]:
-        """Every customer record, in chunks (a full read: for KPI refresh, sweeps and checks)."""
-        ids = await self.customer_ids()
-        for start in range(0, len(ids), 500):
-            for record in (await self.records(ids[start : start + 500])).values():
-                yield record
+    # --- cross-customer reads: sorted sets and sums, never a scan ------------------------------
 
-    async def save_kpis(self, snapshot: dict[str, object]) -> None:
-        await self.redis.set(self.keys.kpis, orjson.dumps(snapshot))
+    async def ranked(self, name: str, limit: int) -> list[str]:
+        """The first `limit` customers of an order (top, bottom, risk) across the shards."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.zrange(self.keys.shared(shard, name), 0, limit - 1)
+            replies = await pipe.execute()
+        merged = sorted(m.decode() for members in replies for m in members)[:limit]
+        return [key[ORDER_KEY_ID_OFFSET[name]:] for key in merged]
 
-    async def kpis(self) -> dict[str, object] | None:
-        raw = await self.redis.get(self.keys.kpis)
-        return None if raw is None else orjson.loads(raw)
+    async def customer_ids(self) -> list[str]:
+        """Every customer with a standing: a full read (replay checks, tests), never on a hot path."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.zrange(self.keys.shared(shard, "bottom"), 0, -1)
+            replies = await pipe.execute()
+        offset = ORDER_KEY_ID_OFFSET["bottom"]
+        return sorted(m.decode()[offset:] for members in replies for m in members)
+
+    async def count(self, name: str) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.zcard(self.keys.shared(shard, name))
+            return sum(await pipe.execute())
+
+    async def aggregates(self, as_of_ms: int, config: Config) -> Aggregates:
+        """The business KPIs' inputs at `as_of_ms`, summed over the shards."""
+        bucket_ms = config.bucket_ms
+        kpi_first = window_start_bucket(as_of_ms, config.kpi_window_ms, bucket_ms)
+        last = bucket_of(as_of_ms + config.max_future_skew_ms, bucket_ms) + 1
+        starts = {"dau": window_start_ms(as_of_ms, DAY, bucket_ms), "wau": window_start_ms(as_of_ms, 7 * DAY, bucket_ms),
+                  "mau": window_start_ms(as_of_ms, 30 * DAY, bucket_ms), "kpi": kpi_first * bucket_ms}
+        features = (ANY_FEATURE, *config.features)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.hgetall(self.keys.shared(shard, "sums"))
+                for bucket in range(kpi_first, last + 1):
+                    pipe.hgetall(self.keys.totals(shard, bucket))
+                for start in starts.values():
+                    pipe.zcount(self.keys.shared(shard, "active"), start, "+inf")
+                for feature in features:
+                    pipe.zcount(self.keys.feature(shard, feature), starts["kpi"], "+inf")
+            replies = iter(await pipe.execute())
+        sums: dict[str, int] = {}
+        totals: dict[str, int] = {}
+        counts = dict.fromkeys(starts, 0)
+        users = dict.fromkeys(features, 0)
+        for _ in range(SHARDS):
+            for key, value in next(replies).items():
+                sums[key.decode()] = sums.get(key.decode(), 0) + int(value)
+            for _bucket in range(kpi_first, last + 1):
+                for key, value in next(replies).items():
+                    totals[key.decode()] = totals.get(key.decode(), 0) + int(value)
+            for name in starts:
+                counts[name] += next(replies)
+            for feature in features:
+                users[feature] += next(replies)
+        sessions, bounces = totals.pop(SESSIONS, 0), totals.pop(BOUNCES, 0)
+        return Aggregates(
+            sums=sums, totals={k: v for k, v in totals.items() if v}, sessions=sessions, bounces=bounces,
+            dau=counts["dau"], wau=counts["wau"], mau=counts["mau"], active_in_kpi_window=counts["kpi"],
+            feature_users=users, median_es=await self.median_es(sums.get("scored", 0)),
+        )
+
+    async def median_es(self, scored: int) -> float:
+        """statistics.median of every scored customer's ES, selected across the shards' sorted sets."""
+        if scored == 0:
+            return 0.0
+        if scored % 2:
+            return await self._kth_es(scored // 2)
+        low, high = await asyncio.gather(self._kth_es(scored // 2 - 1), self._kth_es(scored // 2))
+        return (low + high) / 2
+
+    async def _kth_es(self, k: int) -> float:
+        """The k-th smallest ES (0-based): a bisection over the float's bits, counting with ZCOUNT."""
+        lo, hi = 0, _bits(100.0)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard in range(SHARDS):
+                    pipe.zcount(self.keys.shared(shard, "es"), "-inf", repr(_float(mid)))
+                below = sum(await pipe.execute())
+            if below >= k + 1:
+                hi = mid
+            else:
+                lo = mid + 1
+        return _float(lo)
+
+    # --- recent alerts (the live page) ---------------------------------------------------------
 
     async def push_recent_alerts(self, alerts: list[bytes], keep: int = 100) -> None:
         """Newest first, capped: what the live page shows (the alerts topic has them all)."""
@@ -177,12 +534,10 @@ class RedisStore:
     async def recent_alerts(self, limit: int) -> list[dict[str, object]]:
         return [orjson.loads(raw) for raw in await self.redis.lrange(self.keys.recent_alerts, 0, limit - 1)]
 
-    async def claim_kpi_refresh(self, worker_id: str, ttl_ms: int) -> bool:
-        """True for the one worker that refreshes the shared KPI snapshot this round."""
-        if await self.redis.set(self.keys.kpis_lock, worker_id, nx=True, px=ttl_ms):
-            return True
-        holder = await self.redis.get(self.keys.kpis_lock)
-        if holder is not None and holder.decode() == worker_id:
-            await self.redis.pexpire(self.keys.kpis_lock, ttl_ms)
-            return True
-        return False
+
+def _bits(value: float) -> int:
+    return struct.unpack(">Q", struct.pack(">d", value))[0]
+
+
+def _float(bits: int) -> float:
+    return struct.unpack(">d", struct.pack(">Q", bits))[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
+from scoring.state import CustomerState
 from streams import stack as local
 from streams.clock import now_ms  # noqa: F401  (re-exported for the tests)
 from streams.stack import free_port
@@ -110,20 +112,28 @@ def pipeline_settings(stack: local.Stack, unique: str) -> Settings:
     return settings
 
 
-def redis_records(stack: local.Stack, prefix: str) -> dict:
-    """Every customer record under a key prefix, read from the real Redis."""
+def redis_records(stack: local.Stack, prefix: str, cluster_url: str | None = None) -> dict:
+    """Every customer's core state under a key prefix, read from the real Redis through the store.
+
+    `cluster_url`: read from that Redis Cluster instead. Event ids are left out (the store reads them per event, not per customer): compare with
+    `without_ids(state)` of the core's.
+    """
     import asyncio
 
     from streams.store import RedisStore
 
     async def read() -> dict:
-        store = RedisStore.from_url(stack.redis_url, prefix)
+        store = RedisStore.from_url(cluster_url or stack.redis_url, prefix, cluster=cluster_url is not None)
         try:
-            return await store.records(await store.customer_ids())
+            return {c: s.state for c, s in (await store.load(await store.customer_ids())).stored.items()}
         finally:
             await store.close()
 
     return asyncio.run(read())
+
+
+def without_ids(state: CustomerState) -> CustomerState:
+    return dataclasses.replace(state, seen={})
 
 
 def consume_all(stack: local.Stack, topic: str) -> list[tuple[bytes | None, bytes]]:

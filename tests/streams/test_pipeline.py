@@ -6,7 +6,6 @@ messages, exactly.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import urllib.parse
@@ -27,8 +26,7 @@ from streams import stack as local
 from streams.codec import original_bytes
 from streams.metrics import KPI_GAUGES
 from streams.producer import partition_of
-from streams.store import RedisStore
-from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings, redis_records
+from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings, redis_records, without_ids
 
 pytestmark = pytest.mark.services
 CONFIG = load_config()
@@ -65,7 +63,8 @@ def reference_for(values: list[bytes], at_ms: int) -> tuple[Scorer, list[tuple[b
     return scorer, results
 
 
-def check_everything(stack: local.Stack, unique: str, values: list[bytes], workers: list[WorkerProcess]) -> Scorer:
+def check_everything(stack: local.Stack, unique: str, values: list[bytes], workers: list[WorkerProcess],
+                     cluster_url: str | None = None) -> Scorer:
     events = sum(len(unpack(value, CONFIG)) for value in values)
     total = lambda: sum(w.metrics()["engagement_events_consumed_total"] for w in workers)  # noqa: E731
     workers[0].wait_until(lambda: total() == events, f"all {events} events consumed")
@@ -74,10 +73,10 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
     results = [r for _, _, r in framed]
 
     # Redis state equals the core's, customer by customer
-    records = redis_records(stack, unique)
-    assert sorted(records) == sorted(reference.customers)
-    for cid, record in records.items():
-        assert record.state == reference.customers[cid], cid
+    states = redis_records(stack, unique, cluster_url)
+    assert sorted(states) == sorted(reference.customers)
+    for cid, state in states.items():
+        assert state == without_ids(reference.customers[cid]), cid
 
     # counters: consumed, processed, deduplicated, rejected by reason (summed over workers)
     outcomes = Counter(r.outcome for r in results)
@@ -115,17 +114,14 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
         assert worker.get("/leaderboard?order=sideways")[0] == 400
 
     # /metrics KPI gauges equal the core's KPIs at the snapshot's instant, identical on every worker
-    def fresh_snapshot():
-        values_by_worker = [w.metrics() for w in workers]
-        stamps = {v.get("engagement_kpi_as_of_timestamp_seconds") for v in values_by_worker}
-        if len(stamps) == 1 and None not in stamps and stamps.pop() * 1000 > done_at:
-            return values_by_worker
-        return None
+    def fresh(worker):
+        values = worker.metrics()
+        stamp = values.get("engagement_kpi_as_of_timestamp_seconds")
+        return values if stamp is not None and stamp * 1000 > done_at else None
 
-    metric_sets = workers[0].wait_until(fresh_snapshot, "a KPI snapshot taken after the stream was processed")
-    snapshot_ms = round(metric_sets[0]["engagement_kpi_as_of_timestamp_seconds"] * 1000)
-    expected_kpis = reference.kpis(snapshot_ms).to_dict()
-    for metrics in metric_sets:
+    for worker in workers:
+        metrics = worker.wait_until(lambda: fresh(worker), "KPI gauges computed after the stream was processed")
+        expected_kpis = reference.kpis(round(metrics["engagement_kpi_as_of_timestamp_seconds"] * 1000)).to_dict()
         for gauge in KPI_GAUGES:
             labels = ",".join(f'{k}="{v}"' for k, v in (gauge.labels or {}).items())
             name = f"engagement_{gauge.name}" + (f"{{{labels}}}" if labels else "")
@@ -170,12 +166,16 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
     return reference
 
 
-def test_one_worker_end_to_end_equals_the_core(stack, unique, tmp_path):
+@pytest.mark.parametrize("redis", ["single", "cluster"])
+def test_one_worker_end_to_end_equals_the_core(stack, unique, tmp_path, redis, request):
+    """On a single Redis and on the local three-master Redis Cluster (ENGAGE_REDIS_CLUSTER)."""
+    cluster_url = request.getfixturevalue("redis_cluster").redis_cluster_url if redis == "cluster" else None
     values = produce_stream(stack, unique)
-    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    extra = {"ENGAGE_REDIS_URL": cluster_url, "ENGAGE_REDIS_CLUSTER": "true"} if cluster_url else None
+    worker = WorkerProcess(stack, unique, tmp_path, "w1", extra_env=extra)
     try:
         worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness")
-        check_everything(stack, unique, values, [worker])
+        check_everything(stack, unique, values, [worker], cluster_url)
     finally:
         worker.stop()
 
@@ -271,14 +271,7 @@ def test_replay_rebuilds_exactly_the_live_state(stack, unique, tmp_path, monkeyp
     assert result.exit_code == 0, result.output
     assert f"replayed {len(values):,} messages" in result.output
 
-    async def states(prefix):
-        store = RedisStore.from_url(stack.redis_url, prefix)
-        try:
-            return {c: r.state for c, r in (await store.records(await store.customer_ids())).items()}
-        finally:
-            await store.close()
-
-    live, replayed = asyncio.run(states(unique)), asyncio.run(states(rebuilt))
+    live, replayed = redis_records(stack, unique), redis_records(stack, rebuilt)
     assert len(live) > 50 and replayed == live
 
     some = sorted(live)[0]
@@ -321,3 +314,35 @@ def test_time_driven_alerts_fire_once_and_hysteresis_survives_a_restart(stack, u
         assert status == 200 and member in [c["customer_id"] for c in body["customers"]]
     finally:
         restarted.stop()
+
+
+def test_a_changed_scoring_config_rescores_the_stored_standings_without_a_replay(stack, unique, tmp_path):
+    """Leaderboards and KPI sums are stored; a worker started with other weights re-scores them
+    in the background (shown by engagement_due_customers), then they equal the core's under the new config."""
+    values = produce_stream(stack, unique)
+    first = WorkerProcess(stack, unique, tmp_path, "w1")
+    try:
+        first.wait_until(lambda: first.metrics()["engagement_messages_consumed_total"] == len(values), "consumption")
+    finally:
+        first.stop()
+    changed = tmp_path / "weights.toml"
+    changed.write_text("[weights]\nlike = 10\nfollow = 1\n[tiers]\nexcellent = 50\nmoderate = 20\n")
+    config = load_config(changed)
+    second = WorkerProcess(stack, unique, tmp_path, "w2", config=changed, sweep_s="1")
+    try:
+        second.wait_until(lambda: "config changed" in second.log.read_text(), "the config change to be noticed")
+        second.wait_until(lambda: second.metrics().get("engagement_due_customers") == 0, "the background re-score")
+        as_of = now_ms()
+        reference = Scorer(config)
+        for value in values:
+            reference.process_message(value, as_of)
+        for order in ("top", "bottom"):
+            status, body = second.get(f"/leaderboard?order={order}&limit=15")
+            expected = reference.leaderboard(as_of, limit=15, bottom=order == "bottom")
+            assert status == 200 and [c["customer_id"] for c in body["customers"]] == [
+                c.customer_id for c in expected]
+            assert [c["es"] for c in body["customers"]] == [round(c.es, 6) for c in expected]
+        status, body = second.get(f"/kpis?as_of={as_of}")
+        assert status == 200 and body == json.loads(orjson.dumps(reference.kpis(as_of).to_dict()))
+    finally:
+        second.stop()

@@ -14,6 +14,7 @@ from scoring.timeutil import DAY, HOUR
 from streams.processor import BatchProcessor, Incoming
 from streams.store import Keys, RedisStore
 from tests.scoring.helpers import DAY0
+from tests.streams.support import without_ids
 
 pytestmark = pytest.mark.services
 CONFIG = load_config()
@@ -52,16 +53,15 @@ def test_redis_state_equals_the_core_fed_the_same_batches(stack, unique):
             assert processed.cards == [score_card(reference.customers[c], now, CONFIG, detail=False)
                                        for c in expected.touched]
             outcomes += [r.outcome for _, r in processed.outcomes]
-        records = await store.records(await store.customer_ids())
-        return outcomes, records, now
+        return outcomes, (await store.load(await store.customer_ids())).stored, now
 
-    outcomes, records, now = asyncio.run(run_through_redis(stack, unique, work))
+    outcomes, stored, now = asyncio.run(run_through_redis(stack, unique, work))
     assert Outcome.DUPLICATE in outcomes and Outcome.REJECTED in outcomes
-    assert sorted(records) == sorted(reference.customers)
-    for cid, record in records.items():
-        assert record.state == reference.customers[cid], cid
-        assert record.alert_states == reference.alert_states.get(cid, {})
-        assert record.snapshot == reference.snapshots.get(cid)
+    assert sorted(stored) == sorted(reference.customers)
+    for cid, customer in stored.items():
+        assert customer.state == without_ids(reference.customers[cid]), cid
+        assert customer.alert_states == reference.alert_states.get(cid, {})
+        assert customer.snapshot == reference.snapshots.get(cid)
 
 
 def test_redelivered_batches_change_nothing(stack, unique):
@@ -70,13 +70,13 @@ def test_redelivered_batches_change_nothing(stack, unique):
         all_batches = list(batches(unique, count=1500, delayed_share=0, late_share=0, malformed_share=0))
         for batch, now in all_batches:
             await processor.process(batch, now)
-        before = await store.records(await store.customer_ids())
+        before = (await store.load(await store.customer_ids())).stored
         _, last_now = all_batches[-1]
         accepted_again = 0
         for batch, _ in all_batches:  # the whole topic again, as after a crash before any commit
             processed = await processor.process(batch, last_now)
             accepted_again += processed.count(Outcome.ACCEPTED)
-        after = await store.records(await store.customer_ids())
+        after = (await store.load(await store.customer_ids())).stored
         return before, after, accepted_again
 
     before, after, accepted_again = asyncio.run(run_through_redis(stack, unique, work))
@@ -98,30 +98,38 @@ def test_concurrent_writers_on_the_same_customers_lose_nothing(stack, unique):
                 *(a.process(batch, now) for batch, _ in all_batches[0::2]),
                 *(b.process(batch, now) for batch, _ in all_batches[1::2]),
             )
-            records = await store_a.records(await store_a.customer_ids())
-            return all_batches, records, now, store_a.conflicts + store_b.conflicts
+            ids = await store_a.customer_ids()
+            records = (await store_a.load(ids)).stored
+            seen = {c: {e.decode(): int(ts) for e, ts in await store_a.redis.zrange(
+                store_a.keys.seen(c), 0, -1, withscores=True)} for c in ids}
+            return all_batches, records, seen, now, store_a.conflicts + store_b.conflicts
         finally:
             await store_b.close()
 
-    all_batches, records, now, conflicts = asyncio.run(run_through_redis(stack, unique, work))
+    all_batches, records, seen, now, conflicts = asyncio.run(run_through_redis(stack, unique, work))
     reference = Scorer(CONFIG, evaluate_alerts=False)
     for batch, _ in all_batches:
         reference.process_batch([m.value for m in batch], now)
     assert {c: r.state.buckets for c, r in records.items()} == {c: s.buckets for c, s in reference.customers.items()}
-    assert {c: r.state.seen for c, r in records.items()} == {c: s.seen for c, s in reference.customers.items()}
+    assert seen == {c: s.seen for c, s in reference.customers.items()}
     assert conflicts > 0  # the writers really did collide, and recovered
 
 
 def test_key_layout_is_cluster_safe_and_prefixed(stack, unique):
+    """Every key is under the prefix; a customer's keys carry its shard's hash tag."""
     async def work(store):
         processor = BatchProcessor(CONFIG, store)
         for batch, now in batches(unique, count=300):
             await processor.process(batch, now)
-        return [k.decode() for k in await store.redis.keys(f"{unique}:*")]
+        return [k.decode() for k in await store.redis.keys(f"{unique}:*")], await store.customer_ids()
 
-    keys = asyncio.run(run_through_redis(stack, unique, work))
+    keys, customers = asyncio.run(run_through_redis(stack, unique, work))
     layout = Keys(unique)
-    assert layout.customers in keys
-    customer_keys = [k for k in keys if k.endswith(":c")]
-    assert customer_keys and all(k.startswith(f"{unique}:{{{unique}c") for k in customer_keys)
-    assert any(k.startswith(f"{unique}:{{g}}:acct:") for k in keys)
+    assert customers and all(k.startswith(f"{unique}:") for k in keys)
+    for cid in customers:
+        tag = layout.tag(Keys.shard_of(cid))
+        assert layout.facts(cid) in keys and layout.facts(cid).startswith(tag + ":")
+        assert layout.counters(cid).startswith(tag + ":")
+    tagged = [k for k in keys if k != layout.meta and not k.startswith(f"{unique}:{{g}}")]
+    assert all(k.split(":", 2)[1].strip("{}").isdigit() for k in tagged)
+    assert any(":acct:" in k for k in keys) and any(k.endswith(":due") for k in keys)

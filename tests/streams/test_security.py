@@ -147,7 +147,7 @@ def redis_records_secure(settings) -> dict:  # type: ignore[no-untyped-def]
     async def read() -> dict:
         store = RedisStore.from_settings(settings)
         try:
-            return await store.records(await store.customer_ids())
+            return (await store.load(await store.customer_ids())).stored
         finally:
             await store.close()
 

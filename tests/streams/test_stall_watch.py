@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from streams.app import StallWatch
-from tests.streams.test_duty_cycle import Clock
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_waiting_messages_without_progress_become_a_stall_after_the_limit():
