@@ -78,9 +78,12 @@ class Config:
     max_value: float
     known_types: frozenset[str] = field(default=frozenset())
     custom_types: frozenset[str] = field(default=frozenset())
+    retention_ms: int = field(init=False, default=0)  # derived: see _retention (read on every event)
 
-    @property
-    def retention_ms(self) -> int:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "retention_ms", self._retention())
+
+    def _retention(self) -> int:
         """How far back buckets must be kept for every score, KPI and alert to be exact."""
         return max(
             self.window_ms + self.alerts.score_drop_window_ms,

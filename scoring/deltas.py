@@ -19,6 +19,7 @@ from scoring.alerts import RuleState, Snapshot
 from scoring.business import Aggregates
 from scoring.config import Config
 from scoring.contributions import ANY_FEATURE
+from scoring.scores import ScoreCard
 from scoring.standing import Standing, next_change, standing, sum_difference
 from scoring.state import CustomerState, SessionStats
 from scoring.timeutil import DAY
@@ -89,7 +90,8 @@ class CustomerDelta:
 
 
 def customer_delta(before: CustomerState | None, after: CustomerState, facts_before: Facts | None,
-                   facts_after: Facts, old: Standing | None, now_ms: int, config: Config) -> CustomerDelta:
+                   facts_after: Facts, old: Standing | None, now_ms: int, config: Config,
+                   card: ScoreCard | None = None) -> CustomerDelta:
     """Everything that changed from `before` to `after`, plus the new standing and due time."""
     delta = CustomerDelta(after.customer_id, facts=None if facts_after == facts_before else facts_after, old=old)
     old_buckets = before.buckets if before else {}
@@ -121,7 +123,7 @@ def customer_delta(before: CustomerState | None, after: CustomerState, facts_bef
     delta.session_totals = {b: {k: v for k, v in row.items() if v} for b, row in delta.session_totals.items()}
     delta.session_totals = {b: row for b, row in delta.session_totals.items() if row}
     delta.sessions_dropped = tuple(sid for sid in old_sessions if sid not in after.sessions)
-    delta.new = standing(after, facts_after.alert_states, now_ms, config)
+    delta.new = standing(after, facts_after.alert_states, now_ms, config, card)
     delta.due_ms = next_change(after, now_ms, config)
     return delta
 
@@ -229,7 +231,8 @@ def settle_batch(stored: Mapping[str, Stored], events: list, clocks: list[int], 
                     snapshots={cid: s.snapshot for cid, s in stored.items() if s.snapshot is not None})
     result = scorer.process_batch(events, now_ms, clocks)
     settled = Settled(results=result.results, alerts=list(result.alerts), cards=list(result.cards))
-    _collect(settled, scorer, result.touched, stored, before, now_ms, config)
+    _collect(settled, scorer, result.touched, stored, before, now_ms, config,
+             {card.customer_id: card for card in result.cards})
     return settled
 
 
@@ -247,13 +250,14 @@ def settle_due(stored: Mapping[str, Stored], now_ms: int, config: Config) -> Set
 
 
 def _collect(settled: Settled, scorer, touched: Iterable[str], stored: Mapping[str, Stored],
-             before: Mapping[str, CustomerState], now_ms: int, config: Config) -> None:
+             before: Mapping[str, CustomerState], now_ms: int, config: Config,
+             cards: Mapping[str, ScoreCard] | None = None) -> None:
     for cid in touched:
         old = stored.get(cid)
         after = Stored(scorer.customers[cid], scorer.alert_states.get(cid, {}), scorer.snapshots.get(cid))
         facts_before = None if old is None else Facts.of(before[cid], old.alert_states, old.snapshot)
         delta = customer_delta(before.get(cid), after.state, facts_before, after.facts(),
-                               old.standing if old else None, now_ms, config)
+                               old.standing if old else None, now_ms, config, (cards or {}).get(cid))
         after.standing = delta.new
         settled.deltas.append(delta)
         settled.stored[cid] = after

@@ -77,7 +77,9 @@ def engagement_score(
     total_weight = sum(w for w in weights.values() if w > 0)
     if total_weight <= 0:
         return 0.0
-    weighted = math.fsum(w * engagement_component(counts.get(t, 0), targets[t]) for t, w in weights.items() if w > 0)
+    # only the types with events: a zero term changes no exact sum, and a customer has few types
+    weighted = math.fsum(weights[t] * engagement_component(n, targets[t])
+                         for t, n in counts.items() if n and weights.get(t, 0) > 0)
     return min(100.0, max(0.0, weighted / total_weight))
 
 

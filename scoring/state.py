@@ -9,6 +9,7 @@ customer without a replay.
 from __future__ import annotations
 
 import bisect
+import heapq
 from dataclasses import dataclass, field
 
 from scoring.config import Config
@@ -50,6 +51,7 @@ class CustomerState:
     account: tuple[int, str, str] | None = None           # (ts, event_id, account_id) of the newest event naming one
     segment: tuple[int, str, str] | None = None
     seen: dict[str, int] = field(default_factory=dict)    # event_id -> ts, within the dedup horizon
+    seen_by_time: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap of seen
 
     @property
     def account_id(self) -> str | None:
@@ -62,6 +64,8 @@ class CustomerState:
     def apply(self, event: Event, contrib: Contribution, now_ms: int, config: Config) -> None:
         """Fold one accepted, non-duplicate event in. Gating happens before (see scoring.engine)."""
         self.seen[event.event_id] = event.ts_ms
+        if self.seen_by_time is not None:
+            heapq.heappush(self.seen_by_time, (event.ts_ms, event.event_id))
         self.watermark_ms = _max(self.watermark_ms, event.ts_ms)
         if contrib.active:
             self.last_active_ms = _max(self.last_active_ms, event.ts_ms)
@@ -91,16 +95,29 @@ class CustomerState:
             session.add(contrib.session)
 
     def evict(self, now_ms: int, config: Config) -> None:
-        """Drop what no score can read any more, keeping memory bounded."""
+        """Drop what no score can read any more, keeping memory bounded.
+
+        Cheap when nothing is due: a session is anchored in a bucket that held its first
+        event, so sessions are looked at only when a bucket goes; event ids only when the
+        oldest one has fallen behind the dedup horizon (a heap by time finds them).
+        """
         oldest = retained_from_bucket(now_ms, config)
-        for bucket in [b for b in self.buckets if b < oldest]:
+        gone = [b for b in self.buckets if b < oldest]
+        for bucket in gone:
             del self.buckets[bucket]
-        for sid in [s for s, stats in self.sessions.items() if bucket_of(stats.anchor_ms, config.bucket_ms) < oldest]:
-            del self.sessions[sid]
-        if self.watermark_ms is not None:
+        if gone and self.sessions:
+            for sid in [s for s, x in self.sessions.items() if bucket_of(x.anchor_ms, config.bucket_ms) < oldest]:
+                del self.sessions[sid]
+        if self.watermark_ms is not None and self.seen:
             horizon = self.watermark_ms - config.dedup_horizon_ms
-            for event_id in [e for e, ts in self.seen.items() if ts < horizon]:
-                del self.seen[event_id]
+            heap = self.seen_by_time
+            if heap is None:
+                heap = self.seen_by_time = [(ts, e) for e, ts in self.seen.items()]
+                heapq.heapify(heap)
+            while heap and heap[0][0] < horizon:
+                ts, event_id = heapq.heappop(heap)
+                if self.seen.get(event_id) == ts:
+                    del self.seen[event_id]
 
     def is_member(self, at_ms: int) -> bool:
         """Member at `at_ms`: the latest membership change at or before it was a join."""
