@@ -25,6 +25,7 @@ from scoring.config import Config
 from scoring.contributions import JOIN, count_key
 from scoring.scores import ScoreCard, score_card, was_activated
 from scoring.state import CustomerState
+from scoring.timeutil import DAY
 from scoring.windows import bucket_of, window_start_bucket
 
 ES_SCALE = 1_000_000   # mean ES is summed in millionths (ES is reported to 6 decimals)
@@ -164,6 +165,13 @@ def next_change(state: CustomerState, as_of_ms: int, config: Config) -> int | No
                 candidates.append(since + alerts.inactivity_ms)
     later = [t for t in candidates if t > as_of_ms]
     return min(later) if later else None
+
+
+def activity_counted_from(as_of_ms: int, config: Config) -> int:
+    """The oldest last-activity time any read at `as_of_ms` or later still counts (DAU/WAU/MAU,
+    the AER window, feature usage over the KPI window): older entries may be dropped."""
+    longest = max(30 * DAY, config.kpi_window_ms, config.aer_window_ms)
+    return window_start_bucket(as_of_ms, longest, config.bucket_ms) * config.bucket_ms
 
 
 # --- orders over customers: the one home of leaderboard and at-risk ordering --------------

@@ -17,6 +17,8 @@ from scoring.engine import Outcome, Result
 from scoring.events import Event
 from scoring.messages import unpack
 from scoring.scores import ScoreCard
+from scoring.contributions import ANY_FEATURE
+from scoring.standing import activity_counted_from
 from scoring.windows import retained_from_bucket
 from streams.store import SHARDS, Keys, RedisStore
 
@@ -120,6 +122,7 @@ class BatchProcessor:
         """Re-score the customers whose standing time alone has changed by now (and only those)."""
         fired: list[Alert] = []
         oldest = retained_from_bucket(now_ms, self.config)
+        counted_from = activity_counted_from(now_ms, self.config)
         for shard in range(SHARDS):
             await self.store.drop_old_totals(shard, oldest)
             while True:
@@ -134,4 +137,6 @@ class BatchProcessor:
                     fired += settled.alerts
                 if len(due) < chunk:
                     break
+            # after the re-scores, which rewrite the facts (and activity entries) of those due
+            await self.store.trim_activity(shard, counted_from, (ANY_FEATURE, *self.config.features))
         return fired

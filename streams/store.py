@@ -399,6 +399,14 @@ class RedisStore:
     async def forget_due(self, shard: int, customer_ids: list[str]) -> None:
         await self.redis.zrem(self.keys.shared(shard, "due"), *customer_ids)
 
+    async def trim_activity(self, shard: int, before_ms: int, features: Iterable[str]) -> None:
+        """Drop last-activity entries older than any window that counts them (dormant customers)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in (self.keys.shared(shard, "active"), self.keys.shared(shard, "aer"),
+                        *(self.keys.feature(shard, f) for f in features)):
+                pipe.zremrangebyscore(key, "-inf", f"({before_ms}")
+            await pipe.execute()
+
     async def drop_old_totals(self, shard: int, oldest_bucket: int) -> int:
         """Delete the shard's per-bucket totals older than `oldest_bucket` (no read can reach them)."""
         index = self.keys.shared(shard, "buckets")

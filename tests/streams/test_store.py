@@ -101,8 +101,8 @@ def test_batches_and_due_rescores_equal_the_core(open_store, unique):
             now += HOUR // 10
         await compare(store, reference, now)
         # time passes: buckets leave windows, deadlines pass; only due customers are re-scored
-        for step in range(1, 4):
-            now += 2 * DAY
+        for gap in (2 * DAY, 2 * DAY, 2 * DAY, 40 * DAY):     # the last: everyone dormant, history evicted
+            now += gap
             due = {c for c, s in reference.customers.items()}
             fired = await processor.sweep(now)
             expected_alerts = []
@@ -112,6 +112,8 @@ def test_batches_and_due_rescores_equal_the_core(open_store, unique):
                 expected_alerts += reference._alerts(state, now)
             assert sorted(repr(a.to_dict()) for a in fired) == sorted(repr(a.to_dict()) for a in expected_alerts)
             await compare(store, reference, now)
+        assert await store.count("active") == 0               # trimmed past every window that counts it
+        assert await store.count("due") == 0 and await store.count("top") == len(reference.customers)
         await store.close()
 
     asyncio.run(run())
