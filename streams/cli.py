@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from scoring.config import Config, ConfigError, load_config
 from scoring.timeutil import format_duration
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 
 def _load(config_path: str | None) -> Config:

@@ -15,7 +15,7 @@ from scoring import standing as ranking
 from scoring.business import business_kpis, kpis_from
 from scoring.config import load_config
 from scoring.deltas import AggregateBook, Stored, settle_batch, settle_due
-from scoring.engine import Outcome, Scorer
+from scoring.engine import Scorer
 from scoring.events import validate_event
 from scoring.reasons import EventRejected
 from scoring.standing import next_change, standing
