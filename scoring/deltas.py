@@ -21,23 +21,11 @@ from scoring.config import Config
 from scoring.contributions import ANY_FEATURE
 from scoring.scores import ScoreCard
 from scoring.standing import Standing, next_change, standing, sum_difference
-from scoring.state import CustomerState, SessionStats
+from scoring.state import CustomerState, Journal, SessionStats
 from scoring.timeutil import DAY
 from scoring.windows import bucket_of, window_start_bucket, window_start_ms
 
 SESSIONS, BOUNCES = "sessions", "bounces"
-
-
-def copy_state(state: CustomerState) -> CustomerState:
-    """A deep copy, so the state before a batch can be compared with the state after it."""
-    return CustomerState(
-        customer_id=state.customer_id, watermark_ms=state.watermark_ms,
-        buckets={b: dict(c) for b, c in state.buckets.items()},
-        last_active_ms=state.last_active_ms, last_aer_ms=state.last_aer_ms, features=dict(state.features),
-        membership=list(state.membership),
-        sessions={sid: SessionStats(s.anchor_ms, s.pages, s.actions, s.ended) for sid, s in state.sessions.items()},
-        account=state.account, segment=state.segment, seen=dict(state.seen),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,40 +77,29 @@ class CustomerDelta:
         return self.old != self.new
 
 
-def customer_delta(before: CustomerState | None, after: CustomerState, facts_before: Facts | None,
-                   facts_after: Facts, old: Standing | None, now_ms: int, config: Config,
-                   card: ScoreCard | None = None) -> CustomerDelta:
-    """Everything that changed from `before` to `after`, plus the new standing and due time."""
+def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts | None, facts_after: Facts,
+                   old: Standing | None, now_ms: int, config: Config, card: ScoreCard | None = None) -> CustomerDelta:
+    """What the journal recorded for one customer, plus its new standing and due time."""
     delta = CustomerDelta(after.customer_id, facts=None if facts_after == facts_before else facts_after, old=old)
-    old_buckets = before.buckets if before else {}
-    for bucket, counters in after.buckets.items():
-        previous = old_buckets.get(bucket, {})
-        changed = {k: v - previous.get(k, 0) for k, v in counters.items() if k not in previous or v != previous[k]}
-        if changed:
-            delta.counters[bucket] = changed
-    delta.evicted = {b: tuple(c) for b, c in old_buckets.items() if b not in after.buckets}
-    old_seen = before.seen if before else {}
-    delta.seen = {e: ts for e, ts in after.seen.items() if e not in old_seen}
+    delta.counters = journal.counters
+    delta.evicted = journal.evicted
+    delta.seen = journal.ids
     if after.watermark_ms is not None:
         delta.seen_floor = after.watermark_ms - config.dedup_horizon_ms
-    old_sessions = before.sessions if before else {}
-    for sid, stats in after.sessions.items():
-        previous = old_sessions.get(sid)
-        if previous is not None and (previous.anchor_ms, previous.pages, previous.actions, previous.ended) == (
-                stats.anchor_ms, stats.pages, stats.actions, stats.ended):
+    for sid, before in journal.sessions_before.items():
+        stats = after.sessions.get(sid)
+        if stats is None or stats.terms() == before:
             continue
         delta.sessions[sid] = stats
-        for terms, sign in ((session_terms(previous, config.bucket_ms), -1) if previous else (None, 0),
-                            (session_terms(stats, config.bucket_ms), 1)):
-            if terms is None:
-                continue
-            bucket, ended, bounced = terms
+        terms = [(session_terms(stats, config.bucket_ms), 1)]
+        if before is not None:
+            terms.append((session_terms(SessionStats(*before), config.bucket_ms), -1))
+        for (bucket, ended, bounced), sign in terms:
             row = delta.session_totals.setdefault(bucket, {})
             row[SESSIONS] = row.get(SESSIONS, 0) + sign * ended
             row[BOUNCES] = row.get(BOUNCES, 0) + sign * bounced
-    delta.session_totals = {b: {k: v for k, v in row.items() if v} for b, row in delta.session_totals.items()}
-    delta.session_totals = {b: row for b, row in delta.session_totals.items() if row}
-    delta.sessions_dropped = tuple(sid for sid in old_sessions if sid not in after.sessions)
+    delta.session_totals = {b: kept for b, row in delta.session_totals.items() if (kept := {k: v for k, v in row.items() if v})}
+    delta.sessions_dropped = tuple(sid for sid in dict.fromkeys(journal.sessions_dropped) if sid not in after.sessions)
     delta.new = standing(after, facts_after.alert_states, now_ms, config, card)
     delta.due_ms = next_change(after, now_ms, config)
     return delta
@@ -225,13 +202,14 @@ def settle_batch(stored: Mapping[str, Stored], events: list, clocks: list[int], 
     """
     from scoring.engine import Scorer
 
-    before = {cid: copy_state(s.state) for cid, s in stored.items()}
+    facts_before = _open(stored)
     scorer = Scorer(config, customers={cid: s.state for cid, s in stored.items()},
                     alert_states={cid: dict(s.alert_states) for cid, s in stored.items()},
-                    snapshots={cid: s.snapshot for cid, s in stored.items() if s.snapshot is not None})
+                    snapshots={cid: s.snapshot for cid, s in stored.items() if s.snapshot is not None},
+                    journaled=True)
     result = scorer.process_batch(events, now_ms, clocks)
     settled = Settled(results=result.results, alerts=list(result.alerts), cards=list(result.cards))
-    _collect(settled, scorer, result.touched, stored, before, now_ms, config,
+    _collect(settled, scorer, result.touched, stored, facts_before, now_ms, config,
              {card.customer_id: card for card in result.cards})
     return settled
 
@@ -240,24 +218,34 @@ def settle_due(stored: Mapping[str, Stored], now_ms: int, config: Config) -> Set
     """Re-score customers whose next change is due: eviction, time-driven alert rules, standings."""
     from scoring.engine import Scorer
 
-    before = {cid: copy_state(s.state) for cid, s in stored.items()}
+    facts_before = _open(stored)
     scorer = Scorer(config, customers={cid: s.state for cid, s in stored.items()},
                     alert_states={cid: dict(s.alert_states) for cid, s in stored.items()},
-                    snapshots={cid: s.snapshot for cid, s in stored.items() if s.snapshot is not None})
+                    snapshots={cid: s.snapshot for cid, s in stored.items() if s.snapshot is not None},
+                    journaled=True)
     settled = Settled(alerts=scorer.sweep(now_ms))
-    _collect(settled, scorer, tuple(stored), stored, before, now_ms, config)
+    _collect(settled, scorer, tuple(stored), stored, facts_before, now_ms, config)
     return settled
 
 
+def _open(stored: Mapping[str, Stored]) -> dict[str, Facts]:
+    """Open each customer's journal and remember its facts as they were."""
+    for s in stored.values():
+        s.state.journal = Journal()
+    return {cid: s.facts() for cid, s in stored.items()}
+
+
 def _collect(settled: Settled, scorer, touched: Iterable[str], stored: Mapping[str, Stored],
-             before: Mapping[str, CustomerState], now_ms: int, config: Config,
+             facts_before: Mapping[str, Facts], now_ms: int, config: Config,
              cards: Mapping[str, ScoreCard] | None = None) -> None:
     for cid in touched:
         old = stored.get(cid)
-        after = Stored(scorer.customers[cid], scorer.alert_states.get(cid, {}), scorer.snapshots.get(cid))
-        facts_before = None if old is None else Facts.of(before[cid], old.alert_states, old.snapshot)
-        delta = customer_delta(before.get(cid), after.state, facts_before, after.facts(),
+        state = scorer.customers[cid]
+        after = Stored(state, scorer.alert_states.get(cid, {}), scorer.snapshots.get(cid))
+        delta = customer_delta(state.journal or Journal(), state, facts_before.get(cid), after.facts(),
                                old.standing if old else None, now_ms, config, (cards or {}).get(cid))
         after.standing = delta.new
         settled.deltas.append(delta)
         settled.stored[cid] = after
+    for s in (*stored.values(), *settled.stored.values()):
+        s.state.journal = None

@@ -26,7 +26,7 @@ from scoring.events import Event, decode_event, validate_event
 from scoring.messages import unpack
 from scoring.reasons import EventRejected, Reason
 from scoring.scores import AccountCard, ScoreCard, account_card, score_card
-from scoring.state import CustomerState
+from scoring.state import CustomerState, Journal
 from scoring.windows import is_in_future, is_too_late
 
 
@@ -81,6 +81,7 @@ class Scorer:
     alert_states: dict[str, dict[str, alert_rules.RuleState]] = field(default_factory=dict)
     snapshots: dict[str, alert_rules.Snapshot] = field(default_factory=dict)  # each customer's last evaluation
     evaluate_alerts: bool = True
+    journaled: bool = False        # new customers get an open journal (the store records their deltas)
 
     def process(self, message: Message, now_ms: int) -> Result:
         """Handle one raw message, decoded JSON object or validated Event; alerts evaluated after it."""
@@ -136,7 +137,8 @@ class Scorer:
         if gate(event, state, now_ms, self.config) is Outcome.DUPLICATE:
             return Result(Outcome.DUPLICATE, event=event)
         if state is None:
-            state = self.customers[event.customer_id] = CustomerState(event.customer_id)
+            state = self.customers[event.customer_id] = CustomerState(
+                event.customer_id, journal=Journal() if self.journaled else None)
         state.apply(event, contribution(event, self.config), now_ms, self.config)
         state.evict(now_ms, self.config)
         return Result(Outcome.ACCEPTED, event=event)

@@ -31,11 +31,29 @@ class SessionStats:
     def bounced(self) -> bool:
         return self.ended and self.pages <= 1 and self.actions == 0
 
+    def terms(self) -> tuple[int, int, int, bool]:
+        return self.anchor_ms, self.pages, self.actions, self.ended
+
     def add(self, delta: SessionDelta) -> None:
         self.anchor_ms = min(self.anchor_ms, delta.ts_ms)
         self.pages += delta.pages
         self.actions += delta.actions
         self.ended = self.ended or delta.ended
+
+
+@dataclass(slots=True)
+class Journal:
+    """What apply and evict changed while the journal was open: what a store must write.
+
+    Kept as the changes happen, so that a batch's delta costs what its events touched,
+    not a copy and comparison of everything the customer holds.
+    """
+
+    counters: dict[int, dict[str, int]] = field(default_factory=dict)   # bucket -> key -> increment
+    evicted: dict[int, tuple[str, ...]] = field(default_factory=dict)    # bucket -> its keys when dropped
+    ids: dict[str, int] = field(default_factory=dict)                    # event ids added -> ts
+    sessions_before: dict[str, tuple[int, int, int, bool] | None] = field(default_factory=dict)  # None: new
+    sessions_dropped: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -52,6 +70,7 @@ class CustomerState:
     segment: tuple[int, str, str] | None = None
     seen: dict[str, int] = field(default_factory=dict)    # event_id -> ts, within the dedup horizon
     seen_by_time: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap of seen
+    journal: Journal | None = field(default=None, compare=False, repr=False)    # open while a store records
 
     @property
     def account_id(self) -> str | None:
@@ -64,6 +83,9 @@ class CustomerState:
     def apply(self, event: Event, contrib: Contribution, now_ms: int, config: Config) -> None:
         """Fold one accepted, non-duplicate event in. Gating happens before (see scoring.engine)."""
         self.seen[event.event_id] = event.ts_ms
+        journal = self.journal
+        if journal is not None:
+            journal.ids[event.event_id] = event.ts_ms
         if self.seen_by_time is not None:
             heapq.heappush(self.seen_by_time, (event.ts_ms, event.event_id))
         self.watermark_ms = _max(self.watermark_ms, event.ts_ms)
@@ -88,10 +110,17 @@ class CustomerState:
         counters = self.buckets.setdefault(contrib.bucket, {})
         for key, amount in contrib.counters:
             counters[key] = counters.get(key, 0) + amount
+        if journal is not None:
+            changed = journal.counters.setdefault(contrib.bucket, {})
+            for key, amount in contrib.counters:
+                changed[key] = changed.get(key, 0) + amount
         if contrib.session is not None:
-            session = self.sessions.get(contrib.session.session_id)
+            sid = contrib.session.session_id
+            session = self.sessions.get(sid)
+            if journal is not None and sid not in journal.sessions_before:
+                journal.sessions_before[sid] = None if session is None else session.terms()
             if session is None:
-                session = self.sessions[contrib.session.session_id] = SessionStats(contrib.session.ts_ms)
+                session = self.sessions[sid] = SessionStats(contrib.session.ts_ms)
             session.add(contrib.session)
 
     def evict(self, now_ms: int, config: Config) -> None:
@@ -103,11 +132,16 @@ class CustomerState:
         """
         oldest = retained_from_bucket(now_ms, config)
         gone = [b for b in self.buckets if b < oldest]
+        journal = self.journal
         for bucket in gone:
+            if journal is not None:
+                journal.evicted[bucket] = tuple(self.buckets[bucket])
             del self.buckets[bucket]
         if gone and self.sessions:
             for sid in [s for s, x in self.sessions.items() if bucket_of(x.anchor_ms, config.bucket_ms) < oldest]:
                 del self.sessions[sid]
+                if journal is not None:
+                    journal.sessions_dropped.append(sid)
         if self.watermark_ms is not None and self.seen:
             horizon = self.watermark_ms - config.dedup_horizon_ms
             heap = self.seen_by_time
