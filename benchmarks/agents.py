@@ -10,7 +10,8 @@
   overhead (benchmarks.fast_transport), lean monitor, raw schema, a 64 k stream buffer.
 * `noop-batch`: one Faust event per fetched chunk of up to 1,000 records (batch delivery).
 * `naive`: the straightforward per-event scorer a user would write first: validate with
-  the core, then one Redis read-modify-write round trip per event.
+  the core, then one Redis read-modify-write round trip per event on one JSON document
+  per customer (its own encoding below, not the worker's layout), no alert rules.
 
 Each writes {"mode", "events", "seconds"} to $BENCH_RESULT once it has seen the expected
 count (timed from the first message) and exits.
@@ -25,12 +26,33 @@ import time
 import faust
 import orjson
 
+from scoring.state import CustomerState, SessionStats
+
 
 def _decode(raw: bytes) -> object:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+
+
+def encode_state(state: CustomerState) -> bytes:
+    """The naive baseline's own record: a customer's whole core state as one JSON document."""
+    return orjson.dumps({
+        "w": state.watermark_ms, "b": state.buckets, "la": state.last_active_ms, "lr": state.last_aer_ms,
+        "f": state.features, "m": state.membership, "a": state.account, "g": state.segment, "sn": state.seen,
+        "ss": {sid: [s.anchor_ms, s.pages, s.actions, s.ended] for sid, s in state.sessions.items()},
+    }, option=orjson.OPT_NON_STR_KEYS)
+
+
+def decode_state(customer_id: str, raw: bytes) -> CustomerState:
+    doc = orjson.loads(raw)
+    return CustomerState(
+        customer_id=customer_id, watermark_ms=doc["w"], buckets={int(b): c for b, c in doc["b"].items()},
+        last_active_ms=doc["la"], last_aer_ms=doc["lr"], features=doc["f"], membership=[tuple(m) for m in doc["m"]],
+        sessions={sid: SessionStats(*s) for sid, s in doc["ss"].items()},
+        account=tuple(doc["a"]) if doc["a"] else None, segment=tuple(doc["g"]) if doc["g"] else None, seen=doc["sn"],
+    )
 
 
 def main() -> None:
@@ -92,7 +114,6 @@ def main() -> None:
         from scoring.engine import gate, Outcome
         from scoring.events import decode_event
         from scoring.reasons import EventRejected
-        from streams.codec import CustomerRecord, decode_record, encode_record
         from scoring.state import CustomerState
 
         config = load_config()
@@ -107,11 +128,10 @@ def main() -> None:
                     event = decode_event(value, config)
                     key = f"{prefix}:{{{event.customer_id}}}:c"
                     raw = await client.get(key)          # one round trip to read ...
-                    record = decode_record(event.customer_id, raw) if raw else CustomerRecord(
-                        CustomerState(event.customer_id))
-                    if gate(event, record.state, now, config) is Outcome.ACCEPTED:
-                        record.state.apply(event, contribution(event, config), now, config)
-                        await client.set(key, encode_record(record))  # ... and one to write, per event
+                    state = decode_state(event.customer_id, raw) if raw else CustomerState(event.customer_id)
+                    if gate(event, state, now, config) is Outcome.ACCEPTED:
+                        state.apply(event, contribution(event, config), now, config)
+                        await client.set(key, encode_state(state))  # ... and one to write, per event
                 except EventRejected:
                     pass
                 count(1)

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import platform
 import subprocess
@@ -38,7 +39,8 @@ from streams.clock import now_ms  # noqa: E402
 from streams.settings import load_settings, prefixed_topics  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 
-MODES = ("raw", "noop", "noop-default", "noop-fast", "noop-batch", "scorer", "naive", "raw-batched", "scorer-batched", "scale-out", "latency")
+MODES = ("raw", "noop", "noop-default", "noop-fast", "noop-batch", "scorer", "naive", "raw-batched", "scorer-batched",
+         "scale-out", "latency", "core", "read")
 BATCH = 100   # events per batch message in the batched topic (JSON arrays, grouped per partition)
 
 
@@ -137,7 +139,7 @@ def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdi
                 elapsed = time.perf_counter() - first
                 rss = [_rss_mb(worker.pid) or 0.0 for worker, _ in procs]
                 return {"events": int(consumed), "seconds": elapsed, "workers": workers,
-                        "worker_peak_rss_mb": max(rss), **asyncio.run(_redis_memory(redis_url, app_id))}
+                        "worker_peak_rss_mb": max(rss), **asyncio.run(prefix_memory(redis_url, app_id))}
             time.sleep(0.2)
         raise RuntimeError(f"{name} did not finish in time")
     finally:
@@ -239,42 +241,329 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return lower
 
 
-async def dormant_member_bytes(redis_url: str, members: int = 20_000) -> dict[str, float]:
-    """Redis bytes per dormant member: joined long ago, nothing in the window (history evicted).
+def core_mode(events: int, customers: int, batch: int = 1000) -> dict[str, float]:
+    """The pure core in memory, no services: generator messages (bytes) in batches of `batch`.
 
-    Built by the core (a join, then a sweep a retention period later), stored with the
-    worker's own encoding, key and index, and measured as the `used_memory` delta.
+    Two timings over the same messages (generated before the clock starts):
+    * `Scorer.process_batch` on one Scorer that keeps every customer: decode, validate, gate,
+      apply, alert rules and score card per touched customer (`clocks` = each message's time);
+    * what the worker's core does per batch: `unpack`, the split by state shard and
+      `scoring.deltas.settle_batch` per shard, which adds standings and deltas. The customers
+      it returns (`Stored`) are kept for the next batch, each loaded the way the store loads
+      it: only the batch's own event ids among its seen ids (the store's dedup zset is
+      emulated outside the timed part).
+    """
+    from scoring.config import load_config
+    from scoring.deltas import Stored
+    from scoring.engine import Outcome, Scorer
+
+    config = load_config()
+    traffic = TrafficGenerator(TrafficSettings(customers=customers, accounts=max(1, customers // 20), seed=42))
+    start = now_ms() - 25 * DAY
+    messages = list(traffic.messages(events, start, 25 * DAY))
+    chunks = [messages[i:i + batch] for i in range(0, len(messages), batch)]
+
+    scorer = Scorer(config)
+    accepted = 0
+    began = time.perf_counter()
+    for chunk in chunks:
+        result = _core_process_batch(scorer, chunk)
+        accepted += sum(1 for r in result.results if r.outcome is Outcome.ACCEPTED)
+    process_s = time.perf_counter() - began
+
+    stored: dict[str, Stored] = {}
+    seen: dict[str, dict[str, int]] = {}     # the store's dedup zsets
+    settle_s = 0.0
+    settled_accepted = deltas = 0
+    for chunk in chunks:
+        now = chunk[-1].at_ms
+        wanted: dict[str, list[str]] = {}
+        for m in chunk:   # load as RedisStore.load does: the batch's ids among the seen ones
+            event = _decode(m.value)
+            if isinstance(event, dict) and isinstance(event.get("customer_id"), str):
+                wanted.setdefault(event["customer_id"], []).append(str(event.get("event_id")))
+        for cid, ids in wanted.items():
+            if cid in stored:
+                known = seen.get(cid, {})
+                stored[cid].state.seen = {e: known[e] for e in ids if e in known}
+        began = time.perf_counter()
+        results = _core_settle_step(chunk, now, stored, config)
+        settle_s += time.perf_counter() - began
+        for settled in results:
+            stored.update(settled.stored)
+            settled_accepted += sum(1 for r in settled.results if r.outcome is Outcome.ACCEPTED)
+            deltas += len(settled.deltas)
+            for delta in settled.deltas:   # the store's ZADD / ZREMRANGEBYSCORE of the seen ids
+                known = seen.setdefault(delta.customer_id, {})
+                known.update(delta.seen)
+                if delta.seen_floor is not None:
+                    for e in [e for e, ts in known.items() if ts < delta.seen_floor]:
+                        del known[e]
+    return {"events": len(messages), "seconds": process_s, "accepted": accepted, "customers": len(scorer.customers),
+            "batch": batch, "settle_seconds": settle_s, "settle_accepted": settled_accepted,
+            "settle_deltas": deltas, "settle_customers": len(stored)}
+
+
+def _core_process_batch(scorer, chunk: list) -> object:
+    """One batch through the reference Scorer (a named frame for the profile)."""
+    clocks = [m.at_ms for m in chunk]
+    return scorer.process_batch([m.value for m in chunk], clocks[-1], clocks)
+
+
+def _core_settle_step(chunk: list, now: int, stored: dict, config) -> list:
+    """What BatchProcessor.process does between its Redis reads and writes (a named frame for the profile)."""
+    from scoring.deltas import settle_batch
+    from scoring.messages import unpack
+    from streams.store import Keys
+
+    by_shard: dict[int, tuple[list, list]] = {}
+    for m in chunk:
+        for item in unpack(m.value, config):
+            if item.event is not None:
+                events, clocks = by_shard.setdefault(Keys.shard_of(item.event.customer_id), ([], []))
+                events.append(item.event)
+                clocks.append(m.at_ms)
+    return [settle_batch({c: stored[c] for c in {e.customer_id for e in events} if c in stored}, events, clocks, now,
+                         config)
+            for events, clocks in by_shard.values()]
+
+
+READ_PATHS = {"leaderboard": "/leaderboard", "at_risk": "/at-risk", "kpis": "/kpis", "customer": "/customers/{}"}
+
+
+async def populate(redis_url: str, key_prefix: str, customers: int, id_prefix: str,
+                   per_customer: float = 2.0) -> dict[str, float]:
+    """`customers` customers in Redis, written through the worker's own BatchProcessor.
+
+    The generator's traffic with uniform activity (`per_customer` events each on average,
+    over the last 25 days, the same ids and accounts `engage generate --customers N
+    --accounts N/20 --id-prefix P` produces), then one page view for each customer it left
+    out, so that every one of the N exists; then `BatchProcessor.sweep` now, so the state is
+    current when a worker takes over.
+    """
+    from scoring.config import load_config
+    from streams.processor import BatchProcessor, Incoming
+    from streams.store import RedisStore
+
+    config = load_config()
+    store = RedisStore.from_url(redis_url, key_prefix)
+    processor = BatchProcessor(config, store)
+    settings = TrafficSettings(customers=customers, accounts=max(1, customers // 20), prefix=id_prefix,
+                               zipf_exponent=0.0, duplicate_share=0.0, malformed_share=0.0, late_share=0.0)
+    now = now_ms()
+    count = int(customers * per_customer)
+    messages = TrafficGenerator(settings).messages(count, now - 25 * DAY, 25 * DAY - 60_000)
+    seen: set[bytes] = set()
+    written = 0
+    began = time.perf_counter()
+    try:
+        await store.check_layout()
+        batch: list = []
+
+        async def flush() -> None:
+            nonlocal written
+            if batch:
+                await processor.process(batch, batch[-1].timestamp_ms)
+                written += len(batch)
+                batch.clear()
+
+        for message in messages:
+            seen.add(message.key)
+            batch.append(Incoming(message.value, message.key, timestamp_ms=message.at_ms))
+            if len(batch) == 1000:
+                await flush()
+        await flush()
+        for index in range(customers):
+            cid = f"{id_prefix}c{index}"
+            if cid.encode() not in seen:
+                batch.append(Incoming(orjson.dumps({"event_id": f"{id_prefix}p{index}", "customer_id": cid,
+                                                    "type": "page_view", "ts": now - 3_600_000}),
+                                      cid.encode(), timestamp_ms=now - 3_600_000))
+                if len(batch) == 1000:
+                    await flush()
+        await flush()
+        processed_s = time.perf_counter() - began
+        await processor.sweep(now_ms())
+        return {"populate_events": written, "populate_seconds": processed_s,
+                "populate_sweep_seconds": time.perf_counter() - began - processed_s,
+                "customers": await store.count("bottom")}
+    finally:
+        await store.close()
+
+
+def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rate: float, workdir: Path,
+              partitions: int) -> dict[str, float]:
+    """p50/p95/p99 of the API's reads against one `engage worker` while it consumes live traffic.
+
+    `customers` customers are written through BatchProcessor into the worker's key prefix
+    first; then the worker starts, `engage generate` sends live (now-stamped) traffic for the
+    same customers at `rate` events/s, and `requests` GETs of each read are timed one after
+    another over one keep-alive connection, round robin: /leaderboard, /at-risk, /kpis and
+    /customers/{id} (a random customer). Every reply must be 200.
+    """
+    import http.client
+    import random
+
+    run = f"bench-read-{uuid.uuid4().hex[:6]}"
+    prefix = f"{run}."
+    id_prefix = f"r{uuid.uuid4().hex[:6]}-"
+    settings = load_settings({"kafka_bootstrap": bootstrap, "redis_url": redis_url, "partitions": partitions,
+                              **prefixed_topics(prefix)})
+    ensure_topics(settings)
+    filled = asyncio.run(populate(redis_url, run, customers, id_prefix))
+    worker, port = _start_worker(bootstrap, redis_url, prefix, run, workdir / "read")
+    env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": bootstrap, "PYTHONPATH": str(ROOT)}
+    sender = None
+    try:
+        deadline = time.monotonic() + 120
+        while (_metric(port, "engagement_assigned_partitions") or 0) < partitions:
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError(f"the read worker never owned its partitions; see {workdir}/read.log")
+            time.sleep(0.2)
+        with open(workdir / "read-generate.log", "wb") as log:
+            sender = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "generate", "--topic-prefix", prefix, "--count",
+                 str(int(rate * 3600)), "--rate", str(rate), "--customers", str(customers), "--accounts",
+                 str(max(1, customers // 20)), "--id-prefix", id_prefix, "--quiet"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while not _metric(port, "engagement_events_consumed_total"):
+            if time.monotonic() > deadline or worker.poll() is not None or sender.poll() is not None:
+                raise RuntimeError(f"the read worker consumed nothing; see {workdir}/read*.log")
+            time.sleep(0.2)
+        rng = random.Random(5)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        samples: dict[str, list[float]] = {name: [] for name in READ_PATHS}
+        consumed = _metric(port, "engagement_events_consumed_total") or 0.0
+        began = time.perf_counter()
+        for round_ in range(requests + 3):       # three rounds of warm-up, not counted
+            for name, path in READ_PATHS.items():
+                url = path.format(f"{id_prefix}c{rng.randrange(customers)}")
+                at = time.perf_counter()
+                connection.request("GET", url)
+                response = connection.getresponse()
+                body = response.read()
+                elapsed = time.perf_counter() - at
+                if response.status != 200:
+                    raise RuntimeError(f"GET {url}: {response.status} {body[:200]!r}")
+                if round_ >= 3:
+                    samples[name].append(elapsed * 1000)
+        seconds = time.perf_counter() - began
+        connection.close()
+        during = (_metric(port, "engagement_events_consumed_total") or 0.0) - consumed
+        out: dict[str, float] = {"events": requests * len(READ_PATHS), "seconds": seconds, "requested_customers":
+                                 customers, "live_rate": rate, "consumed_during_reads": during, **filled}
+        for name, values in samples.items():
+            values.sort()
+            for q in (50, 95, 99):   # nearest rank
+                out[f"{name}_p{q}_ms"] = values[max(0, math.ceil(q / 100 * len(values)) - 1)]
+            out[f"{name}_max_ms"] = values[-1]
+        return out
+    finally:
+        if sender is not None:
+            sender.terminate()
+            sender.wait(timeout=60)
+        worker.terminate()
+        worker.wait(timeout=60)
+        asyncio.run(_drop_prefix(redis_url, run))
+
+
+async def _drop_prefix(redis_url: str, prefix: str) -> None:
+    """Every key under `prefix`, unlinked a chunk per round trip (a benchmark state is large)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        chunk = []
+        async for key in client.scan_iter(match=f"{prefix}:*", count=5000):
+            chunk.append(key)
+            if len(chunk) == 5000:
+                await client.unlink(*chunk)
+                chunk.clear()
+        if chunk:
+            await client.unlink(*chunk)
+    finally:
+        await client.aclose()
+
+
+async def dormant_member_bytes(redis_url: str, members: int = 20_000) -> dict[str, object]:
+    """Redis bytes per dormant member: joined long ago, nothing left in the window.
+
+    Built through the worker's own BatchProcessor into a fresh key prefix: a `member_joined`
+    (with an account) 400 days ago, then `BatchProcessor.sweep` now, which evicts the buckets
+    and re-scores every due member, so that nothing is due any more. Measured as the
+    `used_memory` delta per member (own keys plus their entries in the shared sorted sets,
+    sets and sums), with MEMORY USAGE of one member's own keys beside it. The prefix is
+    deleted afterwards.
+    """
+    from scoring.config import load_config
+    from scoring.engine import Outcome
+    from streams.processor import BatchProcessor, Incoming
+    from streams.store import RedisStore
+
+    config = load_config()
+    prefix = f"bench-dormant-{uuid.uuid4().hex[:6]}"
+    store = RedisStore.from_url(redis_url, prefix)
+    processor = BatchProcessor(config, store)
+    now = now_ms()
+    joined = now - 400 * DAY
+    try:
+        before = (await store.redis.info("memory"))["used_memory"]
+        await store.check_layout()
+        for start in range(0, members, 1000):
+            ids = [f"m{start + i:09d}" for i in range(min(1000, members - start))]
+            batch = [Incoming(orjson.dumps({"event_id": f"j-{cid}", "customer_id": cid, "type": "member_joined",
+                                            "ts": joined, "account_id": "a1"}), cid.encode(), timestamp_ms=joined)
+                     for cid in ids]
+            processed = await processor.process(batch, joined)
+            if processed.count(Outcome.ACCEPTED) != len(ids):
+                raise RuntimeError(f"dormant members: {processed.rejections()[:1]} (expected every join accepted)")
+        await processor.sweep(now)
+        after = (await store.redis.info("memory"))["used_memory"]
+        cid = "m000000000"
+        own = {"facts": store.keys.facts(cid), "counters": store.keys.counters(cid),
+               "sessions": store.keys.sessions(cid), "seen": store.keys.seen(cid)}
+        usage = {name: await store.redis.memory_usage(key, samples=0) or 0 for name, key in own.items()}
+        return {"dormant_members": members, "redis_bytes_per_dormant_member": (after - before) / members,
+                "dormant_record_memory_usage": sum(usage.values()), "dormant_member_keys": usage,
+                "dormant_due_now": await store.due_count(now), "dormant_due_later": await store.count("due"),
+                "dormant_members_indexed": await store.count("members")}
+    finally:
+        await store.close()
+        await _drop_prefix(redis_url, prefix)
+
+
+async def prefix_memory(redis_url: str, prefix: str) -> dict[str, float]:
+    """Redis bytes per customer under a key prefix: MEMORY USAGE of every key, by kind.
+
+    A customer's own keys (facts, bucket counters, sessions, seen ids) are counted per
+    customer; the shared ones (sorted sets, sums, per-bucket totals, account sets) are
+    divided by the customers. `redis_bytes_per_customer` is all of it.
     """
     import redis.asyncio as aioredis
 
-    from scoring.config import load_config
-    from scoring.engine import Scorer
-    from streams.codec import CustomerRecord, encode_record
-    from streams.store import Keys
-
-    config = load_config()
-    keys = Keys(f"bench-dormant-{uuid.uuid4().hex[:6]}")
-    joined = now_ms() - 400 * DAY
     client = aioredis.Redis.from_url(redis_url)
+    own_kinds = ("f", "b", "ss", "seen")
+    by_kind: dict[str, int] = {}
     try:
-        before = (await client.info("memory"))["used_memory"]
-        for start in range(0, members, 1000):
-            scorer = Scorer(config, evaluate_alerts=False)
-            ids = [f"m{start + i:09d}" for i in range(min(1000, members - start))]
-            for cid in ids:
-                scorer.process(orjson.dumps({"event_id": f"j-{cid}", "customer_id": cid, "type": "member_joined",
-                                             "ts": joined, "account_id": "a1"}), joined)
-            scorer.sweep(now_ms())
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=5000)]
+        for start in range(0, len(keys), 2000):
+            chunk = keys[start:start + 2000]
             async with client.pipeline(transaction=False) as pipe:
-                for cid in ids:
-                    pipe.set(keys.customer(cid), encode_record(CustomerRecord(scorer.customers[cid], {}, None)))
-                pipe.sadd(keys.customers, *ids)
-                pipe.sadd(keys.account("a1"), *ids)
-                await pipe.execute()
-        after = (await client.info("memory"))["used_memory"]
-        sample = await client.memory_usage(keys.customer("m000000000"), samples=0) or 0
-        return {"dormant_members": members, "redis_bytes_per_dormant_member": (after - before) / members,
-                "dormant_record_memory_usage": sample}
+                for key in chunk:
+                    pipe.memory_usage(key, samples=0)
+                sizes = await pipe.execute()
+            for key, size in zip(chunk, sizes):
+                parts = key.decode().split(":")
+                kind = parts[2] if len(parts) > 2 and parts[1].startswith("{") else parts[1]
+                kind = kind if kind in own_kinds else "shared"
+                by_kind[kind] = by_kind.get(kind, 0) + (size or 0)
+        customers = sum(1 for key in keys if key.decode().split(":")[2:3] == ["f"])
+        per = max(customers, 1)
+        own = sum(v for k, v in by_kind.items() if k in own_kinds)
+        return {"customers": customers, "redis_bytes_per_customer": sum(by_kind.values()) / per,
+                "redis_bytes_per_customer_own_keys": own / per, "redis_bytes_shared_per_customer": by_kind.get("shared", 0) / per,
+                **{f"redis_bytes_per_customer_{k}": by_kind.get(k, 0) / per for k in own_kinds}}
     finally:
         await client.aclose()
 
@@ -300,66 +589,105 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-async def _redis_memory(redis_url: str, prefix: str) -> dict[str, float]:
-    """Bytes per customer record, by MEMORY USAGE over a sample of customers."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        ids = [m.decode() async for m in client.sscan_iter(f"{prefix}:{{g}}:customers", count=1000)]
-        sample = ids[:: max(1, len(ids) // 500)]
-        sizes = [await client.memory_usage(f"{prefix}:{{{cid}}}:c", samples=0) or 0 for cid in sample]
-        return {"customers": len(ids), "redis_bytes_per_customer": sum(sizes) / max(len(sizes), 1)}
-    finally:
-        await client.aclose()
-
-
 def machine() -> dict[str, object]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "kafka": local.KAFKA_VERSION, "commit": commit.stdout.strip() or "unknown"}
+    # code that is not the commit's: say so (what was measured is the working tree)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "scoring", "streams",
+                            "benchmarks"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "kafka": local.KAFKA_VERSION,
+            "commit": (commit.stdout.strip() or "unknown") + (" + uncommitted changes" if dirty else "")}
+
+
+def rates(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """events/s of each throughput mode (latency and read measure time per request, not throughput);
+    `core` gives two: `core` (Scorer.process_batch) and `core-settle` (settle_batch)."""
+    rate = {m: r["events"] / r["seconds"] for m, r in results.items() if r.get("seconds") and m not in ("latency", "read")}
+    core = results.get("core", {})
+    if core.get("settle_seconds"):
+        rate["core-settle"] = core["events"] / core["settle_seconds"]
+    return rate
 
 
 def markdown(report: dict[str, object]) -> str:
     results: dict[str, dict[str, float]] = report["results"]  # type: ignore[assignment]
-    rate = {m: r["events"] / r["seconds"] for m, r in results.items() if r.get("seconds") and m != "latency"}
+    rate = rates(results)
     m = report["machine"]
+    topic = "no topic (only in-memory modes)"
+    if "prefill" in report:
+        topic = (f"Topic: {report['events']:,} events, {report['customers']:,} customers, "
+                 f"{report['partitions']} partitions, {report['prefill']['mean_bytes']:.0f} bytes per message on average"
+                 + (f"; the batched topic holds the same events in JSON arrays of {BATCH} "
+                    f"({report['prefill_batched']['messages']:,} messages)" if "prefill_batched" in report else ""))
     lines = [
         "# Benchmark results", "",
         f"Run {report['started']} on {m['cpus']} × {m['cpu']}, Python {m['python']}, Kafka {m['kafka']}, "
-        f"commit `{m['commit']}`. Topic: {report['events']:,} events, {report['customers']:,} customers, "
-        f"{report['partitions']} partitions, {report['prefill']['mean_bytes']:.0f} bytes per message on average"
-        + (f"; the batched topic holds the same events in JSON arrays of {BATCH} "
-           f"({report['prefill_batched']['messages']:,} messages)" if "prefill_batched" in report else "") + ".",
-        "Command: `" + report["command"] + "`. Kafka, Redis, the producer and the workers share the 2 cores.", "",
+        f"commit `{m['commit']}`. {topic}.",
+        "Command: `" + report["command"] + "`. Kafka, Redis, the producer and the workers share the "
+        f"{m['cpus']} cores (1-minute load average {report.get('load_average_at_start', 0):.1f} at the start, "
+        f"{report.get('load_average_at_end', 0):.1f} at the end).", "",
         "| mode | events | seconds | events/s | × raw ceiling | × framework ceiling | × naive |",
         "|---|---|---|---|---|---|---|",
     ]
-    for mode in MODES:
+    for mode in (*MODES[:MODES.index("core") + 1], "core-settle", *MODES[MODES.index("core") + 1:]):
         if mode not in rate:
             continue
-        r = results[mode]
+        r = results["core"] if mode == "core-settle" else results[mode]
+        seconds = r["settle_seconds"] if mode == "core-settle" else r["seconds"]
         ratio = lambda base: f"{rate[mode] / rate[base]:.2f}" if base in rate else "–"  # noqa: E731
-        lines.append(f"| {mode} | {r['events']:,} | {r['seconds']:.2f} | {rate[mode]:,.0f} | {ratio('raw')} | "
+        lines.append(f"| {mode} | {r['events']:,} | {seconds:.2f} | {rate[mode]:,.0f} | {ratio('raw')} | "
                      f"{ratio('noop')} | {ratio('naive')} |")
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     for target, value, met in targets(results, rate):
         lines.append(f"| {target} | {value} | {met} |")
+    read = results.get("read")
+    if read:
+        lines += ["", f"Reads against one worker consuming live traffic ({read['live_rate']:,.0f} events/s sent, "
+                      f"{read['consumed_during_reads']:,.0f} consumed during the {read['seconds']:.0f} s of reads: "
+                      f"{read['consumed_during_reads'] / read['seconds']:,.0f}/s), "
+                      f"{read['customers']:,} customers in Redis (written through BatchProcessor: "
+                      f"{read['populate_events']:,} events in {read['populate_seconds']:.0f} s, then a due sweep "
+                      f"of {read['populate_sweep_seconds']:.0f} s), {read['events'] // len(READ_PATHS):,} requests "
+                      f"of each, one at a time:", "",
+                  "| read | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
+        for name, path in READ_PATHS.items():
+            lines.append(f"| `GET {path.format('{id}')}` | {read[f'{name}_p50_ms']:.1f} | {read[f'{name}_p95_ms']:.1f} | "
+                         f"{read[f'{name}_p99_ms']:.1f} | {read[f'{name}_max_ms']:.1f} |")
     scorer = results.get("scorer", {})
     if scorer:
         lines += ["", f"Scorer memory: {scorer.get('redis_bytes_per_customer', 0):,.0f} Redis bytes per customer "
-                      f"record ({scorer.get('customers', 0):,} customers), worker peak RSS "
+                      f"({scorer.get('customers', 0):,} customers; MEMORY USAGE of every key of the worker's prefix "
+                      f"over its customers): own keys {scorer.get('redis_bytes_per_customer_own_keys', 0):,.0f} "
+                      f"(facts {scorer.get('redis_bytes_per_customer_f', 0):,.0f}, bucket counters "
+                      f"{scorer.get('redis_bytes_per_customer_b', 0):,.0f}, sessions "
+                      f"{scorer.get('redis_bytes_per_customer_ss', 0):,.0f}, seen ids "
+                      f"{scorer.get('redis_bytes_per_customer_seen', 0):,.0f}), shared sorted sets, sums and totals "
+                      f"{scorer.get('redis_bytes_shared_per_customer', 0):,.0f}; worker peak RSS "
                       f"{scorer.get('worker_peak_rss_mb') or 0:,.0f} MB."]
+        if "redis_bytes_per_dormant_member" in scorer:
+            keys = scorer.get("dormant_member_keys", {})
+            lines += ["", f"Dormant members ({scorer['dormant_members']:,}, joined 400 days ago through BatchProcessor, "
+                          f"then swept; {scorer.get('dormant_due_now', 0):,} due after the sweep): "
+                          f"{scorer['redis_bytes_per_dormant_member']:,.0f} Redis bytes each (used_memory delta); "
+                          f"one member's own keys {scorer['dormant_record_memory_usage']:,} B by MEMORY USAGE ("
+                          + ", ".join(f"{k} {v:,}" for k, v in keys.items()) + "), the rest is its entries in the "
+                          "shared sorted sets and sets."]
+    core = results.get("core")
+    if core:
+        lines += ["", f"Core: {core['events']:,} generator messages ({core['customers']:,} customers touched of "
+                      f"{report.get('core_customers', 0):,}), batches of {core['batch']:,}, one process, no services."]
     lines += ["", "Modes: `raw` aiokafka + orjson only; `noop` a no-op Faust agent with our worker's settings "
                   "(framework ceiling); `noop-default` the same agent iterating per event with Faust's defaults; "
                   "`noop-fast` / `noop-batch` the no-op agent on the benchmark transport (benchmarks/fast_transport.py), "
                   "per event / one event per fetched chunk; "
                   "`scorer` one `engage worker` end to end; `naive` per-event agent with one Redis round trip "
-                  "per read and write; `raw-batched` / `scorer-batched` the same on the batched topic; "
-                  "`scale-out` two workers sharing the topic; `latency` a paced producer at 80 % of the "
-                  "scorer's rate (p50/p95/p99 of event time -> applied in Redis, from the worker's histogram).", "",
+                  "per read and write of a JSON document per customer; `raw-batched` / `scorer-batched` the same "
+                  "on the batched topic; `scale-out` two workers sharing the topic; `latency` a paced producer at "
+                  "80 % of the scorer's rate (p50/p95/p99 of event time -> applied in Redis, from the worker's "
+                  "histogram); `core` the pure core in memory (`Scorer.process_batch`, bytes in), `core-settle` "
+                  "the worker's core step (`unpack`, split by state shard, `settle_batch`: standings and deltas "
+                  "too); `read` API read latency against a consuming worker.", "",
               "What stands in the way of the targets that are not met, with the profiles: `benchmarks/PROFILE.md`.", ""]
     return "\n".join(lines)
 
@@ -383,12 +711,24 @@ def targets(results: dict[str, dict[str, float]], rate: dict[str, float]) -> lis
     b, rb = rate.get("scorer-batched"), ratio("scorer-batched", "raw-batched")
     add("batched: scorer ≥ 100,000 events/s", b, "{:,.0f}/s", None if b is None else b >= 100_000)
     add("batched: or scorer ≥ 0.5 × raw ceiling (batched)", rb, "{:.3f}×", None if rb is None else rb >= 0.5)
+    for mode, name in (("core", "core: `Scorer.process_batch`"), ("core-settle", "core: `settle_batch` (+ standings, deltas)")):
+        c = rate.get(mode)
+        out.append((f"{name} ≥ 100,000 events/s", "–" if c is None else f"{c:,.0f}/s ({c / 100_000:.3f}× the target)",
+                    "–" if c is None else ("yes" if c >= 100_000 else "no")))
     lat = results.get("latency", {})
     p99 = lat.get("p99_ms")
     add("p99 ≤ 100 ms at 80 % load", p99, "{:.0f} ms", None if p99 is None else p99 <= 100)
     if lat:
         out.append(("(latency p50 / p95)", f"{lat['p50_ms']:.0f} / {lat['p95_ms']:.0f} ms at "
                     f"{lat['achieved_rate']:,.0f} events/s", "–"))
+    read = results.get("read")
+    for name, path in READ_PATHS.items():
+        if not read:
+            break
+        p99 = read[f"{name}_p99_ms"]
+        met = "no" if p99 > 10 else ("yes" if read["customers"] >= 1_000_000 else "– (fewer than 1 M customers)")
+        out.append((f"read p99 ≤ 10 ms at 1,000,000 customers: `GET {path.format('{id}')}`",
+                    f"{p99:.1f} ms at {read['customers']:,} customers", met))
     active = results.get("scorer", {}).get("redis_bytes_per_customer")
     add("≤ 1 KB Redis per active customer", active, "{:,.0f} B", None if active is None else active <= 1024)
     dormant = results.get("scorer", {}).get("redis_bytes_per_dormant_member")
@@ -412,35 +752,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-rate", type=float, default=None,
                         help="events/s of the latency run (default: 80 %% of the scorer's measured rate)")
     parser.add_argument("--dormant", type=int, default=20_000, help="dormant members written for the memory probe")
+    parser.add_argument("--core-events", type=int, default=None, help="messages of the core mode (default: --events)")
+    parser.add_argument("--core-customers", type=int, default=50_000, help="generator customers of the core mode")
+    parser.add_argument("--read-customers", type=int, default=100_000,
+                        help="customers written through BatchProcessor before the read mode's worker starts")
+    parser.add_argument("--read-requests", type=int, default=500, help="timed requests of each read")
+    parser.add_argument("--read-rate", type=float, default=200.0,
+                        help="events/s of live traffic the worker consumes during the read mode")
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         parser.error(f"--modes: unknown {', '.join(unknown)} (choose from {', '.join(MODES)})")
 
-    running = local.up(log=lambda line: print(line, file=sys.stderr))
-    prefix = f"bench-{uuid.uuid4().hex[:8]}."
-    settings = load_settings({"kafka_bootstrap": running.kafka_bootstrap, "redis_url": running.redis_url,
-                              "partitions": args.partitions, **prefixed_topics(prefix)})
-    ensure_topics(settings)
-    workdir = Path(running.directory).parent / "bench" / prefix.rstrip(".")
-    workdir.mkdir(parents=True, exist_ok=True)
     report: dict[str, object] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "events": args.events,
         "customers": args.customers, "partitions": args.partitions, "machine": machine(),
         "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "load_average_at_start": os.getloadavg()[0],
     }
-    print(f"pre-filling {settings.events_topic} with {args.events:,} events ...", file=sys.stderr)
-    report["prefill"] = prefill(running.kafka_bootstrap, settings.events_topic, args.events, args.customers)
-    batched_prefix = f"{prefix}batched."
-    batched = dataclasses.replace(settings, **prefixed_topics(batched_prefix))
-    if {"raw-batched", "scorer-batched"} & set(modes):
-        ensure_topics(batched)
-        print(f"pre-filling {batched.events_topic} with the same events in arrays of {BATCH} ...", file=sys.stderr)
-        report["prefill_batched"] = prefill(running.kafka_bootstrap, batched.events_topic, args.events,
-                                            args.customers, batch=BATCH)
     results: dict[str, dict[str, float]] = {}
-    for mode in modes:
+    if "core" in modes:   # first: no worker or producer of this run competes with it
+        print("measuring core ...", file=sys.stderr)
+        report["core_customers"] = args.core_customers
+        results["core"] = core_mode(args.core_events or args.events, args.core_customers)
+    service_modes = [m for m in modes if m != "core"]
+    if service_modes:
+        running = local.up(log=lambda line: print(line, file=sys.stderr))
+        prefix = f"bench-{uuid.uuid4().hex[:8]}."
+        settings = load_settings({"kafka_bootstrap": running.kafka_bootstrap, "redis_url": running.redis_url,
+                                  "partitions": args.partitions, **prefixed_topics(prefix)})
+        workdir = Path(running.directory).parent / "bench" / prefix.rstrip(".")
+        workdir.mkdir(parents=True, exist_ok=True)
+        if set(service_modes) - {"latency", "read"}:   # those two send to topics of their own
+            ensure_topics(settings)
+            print(f"pre-filling {settings.events_topic} with {args.events:,} events ...", file=sys.stderr)
+            report["prefill"] = prefill(running.kafka_bootstrap, settings.events_topic, args.events, args.customers)
+        batched_prefix = f"{prefix}batched."
+        batched = dataclasses.replace(settings, **prefixed_topics(batched_prefix))
+        if {"raw-batched", "scorer-batched"} & set(modes):
+            ensure_topics(batched)
+            print(f"pre-filling {batched.events_topic} with the same events in arrays of {BATCH} ...", file=sys.stderr)
+            report["prefill_batched"] = prefill(running.kafka_bootstrap, batched.events_topic, args.events,
+                                                args.customers, batch=BATCH)
+    for mode in service_modes:
         print(f"measuring {mode} ...", file=sys.stderr)
         if mode in ("raw", "raw-batched"):
             topic = settings.events_topic if mode == "raw" else batched.events_topic
@@ -457,14 +812,17 @@ def main(argv: list[str] | None = None) -> int:
             rate = args.latency_rate or 0.8 * (scorer_rate or 1000.0)
             results[mode] = latency_mode(running.kafka_bootstrap, running.redis_url, rate, args.latency_seconds,
                                          args.customers, workdir, args.partitions)
+        elif mode == "read":
+            results[mode] = read_mode(running.kafka_bootstrap, running.redis_url, args.read_customers,
+                                      args.read_requests, args.read_rate, workdir, args.partitions)
         else:
             count = min(args.events, args.naive_events) if mode == "naive" else args.events
             results[mode] = faust_mode(mode, running.kafka_bootstrap, running.redis_url, settings.events_topic, count,
                                        workdir, args.timeout)
-        r = results[mode]
-        print(f"  {mode}: {r['events']:,} events in {r['seconds']:.2f} s = {r['events'] / r['seconds']:,.0f}/s",
-              file=sys.stderr)
+    for mode, rate in rates(results).items():
+        print(f"  {mode}: {rate:,.0f} events/s", file=sys.stderr)
     report["results"] = results
+    report["load_average_at_end"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{report['started'].replace(':', '')}.json").write_text(json.dumps(report, indent=2))
     args.markdown.write_text(markdown(report))

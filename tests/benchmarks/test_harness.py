@@ -6,26 +6,50 @@ import json
 
 import pytest
 
-from benchmarks.run import MODES, main
+from benchmarks.run import MODES, READ_PATHS, main
 
 pytestmark = pytest.mark.services
 
 
-def test_every_mode_measures_the_same_topic_and_reports(stack, tmp_path, monkeypatch):
+def test_every_mode_measures_and_reports(stack, tmp_path, monkeypatch):
     monkeypatch.setenv("ENGAGE_STACK_DIR", stack.directory)
     markdown = tmp_path / "RESULTS.md"
     assert main(["--events", "1500", "--customers", "150", "--naive-events", "500", "--out", str(tmp_path),
                  "--markdown", str(markdown), "--latency-seconds", "3", "--latency-rate", "300",
-                 "--dormant", "300"]) == 0
+                 "--dormant", "300", "--core-customers", "150", "--read-customers", "200", "--read-requests", "20",
+                 "--read-rate", "100"]) == 0
     report = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert set(report["results"]) == set(MODES)
     results = report["results"]
     for mode, result in results.items():
-        expected = {"naive": 500, "latency": 1}.get(mode, 1500)
+        expected = {"naive": 500, "latency": 1, "read": 20 * len(READ_PATHS)}.get(mode, 1500)
         assert result["events"] >= expected and result["seconds"] > 0, mode
-    assert results["scorer"]["redis_bytes_per_customer"] > 0
-    assert results["scorer"]["redis_bytes_per_dormant_member"] > 0   # a used_memory delta: noisy at 300 members
-    assert 0 < results["scorer"]["dormant_record_memory_usage"] < results["scorer"]["redis_bytes_per_customer"]
+
+    # the core, in memory: both paths accept the same events and know the same customers; and the
+    # worker, fed the same generator traffic through Kafka, stored exactly those customers
+    core = results["core"]
+    assert core["events"] == 1500 and core["settle_seconds"] > 0
+    assert 0 < core["settle_accepted"] == core["accepted"] < 1500       # duplicates, late and malformed refused
+    assert core["settle_customers"] == core["customers"] <= core["settle_deltas"]
+    scorer = results["scorer"]
+    assert scorer["customers"] == core["customers"]
+
+    # memory: every key of the worker's prefix, and dormant members built and swept through BatchProcessor
+    assert scorer["redis_bytes_per_customer"] > scorer["redis_bytes_per_customer_own_keys"] > 0
+    assert scorer["redis_bytes_per_customer_f"] > 0 and scorer["redis_bytes_shared_per_customer"] > 0
+    assert scorer["redis_bytes_per_dormant_member"] > 0   # a used_memory delta: noisy at 300 members
+    assert scorer["dormant_members_indexed"] == 300 and scorer["dormant_due_now"] == 0
+    keys = scorer["dormant_member_keys"]
+    assert keys["facts"] > 0 and keys["counters"] == keys["sessions"] == 0   # the sweep evicted the buckets
+    assert 0 < scorer["dormant_record_memory_usage"] < scorer["redis_bytes_per_customer"]
+
+    # reads: every customer written, a worker consuming while they were timed
+    read = results["read"]
+    assert read["customers"] == 200 and read["populate_events"] >= 200
+    assert read["consumed_during_reads"] > 0
+    for name in READ_PATHS:
+        assert 0 < read[f"{name}_p50_ms"] <= read[f"{name}_p95_ms"] <= read[f"{name}_p99_ms"] <= read[f"{name}_max_ms"]
+
     assert results["scale-out"]["workers"] == 2
     assert 0 < results["latency"]["p50_ms"] <= results["latency"]["p95_ms"] <= results["latency"]["p99_ms"]
     assert report["prefill_batched"]["messages"] < report["prefill"]["messages"] == 1500
@@ -33,6 +57,35 @@ def test_every_mode_measures_the_same_topic_and_reports(stack, tmp_path, monkeyp
     table = markdown.read_text()
     assert "| scorer | 1,500 |" in table and "× framework ceiling" in table
     assert "| scorer-batched | 1,500 |" in table and "| p99 ≤ 100 ms at 80 % load |" in table
+    assert "| core | 1,500 |" in table and "| core-settle | 1,500 |" in table
+    assert "| core: `Scorer.process_batch` ≥ 100,000 events/s |" in table
+    assert "| `GET /kpis` |" in table and "at 200 customers |" in table
+
+
+def test_the_core_mode_needs_no_services(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGAGE_STACK_DIR", str(tmp_path / "no-stack"))   # would be started if it were needed
+    markdown = tmp_path / "RESULTS.md"
+    assert main(["--modes", "core", "--events", "300", "--core-customers", "50", "--out", str(tmp_path),
+                 "--markdown", str(markdown)]) == 0
+    assert not (tmp_path / "no-stack").exists()
+    report = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert set(report["results"]) == {"core"} and "prefill" not in report
+    assert "| core-settle | 300 |" in markdown.read_text()
+
+
+def test_the_naive_baseline_round_trips_a_customer_through_its_own_json():
+    from benchmarks.agents import decode_state, encode_state
+    from scoring.config import load_config
+    from scoring.engine import Scorer
+    from scoring.synthetic import TrafficGenerator, TrafficSettings
+    from scoring.timeutil import DAY
+
+    scorer = Scorer(load_config(), evaluate_alerts=False)
+    for message in TrafficGenerator(TrafficSettings(customers=5, seed=3)).messages(400, 20_700 * DAY, 3 * DAY):
+        scorer.process(message.value, message.at_ms)
+    assert any(s.sessions and s.membership and s.features for s in scorer.customers.values())
+    for cid, state in scorer.customers.items():
+        assert decode_state(cid, encode_state(state)) == state
 
 
 def test_quantile_interpolates_within_buckets_like_histogram_quantile():
