@@ -143,7 +143,7 @@ def evaluate(
         if dropping and not state.active:
             alert(Rule.SCORE_DROP, {"es": reference}, {"es": current.card.es,
                   "drop_percent": 100.0 * (reference - current.card.es) / reference})
-        out[Rule.SCORE_DROP] = replace(state, active=dropping)
+        out[Rule.SCORE_DROP] = state if state.active == dropping else replace(state, active=dropping)
 
     # inactivity: a member with no activity for alerts.inactivity (since joining if never active).
     if cfg.inactivity_ms is not None:
@@ -155,7 +155,7 @@ def evaluate(
         if inactive and not state.active:
             alert(Rule.INACTIVE, {"last_active": current.card.last_active_ms},
                   {"inactive_ms": current.card.as_of_ms - since})
-        out[Rule.INACTIVE] = replace(state, active=inactive)
+        out[Rule.INACTIVE] = state if state.active == inactive else replace(state, active=inactive)
 
     # activation: a new member with no activity within alerts.activation of joining; once per membership.
     if cfg.activation_ms is not None:

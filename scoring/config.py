@@ -79,9 +79,11 @@ class Config:
     known_types: frozenset[str] = field(default=frozenset())
     custom_types: frozenset[str] = field(default=frozenset())
     retention_ms: int = field(init=False, default=0)  # derived: see _retention (read on every event)
+    total_weight: int = field(init=False, default=0)  # derived: the sum of the scored types' weights
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retention_ms", self._retention())
+        object.__setattr__(self, "total_weight", sum(w for w in self.weights.values() if w > 0))
 
     def _retention(self) -> int:
         """How far back buckets must be kept for every score, KPI and alert to be exact."""

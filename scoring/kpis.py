@@ -66,7 +66,8 @@ def engagement_component(count: float, target: float) -> float:
 
 
 def engagement_score(
-    counts: Mapping[str, float], weights: Mapping[str, float], targets: Mapping[str, float]
+    counts: Mapping[str, float], weights: Mapping[str, float], targets: Mapping[str, float],
+    total_weight: float | None = None,
 ) -> float:
     """ES = sum(w_k * m_k) / sum(w_k) over every weighted type, in 0..100.
 
@@ -74,7 +75,8 @@ def engagement_score(
     when the weights average 1; normalising by the weight sum keeps ES on 0..100 for
     any weight scale. A weighted type with no events counts as m_k = 0.
     """
-    total_weight = sum(w for w in weights.values() if w > 0)
+    if total_weight is None:   # callers that score many customers pass it in (config.total_weight)
+        total_weight = sum(w for w in weights.values() if w > 0)
     if total_weight <= 0:
         return 0.0
     # only the types with events: a zero term changes no exact sum, and a customer has few types

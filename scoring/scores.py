@@ -117,7 +117,7 @@ def decayed_score(state: CustomerState, as_of_ms: int, config: Config) -> float 
 
 def engagement_score_at(state: CustomerState, as_of_ms: int, config: Config) -> float:
     counts = window_counts(state.buckets, as_of_ms, config.window_ms, config.bucket_ms)
-    return kpis.engagement_score(counts, config.weights, config.targets)
+    return kpis.engagement_score(counts, config.weights, config.targets, config.total_weight)
 
 
 def is_active(state: CustomerState, as_of_ms: int, config: Config) -> bool:
@@ -143,7 +143,7 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
     """The customer's scores as of `as_of_ms`; without `detail`, no breakdown and no decayed score."""
     counts = window_counts(state.buckets, as_of_ms, config.window_ms, config.bucket_ms)
     cer = kpis.customer_engagement_rate(counts, config.weights)
-    es = kpis.engagement_score(counts, config.weights, config.targets)
+    es = kpis.engagement_score(counts, config.weights, config.targets, config.total_weight)
     return ScoreCard(
         customer_id=state.customer_id,
         as_of_ms=as_of_ms,
