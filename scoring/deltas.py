@@ -64,6 +64,7 @@ class CustomerDelta:
     sessions_dropped: tuple[str, ...] = ()
     session_totals: dict[int, dict[str, int]] = field(default_factory=dict)  # bucket -> sessions/bounces delta
     facts: Facts | None = None                                             # None: unchanged
+    facts_before: Facts | None = None                                      # None: a new customer
     old: Standing | None = None
     new: Standing | None = None
     due_ms: int | None = None                                              # next re-score; None: none pending
@@ -80,7 +81,8 @@ class CustomerDelta:
 def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts | None, facts_after: Facts,
                    old: Standing | None, now_ms: int, config: Config, card: ScoreCard | None = None) -> CustomerDelta:
     """What the journal recorded for one customer, plus its new standing and due time."""
-    delta = CustomerDelta(after.customer_id, facts=None if facts_after == facts_before else facts_after, old=old)
+    delta = CustomerDelta(after.customer_id, facts=None if facts_after == facts_before else facts_after,
+                          facts_before=facts_before, old=old)
     delta.counters = journal.counters
     delta.evicted = journal.evicted
     delta.seen = journal.ids

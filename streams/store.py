@@ -11,9 +11,9 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{s}:b:<customer>         HASH   per-bucket counters, field "<bucket>|<counter>" -> int
     <p>:{s}:ss:<customer>        HASH   sessions still in the window, id -> "anchor,pages,actions,ended"
     <p>:{s}:seen:<customer>      ZSET   event ids within the dedup horizon, score = event time
-    <p>:{s}:top / :bottom        ZSET   leaderboards (equal scores, members ordered by key)
+    <p>:{s}:rank                 ZSET   every customer, ordered by key: ES, CER, id (leaderboards,
+                                        the median ES)
     <p>:{s}:risk                 ZSET   customers with an active alert, lowest ES first
-    <p>:{s}:es                   ZSET   ES of scored customers (the median)
     <p>:{s}:active               ZSET   customer -> newest activity-type event time
     <p>:{s}:aer                  ZSET   customer -> newest AER-activity event time
     <p>:{s}:members              ZSET   current members -> start of their membership
@@ -49,7 +49,7 @@ from scoring.business import Aggregates
 from scoring.config import Config
 from scoring.contributions import ANY_FEATURE
 from scoring.deltas import BOUNCES, SESSIONS, CustomerDelta, Facts, Stored
-from scoring.standing import ORDER_KEY_ID_OFFSET, Standing, bottom_key, risk_key, top_key
+from scoring.standing import ORDER_KEY_ID_OFFSET, Standing, bottom_key, risk_key
 from scoring.state import CustomerState, SessionStats
 from scoring.timeutil import DAY
 from scoring.windows import bucket_of, window_start_bucket, window_start_ms
@@ -90,7 +90,7 @@ class Keys:
         return f"{self.tag(self.shard_of(cid))}:seen:{cid}"
 
     def shared(self, shard: int, name: str) -> str:
-        """top, bottom, risk, es, active, aer, members, due, sums"""
+        """rank, risk, active, aer, members, due, sums, buckets"""
         return f"{self.tag(shard)}:{name}"
 
     def feature(self, shard: int, key: str) -> str:
@@ -183,8 +183,40 @@ def _arg(value: object) -> str:
     return str(value)
 
 
-def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, config: Config, version: int) -> None:
-    """The Redis commands that take one customer from its old to its new stored form."""
+@dataclass
+class ShardTotals:
+    """A shard's aggregate increments summed over a write's customers, written once each."""
+
+    buckets: dict[int, dict[str, int]]
+    sums: dict[str, int]
+
+    @classmethod
+    def empty(cls) -> ShardTotals:
+        return cls({}, {})
+
+    def add(self, delta: CustomerDelta) -> None:
+        for bucket, counters in (*delta.counters.items(), *delta.session_totals.items()):
+            total = self.buckets.setdefault(bucket, {})
+            for key, amount in counters.items():
+                total[key] = total.get(key, 0) + amount
+        for key, amount in delta.sums.items():
+            self.sums[key] = self.sums.get(key, 0) + amount
+
+    def write(self, ops: Ops, keys: Keys, shard: int) -> None:
+        for bucket, counters in self.buckets.items():
+            totals = keys.totals(shard, bucket)
+            for key, amount in counters.items():
+                ops.add("HINCRBY", totals, key, amount)
+        if self.buckets:
+            ops.add("ZADD", keys.shared(shard, "buckets"), *(x for b in self.buckets for x in (b, str(b))))
+        for key, amount in self.sums.items():
+            if amount:
+                ops.add("HINCRBY", keys.shared(shard, "sums"), key, amount)
+
+
+def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, version: int) -> None:
+    """The Redis commands that take one customer from its old to its new stored form (the shard's
+    aggregates are summed over the write's customers by ShardTotals)."""
     cid = delta.customer_id
     facts_key = keys.facts(cid)
     ops.check(facts_key, version)
@@ -194,32 +226,27 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, config: 
     for bucket, counters in delta.counters.items():
         for key, amount in counters.items():
             ops.add("HINCRBY", keys.counters(cid), f"{bucket}|{key}", amount)
-    for bucket, counters in (*delta.counters.items(), *delta.session_totals.items()):
-        totals = keys.totals(shard, bucket)
-        for key, amount in counters.items():
-            ops.add("HINCRBY", totals, key, amount)
-        ops.add("ZADD", keys.shared(shard, "buckets"), bucket, str(bucket))
     dropped = [f"{bucket}|{key}" for bucket, names in delta.evicted.items() for key in names]
     if dropped:
         ops.add("HDEL", keys.counters(cid), *dropped)
-    for event_id, ts in delta.seen.items():
-        ops.add("ZADD", keys.seen(cid), ts, event_id)
+    if delta.seen:
+        ops.add("ZADD", keys.seen(cid), *(x for event_id, ts in delta.seen.items() for x in (ts, event_id)))
     if delta.seen_floor is not None:
         ops.add("ZREMRANGEBYSCORE", keys.seen(cid), "-inf", f"({delta.seen_floor}")
-    for sid, s in delta.sessions.items():
-        ops.add("HSET", keys.sessions(cid), sid, f"{s.anchor_ms},{s.pages},{s.actions},{int(s.ended)}")
+    if delta.sessions:
+        ops.add("HSET", keys.sessions(cid), *(x for sid, s in delta.sessions.items() for x in (
+            sid, f"{s.anchor_ms},{s.pages},{s.actions},{int(s.ended)}")))
     if delta.sessions_dropped:
         ops.add("HDEL", keys.sessions(cid), *delta.sessions_dropped)
-    for key, amount in delta.sums.items():
-        ops.add("HINCRBY", keys.shared(shard, "sums"), key, amount)
     if delta.facts is not None:
-        f = delta.facts
-        if f.last_active_ms is not None:
+        f, was = delta.facts, delta.facts_before
+        if f.last_active_ms is not None and f.last_active_ms != (was.last_active_ms if was else None):
             ops.add("ZADD", keys.shared(shard, "active"), f.last_active_ms, cid)
-        if f.last_aer_ms is not None:
+        if f.last_aer_ms is not None and f.last_aer_ms != (was.last_aer_ms if was else None):
             ops.add("ZADD", keys.shared(shard, "aer"), f.last_aer_ms, cid)
         for feature, ts in f.features.items():
-            ops.add("ZADD", keys.feature(shard, feature), ts, cid)
+            if was is None or was.features.get(feature) != ts:
+                ops.add("ZADD", keys.feature(shard, feature), ts, cid)
     _write_standing(ops, keys, shard, delta.old, delta.new)
     due = keys.shared(shard, "due")
     if delta.due_ms is None:
@@ -229,26 +256,28 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, config: 
 
 
 def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new: Standing | None) -> None:
+    """Only what moved: a standing changes often (its sums), its rank, risk and membership rarely."""
     if new is None or old == new:
         return
     cid = new.customer_id
     ops.add("HSET", keys.facts(cid), "st", orjson.dumps(new.to_dict()))
-    for name, order in (("top", top_key), ("bottom", bottom_key)):
+    rank = keys.shared(shard, "rank")
+    if old is None or bottom_key(old) != bottom_key(new):
         if old is not None:
-            ops.add("ZREM", keys.shared(shard, name), order(old))
-        ops.add("ZADD", keys.shared(shard, name), 0, order(new))
-    if old is not None and old.at_risk:
-        ops.add("ZREM", keys.shared(shard, "risk"), risk_key(old))
-    if new.at_risk:
-        ops.add("ZADD", keys.shared(shard, "risk"), 0, risk_key(new))
-    if new.scored:
-        ops.add("ZADD", keys.shared(shard, "es"), new.es, cid)
-    elif old is not None and old.scored:
-        ops.add("ZREM", keys.shared(shard, "es"), cid)
-    if new.member_since is not None:
-        ops.add("ZADD", keys.shared(shard, "members"), new.member_since, cid)
-    elif old is not None and old.member_since is not None:
-        ops.add("ZREM", keys.shared(shard, "members"), cid)
+            ops.add("ZREM", rank, bottom_key(old))
+        ops.add("ZADD", rank, 0, bottom_key(new))
+    risk = keys.shared(shard, "risk")
+    was, now = (old is not None and old.at_risk) and risk_key(old), new.at_risk and risk_key(new)
+    if was != now:
+        if was:
+            ops.add("ZREM", risk, was)
+        if now:
+            ops.add("ZADD", risk, 0, now)
+    if (old.member_since if old else None) != new.member_since:
+        if new.member_since is not None:
+            ops.add("ZADD", keys.shared(shard, "members"), new.member_since, cid)
+        else:
+            ops.add("ZREM", keys.shared(shard, "members"), cid)
     old_account = old.account_id if old else None
     if old_account != new.account_id:
         if old_account:
@@ -356,8 +385,11 @@ class RedisStore:
 
     def _ops(self, ops: Ops, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, int],
              config: Config) -> None:
+        totals = ShardTotals.empty()
         for delta in deltas:
-            write_delta(ops, self.keys, shard, delta, config, versions.get(delta.customer_id, 0))
+            write_delta(ops, self.keys, shard, delta, versions.get(delta.customer_id, 0))
+            totals.add(delta)
+        totals.write(ops, self.keys, shard)
 
     async def _run(self, ops: Ops) -> bool:
         if not ops.ops:
@@ -383,7 +415,7 @@ class RedisStore:
         """Make every customer due now (a config change): the sweep then re-scores them all."""
         marked = 0
         for shard in range(SHARDS):
-            index = self.keys.shared(shard, "bottom")
+            index = self.keys.shared(shard, "rank")
             start = 0
             while True:
                 members = await self.redis.zrange(index, start, start + chunk - 1)
@@ -442,20 +474,39 @@ class RedisStore:
 
     # --- cross-customer reads: sorted sets and sums, never a scan ------------------------------
 
-    async def ranked(self, name: str, limit: int) -> list[str]:
-        """The first `limit` customers of an order (top, bottom, risk) across the shards."""
+    async def ranked(self, order: str, limit: int) -> list[str]:
+        """The first `limit` customers of an order across the shards: "bottom" (ES, CER, id
+        ascending), "top" (ES and CER descending, id ascending) or "risk".
+
+        One sorted set per shard holds the bottom order; "top" reads it backwards and then
+        completes the last group of equal (ES, CER) in each shard, whose ids must ascend.
+        """
+        name = "risk" if order == "risk" else "rank"
+        offset = ORDER_KEY_ID_OFFSET[order]
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in range(SHARDS):
-                pipe.zrange(self.keys.shared(shard, name), 0, limit - 1)
-            replies = await pipe.execute()
-        merged = sorted(m.decode() for members in replies for m in members)[:limit]
-        return [key[ORDER_KEY_ID_OFFSET[name]:] for key in merged]
+                pipe.zrange(self.keys.shared(shard, name), 0, limit - 1, desc=order == "top")
+            replies = [[m.decode() for m in members] for members in await pipe.execute()]
+        if order != "top":
+            return [key[offset:] for key in sorted(k for keys in replies for k in keys)[:limit]]
+        ties = [(shard, keys[-1][:offset]) for shard, keys in enumerate(replies) if len(keys) == limit]
+        if ties:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard, prefix in ties:
+                    following = int(prefix, 16) + 1          # the first key past this (ES, CER)
+                    upper = f"({following:0{offset}x}" if following < 16 ** offset else "+"
+                    pipe.zrangebylex(self.keys.shared(shard, name), f"[{prefix}", upper)
+                for (shard, _), members in zip(ties, await pipe.execute()):
+                    replies[shard] = list(dict.fromkeys([*replies[shard], *(m.decode() for m in members)]))
+        merged = sorted((k for keys in replies for k in keys), key=lambda k: k[offset:])
+        merged.sort(key=lambda k: k[:offset], reverse=True)
+        return [key[offset:] for key in merged[:limit]]
 
     async def customer_ids(self) -> list[str]:
         """Every customer with a standing: a full read (replay checks, tests), never on a hot path."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in range(SHARDS):
-                pipe.zrange(self.keys.shared(shard, "bottom"), 0, -1)
+                pipe.zrange(self.keys.shared(shard, "rank"), 0, -1)
             replies = await pipe.execute()
         offset = ORDER_KEY_ID_OFFSET["bottom"]
         return sorted(m.decode()[offset:] for members in replies for m in members)
@@ -506,24 +557,29 @@ class RedisStore:
         )
 
     async def median_es(self, scored: int) -> float:
-        """statistics.median of every scored customer's ES, selected across the shards' sorted sets."""
+        """statistics.median of every scored customer's ES, selected across the shards' rank sets.
+
+        A customer outside the score distribution has no events in the window, so its ES is 0,
+        the least there is: the k-th scored ES is the (unscored + k)-th of all.
+        """
         if scored == 0:
             return 0.0
+        unscored = await self.count("rank") - scored
         if scored % 2:
-            return await self._kth_es(scored // 2)
-        low, high = await asyncio.gather(self._kth_es(scored // 2 - 1), self._kth_es(scored // 2))
+            return await self._kth_es(unscored + scored // 2)
+        low, high = await asyncio.gather(self._kth_es(unscored + scored // 2 - 1), self._kth_es(unscored + scored // 2))
         return (low + high) / 2
 
     async def _kth_es(self, k: int) -> float:
-        """The k-th smallest ES (0-based): a bisection over the float's bits, counting with ZCOUNT."""
+        """The k-th smallest ES (0-based): a bisection over the float's bits, counting rank keys below."""
         lo, hi = 0, _bits(100.0)
         while lo < hi:
             mid = (lo + hi) // 2
             async with self.redis.pipeline(transaction=False) as pipe:
                 for shard in range(SHARDS):
-                    pipe.zcount(self.keys.shared(shard, "es"), "-inf", repr(_float(mid)))
-                below = sum(await pipe.execute())
-            if below >= k + 1:
+                    pipe.zlexcount(self.keys.shared(shard, "rank"), "-", f"({mid + 1:016x}")
+                at_most = sum(await pipe.execute())
+            if at_most >= k + 1:
                 hi = mid
             else:
                 lo = mid + 1

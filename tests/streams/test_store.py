@@ -113,7 +113,7 @@ def test_batches_and_due_rescores_equal_the_core(open_store, unique):
             assert sorted(repr(a.to_dict()) for a in fired) == sorted(repr(a.to_dict()) for a in expected_alerts)
             await compare(store, reference, now)
         assert await store.count("active") == 0               # trimmed past every window that counts it
-        assert await store.count("due") == 0 and await store.count("top") == len(reference.customers)
+        assert await store.count("due") == 0 and await store.count("rank") == len(reference.customers)
         await store.close()
 
     asyncio.run(run())
@@ -125,6 +125,30 @@ def test_a_prefix_in_the_old_layout_is_refused(open_store):
         await store.redis.sadd(store.keys.old_layout, "someone")
         with pytest.raises(LayoutError, match="engage replay"):
             await store.check_layout()
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_top_leaderboard_ties_are_broken_by_ascending_id_across_shards(open_store, unique):
+    """Equal ES and CER at the top: the sorted sets hold the bottom order; top reads them backwards
+    and must still list tied customers by ascending id, across shards."""
+    async def run() -> None:
+        store = open_store()
+        processor = BatchProcessor(CONFIG, store)
+        reference = Scorer(CONFIG)
+        now = START + DAY
+        events = [{"event_id": f"{unique}t{i}", "customer_id": f"{unique}-{i:03d}", "type": "follow", "ts": now - HOUR,
+                   "count": 3} for i in range(300)]
+        events.append({"event_id": f"{unique}lead", "customer_id": f"{unique}-zzz", "type": "follow",
+                       "ts": now - HOUR, "count": 9})
+        values = [orjson.dumps(e) for e in events]
+        await processor.process([Incoming(v, None, "events", 0, i, now) for i, v in enumerate(values)], now)
+        reference.process_batch(values, now)
+        for limit in (1, 5, 17, 301):
+            board = await api.leaderboard(store, CONFIG, "top", limit, now)
+            assert [c["customer_id"] for c in board["customers"]] == [
+                c.customer_id for c in reference.leaderboard(now, limit=limit)]
         await store.close()
 
     asyncio.run(run())
