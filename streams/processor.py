@@ -8,6 +8,7 @@ No scoring rule lives here.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
 
 from scoring.alerts import Alert
@@ -106,12 +107,18 @@ class BatchProcessor:
                 for p in positions:
                     wanted.setdefault(events[p].customer_id, []).append(events[p].event_id)
             loaded = await self.store.load(wanted, wanted)
-            settled = {}
-            for shard, positions in pending.items():
-                mine = {events[p].customer_id for p in positions}
-                settled[shard] = settle_batch({c: s for c, s in loaded.stored.items() if c in mine},
+
+            def settle() -> dict[int, Settled]:
+                out = {}
+                for shard, positions in pending.items():
+                    mine = {events[p].customer_id for p in positions}
+                    out[shard] = settle_batch({c: s for c, s in loaded.stored.items() if c in mine},
                                               [events[p] for p in positions], [clocks[p] for p in positions],
                                               now_ms, self.config)
+                return out
+
+            # pure CPU work in a thread: the event loop keeps answering the API between GIL turns
+            settled = await asyncio.to_thread(settle)
             written = await self.store.write_shards({shard: s.deltas for shard, s in settled.items()},
                                                     loaded.versions, self.config)
             for shard in written:
@@ -132,7 +139,7 @@ class BatchProcessor:
                 loaded = await self.store.load(due)
                 if len(loaded.stored) < len(due):   # gone (a replay deleted them): nothing more is due
                     await self.store.forget_due(shard, [c for c in due if c not in loaded.stored])
-                settled = settle_due(loaded.stored, now_ms, self.config)
+                settled = await asyncio.to_thread(settle_due, loaded.stored, now_ms, self.config)
                 if await self.store.write_shards({shard: settled.deltas}, loaded.versions, self.config):
                     fired += settled.alerts
                 if len(due) < chunk:

@@ -570,20 +570,43 @@ class RedisStore:
         low, high = await asyncio.gather(self._kth_es(unscored + scored // 2 - 1), self._kth_es(unscored + scored // 2))
         return (low + high) / 2
 
-    async def _kth_es(self, k: int) -> float:
-        """The k-th smallest ES (0-based): a bisection over the float's bits, counting rank keys below."""
-        lo, hi = 0, _bits(100.0)
-        while lo < hi:
-            mid = (lo + hi) // 2
+    async def _kth_es(self, k: int, ways: int = 16, gather_below: int = 512) -> float:
+        """The k-th smallest ES (0-based) across the shards' rank sets, exactly.
+
+        Each round counts the keys below `ways - 1` split points of the remaining ES range in
+        one pipeline (`ZLEXCOUNT` is O(log n)) and keeps the part holding the k-th; once it holds
+        few keys (or one value), they are read and the k-th picked. A few round trips at any n.
+        """
+        lo, hi, below = 0, _bits(100.0) + 1, 0     # ES bits in [lo, hi); `below` keys have bits < lo
+        while hi - lo > 1:
+            low_value, high_value = _float(lo), _float(hi - 1)
+            # split points even in value (fast on spread scores) and in bits (fast near 0 and on ties)
+            inner = {_bits(low_value + (high_value - low_value) * i / ways) for i in range(1, ways)}
+            inner |= {lo + (hi - lo) * i // ways for i in range(1, ways)}
+            points = sorted({p for p in inner if lo < p < hi} | {hi})
             async with self.redis.pipeline(transaction=False) as pipe:
-                for shard in range(SHARDS):
-                    pipe.zlexcount(self.keys.shared(shard, "rank"), "-", f"({mid + 1:016x}")
-                at_most = sum(await pipe.execute())
-            if at_most >= k + 1:
-                hi = mid
-            else:
-                lo = mid + 1
+                for point in points:
+                    for shard in range(SHARDS):
+                        pipe.zlexcount(self.keys.shared(shard, "rank"), "-", f"({point:016x}")
+                counts = await pipe.execute()
+            start, start_count = lo, below
+            for i, point in enumerate(points):
+                under = sum(counts[i * SHARDS:(i + 1) * SHARDS])
+                if under >= k + 1:
+                    break
+                start, start_count = point, under
+            lo, hi, below = start, point, start_count
+            if under - below <= gather_below:
+                return await self._pick(lo, hi, k - below)
         return _float(lo)
+
+    async def _pick(self, lo: int, hi: int, index: int) -> float:
+        """The index-th smallest ES among the keys with ES bits in [lo, hi), read whole."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.zrangebylex(self.keys.shared(shard, "rank"), f"[{lo:016x}", f"({hi:016x}")
+            keys = [m[:16] for members in await pipe.execute() for m in members]
+        return _float(sorted(int(key, 16) for key in keys)[index])
 
     # --- recent alerts (the live page) ---------------------------------------------------------
 

@@ -152,3 +152,35 @@ def test_top_leaderboard_ties_are_broken_by_ascending_id_across_shards(open_stor
         await store.close()
 
     asyncio.run(run())
+
+
+def test_the_median_selected_across_shards_is_statistics_median(open_store):
+    """Spread scores, a mass at 0, heavy ties and subnormal floats: the selection over the rank
+    sets (a few rounds of ZLEXCOUNT, then the last few keys read) is exact."""
+    import random
+    import statistics
+
+    from scoring import kpis
+    from scoring.standing import Standing, bottom_key
+    from streams.store import Keys
+
+    async def run() -> None:
+        store = open_store()
+        rng = random.Random(5)
+        draws = {"spread": lambda: rng.random() * 100, "zeros": lambda: 0.0 if rng.random() < 0.7 else rng.random(),
+                 "ties": lambda: rng.choice([0.0, 12.5, 12.5, 40.0, 100.0]),
+                 "tiny": lambda: rng.choice([5e-324, 1e-300, 1e-5, 0.0])}
+        for trial, (kind, n) in enumerate([(k, n) for k in draws for n in (1, 2, 9, 700)]):
+            values = [draws[kind]() for _ in range(n)]
+            async with store.redis.pipeline(transaction=False) as pipe:
+                for shard in range(16):
+                    pipe.delete(store.keys.shared(shard, "rank"))
+                for i, value in enumerate(values):
+                    cid = f"c{trial}-{i}"
+                    key = bottom_key(Standing(cid, value, 0.0, kpis.Tier.LOW, False, None, True, None, (), {}))
+                    pipe.zadd(store.keys.shared(Keys.shard_of(cid), "rank"), {key: 0})
+                await pipe.execute()
+            assert await store.median_es(n) == statistics.median(values), (kind, n)
+        await store.close()
+
+    asyncio.run(run())
