@@ -388,9 +388,10 @@ def _start_redis(directory: Path, log: Callable[[str], None], security: dict[str
 # the secure stack's ACL user gets only these, so the tests prove the list is enough (redis-py's CLIENT SETINFO
 # on connect may be refused: it ignores that).
 REDIS_COMMANDS = ("ping", "select", "exists", "del", "hget", "hgetall", "hset", "hincrby", "hdel",
-                  "zadd", "zrem", "zrange", "zrangebyscore", "zcount", "zcard", "zmscore", "zremrangebyscore",
-                  "sadd", "srem", "smembers", "lpush", "ltrim", "lrange", "multi", "exec", "discard",
-                  "evalsha", "eval", "script|load", "scan", "unlink", "acl|whoami")
+                  "zadd", "zrem", "zrange", "zrevrange", "zrangebyscore", "zrangebylex", "zrevrangebylex", "zlexcount",
+                  "zcount", "zcard", "zmscore", "zremrangebyscore", "sadd", "srem", "smembers",
+                  "lpush", "ltrim", "lrange", "multi", "exec", "discard", "evalsha", "eval", "script|load",
+                  "scan", "unlink", "acl|whoami")
 
 
 def _start_secure_redis(directory: Path, log: Callable[[str], None], security: dict[str, str]) -> Service:

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 FORMAT = 2
 SHARDS = 16
 APPLY = (Path(__file__).parent / "lua" / "apply.lua").read_text(encoding="utf-8")
+SUM_HASHES = (Path(__file__).parent / "lua" / "sum_hashes.lua").read_text(encoding="utf-8")
+RANK_PROBE = (Path(__file__).parent / "lua" / "rank_probe.lua").read_text(encoding="utf-8")
 
 
 class LayoutError(RuntimeError):
@@ -299,6 +301,8 @@ class RedisStore:
         self.conflicts = 0  # shard writes recomputed because another writer won
         self.cluster = isinstance(client, RedisCluster)
         self._apply = client.register_script(APPLY)
+        self._sum = client.register_script(SUM_HASHES)
+        self._probe = client.register_script(RANK_PROBE)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "eng", cluster: bool = False, **options: Any) -> RedisStore:
@@ -525,11 +529,14 @@ class RedisStore:
         starts = {"dau": window_start_ms(as_of_ms, DAY, bucket_ms), "wau": window_start_ms(as_of_ms, 7 * DAY, bucket_ms),
                   "mau": window_start_ms(as_of_ms, 30 * DAY, bucket_ms), "kpi": kpi_first * bucket_ms}
         features = (ANY_FEATURE, *config.features)
+        buckets = range(kpi_first, last + 1)
+        # the window's per-bucket totals are added up inside Redis (one reply per slot, not per bucket)
+        groups = [[self.keys.totals(shard, b) for shard in range(SHARDS) for b in buckets]] if not self.cluster \
+            else [[self.keys.totals(shard, b) for b in buckets] for shard in range(SHARDS)]
+        summed = await asyncio.gather(*(self._sum(keys=group) for group in groups))
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in range(SHARDS):
                 pipe.hgetall(self.keys.shared(shard, "sums"))
-                for bucket in range(kpi_first, last + 1):
-                    pipe.hgetall(self.keys.totals(shard, bucket))
                 for start in starts.values():
                     pipe.zcount(self.keys.shared(shard, "active"), start, "+inf")
                 for feature in features:
@@ -539,12 +546,13 @@ class RedisStore:
         totals: dict[str, int] = {}
         counts = dict.fromkeys(starts, 0)
         users = dict.fromkeys(features, 0)
+        for flat in summed:
+            for i in range(0, len(flat), 2):
+                key = flat[i].decode()
+                totals[key] = totals.get(key, 0) + int(flat[i + 1])
         for _ in range(SHARDS):
             for key, value in next(replies).items():
                 sums[key.decode()] = sums.get(key.decode(), 0) + int(value)
-            for _bucket in range(kpi_first, last + 1):
-                for key, value in next(replies).items():
-                    totals[key.decode()] = totals.get(key.decode(), 0) + int(value)
             for name in starts:
                 counts[name] += next(replies)
             for feature in features:
@@ -573,25 +581,29 @@ class RedisStore:
     async def _kth_es(self, k: int, ways: int = 16, gather_below: int = 512) -> float:
         """The k-th smallest ES (0-based) across the shards' rank sets, exactly.
 
-        Each round counts the keys below `ways - 1` split points of the remaining ES range in
-        one pipeline (`ZLEXCOUNT` is O(log n)) and keeps the part holding the k-th; once it holds
-        few keys (or one value), they are read and the k-th picked. A few round trips at any n.
+        Each round (lua/rank_probe.lua: one call, or one per shard on a cluster) counts the keys
+        below split points of the remaining ES range (`ZLEXCOUNT` is O(log n)) and keeps the part
+        holding the k-th; once it holds one value or few keys, the k-th is known or picked from
+        them. A few rounds at any n.
         """
         lo, hi, below = 0, _bits(100.0) + 1, 0     # ES bits in [lo, hi); `below` keys have bits < lo
         while hi - lo > 1:
             low_value, high_value = _float(lo), _float(hi - 1)
-            # split points even in value (fast on spread scores) and in bits (fast near 0 and on ties)
+            # split points even in value (fast on spread scores) and in bits (fast near 0), and lo + 1
             inner = {_bits(low_value + (high_value - low_value) * i / ways) for i in range(1, ways)}
-            inner |= {lo + (hi - lo) * i // ways for i in range(1, ways)}
+            inner |= {lo + (hi - lo) * i // ways for i in range(1, ways)} | {lo + 1}
             points = sorted({p for p in inner if lo < p < hi} | {hi})
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for point in points:
-                    for shard in range(SHARDS):
-                        pipe.zlexcount(self.keys.shared(shard, "rank"), "-", f"({point:016x}")
-                counts = await pipe.execute()
+            ranks = [self.keys.shared(shard, "rank") for shard in range(SHARDS)]
+            args = [f"{lo:016x}", f"{hi:016x}", *(f"{point:016x}" for point in points)]
+            groups = [ranks] if not self.cluster else [[rank] for rank in ranks]
+            probes = await asyncio.gather(*(self._probe(keys=group, args=args) for group in groups))
+            ends = {int(bytes(end[:16]), 16) for probe in probes for end in probe[:2] if end}
+            if len(ends) == 1:                      # one value left in the range: it is the k-th
+                return _float(ends.pop())
+            counts = [sum(probe[2 + i] for probe in probes) for i in range(len(points))]
             start, start_count = lo, below
             for i, point in enumerate(points):
-                under = sum(counts[i * SHARDS:(i + 1) * SHARDS])
+                under = counts[i]
                 if under >= k + 1:
                     break
                 start, start_count = point, under
