@@ -137,7 +137,7 @@ def test_a_second_worker_joining_and_leaving_mid_stream_ends_exactly_like_the_co
 
 
 def test_a_broker_restart_under_a_running_worker_needs_no_human(own_stack, unique, start):
-    worker, messages, sending = flowing(own_stack, unique, start, seed=7, seconds=20, until=1 / 4)
+    worker, messages, sending = flowing(own_stack, unique, start, seed=7, seconds=45, until=1 / 4)
     local.restart(own_stack, "kafka", down_s=5)                       # producer and worker both cut off
     assert sending.is_alive()
     sending.join(timeout=120)
