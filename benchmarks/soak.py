@@ -160,7 +160,8 @@ def calibrate(running: local.Stack, customers: int, warmup_s: float = 150.0, mea
     worker, port = run.start_worker()
     seconds = warmup_s + measure_s
     flat_out = 50_000.0                       # events/s the generator is asked for: it cannot keep up
-    generator = subprocess.Popen(run.generate(int(flat_out * seconds), customers, "--rate", str(flat_out)),
+    # asked for three times the span, so it is still sending when the measurement ends (killed below)
+    generator = subprocess.Popen(run.generate(int(flat_out * seconds * 3), customers, "--rate", str(flat_out)),
                                  env=run.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(warmup_s)
