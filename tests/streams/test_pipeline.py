@@ -253,17 +253,23 @@ def test_a_real_prometheus_scrapes_the_worker(prometheus_stack, unique, tmp_path
         worker.stop()
 
 
-def test_replay_rebuilds_exactly_the_live_state(stack, unique, tmp_path, monkeypatch):
-    from click.testing import CliRunner
-
-    from streams.cli import main
-
+def consumed_by_a_worker(stack: local.Stack, unique: str, tmp_path) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """A produced stream, consumed whole by a worker that is then stopped; returns the values sent."""
     values = produce_stream(stack, unique)
     worker = WorkerProcess(stack, unique, tmp_path, "w1")
     try:
         worker.wait_until(lambda: worker.metrics()["engagement_events_consumed_total"] == len(values), "consumption")
     finally:
         worker.stop()
+    return values
+
+
+def test_replay_rebuilds_exactly_the_live_state(stack, unique, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from streams.cli import main
+
+    values = consumed_by_a_worker(stack, unique, tmp_path)
     monkeypatch.setenv("ENGAGE_KAFKA_BOOTSTRAP", stack.kafka_bootstrap)
     monkeypatch.setenv("ENGAGE_REDIS_URL", stack.redis_url)
     rebuilt = f"{unique}r"
@@ -319,12 +325,7 @@ def test_time_driven_alerts_fire_once_and_hysteresis_survives_a_restart(stack, u
 def test_a_changed_scoring_config_rescores_the_stored_standings_without_a_replay(stack, unique, tmp_path):
     """Leaderboards and KPI sums are stored; a worker started with other weights re-scores them
     in the background (shown by engagement_due_customers), then they equal the core's under the new config."""
-    values = produce_stream(stack, unique)
-    first = WorkerProcess(stack, unique, tmp_path, "w1")
-    try:
-        first.wait_until(lambda: first.metrics()["engagement_messages_consumed_total"] == len(values), "consumption")
-    finally:
-        first.stop()
+    values = consumed_by_a_worker(stack, unique, tmp_path)
     changed = tmp_path / "weights.toml"
     changed.write_text("[weights]\nlike = 10\nfollow = 1\n[tiers]\nexcellent = 50\nmoderate = 20\n")
     config = load_config(changed)
