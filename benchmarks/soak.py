@@ -151,18 +151,20 @@ def calibrate(running: local.Stack, customers: int, warmup_s: float = 150.0, mea
               share: float = 0.8, log=print) -> float:  # type: ignore[no-untyped-def]
     """`share` of what one worker sustains on this very workload, once its state is warm.
 
-    The generator sends live-stamped events as fast as it can (more than one worker consumes)
-    for `warmup_s + measure_s`; the rate is what the worker consumed over the last `measure_s`.
-    A short backlog on a fresh state overestimates: each customer's record holds the event ids
-    of the last dedup horizon, so the per-event cost rises until one horizon has passed.
+    The generator sends live-stamped events as fast as it can for `warmup_s + measure_s`; the
+    rate is what the worker consumed over the last `measure_s` (a lower bound when the worker
+    kept up with the generator). A short backlog on a fresh state overestimates: each
+    customer's dedup set grows until one horizon has passed, and so does the per-event cost.
     """
     run = _Run(running, "cal")
     worker, port = run.start_worker()
     seconds = warmup_s + measure_s
     flat_out = 50_000.0                       # events/s the generator is asked for: it cannot keep up
     # asked for three times the span, so it is still sending when the measurement ends (killed below)
-    generator = subprocess.Popen(run.generate(int(flat_out * seconds * 3), customers, "--rate", str(flat_out)),
-                                 env=run.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    generator_log = run.workdir / "generator.log"
+    with generator_log.open("wb") as output:
+        generator = subprocess.Popen(run.generate(int(flat_out * seconds * 3), customers, "--rate", str(flat_out)),
+                                     env=run.env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
     try:
         time.sleep(warmup_s)
         before = _metric(port, "engagement_events_consumed_total") or 0
@@ -170,10 +172,14 @@ def calibrate(running: local.Stack, customers: int, warmup_s: float = 150.0, mea
         time.sleep(measure_s)
         after = _metric(port, "engagement_events_consumed_total") or 0
         lag = _metric(port, "engagement_consumer_lag") or 0
-        if generator.poll() is not None or lag <= 0:
-            raise RuntimeError("calibration: the worker was not saturated (the generator stopped or no lag)")
+        if generator.poll() is not None:
+            raise RuntimeError(f"calibration: the generator stopped early (exit {generator.returncode}); "
+                               f"see {generator_log}")
         rate = (after - before) / (time.monotonic() - began)
-        log(f"calibration: one warm worker sustains {rate:,.0f} events/s on this workload (lag {lag:,.0f}); "
+        # No lag means the worker kept up with one generator process: what it sustains is at
+        # least this (a fast machine with few customers); soaking at a share of it is still honest.
+        bound = "sustains" if lag > 0 else "keeps up with the generator's"
+        log(f"calibration: one warm worker {bound} {rate:,.0f} events/s on this workload (lag {lag:,.0f}); "
             f"soaking at {share:.0%}")
         return round(rate * share, 1)
     finally:
