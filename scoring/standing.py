@@ -23,7 +23,7 @@ from scoring import kpis
 from scoring.alerts import RuleState
 from scoring.config import Config
 from scoring.contributions import JOIN, count_key
-from scoring.scores import ScoreCard, score_card, was_activated
+from scoring.scores import MAU_WINDOW_MS, ScoreCard, score_card, was_activated
 from scoring.state import CustomerState
 from scoring.timeutil import DAY
 from scoring.windows import bucket_of, window_start_bucket
@@ -138,18 +138,32 @@ def sum_difference(old: Standing | None, new: Standing | None) -> dict[str, int]
 
 def next_change(state: CustomerState, as_of_ms: int, config: Config) -> int | None:
     """The first instant after `as_of_ms` at which time alone may change the customer's
-    standing, score card, alert view or rule outcomes; None when nothing will.
+    standing, alert view or rule outcomes, or its stored buckets (eviction); None when nothing will.
 
-    Windows are whole buckets, so anything read through buckets can only change at a
-    bucket boundary, and only while the customer has something a window can still see.
-    Membership and activity deadlines are exact instants.
+    Windows are whole buckets and count every bucket from their first on (later ones too),
+    so time changes a window only when a non-empty bucket leaves it: at
+    :func:`window_exit` of that bucket for the score window, the score-drop reference
+    (the score window one drop-window ago) and the KPI window; the newest activity leaves
+    the AER and MAU windows the same way. A bucket is evicted once it is older than the
+    retention. Membership, cohort, activation and inactivity deadlines are exact instants.
+    Anything else would make a customer due at every bucket boundary for as long as it
+    keeps buckets: with short buckets, every customer at every boundary.
     """
     bucket_ms = config.bucket_ms
     candidates: list[int] = []
-    horizon = as_of_ms - config.retention_ms - bucket_ms
-    recent = [t for t in (state.last_active_ms, state.last_aer_ms, *state.features.values()) if t is not None]
-    if state.buckets or state.sessions or any(t >= horizon for t in recent):
-        candidates.append((bucket_of(as_of_ms, bucket_ms) + 1) * bucket_ms)
+    exits = (config.window_ms, config.kpi_window_ms)
+    drop_ms = config.alerts.score_drop_window_ms
+    for bucket, counters in state.buckets.items():
+        candidates.append(bucket * bucket_ms + config.retention_ms)      # evicted from then on
+        if counters:
+            for window_ms in exits:
+                candidates.append(window_exit(bucket, window_ms, bucket_ms))
+            candidates.append(window_exit(bucket, config.window_ms, bucket_ms) + drop_ms)
+    for session in state.sessions.values():                             # evicted with its first bucket
+        candidates.append(bucket_of(session.anchor_ms, bucket_ms) * bucket_ms + config.retention_ms)
+    for last, window_ms in ((state.last_aer_ms, config.aer_window_ms), (state.last_active_ms, MAU_WINDOW_MS)):
+        if last is not None:
+            candidates.append(window_exit(bucket_of(last, bucket_ms), window_ms, bucket_ms))
     alerts = config.alerts
     offsets = [0, config.retention_period_ms, config.activation_period_ms,
                config.activation_period_ms + config.retention_period_ms, config.retention_ms - bucket_ms]
@@ -165,6 +179,11 @@ def next_change(state: CustomerState, as_of_ms: int, config: Config) -> int | No
                 candidates.append(since + alerts.inactivity_ms)
     later = [t for t in candidates if t > as_of_ms]
     return min(later) if later else None
+
+
+def window_exit(bucket: int, window_ms: int, bucket_ms: int) -> int:
+    """The first instant whose window of `window_ms` no longer holds `bucket` (see windows)."""
+    return (bucket + window_ms // bucket_ms) * bucket_ms
 
 
 def activity_counted_from(as_of_ms: int, config: Config) -> int:

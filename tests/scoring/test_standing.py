@@ -9,9 +9,15 @@ boundaries, provided every customer is re-scored when its next change is due.
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
+import pytest
 from hypothesis import given, strategies as st
 
 from scoring import standing as ranking
+from scoring.alerts import Snapshot, evaluate, view
+from scoring.kpis import Tier
 from scoring.business import business_kpis, kpis_from
 from scoring.config import load_config
 from scoring.deltas import AggregateBook, Stored, settle_batch, settle_due
@@ -22,12 +28,13 @@ from scoring.standing import next_change, standing
 from scoring.timeutil import DAY, HOUR
 from tests.scoring.test_properties import BASE, CONFIG, event_lists, instants
 
-SHORT = load_config(overrides={
+SHORT_OVERRIDES = {
     "kpis": {"features": ["search"], "window": "3d", "retention_period": "2d", "activation_period": "1d"},
     "scoring": {"window": "3d", "bucket": "1h"}, "aer": {"window": "2d"},
     "alerts": {"score_drop_window": "1d", "inactivity": "2d", "activation": "1d"},
     "time": {"allowed_lateness": "6h", "dedup_horizon": "12h"},
-})
+}
+SHORT = load_config(overrides=SHORT_OVERRIDES)
 
 
 class DeltaStore:
@@ -114,17 +121,59 @@ def test_deltas_equal_a_full_recomputation_across_windows(events, step):
     run(SHORT, events, step, hours=4 * 24)
 
 
-@given(event_lists(instants(BASE, BASE + DAY), max_size=12), instants(BASE + DAY, BASE + 3 * DAY),
-       st.integers(1, 2 * DAY))
-def test_nothing_changes_before_the_next_change(events, as_of, later):
-    """A standing is constant from its computation up to (not including) its next change."""
-    reference = Scorer(SHORT)
+# The KPI and AER windows shorter than the score window: each exit is a change of its own.
+UNEVEN = load_config(overrides={**SHORT_OVERRIDES,
+                                "kpis": {**SHORT_OVERRIDES["kpis"], "window": "2d"}, "aer": {"window": "1d"}})
+
+
+def observed(state, at, config):
+    """Everything time may change for one customer: standing, alert view, rule outcomes, buckets kept."""
+    seen = view(state, at, config)
+    fired, states = evaluate(Snapshot(Tier.EXCELLENT, 100.0), seen, {}, config)
+    kept = copy.deepcopy(state)
+    kept.evict(at, config)
+    return (standing(state, {}, at, config), replace(seen.card, as_of_ms=0), seen.es_reference, seen.joined_ms,
+            seen.activated, [a.rule for a in fired], states, kept.buckets, kept.sessions)
+
+
+@pytest.mark.parametrize("config", [SHORT, UNEVEN], ids=["short", "uneven"])
+@given(data=st.data())
+def test_nothing_changes_before_the_next_change(config, data):
+    """What time may change is constant from one change up to (not including) the next.
+
+    Each customer is walked from change to change, re-scored (evicted) at each as the
+    sweep does, until nothing is left to change: every kind of deadline is passed.
+    """
+    events = data.draw(event_lists(instants(BASE, BASE + DAY), max_size=12), label="events")
+    as_of = data.draw(instants(BASE + DAY, BASE + 3 * DAY), label="as_of")
+    reference = Scorer(config)
     for event in events:
         reference.process(dict(event), as_of)
     for cid, state in reference.customers.items():
-        due = next_change(state, as_of, SHORT)
-        at = as_of + later if due is None else min(as_of + later, due - 1)
-        assert standing(state, {}, at, SHORT) == standing(state, {}, as_of, SHORT), (cid, due)
+        at = as_of
+        while True:
+            state.evict(at, config)
+            due = next_change(state, at, config)
+            last = at + 60 * DAY if due is None else due - 1
+            inside = at + data.draw(st.integers(0, last - at), label="inside")
+            assert observed(state, inside, config) == observed(state, at, config) == observed(state, last, config), (
+                cid, at, due)
+            if due is None:
+                break
+            at = due
+
+
+def test_each_window_exit_is_a_next_change():
+    """One like: it leaves the AER, score and KPI windows, the drop reference and MAU, then goes."""
+    like = {"event_id": "x", "customer_id": "c", "type": "like", "ts": BASE + 30 * 60_000}
+    reference = Scorer(SHORT)
+    reference.process(like, BASE + HOUR)
+    state = reference.customers["c"]
+    steps, at = [], BASE + HOUR
+    while (at := next_change(state, at, SHORT)) is not None:
+        steps.append((at - BASE) // HOUR)
+    # AER 2 d, score and KPI 3 d, the drop reference a day later, MAU 30 d, eviction after the retention
+    assert steps == [48, 72, 96, 30 * 24, SHORT.retention_ms // HOUR]
 
 
 def test_membership_churn_and_deadlines_over_weeks():
