@@ -86,12 +86,15 @@ class Config:
         object.__setattr__(self, "total_weight", sum(w for w in self.weights.values() if w > 0))
 
     def _retention(self) -> int:
-        """How far back buckets must be kept for every score, KPI and alert to be exact."""
+        """How far back buckets must be kept for every score, KPI and alert to be exact.
+
+        Only windows that read buckets count: DAU/WAU/MAU, "active" and AER read the newest
+        activity time, which is kept apart from the buckets, whatever its age.
+        """
         return max(
             self.window_ms + self.alerts.score_drop_window_ms,
             self.aer_window_ms,
             self.kpi_window_ms,
-            30 * DAY,  # MAU
             self.retention_period_ms + self.activation_period_ms,
             self.activation_period_ms + (self.alerts.activation_ms or 0),
         ) + self.bucket_ms

@@ -164,7 +164,7 @@ def test_nothing_changes_before_the_next_change(config, data):
 
 
 def test_each_window_exit_is_a_next_change():
-    """One like: it leaves the AER, score and KPI windows, the drop reference and MAU, then goes."""
+    """One like: it leaves the AER, score and KPI windows and the drop reference, goes, leaves MAU."""
     like = {"event_id": "x", "customer_id": "c", "type": "like", "ts": BASE + 30 * 60_000}
     reference = Scorer(SHORT)
     reference.process(like, BASE + HOUR)
@@ -172,8 +172,10 @@ def test_each_window_exit_is_a_next_change():
     steps, at = [], BASE + HOUR
     while (at := next_change(state, at, SHORT)) is not None:
         steps.append((at - BASE) // HOUR)
-    # AER 2 d, score and KPI 3 d, the drop reference a day later, MAU 30 d, eviction after the retention
-    assert steps == [48, 72, 96, 30 * 24, SHORT.retention_ms // HOUR]
+    # AER 2 d, score and KPI 3 d, the drop reference a day later, eviction after the retention
+    # (those 4 days and a bucket), and MAU, read from the newest activity time, after 30 days
+    assert SHORT.retention_ms == 4 * DAY + HOUR
+    assert steps == [48, 72, 96, 97, 30 * 24]
 
 
 def test_membership_churn_and_deadlines_over_weeks():
