@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from scoring import kpis
 from scoring.config import Config
-from scoring.scores import ScoreCard, breakdown, engagement_score_at, score_card, was_activated
+from scoring.scores import ScoreCard, breakdown, counts_now_and_before, score_card, was_activated
 from scoring.state import CustomerState
 
 
@@ -86,7 +86,9 @@ class Alert:
 
 
 def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
-    card = score_card(state, as_of_ms, config, detail=False)
+    now, reference = counts_now_and_before(state.buckets, as_of_ms, config.alerts.score_drop_window_ms,
+                                           config.window_ms, config.bucket_ms)
+    card = score_card(state, as_of_ms, config, detail=False, counts=now)
     joined = state.membership_start(as_of_ms)
     activation = config.alerts.activation_ms
     # Only a membership that began inside the retention horizon is "new": for older ones
@@ -94,7 +96,7 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
     new_member = joined is not None and joined > as_of_ms - config.retention_ms + config.bucket_ms
     return View(
         card=card,
-        es_reference=engagement_score_at(state, as_of_ms - config.alerts.score_drop_window_ms, config),
+        es_reference=kpis.engagement_score(reference, config.weights, config.targets, config.total_weight),
         joined_ms=joined,
         activated=not new_member or activation is None or was_activated(state, joined, config, activation),
     )
@@ -113,10 +115,13 @@ def evaluate(
     fired: list[Alert] = []
     cfg = config.alerts
 
+    rows: list[tuple[dict[str, object], ...]] = []     # the breakdown, built once if anything fires
+
     def alert(rule: Rule, before: dict[str, object], after: dict[str, object]) -> None:
-        rows = breakdown(current.card.counts, config)
+        if not rows:
+            rows.append(tuple(t.to_dict() for t in breakdown(current.card.counts, config)))
         fired.append(Alert(rule, current.card.customer_id, current.card.account_id, current.card.as_of_ms,
-                           before, after, tuple(t.to_dict() for t in rows)))
+                           before, after, rows[0]))
 
     # tier downgrade: fires on a drop below the previous tier, again on a further drop,
     # and re-arms once the tier is back at the tier the episode started from.

@@ -82,6 +82,28 @@ def window_counts(buckets: Mapping[int, Mapping[str, int]], as_of_ms: int, windo
     return totals
 
 
+def counts_now_and_before(buckets: Mapping[int, Mapping[str, int]], as_of_ms: int, before_ms: int, window_ms: int,
+                          bucket_ms: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Event counts per type over the window ending at `as_of_ms` and over the one ending
+    `before_ms` earlier, in one pass: both windows run to the newest bucket, so the earlier
+    one is the later one plus the buckets between their starts."""
+    first = window_start_bucket(as_of_ms, window_ms, bucket_ms)
+    first_before = window_start_bucket(as_of_ms - before_ms, window_ms, bucket_ms)
+    now: dict[str, int] = {}
+    before: dict[str, int] = {}
+    for bucket, counters in buckets.items():
+        if bucket < first_before:
+            continue
+        inside = bucket >= first
+        for key, amount in counters.items():
+            if key.startswith(COUNT_PREFIX):
+                name = key[2:]
+                before[name] = before.get(name, 0) + amount
+                if inside:
+                    now[name] = now.get(name, 0) + amount
+    return now, before
+
+
 def breakdown(counts: Mapping[str, int], config: Config) -> tuple[TypeScore, ...]:
     total_weight = sum(config.weights.values())
     rows = []
@@ -115,11 +137,6 @@ def decayed_score(state: CustomerState, as_of_ms: int, config: Config) -> float 
     return kpis.decayed_engagement(weighted_by_age, config.decay_half_life_ms)
 
 
-def engagement_score_at(state: CustomerState, as_of_ms: int, config: Config) -> float:
-    counts = window_counts(state.buckets, as_of_ms, config.window_ms, config.bucket_ms)
-    return kpis.engagement_score(counts, config.weights, config.targets, config.total_weight)
-
-
 def is_active(state: CustomerState, as_of_ms: int, config: Config) -> bool:
     """Active = an activity-type event inside the 30-day (MAU) window."""
     return state.last_active_ms is not None and state.last_active_ms >= window_start_ms(
@@ -139,9 +156,14 @@ def was_activated(state: CustomerState, joined_ms: int, config: Config, within_m
     return False
 
 
-def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool = True) -> ScoreCard:
-    """The customer's scores as of `as_of_ms`; without `detail`, no breakdown and no decayed score."""
-    counts = window_counts(state.buckets, as_of_ms, config.window_ms, config.bucket_ms)
+def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool = True,
+               counts: dict[str, int] | None = None) -> ScoreCard:
+    """The customer's scores as of `as_of_ms`; without `detail`, no breakdown and no decayed score.
+
+    `counts` are the window's counts when the caller has them already (see counts_now_and_before).
+    """
+    if counts is None:
+        counts = window_counts(state.buckets, as_of_ms, config.window_ms, config.bucket_ms)
     cer = kpis.customer_engagement_rate(counts, config.weights)
     es = kpis.engagement_score(counts, config.weights, config.targets, config.total_weight)
     return ScoreCard(

@@ -26,7 +26,7 @@ from scoring.contributions import JOIN, count_key
 from scoring.scores import MAU_WINDOW_MS, ScoreCard, score_card, was_activated
 from scoring.state import CustomerState
 from scoring.timeutil import DAY
-from scoring.windows import bucket_of, window_start_bucket
+from scoring.windows import bucket_of, retained_from_bucket, window_start_bucket
 
 ES_SCALE = 1_000_000   # mean ES is summed in millionths (ES is reported to 6 decimals)
 
@@ -150,17 +150,29 @@ def next_change(state: CustomerState, as_of_ms: int, config: Config) -> int | No
     keeps buckets: with short buckets, every customer at every boundary.
     """
     bucket_ms = config.bucket_ms
-    candidates: list[int] = []
-    exits = (config.window_ms, config.kpi_window_ms)
     drop_ms = config.alerts.score_drop_window_ms
+    # per window (score, drop reference, KPI): the oldest non-empty bucket still inside it
+    # leaves first; the window's first bucket at `as_of_ms` tells which are still inside
+    windows = ((config.window_ms, 0), (config.window_ms, drop_ms), (config.kpi_window_ms, 0))
+    firsts = [window_start_bucket(as_of_ms - lag_ms, window_ms, bucket_ms) for window_ms, lag_ms in windows]
+    leaving: list[int | None] = [None] * len(windows)
+    retained = retained_from_bucket(as_of_ms, config)
+    oldest = None                                                       # the next bucket to evict
     for bucket, counters in state.buckets.items():
-        candidates.append(bucket * bucket_ms + config.retention_ms)      # evicted from then on
+        if retained <= bucket and (oldest is None or bucket < oldest):
+            oldest = bucket
         if counters:
-            for window_ms in exits:
-                candidates.append(window_exit(bucket, window_ms, bucket_ms))
-            candidates.append(window_exit(bucket, config.window_ms, bucket_ms) + drop_ms)
+            for i, first in enumerate(firsts):
+                if first <= bucket and (leaving[i] is None or bucket < leaving[i]):
+                    leaving[i] = bucket
+    candidates = [window_exit(bucket, window_ms, bucket_ms) + lag_ms
+                  for bucket, (window_ms, lag_ms) in zip(leaving, windows) if bucket is not None]
     for session in state.sessions.values():                             # evicted with its first bucket
-        candidates.append(bucket_of(session.anchor_ms, bucket_ms) * bucket_ms + config.retention_ms)
+        anchor = bucket_of(session.anchor_ms, bucket_ms)
+        if retained <= anchor and (oldest is None or anchor < oldest):
+            oldest = anchor
+    if oldest is not None:
+        candidates.append(oldest * bucket_ms + config.retention_ms)      # evicted from then on
     for last, window_ms in ((state.last_aer_ms, config.aer_window_ms), (state.last_active_ms, MAU_WINDOW_MS)):
         if last is not None:
             candidates.append(window_exit(bucket_of(last, bucket_ms), window_ms, bucket_ms))

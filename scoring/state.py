@@ -71,6 +71,7 @@ class CustomerState:
     seen: dict[str, int] = field(default_factory=dict)    # event_id -> ts, within the dedup horizon
     seen_by_time: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap of seen
     journal: Journal | None = field(default=None, compare=False, repr=False)    # open while a store records
+    bucket_floor: int | None = field(default=None, compare=False, repr=False)  # no bucket is older; None: unknown
 
     @property
     def account_id(self) -> str | None:
@@ -107,6 +108,8 @@ class CustomerState:
 
         if contrib.bucket < retained_from_bucket(now_ms, config):
             return  # older than anything a score can read: only the facts above matter
+        if self.bucket_floor is not None and contrib.bucket < self.bucket_floor:
+            self.bucket_floor = contrib.bucket
         counters = self.buckets.setdefault(contrib.bucket, {})
         for key, amount in contrib.counters:
             counters[key] = counters.get(key, 0) + amount
@@ -126,12 +129,20 @@ class CustomerState:
     def evict(self, now_ms: int, config: Config) -> None:
         """Drop what no score can read any more, keeping memory bounded.
 
-        Cheap when nothing is due: a session is anchored in a bucket that held its first
-        event, so sessions are looked at only when a bucket goes; event ids only when the
+        Cheap when nothing is due: buckets are looked at only when the oldest one (a floor
+        kept by apply) has left the retention; a session is anchored in a bucket that held
+        its first event, so sessions only when a bucket goes; event ids only when the
         oldest one has fallen behind the dedup horizon (a heap by time finds them).
         """
         oldest = retained_from_bucket(now_ms, config)
-        gone = [b for b in self.buckets if b < oldest]
+        floor = self.bucket_floor
+        if floor is None:
+            floor = min(self.buckets, default=oldest)
+        gone: list[int] = []
+        if floor < oldest:
+            gone = [b for b in self.buckets if b < oldest]
+            floor = min((b for b in self.buckets if b >= oldest), default=oldest)
+        self.bucket_floor = floor
         journal = self.journal
         for bucket in gone:
             if journal is not None:
