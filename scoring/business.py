@@ -17,9 +17,9 @@ from scoring.contributions import ANY_FEATURE, FCR_KEY, count_key, sentiment_key
 from scoring.events import VALUE_SCALE
 from scoring.scores import score_card, was_activated
 from scoring.standing import ES_SCALE, es_micro
-from scoring.state import CustomerState
+from scoring.state import BOUNCES, SESSIONS, CustomerState
 from scoring.timeutil import DAY
-from scoring.windows import bucket_of, window_start_bucket, window_start_ms
+from scoring.windows import window_start_bucket, window_start_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,6 @@ def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config
     cohort = activated = 0
     purchasers = customers_in_window = active_in_kpi_window = 0
     feature_users = {key: 0 for key in (ANY_FEATURE, *config.features)}
-    sessions = bounces = 0
     scores: list[float] = []
     cers: list[float] = []
     tier_counts = {t.value: 0 for t in kpis.Tier}
@@ -147,17 +146,13 @@ def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config
             cohort += 1
             activated += was_activated(state, joined, config, config.activation_period_ms)
 
-        for stats in state.sessions.values():
-            if stats.ended and bucket_of(stats.anchor_ms, bucket_ms) >= kpi_first:
-                sessions += 1
-                bounces += stats.bounced
-
         if member_now or in_score_window:
             card = score_card(state, as_of_ms, config, detail=False)
             scores.append(card.es)
             cers.append(card.cer)
             tier_counts[card.tier.value] += 1
 
+    sessions, bounces = totals.pop(SESSIONS, 0), totals.pop(BOUNCES, 0)
     return kpis_from(Aggregates(
         sums={
             "members": members, "active_members": active_members, "members_at_start": at_start,

@@ -21,11 +21,9 @@ from scoring.config import Config
 from scoring.contributions import ANY_FEATURE
 from scoring.scores import ScoreCard
 from scoring.standing import Standing, next_change, standing, sum_difference
-from scoring.state import CustomerState, Journal, SessionStats
+from scoring.state import BOUNCES, SESSIONS, CustomerState, Journal, SessionStats
 from scoring.timeutil import DAY
-from scoring.windows import bucket_of, window_start_bucket, window_start_ms
-
-SESSIONS, BOUNCES = "sessions", "bounces"
+from scoring.windows import window_start_bucket, window_start_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +46,6 @@ class Facts:
                    tuple(state.membership), state.account, state.segment, dict(alert_states), snapshot)
 
 
-def session_terms(stats: SessionStats, bucket_ms: int) -> tuple[int, int, int]:
-    """(anchor bucket, ended sessions, bounces) a session adds to the per-bucket aggregates."""
-    return bucket_of(stats.anchor_ms, bucket_ms), int(stats.ended), int(stats.bounced)
-
-
 @dataclass
 class CustomerDelta:
     customer_id: str
@@ -61,8 +54,7 @@ class CustomerDelta:
     seen: dict[str, int] = field(default_factory=dict)                     # new event ids -> ts
     seen_floor: int | None = None                                          # ids older than this are forgotten
     sessions: dict[str, SessionStats] = field(default_factory=dict)        # new or changed sessions
-    sessions_dropped: tuple[str, ...] = ()
-    session_totals: dict[int, dict[str, int]] = field(default_factory=dict)  # bucket -> sessions/bounces delta
+    sessions_dropped: tuple[str, ...] = ()                                 # closed or evicted
     facts: Facts | None = None                                             # None: unchanged
     facts_before: Facts | None = None                                      # None: a new customer
     old: Standing | None = None
@@ -90,17 +82,8 @@ def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts |
         delta.seen_floor = after.watermark_ms - config.dedup_horizon_ms
     for sid, before in journal.sessions_before.items():
         stats = after.sessions.get(sid)
-        if stats is None or stats.terms() == before:
-            continue
-        delta.sessions[sid] = stats
-        terms = [(session_terms(stats, config.bucket_ms), 1)]
-        if before is not None:
-            terms.append((session_terms(SessionStats(*before), config.bucket_ms), -1))
-        for (bucket, ended, bounced), sign in terms:
-            row = delta.session_totals.setdefault(bucket, {})
-            row[SESSIONS] = row.get(SESSIONS, 0) + sign * ended
-            row[BOUNCES] = row.get(BOUNCES, 0) + sign * bounced
-    delta.session_totals = {b: kept for b, row in delta.session_totals.items() if (kept := {k: v for k, v in row.items() if v})}
+        if stats is not None and stats.terms() != before:
+            delta.sessions[sid] = stats
     delta.sessions_dropped = tuple(sid for sid in dict.fromkeys(journal.sessions_dropped) if sid not in after.sessions)
     delta.new = standing(after, facts_after.alert_states, now_ms, config, card)
     delta.due_ms = next_change(after, now_ms, config)
@@ -122,11 +105,10 @@ class AggregateBook:
     def apply(self, delta: CustomerDelta, facts: Facts | None) -> None:
         for key, amount in delta.sums.items():
             self.sums[key] = self.sums.get(key, 0) + amount
-        for rows in (delta.counters, delta.session_totals):
-            for bucket, counters in rows.items():
-                total = self.totals.setdefault(bucket, {})
-                for key, amount in counters.items():
-                    total[key] = total.get(key, 0) + amount
+        for bucket, counters in delta.counters.items():
+            total = self.totals.setdefault(bucket, {})
+            for key, amount in counters.items():
+                total[key] = total.get(key, 0) + amount
         cid = delta.customer_id
         if delta.new is not None:
             self.standings[cid] = delta.new

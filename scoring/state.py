@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from scoring.config import Config
@@ -26,19 +27,28 @@ class SessionStats:
     pages: int = 0
     actions: int = 0
     ended: bool = False
+    last_ms: int = 0         # newest event time seen for the session: it closes a lateness after it
 
     @property
     def bounced(self) -> bool:
         return self.ended and self.pages <= 1 and self.actions == 0
 
-    def terms(self) -> tuple[int, int, int, bool]:
-        return self.anchor_ms, self.pages, self.actions, self.ended
+    def terms(self) -> tuple[int, int, int, bool, int]:
+        return self.anchor_ms, self.pages, self.actions, self.ended, self.last_ms
+
+    def counts(self, bucket_ms: int) -> tuple[int, int, int]:
+        """(bucket, sessions, bounces): what the session adds to its bucket's counters."""
+        return self.anchor_ms // bucket_ms, int(self.ended), int(self.bounced)
 
     def add(self, delta: SessionDelta) -> None:
         self.anchor_ms = min(self.anchor_ms, delta.ts_ms)
+        self.last_ms = max(self.last_ms, delta.ts_ms)
         self.pages += delta.pages
         self.actions += delta.actions
         self.ended = self.ended or delta.ended
+
+
+SESSIONS, BOUNCES = "sessions", "bounces"   # counter keys: ended sessions and bounces anchored in a bucket
 
 
 @dataclass(slots=True)
@@ -52,7 +62,7 @@ class Journal:
     counters: dict[int, dict[str, int]] = field(default_factory=dict)   # bucket -> key -> increment
     evicted: dict[int, tuple[str, ...]] = field(default_factory=dict)    # bucket -> its keys when dropped
     ids: dict[str, int] = field(default_factory=dict)                    # event ids added -> ts
-    sessions_before: dict[str, tuple[int, int, int, bool] | None] = field(default_factory=dict)  # None: new
+    sessions_before: dict[str, tuple[int, int, int, bool, int] | None] = field(default_factory=dict)  # None: new
     sessions_dropped: list[str] = field(default_factory=list)
 
 
@@ -70,6 +80,7 @@ class CustomerState:
     segment: tuple[int, str, str] | None = None
     seen: dict[str, int] = field(default_factory=dict)    # event_id -> ts, within the dedup horizon
     seen_by_time: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap of seen
+    sessions_by_last: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap
     journal: Journal | None = field(default=None, compare=False, repr=False)    # open while a store records
     bucket_floor: int | None = field(default=None, compare=False, repr=False)  # no bucket is older; None: unknown
 
@@ -108,23 +119,47 @@ class CustomerState:
 
         if contrib.bucket < retained_from_bucket(now_ms, config):
             return  # older than anything a score can read: only the facts above matter
-        if self.bucket_floor is not None and contrib.bucket < self.bucket_floor:
-            self.bucket_floor = contrib.bucket
-        counters = self.buckets.setdefault(contrib.bucket, {})
-        for key, amount in contrib.counters:
-            counters[key] = counters.get(key, 0) + amount
-        if journal is not None:
-            changed = journal.counters.setdefault(contrib.bucket, {})
-            for key, amount in contrib.counters:
-                changed[key] = changed.get(key, 0) + amount
+        self._count(contrib.bucket, contrib.counters)
         if contrib.session is not None:
-            sid = contrib.session.session_id
-            session = self.sessions.get(sid)
-            if journal is not None and sid not in journal.sessions_before:
-                journal.sessions_before[sid] = None if session is None else session.terms()
-            if session is None:
-                session = self.sessions[sid] = SessionStats(contrib.session.ts_ms)
-            session.add(contrib.session)
+            self._update_session(contrib.session, config.bucket_ms)
+
+    def _count(self, bucket: int, amounts: Iterable[tuple[str, int]]) -> None:
+        if self.bucket_floor is not None and bucket < self.bucket_floor:
+            self.bucket_floor = bucket
+        counters = self.buckets.setdefault(bucket, {})
+        for key, amount in amounts:
+            total = counters.get(key, 0) + amount
+            if total:
+                counters[key] = total
+            else:
+                counters.pop(key, None)    # zero is no count (a session un-bounced; a 0 value)
+        if self.journal is not None:
+            changed = self.journal.counters.setdefault(bucket, {})
+            for key, amount in amounts:
+                changed[key] = changed.get(key, 0) + amount
+
+    def _update_session(self, delta: SessionDelta, bucket_ms: int) -> None:
+        """Fold one event into its session, and the session's change into the buckets' counters
+        (sessions and bounces count there, so a closed session can be forgotten)."""
+        sid = delta.session_id
+        session = self.sessions.get(sid)
+        journal = self.journal
+        if journal is not None and sid not in journal.sessions_before:
+            journal.sessions_before[sid] = None if session is None else session.terms()
+        before = None
+        if session is None:
+            session = self.sessions[sid] = SessionStats(delta.ts_ms, last_ms=delta.ts_ms)
+        else:
+            before = session.counts(bucket_ms)
+        session.add(delta)
+        after = session.counts(bucket_ms)
+        if after != before:
+            for (bucket, ended, bounced), sign in ((before, -1), (after, 1)) if before else ((after, 1),):
+                if ended:
+                    self._count(bucket, ((SESSIONS, sign * ended), (BOUNCES, sign * bounced)) if bounced
+                                else ((SESSIONS, sign * ended),))
+        if self.sessions_by_last is not None:
+            heapq.heappush(self.sessions_by_last, (session.last_ms, sid))
 
     def evict(self, now_ms: int, config: Config) -> None:
         """Drop what no score can read any more, keeping memory bounded.
@@ -150,9 +185,19 @@ class CustomerState:
             del self.buckets[bucket]
         if gone and self.sessions:
             for sid in [s for s, x in self.sessions.items() if bucket_of(x.anchor_ms, config.bucket_ms) < oldest]:
-                del self.sessions[sid]
-                if journal is not None:
-                    journal.sessions_dropped.append(sid)
+                self._close_session(sid)
+        if self.sessions and self.watermark_ms is not None:
+            # closed: no event a lateness behind the watermark can still change it
+            closing = self.watermark_ms - config.allowed_lateness_ms
+            heap = self.sessions_by_last
+            if heap is None:
+                heap = self.sessions_by_last = [(x.last_ms, sid) for sid, x in self.sessions.items()]
+                heapq.heapify(heap)
+            while heap and heap[0][0] < closing:
+                last, sid = heapq.heappop(heap)
+                session = self.sessions.get(sid)
+                if session is not None and session.last_ms == last:
+                    self._close_session(sid)
         if self.watermark_ms is not None and self.seen:
             horizon = self.watermark_ms - config.dedup_horizon_ms
             heap = self.seen_by_time
@@ -163,6 +208,12 @@ class CustomerState:
                 ts, event_id = heapq.heappop(heap)
                 if self.seen.get(event_id) == ts:
                     del self.seen[event_id]
+
+    def _close_session(self, sid: str) -> None:
+        """Forget a session whose counts are final (they stay in the buckets' counters)."""
+        del self.sessions[sid]
+        if self.journal is not None:
+            self.journal.sessions_dropped.append(sid)
 
     def is_member(self, at_ms: int) -> bool:
         """Member at `at_ms`: the latest membership change at or before it was a join."""

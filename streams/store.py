@@ -9,7 +9,9 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{s}:f:<customer>         HASH   d: the customer's small facts (JSON), st: its standing
                                         (JSON), v: write version
     <p>:{s}:b:<customer>         HASH   per-bucket counters, field "<bucket>|<counter>" -> int
-    <p>:{s}:ss:<customer>        HASH   sessions still in the window, id -> "anchor,pages,actions,ended"
+                                        (with "sessions" and "bounces": ended sessions anchored there)
+    <p>:{s}:ss:<customer>        HASH   sessions a late event may still change (closed a lateness
+                                        after their newest event), id -> "anchor,pages,actions,ended,last"
     <p>:{s}:seen:<customer>      ZSET   event ids within the dedup horizon, score = event time
     <p>:{s}:rank                 ZSET   every customer, ordered by key: ES, CER, id (leaderboards,
                                         the median ES)
@@ -20,8 +22,8 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{s}:feature:<key>        ZSET   customer -> newest use of the feature ("*" = any)
     <p>:{s}:due                  ZSET   customer -> when time alone next changes its standing
     <p>:{s}:sums                 HASH   standings summed (scoring.standing.SUMS)
-    <p>:{s}:t:<bucket>           HASH   the bucket's counters summed over customers, plus sessions
-                                        and bounces (dropped by the sweep once past the retention)
+    <p>:{s}:t:<bucket>           HASH   the bucket's counters summed over customers (dropped by the
+                                        sweep once past the retention)
     <p>:{s}:buckets              ZSET   the buckets that have a :t: hash (score = bucket)
     <p>:{s}:acct:<account>       SET    the account's customers (by their newest account_id)
     <p>:{g}:alerts:recent        LIST   the last 100 alerts (JSON), newest first
@@ -48,16 +50,16 @@ from scoring.alerts import RuleState, Snapshot
 from scoring.business import Aggregates
 from scoring.config import Config
 from scoring.contributions import ANY_FEATURE
-from scoring.deltas import BOUNCES, SESSIONS, CustomerDelta, Facts, Stored
+from scoring.deltas import CustomerDelta, Facts, Stored
 from scoring.standing import ORDER_KEY_ID_OFFSET, Standing, bottom_key, risk_key
-from scoring.state import CustomerState, SessionStats
+from scoring.state import BOUNCES, SESSIONS, CustomerState, SessionStats
 from scoring.timeutil import DAY
 from scoring.windows import bucket_of, window_start_bucket, window_start_ms
 
 if TYPE_CHECKING:
     from streams.settings import Settings
 
-FORMAT = 2
+FORMAT = 3
 SHARDS = 16
 APPLY = (Path(__file__).parent / "lua" / "apply.lua").read_text(encoding="utf-8")
 SUM_HASHES = (Path(__file__).parent / "lua" / "sum_hashes.lua").read_text(encoding="utf-8")
@@ -135,12 +137,13 @@ def decode_stored(cid: str, facts: Mapping[bytes, bytes], counters: Mapping[byte
     doc = orjson.loads(facts[b"d"])
     buckets: dict[int, dict[str, int]] = {}
     for name, value in counters.items():
-        bucket, key = name.decode().split("|", 1)
-        buckets.setdefault(int(bucket), {})[key] = int(value)
+        if value != b"0":               # a counter back at zero (a session no longer a bounce)
+            bucket, key = name.decode().split("|", 1)
+            buckets.setdefault(int(bucket), {})[key] = int(value)
     open_sessions = {}
     for sid, raw in sessions.items():
-        anchor, pages, actions, ended = (int(x) for x in raw.split(b","))
-        open_sessions[sid.decode()] = SessionStats(anchor, pages, actions, bool(ended))
+        anchor, pages, actions, ended, last = (int(x) for x in raw.split(b","))
+        open_sessions[sid.decode()] = SessionStats(anchor, pages, actions, bool(ended), last)
     state = CustomerState(
         customer_id=cid, watermark_ms=doc["w"], buckets=buckets, last_active_ms=doc["la"], last_aer_ms=doc["lr"],
         features=doc["f"], membership=[tuple(m) for m in doc["m"]], sessions=open_sessions,
@@ -197,7 +200,7 @@ class ShardTotals:
         return cls({}, {})
 
     def add(self, delta: CustomerDelta) -> None:
-        for bucket, counters in (*delta.counters.items(), *delta.session_totals.items()):
+        for bucket, counters in delta.counters.items():
             total = self.buckets.setdefault(bucket, {})
             for key, amount in counters.items():
                 total[key] = total.get(key, 0) + amount
@@ -227,7 +230,8 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, version:
         ops.add("HSET", facts_key, "d", encode_facts(delta.facts))
     for bucket, counters in delta.counters.items():
         for key, amount in counters.items():
-            ops.add("HINCRBY", keys.counters(cid), f"{bucket}|{key}", amount)
+            if amount:
+                ops.add("HINCRBY", keys.counters(cid), f"{bucket}|{key}", amount)
     dropped = [f"{bucket}|{key}" for bucket, names in delta.evicted.items() for key in names]
     if dropped:
         ops.add("HDEL", keys.counters(cid), *dropped)
@@ -237,7 +241,7 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, version:
         ops.add("ZREMRANGEBYSCORE", keys.seen(cid), "-inf", f"({delta.seen_floor}")
     if delta.sessions:
         ops.add("HSET", keys.sessions(cid), *(x for sid, s in delta.sessions.items() for x in (
-            sid, f"{s.anchor_ms},{s.pages},{s.actions},{int(s.ended)}")))
+            sid, f"{s.anchor_ms},{s.pages},{s.actions},{int(s.ended)},{s.last_ms}")))
     if delta.sessions_dropped:
         ops.add("HDEL", keys.sessions(cid), *delta.sessions_dropped)
     if delta.facts is not None:

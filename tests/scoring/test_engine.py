@@ -202,6 +202,31 @@ def test_memory_stays_bounded_by_the_retention():
         assert all(ts >= state.watermark_ms - config.dedup_horizon_ms for ts in state.seen.values())
 
 
+def test_a_session_closes_a_lateness_after_its_newest_event_and_its_counts_stay():
+    config = load_config()                           # allowed lateness 1 day
+    scorer = Scorer(config, evaluate_alerts=False)
+    t = NOW - 5 * DAY
+    for e in (ev("w", "session_start", t, session_id="s"), ev("w", "page_view", t + HOUR, session_id="s"),
+              ev("w", "session_end", t + 2 * HOUR, session_id="s", value=60),
+              ev("w", "session_start", t + 3 * HOUR, session_id="open")):
+        scorer.process(e, NOW)
+    state = scorer.customers["w"]
+    assert set(state.sessions) == {"s", "open"}
+    before = scorer.kpis(NOW)
+    assert (before.sessions, before.bounce_rate) == (1, 100.0)      # one page, no action: a bounce
+
+    scorer.process(ev("w", "like", t + 2 * HOUR + DAY), NOW)         # watermark: "s" still within the lateness
+    assert set(state.sessions) == {"s", "open"}
+    scorer.process(ev("w", "like", t + 2 * HOUR + DAY + 1), NOW)     # a lateness past its newest event
+    assert set(state.sessions) == {"open"}                           # closed; "open" is 1 h newer
+    after = scorer.kpis(NOW)
+    assert (after.sessions, after.bounce_rate) == (1, 100.0)        # its counts stay in the buckets
+
+    scorer.process(ev("w", "page_view", t + 2 * DAY, session_id="s"), NOW)
+    assert state.sessions["s"].anchor_ms == t + 2 * DAY              # a later event starts a new session
+    assert scorer.kpis(NOW).sessions == 1                            # not ended: not counted
+
+
 def test_leaderboard_orders_by_score_then_cer_then_id():
     scorer = Scorer(load_config())
     scorer.process(ev("low", "like", NOW), NOW)
