@@ -55,16 +55,20 @@ def test_live_page_shows_the_api_values_and_looks_customers_up(stack, unique, tm
         assert (text("members"), text("dau"), text("wau"), text("mau")) == tuple(
             str(k[name]) for name in ("members", "dau", "wau", "mau"))
         assert text("nps") == f"{k['nps']:.2f}" and text("csat") == f"{k['csat']:.2f} %"
-        tiers = {row.find_elements(By.TAG_NAME, "td")[0].text: int(row.find_elements(By.TAG_NAME, "td")[1].text)
-                 for row in browser.find_elements(By.CSS_SELECTOR, "#tiers tr")}
+        # a table is read in one script call: the page re-renders every 2 s, and rows found in
+        # one call and read in the next may have been replaced in between
+        def cells(selector):
+            return browser.execute_script(
+                "return [...document.querySelectorAll(arguments[0])].map(r => [...r.cells].map(c => c.innerText.trim()))",
+                selector)
+
+        tiers = {row[0]: int(row[1]) for row in cells("#tiers tr")}
         assert tiers == k["tier_counts"]
         for order in ("top", "bottom"):
             _, board = worker.get(f"/leaderboard?order={order}&limit=8")
-            shown = [row.find_elements(By.TAG_NAME, "td")[0].text for row in
-                     browser.find_elements(By.CSS_SELECTOR, f"#{order} tr")]
-            assert shown == [c["customer_id"] for c in board["customers"]]
+            assert [row[0] for row in cells(f"#{order} tr")] == [c["customer_id"] for c in board["customers"]]
         _, recent = worker.get("/alerts/recent?limit=10")
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#alerts tr")) == len(recent["alerts"]) > 0
+        assert len(cells("#alerts tr")) == len(recent["alerts"]) > 0
 
         best = worker.get("/leaderboard?order=top&limit=1")[1]["customers"][0]["customer_id"]
         browser.find_element(By.ID, "lookup-id").send_keys(best)
@@ -72,8 +76,7 @@ def test_live_page_shows_the_api_values_and_looks_customers_up(stack, unique, tm
         wait.until(lambda d: d.find_elements(By.ID, "lookup-es"))
         _, card = worker.get(f"/customers/{best}")
         assert text("lookup-name") == best and text("lookup-es") == f"{card['es']:.2f}"
-        rows = browser.find_elements(By.CSS_SELECTOR, "#breakdown tr")[1:]
-        assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == [
+        assert [row[0] for row in cells("#breakdown tr")[1:]] == [
             b["type"] for b in card["breakdown"] if b["count"] > 0]
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
