@@ -102,7 +102,7 @@ class AggregateBook:
     features: dict[str, dict[str, int]] = field(default_factory=dict)    # feature key -> customer -> last use
     due: dict[str, int] = field(default_factory=dict)
 
-    def apply(self, delta: CustomerDelta, facts: Facts | None) -> None:
+    def apply(self, delta: CustomerDelta) -> None:
         for key, amount in delta.sums.items():
             self.sums[key] = self.sums.get(key, 0) + amount
         for bucket, counters in delta.counters.items():
@@ -112,6 +112,7 @@ class AggregateBook:
         cid = delta.customer_id
         if delta.new is not None:
             self.standings[cid] = delta.new
+        facts = delta.facts
         if facts is not None:
             if facts.last_active_ms is not None:
                 self.last_active[cid] = facts.last_active_ms

@@ -60,7 +60,7 @@ class DeltaStore:
 
     def _keep(self, settled):
         for delta in settled.deltas:
-            self.book.apply(delta, delta.facts)
+            self.book.apply(delta)
         self.stored.update(settled.stored)
 
 
