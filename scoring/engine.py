@@ -26,6 +26,7 @@ from scoring.events import Event, decode_event, validate_event
 from scoring.messages import unpack
 from scoring.reasons import EventRejected, Reason
 from scoring.scores import AccountCard, ScoreCard, account_card, score_card
+from scoring.standing import bottom_key, top_key
 from scoring.state import CustomerState, Journal
 from scoring.windows import is_in_future, is_too_late
 
@@ -178,7 +179,7 @@ class Scorer:
     def leaderboard(self, as_of_ms: int, limit: int = 10, bottom: bool = False) -> list[ScoreCard]:
         """Customers ranked by ES (ties: CER, then id), best first, or worst first when `bottom`."""
         cards = [score_card(s, as_of_ms, self.config, detail=False) for s in self.customers.values()]
-        cards.sort(key=lambda c: (c.es, c.cer, c.customer_id) if bottom else (-c.es, -c.cer, c.customer_id))
+        cards.sort(key=bottom_key if bottom else top_key)     # the one leaderboard order (scoring.standing)
         return [score_card(self.customers[c.customer_id], as_of_ms, self.config) for c in cards[:limit]]
 
     def kpis(self, as_of_ms: int) -> BusinessKpis:
