@@ -15,7 +15,7 @@ from scoring.catalogue import SENTIMENTS, SURVEY_SCALES
 from scoring.config import Config
 from scoring.contributions import ANY_FEATURE, FCR_KEY, count_key, sentiment_key, survey_key, value_key, valued_key
 from scoring.events import VALUE_SCALE
-from scoring.scores import score_card, was_activated
+from scoring.scores import MAU_WINDOW_MS, score_card, was_activated
 from scoring.standing import ES_SCALE, es_micro
 from scoring.state import BOUNCES, SESSIONS, CustomerState
 from scoring.timeutil import DAY
@@ -95,7 +95,7 @@ def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config
     aer_start = window_start_ms(as_of_ms, config.aer_window_ms, bucket_ms)
     day_start = window_start_ms(as_of_ms, DAY, bucket_ms)
     week_start = window_start_ms(as_of_ms, 7 * DAY, bucket_ms)
-    month_start = window_start_ms(as_of_ms, 30 * DAY, bucket_ms)
+    month_start = window_start_ms(as_of_ms, MAU_WINDOW_MS, bucket_ms)
     period_start = as_of_ms - config.retention_period_ms
     cohort_until = as_of_ms - config.activation_period_ms
     cohort_after = cohort_until - config.retention_period_ms

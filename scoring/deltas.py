@@ -19,7 +19,7 @@ from scoring.alerts import RuleState, Snapshot
 from scoring.business import Aggregates
 from scoring.config import Config
 from scoring.contributions import ANY_FEATURE
-from scoring.scores import ScoreCard
+from scoring.scores import MAU_WINDOW_MS, ScoreCard
 from scoring.standing import Standing, next_change, standing, sum_difference
 from scoring.state import BOUNCES, SESSIONS, CustomerState, Journal, SessionStats
 from scoring.timeutil import DAY
@@ -145,7 +145,7 @@ class AggregateBook:
             sums=self.sums, totals={k: v for k, v in totals.items() if v}, sessions=sessions, bounces=bounces,
             dau=since(actives, window_start_ms(as_of_ms, DAY, config.bucket_ms)),
             wau=since(actives, window_start_ms(as_of_ms, 7 * DAY, config.bucket_ms)),
-            mau=since(actives, window_start_ms(as_of_ms, 30 * DAY, config.bucket_ms)),
+            mau=since(actives, window_start_ms(as_of_ms, MAU_WINDOW_MS, config.bucket_ms)),
             active_in_kpi_window=since(actives, kpi_start),
             feature_users={k: since(self.features.get(k, {}).values(), kpi_start)
                            for k in (ANY_FEATURE, *config.features)},

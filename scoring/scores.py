@@ -70,16 +70,7 @@ class ScoreCard:
 
 def window_counts(buckets: Mapping[int, Mapping[str, int]], as_of_ms: int, window_ms: int, bucket_ms: int) -> dict[str, int]:
     """Event counts per type over the window ending at `as_of_ms`."""
-    first = window_start_bucket(as_of_ms, window_ms, bucket_ms)
-    totals: dict[str, int] = {}
-    for bucket, counters in buckets.items():
-        if bucket < first:
-            continue
-        for key, amount in counters.items():
-            if key.startswith(COUNT_PREFIX):
-                name = key[2:]
-                totals[name] = totals.get(name, 0) + amount
-    return totals
+    return counts_now_and_before(buckets, as_of_ms, 0, window_ms, bucket_ms)[0]
 
 
 def counts_now_and_before(buckets: Mapping[int, Mapping[str, int]], as_of_ms: int, before_ms: int, window_ms: int,
@@ -105,12 +96,11 @@ def counts_now_and_before(buckets: Mapping[int, Mapping[str, int]], as_of_ms: in
 
 
 def breakdown(counts: Mapping[str, int], config: Config) -> tuple[TypeScore, ...]:
-    total_weight = sum(config.weights.values())
     rows = []
     for name, weight in sorted(config.weights.items()):
         n = counts.get(name, 0)
         component = kpis.engagement_component(n, config.targets[name])
-        rows.append(TypeScore(name, n, weight, n * weight, component, weight * component / total_weight))
+        rows.append(TypeScore(name, n, weight, n * weight, component, weight * component / config.total_weight))
     return tuple(rows)
 
 
@@ -224,12 +214,11 @@ def account_card(account_id: str, cards: Iterable[ScoreCard], as_of_ms: int, con
     tiers = {t.value: 0 for t in kpis.Tier}
     for card in cards:
         tiers[card.tier.value] += 1
-    total_weight = sum(config.weights.values())
     rows = []
     for name, weight in sorted(config.weights.items()):
         count = sum(c.counts.get(name, 0) for c in cards)
         component = kpis.mean(kpis.engagement_component(c.counts.get(name, 0), config.targets[name]) for c in cards)
-        rows.append(TypeScore(name, count, weight, count * weight, component, weight * component / total_weight))
+        rows.append(TypeScore(name, count, weight, count * weight, component, weight * component / config.total_weight))
     return AccountCard(
         account_id=account_id,
         as_of_ms=as_of_ms,

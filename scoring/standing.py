@@ -26,7 +26,6 @@ from scoring.config import Config
 from scoring.contributions import JOIN, count_key
 from scoring.scores import MAU_WINDOW_MS, ScoreCard, score_card, was_activated
 from scoring.state import CustomerState
-from scoring.timeutil import DAY
 from scoring.windows import bucket_of, retained_from_bucket, window_start_bucket
 
 ES_SCALE = 1_000_000   # mean ES is summed in millionths (ES is reported to 6 decimals)
@@ -202,7 +201,7 @@ def window_exit(bucket: int, window_ms: int, bucket_ms: int) -> int:
 def activity_counted_from(as_of_ms: int, config: Config) -> int:
     """The oldest last-activity time any read at `as_of_ms` or later still counts (DAU/WAU/MAU,
     the AER window, feature usage over the KPI window): older entries may be dropped."""
-    longest = max(30 * DAY, config.kpi_window_ms, config.aer_window_ms)
+    longest = max(MAU_WINDOW_MS, config.kpi_window_ms, config.aer_window_ms)
     return window_start_bucket(as_of_ms, longest, config.bucket_ms) * config.bucket_ms
 
 

@@ -154,10 +154,10 @@ class CustomerState:
         session.add(delta)
         after = session.counts(bucket_ms)
         if after != before:
-            for (bucket, ended, bounced), sign in ((before, -1), (after, 1)) if before else ((after, 1),):
-                if ended:
-                    self._count(bucket, ((SESSIONS, sign * ended), (BOUNCES, sign * bounced)) if bounced
-                                else ((SESSIONS, sign * ended),))
+            for counted, sign in ((before, -1), (after, 1)):
+                if counted is not None and counted[1]:               # only ended sessions count
+                    bucket, _, bounced = counted
+                    self._count(bucket, ((SESSIONS, sign), (BOUNCES, sign)) if bounced else ((SESSIONS, sign),))
         if self.sessions_by_last is not None:
             heapq.heappush(self.sessions_by_last, (session.last_ms, sid))
 
