@@ -347,7 +347,7 @@ async def populate(redis_url: str, key_prefix: str, customers: int, id_prefix: s
 
     config = load_config()
     store = RedisStore.from_url(redis_url, key_prefix)
-    processor = BatchProcessor(config, store)
+    processor = BatchProcessor(config, store, outputs=False)
     settings = TrafficSettings(customers=customers, accounts=max(1, customers // 20), prefix=id_prefix,
                                zipf_exponent=0.0, duplicate_share=0.0, malformed_share=0.0, late_share=0.0)
     now = now_ms()
@@ -504,7 +504,7 @@ async def dormant_member_bytes(redis_url: str, members: int = 20_000) -> dict[st
     config = load_config()
     prefix = f"bench-dormant-{uuid.uuid4().hex[:6]}"
     store = RedisStore.from_url(redis_url, prefix)
-    processor = BatchProcessor(config, store)
+    processor = BatchProcessor(config, store, outputs=False)
     now = now_ms()
     joined = now - 400 * DAY
     try:

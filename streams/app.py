@@ -6,6 +6,9 @@ Design notes (faust-streaming 0.15.3):
   publishing are each retried until they succeed, and only then does the loop go on
   (and the offsets become committable). At-least-once delivery plus event-id dedup in
   the same Redis transaction gives every event exactly one effect.
+* The commit also records the batch's outputs in the outbox (streams/outbox.py); they
+  are deleted once Kafka acknowledged them, and a timer republishes any left behind by a
+  worker that died in between (`ENGAGE_OUTBOX_GRACE_S`).
 * Agent concurrency is 1: with more, a commit could pass a batch still in flight.
 * No Faust tables: all state is in Redis, written per batch.
 """
@@ -24,6 +27,7 @@ from typing import Any
 
 import faust
 import orjson
+import redis.exceptions
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -32,11 +36,11 @@ from scoring.engine import Outcome, Result
 from scoring.reasons import Reason
 from streams import api, security
 from streams.clock import now_ms
-from streams.codec import dead_letter, score_snapshot
 from streams.metrics import Metrics
-from streams.processor import BatchProcessor, Incoming, Processed
+from streams.outbox import Kind, Output
+from streams.processor import BatchProcessor, Incoming, Processed, dead_letter
 from streams.settings import Settings
-from streams.store import RedisStore
+from streams.store import SHARDS, Keys, RedisStore
 
 log = logging.getLogger("engage.worker")
 PAGE = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
@@ -55,10 +59,11 @@ class Runtime:
         self.config = config
         self.worker_id = f"{settings.app_id}-{uuid.uuid4().hex[:8]}"
         self.store = RedisStore.from_settings(settings)
-        self.processor = BatchProcessor(config, self.store)
+        self.processor = BatchProcessor(config, self.store, round(settings.outbox_grace_s * 1000))
         self.metrics = Metrics(config.aer_reference_lines)
         self.positions: dict[tuple[str, int], int] = {}   # next offset to process, per partition
         self.failing = False
+        self.out_of_memory = False        # the last failure was Redis refusing a write at maxmemory
         self._conflicts_seen = 0
         self._kpis_at: float | None = None
         self.rescoring = False
@@ -92,11 +97,15 @@ class Runtime:
             except Deterministic as failure:
                 log.error("quarantined %s[%d]@%d to the DLQ: %s", message.topic, message.partition, message.offset,
                           failure.detail)
-                part = Processed([(message, Result(Outcome.REJECTED, reason=Reason.PROCESSING_ERROR,
-                                                   detail=failure.detail))], now_ms=merged.now_ms)
+                result = Result(Outcome.REJECTED, reason=Reason.PROCESSING_ERROR, detail=failure.detail)
+                output = dead_letter(message, result, merged.now_ms)
+                quarantined = [(Keys.shard_of(output.output_id), output)]
+                await self._retry("redis", lambda: self.processor.record(quarantined, merged.now_ms))
+                part = Processed([(message, result)], now_ms=merged.now_ms, outputs=quarantined)
             merged.outcomes += part.outcomes
             merged.alerts += part.alerts
             merged.cards += part.cards
+            merged.outputs += part.outputs
         return merged
 
     async def _retry(self, what: str, step: Callable[[], Awaitable[Any]], give_up_after: int | None = None) -> Any:
@@ -105,12 +114,15 @@ class Runtime:
         while True:
             try:
                 result = await step()
-                self.failing = False
+                self.failing = self.out_of_memory = False
                 return result
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: keep the batch, back off, try again
                 attempt += 1
+                self.out_of_memory = isinstance(exc, redis.exceptions.OutOfMemoryError)
+                if self.out_of_memory:
+                    self.metrics.redis_out_of_memory.inc()
                 repeated = 0 if _service_error(exc) else repeated + 1
                 if give_up_after is not None and repeated >= give_up_after:
                     raise Deterministic(f"{type(exc).__name__}: {exc}"[:500]) from exc
@@ -120,25 +132,43 @@ class Runtime:
                 await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
 
     async def publish(self, processed: Processed) -> None:
-        """DLQ, scores and alerts; awaited until delivered, before the batch counts as done."""
+        """The batch's outputs (DLQ, scores, alerts), awaited until Kafka has them all, then out of
+        the outbox; before the batch counts as done."""
+        await self.send(processed.outputs)
+
+    async def send(self, outputs: list[tuple[int, Output]]) -> None:
+        """Publish outputs, wait for every acknowledgement, then delete them from the outbox."""
         # straight to Faust's producer: Topic.send's per-message machinery (FutureMessage,
         # callbacks, channel) cost ~10 % of the worker at one score message per customer
         send = self.app.producer.send
-        s = self.settings
-        sends = []
-        for message, result in processed.rejections():
-            value = dead_letter(message.value, message.key, result.reason.value, result.detail,  # type: ignore[union-attr]
-                                result.field, message.topic, message.partition, message.offset, processed.now_ms,
-                                message.index)
-            sends.append(await send(s.dlq_topic, message.key, value, None, None, None))
-        for card in processed.cards:
-            sends.append(await send(s.scores_topic, card.customer_id.encode(), score_snapshot(card), None, None, None))
-        alerts = [orjson.dumps(alert.to_dict()) for alert in processed.alerts]
-        for alert, value in zip(processed.alerts, alerts):
-            sends.append(await send(s.alerts_topic, alert.customer_id.encode(), value, None, None, None))
+        topics = {Kind.DEAD_LETTER: self.settings.dlq_topic, Kind.SCORE: self.settings.scores_topic,
+                  Kind.ALERT: self.settings.alerts_topic}
+        sends = [await send(topics[output.kind], output.key, output.value, None, None, None) for _, output in outputs]
         if sends:
             await asyncio.gather(*sends)
-        await self.store.push_recent_alerts(alerts)
+            await self.store.settle_outputs(outputs)
+        await self.store.push_recent_alerts([o.value for _, o in outputs if o.kind is Kind.ALERT])
+
+    async def redrive(self, limit: int = 500) -> int:
+        """Publish the outputs another worker (or this one, before a restart) recorded and never
+        saw acknowledged: those whose grace has passed. Returns how many."""
+        grace_ms = round(self.settings.outbox_grace_s * 1000)
+        total = 0
+        for shard in range(SHARDS):
+            while True:
+                at = now_ms()
+                claimed = await self.store.claim_outputs(shard, at, at + grace_ms, limit)
+                if not claimed:
+                    break
+                await self.send([(shard, output) for output in claimed])
+                total += len(claimed)
+                self.metrics.outbox_redriven.inc(len(claimed))
+                if len(claimed) < limit:
+                    break
+        if total:
+            log.warning("published %d outputs left in the outbox by a worker that did not see them acknowledged",
+                        total)
+        return total
 
     def _observe(self, processed: Processed, batch: list[Incoming]) -> None:
         m = self.metrics
@@ -186,12 +216,11 @@ class Runtime:
 
     async def sweep(self) -> None:
         """Re-score the customers that time alone has changed (due), and publish their alerts."""
-        at = now_ms()
-        fired = await self.processor.sweep(at)
-        if fired:
-            await self._retry("publish", lambda: self.publish(Processed(alerts=fired, now_ms=at)))
-            for alert in fired:
-                self.metrics.alerts.labels(rule=alert.rule.value).inc()
+        swept = await self.processor.sweep(now_ms())
+        if swept.outputs:
+            await self._retry("publish", lambda: self.publish(swept))
+        for alert in swept.alerts:
+            self.metrics.alerts.labels(rule=alert.rule.value).inc()
 
     async def metrics_payload(self) -> bytes:
         """KPI gauges from the shared aggregates (cached for ENGAGE_KPI_INTERVAL_S), pipeline metrics."""
@@ -202,6 +231,7 @@ class Runtime:
         self.metrics.lag.set(self.lag())
         self.metrics.assigned.set(len(self.assigned()))
         self.metrics.due.set(await self.store.due_count(now_ms()))
+        self.metrics.outbox.set(await self.store.outbox_size())
         return generate_latest(self.metrics.registry)
 
     async def ready(self) -> tuple[bool, str]:
@@ -209,6 +239,9 @@ class Runtime:
             await self.store.ping()
         except Exception as exc:  # noqa: BLE001
             return False, f"redis unreachable: {exc}"
+        if self.failing and self.out_of_memory:
+            return False, "Redis refuses writes at its maxmemory (OOM): the batch is being retried; free memory or " \
+                          "raise maxmemory"
         if self.failing:
             return False, "the last batch is being retried"
         if self.rescoring:
@@ -307,6 +340,13 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
     @app.timer(min(5.0, settings.stall_after_s / 4))
     async def watch_progress() -> None:
         runtime.stall.observe(runtime.lag())
+
+    @app.timer(min(5.0, settings.outbox_grace_s))
+    async def redrive() -> None:
+        try:
+            await runtime.redrive()
+        except Exception:  # noqa: BLE001 - the entries stay; the next run tries again
+            log.exception("outbox redrive failed")
 
     @app.timer(settings.sweep_interval_s)
     async def sweep() -> None:

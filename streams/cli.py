@@ -240,21 +240,23 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
 
 
 def _check_layout(settings: Settings) -> None:
-    """One line and exit 1 when the key prefix holds state in a layout this version does not write."""
+    """One line and exit 1 when the Redis may evict keys, or the key prefix holds state in a layout
+    this version does not write."""
     import asyncio
 
-    from streams.store import LayoutError, RedisStore
+    from streams.store import EvictionPolicyError, LayoutError, RedisStore
 
     async def check() -> None:
         store = RedisStore.from_settings(settings)
         try:
+            await store.check_eviction_policy()
             await store.check_layout()
         finally:
             await store.close()
 
     try:
         asyncio.run(check())
-    except LayoutError as exc:
+    except (EvictionPolicyError, LayoutError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

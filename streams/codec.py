@@ -1,13 +1,38 @@
-"""Bytes for what the edge publishes: DLQ envelopes and score snapshots."""
+"""Bytes for what the edge publishes: DLQ envelopes, score snapshots and alerts.
+
+Every output carries an `id` that is the same whenever the same output is published
+again (delivery is at-least-once: see streams/outbox.py), so a consumer drops repeats by it.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 import orjson
 
+from scoring.alerts import Alert
 from scoring.scores import ScoreCard
+
+
+def stable_id(*parts: object) -> str:
+    """24 hex characters of a hash of the parts: the same parts always give the same id."""
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:24]
+
+
+def alert_id(customer_id: str, rule: str, as_of_ms: int) -> str:
+    """An alert is one customer, one rule, one instant."""
+    return stable_id(customer_id, rule, as_of_ms)
+
+
+def dead_letter_id(topic: str, partition: int, offset: int, index: int | None) -> str:
+    """A dead letter is its source position: the same rejection of a redelivered message has the same id."""
+    return stable_id("dlq", topic, partition, offset, index)
+
+
+def score_id(customer_id: str, as_of_ms: int) -> str:
+    return stable_id("score", customer_id, as_of_ms)
 
 
 def dead_letter(raw: bytes, key: bytes | None, reason: str, detail: str, field: str | None, topic: str,
@@ -21,6 +46,7 @@ def dead_letter(raw: bytes, key: bytes | None, reason: str, detail: str, field: 
     except UnicodeDecodeError:
         original = {"base64": base64.b64encode(raw).decode("ascii")}
     return orjson.dumps({
+        "id": dead_letter_id(topic, partition, offset, index),
         "reason": reason,
         "detail": detail,
         "field": field,
@@ -40,6 +66,7 @@ def original_bytes(envelope: dict[str, Any]) -> bytes:
 def score_snapshot(card: ScoreCard) -> bytes:
     """The compacted `engagement.scores` value: a customer's latest score."""
     return orjson.dumps({
+        "id": score_id(card.customer_id, card.as_of_ms),
         "customer_id": card.customer_id,
         "account_id": card.account_id,
         "es": card.es,
@@ -49,3 +76,8 @@ def score_snapshot(card: ScoreCard) -> bytes:
         "ts": card.as_of_ms,
         "last_event": card.last_event_ms,
     })
+
+
+def alert_message(alert: Alert) -> bytes:
+    """The `engagement.alerts` value: the alert and its id."""
+    return orjson.dumps({"id": alert_id(alert.customer_id, alert.rule.value, alert.as_of_ms), **alert.to_dict()})

@@ -144,6 +144,12 @@ class Metrics:
         self.retries = Counter(PREFIX + "batch_retries", "Batches retried after a Redis or Kafka error", registry=r)
         self.conflicts = Counter(PREFIX + "redis_conflicts", "Optimistic transactions recomputed after a conflict",
                                  registry=r)
+        self.redis_out_of_memory = Counter(PREFIX + "redis_out_of_memory_errors", "Redis writes refused at its "
+                                           "maxmemory (OOM); the batch or sweep is retried", registry=r)
+        self.outbox = Gauge(PREFIX + "outbox_outputs", "Outputs recorded in Redis and not yet acknowledged by Kafka "
+                            "(all workers of the key prefix)", registry=r)
+        self.outbox_redriven = Counter(PREFIX + "outbox_redriven", "Outputs this worker published from the outbox "
+                                       "after their writer did not see them acknowledged", registry=r)
         for reason in Reason:
             self.rejected.labels(reason=reason.value)
         for rule in Rule:

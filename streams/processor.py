@@ -2,13 +2,16 @@
 
 The processor decodes and validates with the core, loads the batch's customers from
 Redis shard by shard, lets the core settle each shard's events (dedup, time gates, state
-update, alert rules, standings) into deltas, and writes each shard's deltas atomically.
+update, alert rules, standings) into deltas, and writes each shard's deltas atomically,
+together with the outputs they produced (score cards, alerts, dead letters) into the
+shard's outbox (streams/outbox.py): what is published is what was committed.
 No scoring rule lives here.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from scoring.alerts import Alert
@@ -21,6 +24,7 @@ from scoring.scores import ScoreCard
 from scoring.contributions import ANY_FEATURE
 from scoring.standing import activity_counted_from
 from scoring.windows import retained_from_bucket
+from streams.outbox import Kind, Output, alert_output, dead_letter_output, score_output
 from streams.store import SHARDS, Keys, RedisStore
 
 
@@ -43,6 +47,7 @@ class Processed:
     alerts: list[Alert] = field(default_factory=list)
     cards: list[ScoreCard] = field(default_factory=list)                   # touched customers, after
     now_ms: int = 0
+    outputs: list[tuple[int, Output]] = field(default_factory=list)       # (shard, output), in publish order
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for _, r in self.outcomes if r.outcome is outcome)
@@ -51,57 +56,112 @@ class Processed:
         return [(m, r) for m, r in self.outcomes if r.outcome is Outcome.REJECTED]
 
 
+def dead_letter(message: Incoming, result: Result, now_ms: int) -> Output:
+    """The DLQ output of a rejected message (or of the event at `message.index` inside it)."""
+    return dead_letter_output(message.value, message.key, result.reason.value, result.detail,  # type: ignore[union-attr]
+                              result.field, message.topic, message.partition, message.offset, now_ms, message.index)
+
+
+PUBLISH_ORDER = {Kind.DEAD_LETTER: 0, Kind.SCORE: 1, Kind.ALERT: 2}
+
+
 class BatchProcessor:
-    def __init__(self, config: Config, store: RedisStore) -> None:
+    """`outputs=False` (replay) records no outputs: a rebuild publishes nothing."""
+
+    def __init__(self, config: Config, store: RedisStore, outbox_grace_ms: int = 30_000, outputs: bool = True) -> None:
         self.config = config
         self.store = store
+        self.outbox_grace_ms = outbox_grace_ms
+        self.outputs = outputs
 
     async def process(self, batch: list[Incoming], now_ms: int) -> Processed:
         decoded = [(message, item) for message in batch for item in unpack(message.value, self.config)]
-        events = [item.event for _, item in decoded if item.event is not None]
-        clocks = [m.timestamp_ms or now_ms for m, item in decoded if item.event is not None]
+
+        def rejected(position: int, result: Result) -> Incoming:
+            message, item = decoded[position]
+            if item.index is None:
+                return message
+            # an event inside a batch message is dead-lettered with its own bytes and position
+            return replace(message, value=item.original(message.value), index=item.index)
+
+        sources = [i for i, (_, item) in enumerate(decoded) if item.event is not None]
+        events = [decoded[i][1].event for i in sources]
+        clocks = [decoded[i][0].timestamp_ms or now_ms for i in sources]
 
         # the customers of a state shard share a hash slot: each shard's changes are one atomic
         # write (and on a single Redis, the whole batch is one)
         by_shard: dict[int, list[int]] = {}
         for position, event in enumerate(events):
             by_shard.setdefault(Keys.shard_of(event.customer_id), []).append(position)
+        def outputs_of(positions: list[int], settled: Settled) -> list[tuple[int | str, Output]]:
+            """(message position or customer, output) of one shard's settled events."""
+            if not self.outputs:
+                return []
+            made: list[tuple[int | str, Output]] = [
+                (sources[p], dead_letter(rejected(sources[p], r), r, now_ms))
+                for p, r in zip(positions, settled.results) if r.outcome is Outcome.REJECTED]
+            made += [(card.customer_id, score_output(card)) for card in settled.cards]
+            return made + [(alert.customer_id, alert_output(alert)) for alert in settled.alerts]
+
+        undecodable: dict[int, list[tuple[int | str, Output]]] = {}   # rejected before any customer is known
+        for position, (message, item) in enumerate(decoded):
+            if item.event is None and self.outputs:
+                result = Result.rejected(item.rejection)  # type: ignore[arg-type]
+                output = dead_letter(rejected(position, result), result, now_ms)
+                undecodable.setdefault(Keys.shard_of(output.output_id), []).append((position, output))
+
         outcomes: list[Result | None] = [None] * len(events)
         processed = Processed(now_ms=now_ms)
-        for positions, settled in await self._settle(by_shard, events, clocks, now_ms):
+        made: list[tuple[int | str, int, Output]] = []
+        for shard, positions, settled, outputs in await self._settle(by_shard, events, clocks, now_ms, outputs_of,
+                                                                     undecodable):
             for position, result in zip(positions, settled.results):
                 outcomes[position] = result
             processed.alerts += settled.alerts
             processed.cards += settled.cards
+            made += [(ref, shard, output) for ref, output in outputs]
 
-        # outputs in the order of each customer's first accepted event (as the core orders them)
+        # outputs in the order of each customer's first accepted event (as the core orders them);
+        # dead letters first, in message order
         first: dict[str, int] = {}
         for position, result in enumerate(outcomes):
             if result is not None and result.outcome is Outcome.ACCEPTED:
                 first.setdefault(events[position].customer_id, position)
         processed.cards.sort(key=lambda card: first[card.customer_id])
         processed.alerts.sort(key=lambda alert: first[alert.customer_id])
+        made.sort(key=lambda entry: (PUBLISH_ORDER[entry[2].kind], entry[0] if isinstance(entry[0], int)
+                                     else first[entry[0]]))
+        processed.outputs = [(shard, output) for _, shard, output in made]
 
         applied = iter(outcomes)
-        for message, item in decoded:
+        for position, (message, item) in enumerate(decoded):
             result = next(applied) if item.event is not None else Result.rejected(item.rejection)  # type: ignore[arg-type]
-            if result.outcome is Outcome.REJECTED and item.index is not None:
-                # an event inside a batch message is dead-lettered with its own bytes and position
-                message = replace(message, value=item.original(message.value), index=item.index)
-            processed.outcomes.append((message, result))  # type: ignore[arg-type]
+            processed.outcomes.append((rejected(position, result) if result.outcome is Outcome.REJECTED else message,
+                                       result))
         return processed
 
-    async def _settle(self, by_shard: dict[int, list[int]], events: list[Event], clocks: list[int],
-                      now_ms: int) -> list[tuple[list[int], Settled]]:
-        """Read the customers, let the core settle each shard's events, write the deltas.
+    async def record(self, outputs: list[tuple[int, Output]], now_ms: int) -> None:
+        """Outputs made outside a batch's write (a quarantined message's dead letter) into the outbox."""
+        by_shard: dict[int, list[Output]] = {}
+        for shard, output in outputs:
+            by_shard.setdefault(shard, []).append(output)
+        await self.store.write_shards({}, {}, self.config, by_shard, now_ms + self.outbox_grace_ms)
+
+    async def _settle(self, by_shard: dict[int, list[int]], events: list[Event], clocks: list[int], now_ms: int,
+                      outputs_of: Callable[[list[int], Settled], list[tuple[int | str, Output]]],
+                      undecodable: dict[int, list[tuple[int | str, Output]]]
+                      ) -> list[tuple[int, list[int], Settled, list[tuple[int | str, Output]]]]:
+        """Read the customers, let the core settle each shard's events, write the deltas and outputs.
 
         Everything is computed before anything is written, so a failure in the core writes
         nothing. A shard whose customers moved on since they were read (another writer) is
-        read and settled again.
+        read and settled again, its outputs with it. Returns, per shard written, its event
+        positions, what the core settled and the outputs recorded with it.
         """
         pending = dict(by_shard)
-        done: list[tuple[list[int], Settled]] = []
-        while pending:
+        waiting = dict(undecodable)
+        done: list[tuple[int, list[int], Settled, list[tuple[int | str, Output]]]] = []
+        while pending or waiting:
             wanted: dict[str, list[str]] = {}
             for positions in pending.values():
                 for p in positions:
@@ -118,16 +178,26 @@ class BatchProcessor:
                 return out
 
             # pure CPU work in a thread: the event loop keeps answering the API between GIL turns
-            settled = await asyncio.to_thread(settle)
-            written = await self.store.write_shards({shard: s.deltas for shard, s in settled.items()},
-                                                    loaded.versions, self.config)
+            settled = await asyncio.to_thread(settle) if pending else {}
+            outputs = {shard: [*waiting.get(shard, ()), *outputs_of(pending[shard], s)] for shard, s in settled.items()}
+            for shard, early in waiting.items():
+                outputs.setdefault(shard, list(early))
+            written = await self.store.write_shards(
+                {shard: s.deltas for shard, s in settled.items()}, loaded.versions, self.config,
+                {shard: [output for _, output in made] for shard, made in outputs.items()},
+                now_ms + self.outbox_grace_ms)
             for shard in written:
-                done.append((pending.pop(shard), settled[shard]))
+                waiting.pop(shard, None)
+                if shard in pending:
+                    done.append((shard, pending.pop(shard), settled[shard], outputs[shard]))
+                else:
+                    done.append((shard, [], Settled(), outputs[shard]))
         return done
 
-    async def sweep(self, now_ms: int, chunk: int = 200) -> list[Alert]:
-        """Re-score the customers whose standing time alone has changed by now (and only those)."""
-        fired: list[Alert] = []
+    async def sweep(self, now_ms: int, chunk: int = 200) -> Processed:
+        """Re-score the customers whose standing time alone has changed by now (and only those);
+        the alerts that fired are recorded in the outbox with the re-scores' changes."""
+        swept = Processed(now_ms=now_ms)
         oldest = retained_from_bucket(now_ms, self.config)
         counted_from = activity_counted_from(now_ms, self.config)
         for shard in range(SHARDS):
@@ -140,10 +210,13 @@ class BatchProcessor:
                 if len(loaded.stored) < len(due):   # gone (a replay deleted them): nothing more is due
                     await self.store.forget_due(shard, [c for c in due if c not in loaded.stored])
                 settled = await asyncio.to_thread(settle_due, loaded.stored, now_ms, self.config)
-                if await self.store.write_shards({shard: settled.deltas}, loaded.versions, self.config):
-                    fired += settled.alerts
+                outputs = [alert_output(alert) for alert in settled.alerts] if self.outputs else []
+                if await self.store.write_shards({shard: settled.deltas}, loaded.versions, self.config,
+                                                 {shard: outputs}, now_ms + self.outbox_grace_ms):
+                    swept.alerts += settled.alerts
+                    swept.outputs += [(shard, output) for output in outputs]
                 if len(due) < chunk:
                     break
             # after the re-scores, which rewrite the facts (and activity entries) of those due
             await self.store.trim_activity(shard, counted_from, (ANY_FEATURE, *self.config.features))
-        return fired
+        return swept

@@ -28,6 +28,7 @@ async def replay(settings: Settings, config: Config, fresh: bool, batch_size: in
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
                              client_id="engage-replay", max_poll_records=batch_size, **kafka_options(settings))
     try:
+        await store.check_eviction_policy()   # before anything is deleted or written
         if fresh:
             await delete_prefix(store)
         await store.check_layout()   # a fresh prefix is claimed for this layout; an old one is refused
@@ -38,7 +39,7 @@ async def replay(settings: Settings, config: Config, fresh: bool, batch_size: in
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
-        processor = BatchProcessor(config, store)
+        processor = BatchProcessor(config, store, outputs=False)
         done = 0
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             polled = consumer.poll(timeout_ms=1000, max_records=batch_size)

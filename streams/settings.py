@@ -61,6 +61,7 @@ class Settings:
     alert_webhook_max_backoff_s: float = 30.0
     alert_sink_port: int = 6067                   # `engage alert-sink`: /metrics and /healthz
     stall_after_s: float = 60.0                   # /readyz: lagging with no progress this long
+    outbox_grace_s: float = 30.0                  # an output unacknowledged this long is republished (outbox)
     data_dir: str = ".engage/worker"
     # security (README "Security"); the secrets are in SECRETS
     kafka_security_protocol: str = "PLAINTEXT"    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL

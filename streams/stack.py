@@ -378,7 +378,8 @@ def _start_redis(directory: Path, log: Callable[[str], None], security: dict[str
     log_path = directory / "redis.log"
     pid = _spawn(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--appendonly", "yes",
-         "--appendfsync", "always", "--save", "", "--daemonize", "no", "--protected-mode", "yes"],
+         "--appendfsync", "always", "--save", "", "--daemonize", "no", "--protected-mode", "yes",
+         "--maxmemory-policy", "noeviction"],
         log_path, directory,
     )
     return Service("redis", f"redis://127.0.0.1:{port}/0", pid, port, str(log_path))
@@ -391,7 +392,7 @@ REDIS_COMMANDS = ("ping", "select", "exists", "del", "hget", "hgetall", "hset", 
                   "zadd", "zrem", "zrange", "zrevrange", "zrangebyscore", "zrangebylex", "zrevrangebylex", "zlexcount",
                   "zcount", "zcard", "zmscore", "zremrangebyscore", "sadd", "srem", "smembers",
                   "lpush", "ltrim", "lrange", "multi", "exec", "discard", "evalsha", "eval", "script|load",
-                  "scan", "unlink", "acl|whoami")
+                  "scan", "unlink", "acl|whoami", "hlen", "info")
 
 
 def _start_secure_redis(directory: Path, log: Callable[[str], None], security: dict[str, str]) -> Service:
@@ -413,7 +414,7 @@ def _start_secure_redis(directory: Path, log: Callable[[str], None], security: d
         "user default off",
         f"user {security['redis_username']} on >{_read(security['redis_password_file'])} ~* -@all "
         + " ".join(f"+{command}" for command in REDIS_COMMANDS),
-        f"dir {directory}", "appendonly yes", 'save ""', "daemonize no", "",
+        f"dir {directory}", "appendonly yes", 'save ""', "daemonize no", "maxmemory-policy noeviction", "",
     ]))
     log_path = directory / "redis.log"
     pid = _spawn([server, str(config)], log_path, directory)

@@ -26,6 +26,9 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
                                         sweep once past the retention)
     <p>:{s}:buckets              ZSET   the buckets that have a :t: hash (score = bucket)
     <p>:{s}:acct:<account>       SET    the account's customers (by their newest account_id)
+    <p>:{s}:out                  HASH   the outbox: outputs written with the shard's changes and not yet
+                                        acknowledged by Kafka (streams/outbox.py)
+    <p>:{s}:out:at               ZSET   outbox field -> when a redrive may claim it
     <p>:{g}:alerts:recent        LIST   the last 100 alerts (JSON), newest first
 
 A write is optimistic: the script applies a shard's changes only if no customer's version
@@ -55,6 +58,8 @@ from scoring.standing import ORDER_KEY_ID_OFFSET, Standing, bottom_key, risk_key
 from scoring.state import BOUNCES, SESSIONS, CustomerState, SessionStats
 from scoring.timeutil import DAY
 from scoring.windows import bucket_of, window_start_bucket, window_start_ms
+from streams import outbox
+from streams.outbox import Output
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -64,10 +69,16 @@ SHARDS = 16
 APPLY = (Path(__file__).parent / "lua" / "apply.lua").read_text(encoding="utf-8")
 SUM_HASHES = (Path(__file__).parent / "lua" / "sum_hashes.lua").read_text(encoding="utf-8")
 RANK_PROBE = (Path(__file__).parent / "lua" / "rank_probe.lua").read_text(encoding="utf-8")
+OUTBOX_SETTLE = (Path(__file__).parent / "lua" / "outbox_settle.lua").read_text(encoding="utf-8")
+OUTBOX_CLAIM = (Path(__file__).parent / "lua" / "outbox_claim.lua").read_text(encoding="utf-8")
 
 
 class LayoutError(RuntimeError):
     """The prefix holds state in another layout (or shard count) than this version writes."""
+
+
+class EvictionPolicyError(RuntimeError):
+    """The Redis may evict keys: it would drop customers' state without a word."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,10 @@ class Keys:
 
     def account(self, shard: int, account_id: str) -> str:
         return f"{self.tag(shard)}:acct:{account_id}"
+
+    def outbox(self, shard: int) -> tuple[str, str]:
+        """The shard's outbox hash and its claim-time zset."""
+        return f"{self.tag(shard)}:out", f"{self.tag(shard)}:out:at"
 
     @property
     def meta(self) -> str:
@@ -307,6 +322,8 @@ class RedisStore:
         self._apply = client.register_script(APPLY)
         self._sum = client.register_script(SUM_HASHES)
         self._probe = client.register_script(RANK_PROBE)
+        self._settle_outbox = client.register_script(OUTBOX_SETTLE)
+        self._claim_outbox = client.register_script(OUTBOX_CLAIM)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "eng", cluster: bool = False, **options: Any) -> RedisStore:
@@ -370,34 +387,88 @@ class RedisStore:
         return loaded
 
     async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], versions: Mapping[str, int],
-                           config: Config) -> set[int]:
-        """Apply each shard's deltas atomically, only if no customer changed since it was read.
+                           config: Config, outputs: Mapping[int, Iterable[Output]] | None = None,
+                           claimable_at_ms: int = 0) -> set[int]:
+        """Apply each shard's deltas atomically, only if no customer changed since it was read,
+        together with the shard's `outputs` (into its outbox, claimable by a redrive from
+        `claimable_at_ms`).
 
         Returns the shards written. On a single Redis every shard goes in one script call (all
         or none); on a cluster each shard is its own call on its own slot.
         """
+        outputs = outputs or {}
+        shards = list(dict.fromkeys([*deltas, *outputs]))
         if not self.cluster:
             ops = Ops()
-            for shard, shard_deltas in deltas.items():
-                self._ops(ops, shard, shard_deltas, versions, config)
-            return set(deltas) if await self._run(ops) else set()
-        shards = list(deltas)
-        written = await asyncio.gather(*(self._write_one(shard, deltas[shard], versions, config) for shard in shards))
+            for shard in shards:
+                self._ops(ops, shard, deltas.get(shard, ()), versions, config, outputs.get(shard, ()),
+                          claimable_at_ms)
+            return set(shards) if await self._run(ops) else set()
+        written = await asyncio.gather(*(self._write_one(shard, deltas.get(shard, ()), versions, config,
+                                                         outputs.get(shard, ()), claimable_at_ms) for shard in shards))
         return {shard for shard, ok in zip(shards, written) if ok}
 
     async def _write_one(self, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, int],
-                         config: Config) -> bool:
+                         config: Config, outputs: Iterable[Output], claimable_at_ms: int) -> bool:
         ops = Ops()
-        self._ops(ops, shard, deltas, versions, config)
+        self._ops(ops, shard, deltas, versions, config, outputs, claimable_at_ms)
         return await self._run(ops)
 
     def _ops(self, ops: Ops, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, int],
-             config: Config) -> None:
+             config: Config, outputs: Iterable[Output], claimable_at_ms: int) -> None:
         totals = ShardTotals.empty()
         for delta in deltas:
             write_delta(ops, self.keys, shard, delta, versions.get(delta.customer_id, 0))
             totals.add(delta)
         totals.write(ops, self.keys, shard)
+        outbox.record(ops, *self.keys.outbox(shard), outputs, claimable_at_ms)
+
+    # --- the outbox (streams/outbox.py) --------------------------------------------------------
+
+    async def settle_outputs(self, outputs: Iterable[tuple[int, Output]]) -> int:
+        """Delete published outputs from their shards' outboxes (each only while it still holds the
+        output sent). Returns how many were deleted."""
+        by_shard: dict[int, list[Output]] = {}
+        for shard, output in outputs:
+            by_shard.setdefault(shard, []).append(output)
+        done = await asyncio.gather(*(self._settle_outbox(keys=list(self.keys.outbox(shard)),
+                                                          args=outbox.settle_args(shard_outputs))
+                                      for shard, shard_outputs in by_shard.items()))
+        return sum(done)
+
+    async def claim_outputs(self, shard: int, now_ms: int, lease_until_ms: int, limit: int) -> list[Output]:
+        """Outputs of the shard's outbox that are claimable by now (their writer is gone or stuck),
+        leased until `lease_until_ms` so that no other redrive takes them meanwhile."""
+        flat = await self._claim_outbox(keys=list(self.keys.outbox(shard)), args=[now_ms, lease_until_ms, limit])
+        return [Output.from_entry(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    async def outbox_size(self) -> int:
+        """Outputs recorded and not yet acknowledged, over every shard."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.hlen(self.keys.outbox(shard)[0])
+            return sum(await pipe.execute())
+
+    async def check_eviction_policy(self) -> None:
+        """Refuse a Redis (any node of a cluster) whose maxmemory-policy is not `noeviction`.
+
+        Any other policy lets Redis delete keys under memory pressure: customers' counters,
+        event ids and outbox entries would vanish without an error. INFO, not CONFIG GET,
+        because managed Redis services often refuse CONFIG.
+        """
+        if self.cluster:
+            replies = await self.redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
+            nodes = {str(name): info for name, info in replies.items()}
+        else:
+            nodes = {"redis": await self.redis.info("memory")}
+        for node, info in sorted(nodes.items()):
+            policy = info.get("maxmemory_policy")
+            if policy != "noeviction":
+                where = "" if node == "redis" else f" on {node}"
+                raise EvictionPolicyError(
+                    f"Redis maxmemory-policy is {policy!r}{where}: it may evict keys and lose customers' state "
+                    f"without a word; set maxmemory-policy noeviction (redis.conf, or CONFIG SET "
+                    f"maxmemory-policy noeviction)")
 
     async def _run(self, ops: Ops) -> bool:
         if not ops.ops:

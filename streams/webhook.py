@@ -10,12 +10,13 @@ lost, and after a crash one may be sent twice (at-least-once; `id` lets receiver
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+
+from streams import codec
 
 log = logging.getLogger("engage.webhook")
 
@@ -47,9 +48,12 @@ def slack_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def alert_id(alert: Mapping[str, Any]) -> str:
-    """Stable per alert (customer, rule, instant): receivers can drop at-least-once repeats."""
-    raw = f"{alert['customer_id']}|{alert['rule']}|{alert['as_of']}".encode()
-    return hashlib.sha256(raw).hexdigest()[:24]
+    """Stable per alert (customer, rule, instant): receivers can drop at-least-once repeats.
+
+    The alerts topic carries it as `id` (streams.codec); an alert without one gets the same value."""
+    given = alert.get("id")
+    return given if isinstance(given, str) and given else codec.alert_id(
+        str(alert["customer_id"]), str(alert["rule"]), alert["as_of"])
 
 
 def _brief(values: Mapping[str, Any]) -> str:

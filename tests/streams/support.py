@@ -112,10 +112,10 @@ def pipeline_settings(stack: local.Stack, unique: str) -> Settings:
     return settings
 
 
-def redis_records(stack: local.Stack, prefix: str, cluster_url: str | None = None) -> dict:
+def redis_records(stack: local.Stack, prefix: str, cluster_url: str | None = None, url: str | None = None) -> dict:
     """Every customer's core state under a key prefix, read from the real Redis through the store.
 
-    `cluster_url`: read from that Redis Cluster instead. Event ids are left out (the store reads them per event, not per customer): compare with
+    `cluster_url`: read from that Redis Cluster instead; `url`: from that single Redis. Event ids are left out (the store reads them per event, not per customer): compare with
     `without_ids(state)` of the core's.
     """
     import asyncio
@@ -123,7 +123,7 @@ def redis_records(stack: local.Stack, prefix: str, cluster_url: str | None = Non
     from streams.store import RedisStore
 
     async def read() -> dict:
-        store = RedisStore.from_url(cluster_url or stack.redis_url, prefix, cluster=cluster_url is not None)
+        store = RedisStore.from_url(cluster_url or url or stack.redis_url, prefix, cluster=cluster_url is not None)
         try:
             return {c: s.state for c, s in (await store.load(await store.customer_ids())).stored.items()}
         finally:

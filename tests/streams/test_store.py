@@ -104,7 +104,7 @@ def test_batches_and_due_rescores_equal_the_core(open_store, unique):
         for gap in (2 * DAY, 2 * DAY, 2 * DAY, 40 * DAY):     # the last: everyone dormant, history evicted
             now += gap
             due = {c for c, s in reference.customers.items()}
-            fired = await processor.sweep(now)
+            fired = (await processor.sweep(now)).alerts
             expected_alerts = []
             for cid in sorted(due):
                 state = reference.customers[cid]
