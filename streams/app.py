@@ -322,6 +322,8 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         producer_acks=-1,
         autodiscover=False,
     )

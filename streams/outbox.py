@@ -85,11 +85,5 @@ def dead_letter_output(raw: bytes, key: bytes | None, reason: str, detail: str, 
 def record(ops, out_key: str, at_key: str, outputs: Iterable[Output], claimable_at_ms: int) -> None:  # type: ignore[no-untyped-def]
     """Add the outputs to a script call's commands (streams.store.Ops), beside the state they came with."""
     outputs = list(outputs)
-    if outputs:
-        ops.add("HSET", out_key, *(x for o in outputs for x in (o.field, o.entry())))
-        ops.add("ZADD", at_key, *(x for o in outputs for x in (claimable_at_ms, o.field)))
-
-
-def settle_args(outputs: Iterable[Output]) -> list[str]:
-    """The settle script's arguments: each field with the id it must still hold to be deleted."""
-    return [x for o in outputs for x in (o.field, o.output_id)]
+    ops.add_many("HSET", out_key, ((o.field, o.entry()) for o in outputs))
+    ops.add_many("ZADD", at_key, ((claimable_at_ms, o.field) for o in outputs))

@@ -62,6 +62,7 @@ class Settings:
     alert_sink_port: int = 6067                   # `engage alert-sink`: /metrics and /healthz
     stall_after_s: float = 60.0                   # /readyz: lagging with no progress this long
     outbox_grace_s: float = 30.0                  # an output unacknowledged this long is republished (outbox)
+    kafka_session_timeout_s: float = 60.0         # a silent worker's partitions move to the others after this
     data_dir: str = ".engage/worker"
     # security (README "Security"); the secrets are in SECRETS
     kafka_security_protocol: str = "PLAINTEXT"    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
@@ -192,6 +193,8 @@ def _validate(raw: dict[str, object]) -> Settings:
                 raise SettingsError(name, "must be -1 (forever) or at least 60000 ms")
         elif f.type in ("int", int):
             values[f.name] = _number(name, value, int, 1, 65535 if f.name.endswith("_port") else 1_000_000)
+        elif f.name == "kafka_session_timeout_s":   # the broker's least (6 s); at most Faust's request timeout
+            values[f.name] = _number(name, value, float, 6.0, 90.0)
         elif f.type in ("float", float):
             values[f.name] = _number(name, value, float, 0.001, 86400.0)
         else:

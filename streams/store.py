@@ -191,6 +191,13 @@ class Ops:
     def add(self, command: str, key: str, *args: object) -> None:
         self.ops.append([command, self.key(key), *(a if isinstance(a, str) else _arg(a) for a in args)])
 
+    def add_many(self, command: str, key: str, groups: Iterable[tuple[object, ...]], chunk: int = 1000) -> None:
+        """A variadic command (HSET, ZADD, HDEL ...) over many argument groups, as several commands:
+        the script unpacks a command's arguments, and Lua caps that at about 8,000."""
+        groups = list(groups)
+        for start in range(0, len(groups), chunk):
+            self.add(command, key, *(x for group in groups[start:start + chunk] for x in group))
+
     def payload(self) -> bytes:
         return orjson.dumps({"check": self.checks, "ops": self.ops})
 
@@ -228,7 +235,7 @@ class ShardTotals:
             for key, amount in counters.items():
                 ops.add("HINCRBY", totals, key, amount)
         if self.buckets:
-            ops.add("ZADD", keys.shared(shard, "buckets"), *(x for b in self.buckets for x in (b, str(b))))
+            ops.add_many("ZADD", keys.shared(shard, "buckets"), ((b, str(b)) for b in self.buckets))
         for key, amount in self.sums.items():
             if amount:
                 ops.add("HINCRBY", keys.shared(shard, "sums"), key, amount)
@@ -249,16 +256,16 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, version:
                 ops.add("HINCRBY", keys.counters(cid), f"{bucket}|{key}", amount)
     dropped = [f"{bucket}|{key}" for bucket, names in delta.evicted.items() for key in names]
     if dropped:
-        ops.add("HDEL", keys.counters(cid), *dropped)
+        ops.add_many("HDEL", keys.counters(cid), ((d,) for d in dropped))
     if delta.seen:
-        ops.add("ZADD", keys.seen(cid), *(x for event_id, ts in delta.seen.items() for x in (ts, event_id)))
+        ops.add_many("ZADD", keys.seen(cid), ((ts, event_id) for event_id, ts in delta.seen.items()))
     if delta.seen_floor is not None:
         ops.add("ZREMRANGEBYSCORE", keys.seen(cid), "-inf", f"({delta.seen_floor}")
     if delta.sessions:
-        ops.add("HSET", keys.sessions(cid), *(x for sid, s in delta.sessions.items() for x in (
-            sid, f"{s.anchor_ms},{s.pages},{s.actions},{int(s.ended)},{s.last_ms}")))
+        ops.add_many("HSET", keys.sessions(cid), ((sid, f"{s.anchor_ms},{s.pages},{s.actions},{int(s.ended)},{s.last_ms}")
+                                                  for sid, s in delta.sessions.items()))
     if delta.sessions_dropped:
-        ops.add("HDEL", keys.sessions(cid), *delta.sessions_dropped)
+        ops.add_many("HDEL", keys.sessions(cid), ((sid,) for sid in delta.sessions_dropped))
     if delta.facts is not None:
         f, was = delta.facts, delta.facts_before
         if f.last_active_ms is not None and f.last_active_ms != (was.last_active_ms if was else None):
@@ -427,14 +434,19 @@ class RedisStore:
 
     async def settle_outputs(self, outputs: Iterable[tuple[int, Output]]) -> int:
         """Delete published outputs from their shards' outboxes (each only while it still holds the
-        output sent). Returns how many were deleted."""
+        output sent): one script call on a single Redis, one per shard on a cluster. Returns how
+        many were deleted."""
         by_shard: dict[int, list[Output]] = {}
         for shard, output in outputs:
             by_shard.setdefault(shard, []).append(output)
-        done = await asyncio.gather(*(self._settle_outbox(keys=list(self.keys.outbox(shard)),
-                                                          args=outbox.settle_args(shard_outputs))
-                                      for shard, shard_outputs in by_shard.items()))
-        return sum(done)
+        groups = [list(by_shard.items())] if not self.cluster else [[item] for item in by_shard.items()]
+        calls = []
+        for group in groups:
+            keys = [key for shard, _ in group for key in self.keys.outbox(shard)]
+            args = [x for i, (_, shard_outputs) in enumerate(group) for o in shard_outputs
+                    for x in (2 * i + 1, o.field, o.output_id)]
+            calls.append(self._settle_outbox(keys=keys, args=args))
+        return sum(await asyncio.gather(*calls))
 
     async def claim_outputs(self, shard: int, now_ms: int, lease_until_ms: int, limit: int) -> list[Output]:
         """Outputs of the shard's outbox that are claimable by now (their writer is gone or stuck),

@@ -109,6 +109,21 @@ def test_a_batch_records_exactly_what_it_publishes_and_a_publish_clears_it(redis
     with_store(url, cluster, unique, body)
 
 
+def test_a_shard_records_thousands_of_outputs_in_one_write(redis_url, unique):
+    """More outputs than a Lua call may unpack as one command's arguments (a batch of batch messages)."""
+    url, cluster = redis_url
+
+    async def body(store: RedisStore) -> None:
+        outputs = [Output(f"a:{unique}{i}", f"{unique}{i}", Kind.ALERT, b"k", b"{}") for i in range(5000)]
+        assert await store.write_shards({}, {}, CONFIG, {3: outputs}, 0) == {3}
+        assert await store.outbox_size() == 5000
+        claimed = await store.claim_outputs(3, 1, 2, 10_000)
+        assert sorted(o.field for o in claimed) == sorted(o.field for o in outputs)
+        assert await store.settle_outputs([(3, o) for o in outputs]) == 5000 and await store.outbox_size() == 0
+
+    with_store(url, cluster, unique, body)
+
+
 def test_a_newer_card_replaces_a_pending_one_and_survives_the_older_ones_publish(redis_url, unique):
     url, cluster = redis_url
 
@@ -173,7 +188,7 @@ def refuse_writes(stack, topics: list[str], refuse: bool) -> None:
 @pytest.mark.parametrize("redis", ["single", "cluster"])
 def test_outputs_committed_before_a_crash_are_published_by_the_next_worker(stack, unique, tmp_path, redis, request):
     settings = pipeline_settings(stack, unique)
-    extra = {"ENGAGE_OUTBOX_GRACE_S": "2"}
+    extra = {"ENGAGE_OUTBOX_GRACE_S": "2", "ENGAGE_KAFKA_SESSION_TIMEOUT_S": "10"}   # the crash is noticed in 10 s
     if redis == "cluster":
         extra |= {"ENGAGE_REDIS_URL": request.getfixturevalue("redis_cluster").redis_cluster_url,
                   "ENGAGE_REDIS_CLUSTER": "true"}

@@ -16,6 +16,7 @@ import pytest
 from scoring import standing as ranking
 from scoring.config import load_config
 from scoring.engine import Scorer
+from scoring.messages import unpack
 from scoring.standing import standing
 from scoring.synthetic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
@@ -181,6 +182,27 @@ def test_the_median_selected_across_shards_is_statistics_median(open_store):
                     pipe.zadd(store.keys.shared(Keys.shard_of(cid), "rank"), {key: 0})
                 await pipe.execute()
             assert await store.median_es(n) == statistics.median(values), (kind, n)
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_one_customers_thousands_of_events_in_one_batch_are_one_write(open_store, unique):
+    """More event ids, sessions and buckets in one write than a Lua call may unpack as one command's
+    arguments (a batch of batch messages from one busy customer): written in chunks, still exact."""
+    events = [{"event_id": f"{unique}-{i}", "customer_id": f"{unique}-hot", "type": "session_start",
+               "session_id": f"s{i}", "ts": START + i * 10_000} for i in range(5000)]
+    now = START + 5000 * 10_000
+
+    async def run() -> None:
+        store = open_store()
+        message = orjson.dumps(events)
+        await BatchProcessor(CONFIG, store).process([Incoming(message, None, "events", 0, 0, now)], now)
+        reference = Scorer(CONFIG)
+        reference.process_batch([item.event for item in unpack(message, CONFIG)], now)
+        await compare(store, reference, now)
+        assert await store.redis.zcard(store.keys.seen(f"{unique}-hot")) == len(
+            reference.customers[f"{unique}-hot"].seen) > 4000          # one ZADD would be 8,000+ arguments
         await store.close()
 
     asyncio.run(run())
