@@ -40,7 +40,7 @@ from streams.settings import load_settings, prefixed_topics  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 
 MODES = ("raw", "noop", "noop-default", "noop-fast", "noop-batch", "scorer", "naive", "raw-batched", "scorer-batched",
-         "scale-out", "latency", "core", "read")
+         "scale-out", "latency", "core", "read", "outbox")
 BATCH = 100   # events per batch message in the batched topic (JSON arrays, grouped per partition)
 
 
@@ -326,6 +326,50 @@ def _core_settle_step(chunk: list, now: int, stored: dict, config) -> list:
     return [settle_batch({c: stored[c] for c in {e.customer_id for e in events} if c in stored}, events, clocks, now,
                          config)
             for events, clocks in by_shard.values()]
+
+
+def outbox_mode(redis_url: str, events: int, customers: int, batch: int = 1000, rounds: int = 4) -> dict[str, float]:
+    """What the outbox costs per batch: `BatchProcessor.process` (Redis read, core, one script write)
+    plus the delete after publishing, over generator batches, recording outputs or not (the
+    replay's path), in alternating rounds on fresh prefixes of the same Redis. No Kafka: only the
+    outbox's own work differs between the two."""
+    from scoring.config import load_config
+    from streams.processor import BatchProcessor, Incoming
+    from streams.replay import delete_prefix
+    from streams.store import RedisStore
+
+    config = load_config()
+    seconds = {True: 0.0, False: 0.0}
+    outputs = batches = 0
+
+    async def one(record: bool, seed: int) -> None:
+        nonlocal outputs, batches
+        store = RedisStore.from_url(redis_url, f"bench-outbox-{uuid.uuid4().hex[:8]}")
+        processor = BatchProcessor(config, store, outputs=record)
+        at = now_ms()
+        traffic = TrafficGenerator(TrafficSettings(customers=customers, seed=seed))
+        messages = list(traffic.messages(events // rounds, at - 5 * DAY, 5 * DAY))
+        try:
+            for start in range(0, len(messages), batch):
+                chunk = [Incoming(m.value, m.key, "events", 0, start + i, at)
+                         for i, m in enumerate(messages[start:start + batch])]
+                began = time.perf_counter()
+                processed = await processor.process(chunk, at)
+                await store.settle_outputs(processed.outputs)
+                seconds[record] += time.perf_counter() - began
+                if record:
+                    outputs += len(processed.outputs)
+                    batches += 1
+        finally:
+            await delete_prefix(store)
+            await store.close()
+
+    for round_ in range(rounds):
+        for record in ((True, False) if round_ % 2 else (False, True)):
+            asyncio.run(one(record, round_))
+    done = rounds * (events // rounds)
+    return {"events": done, "seconds": seconds[True], "seconds_without": seconds[False],
+            "batches": batches, "outputs_per_batch": outputs / max(batches, 1)}
 
 
 READ_PATHS = {"leaderboard": "/leaderboard", "at_risk": "/at-risk", "kpis": "/kpis", "customer": "/customers/{}"}
@@ -673,6 +717,14 @@ def markdown(report: dict[str, object]) -> str:
                           f"one member's own keys {scorer['dormant_record_memory_usage']:,} B by MEMORY USAGE ("
                           + ", ".join(f"{k} {v:,}" for k, v in keys.items()) + "), the rest is its entries in the "
                           "shared sorted sets and sets."]
+    outbox = results.get("outbox")
+    if outbox:
+        lines += ["", f"Outbox: {outbox['events']:,} generator events through `BatchProcessor.process` and the "
+                      f"delete after publishing, batches of 1,000, on a single Redis, recording outputs "
+                      f"({outbox['outputs_per_batch']:,.0f} per batch) or not, in alternating rounds: "
+                      f"{outbox['seconds'] / outbox['batches'] * 1000:,.1f} ms against "
+                      f"{outbox['seconds_without'] / outbox['batches'] * 1000:,.1f} ms per batch "
+                      f"({outbox['seconds'] / outbox['seconds_without']:.2f}×)."]
     core = results.get("core")
     if core:
         lines += ["", f"Core: {core['events']:,} generator messages ({core['customers']:,} customers touched of "
@@ -687,7 +739,8 @@ def markdown(report: dict[str, object]) -> str:
                   "80 % of the scorer's rate (p50/p95/p99 of event time -> applied in Redis, from the worker's "
                   "histogram); `core` the pure core in memory (`Scorer.process_batch`, bytes in), `core-settle` "
                   "the worker's core step (`unpack`, split by state shard, `settle_batch`: standings and deltas "
-                  "too); `read` API read latency against a consuming worker.", "",
+                  "too); `read` API read latency against a consuming worker; `outbox` the worker's batch step with and "
+                  "without recording outputs (no Kafka).", "",
               "What stands in the way of the targets that are not met, with the profiles: `benchmarks/PROFILE.md`.", ""]
     return "\n".join(lines)
 
@@ -784,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "partitions": args.partitions, **prefixed_topics(prefix)})
         workdir = Path(running.directory).parent / "bench" / prefix.rstrip(".")
         workdir.mkdir(parents=True, exist_ok=True)
-        if set(service_modes) - {"latency", "read"}:   # those two send to topics of their own
+        if set(service_modes) - {"latency", "read", "outbox"}:   # those send to topics of their own (or none)
             ensure_topics(settings)
             print(f"pre-filling {settings.events_topic} with {args.events:,} events ...", file=sys.stderr)
             report["prefill"] = prefill(running.kafka_bootstrap, settings.events_topic, args.events, args.customers)
@@ -812,6 +865,8 @@ def main(argv: list[str] | None = None) -> int:
             rate = args.latency_rate or 0.8 * (scorer_rate or 1000.0)
             results[mode] = latency_mode(running.kafka_bootstrap, running.redis_url, rate, args.latency_seconds,
                                          args.customers, workdir, args.partitions)
+        elif mode == "outbox":
+            results[mode] = outbox_mode(running.redis_url, min(args.events, 100_000), args.customers)
         elif mode == "read":
             results[mode] = read_mode(running.kafka_bootstrap, running.redis_url, args.read_customers,
                                       args.read_requests, args.read_rate, workdir, args.partitions)

@@ -34,6 +34,10 @@ def test_every_mode_measures_and_reports(stack, tmp_path, monkeypatch):
     scorer = results["scorer"]
     assert scorer["customers"] == core["customers"]
 
+    # the outbox's cost: the same batches with and without recording outputs, outputs really recorded
+    outbox = results["outbox"]
+    assert outbox["seconds_without"] > 0 and outbox["batches"] > 0 and outbox["outputs_per_batch"] > 1
+
     # memory: every key of the worker's prefix, and dormant members built and swept through BatchProcessor
     assert scorer["redis_bytes_per_customer"] > scorer["redis_bytes_per_customer_own_keys"] > 0
     assert scorer["redis_bytes_per_customer_f"] > 0 and scorer["redis_bytes_shared_per_customer"] > 0
