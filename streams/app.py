@@ -209,8 +209,10 @@ class Runtime:
         (leaderboards, at-risk, KPI sums) are made due now, and the sweep re-scores them in
         the background while the worker consumes. /readyz and engagement_due_customers show it.
         """
-        if await self.store.adopt_config(config_fingerprint(self.config)):
-            marked = await self.store.mark_all_due(now_ms())
+        # retried like a batch: a Redis that is down or full at start-up must not crash the worker
+        fingerprint = config_fingerprint(self.config)
+        if await self._retry("redis", lambda: self.store.adopt_config(fingerprint)):
+            marked = await self._retry("redis", lambda: self.store.mark_all_due(now_ms()))
             self.rescoring = True
             log.warning("scoring config changed: re-scoring the standings of %d customers in the background", marked)
 
