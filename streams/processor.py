@@ -77,7 +77,8 @@ class BatchProcessor:
     async def process(self, batch: list[Incoming], now_ms: int) -> Processed:
         decoded = [(message, item) for message in batch for item in unpack(message.value, self.config)]
 
-        def rejected(position: int, result: Result) -> Incoming:
+        def rejected(position: int) -> Incoming:
+            """The message to dead-letter for the event at `position`."""
             message, item = decoded[position]
             if item.index is None:
                 return message
@@ -93,12 +94,13 @@ class BatchProcessor:
         by_shard: dict[int, list[int]] = {}
         for position, event in enumerate(events):
             by_shard.setdefault(Keys.shard_of(event.customer_id), []).append(position)
+
         def outputs_of(positions: list[int], settled: Settled) -> list[tuple[int | str, Output]]:
             """(message position or customer, output) of one shard's settled events."""
             if not self.outputs:
                 return []
             made: list[tuple[int | str, Output]] = [
-                (sources[p], dead_letter(rejected(sources[p], r), r, now_ms))
+                (sources[p], dead_letter(rejected(sources[p]), r, now_ms))
                 for p, r in zip(positions, settled.results) if r.outcome is Outcome.REJECTED]
             made += [(card.customer_id, score_output(card)) for card in settled.cards]
             return made + [(alert.customer_id, alert_output(alert)) for alert in settled.alerts]
@@ -107,7 +109,7 @@ class BatchProcessor:
         for position, (message, item) in enumerate(decoded):
             if item.event is None and self.outputs:
                 result = Result.rejected(item.rejection)  # type: ignore[arg-type]
-                output = dead_letter(rejected(position, result), result, now_ms)
+                output = dead_letter(rejected(position), result, now_ms)
                 undecodable.setdefault(Keys.shard_of(output.output_id), []).append((position, output))
 
         outcomes: list[Result | None] = [None] * len(events)
@@ -136,8 +138,7 @@ class BatchProcessor:
         applied = iter(outcomes)
         for position, (message, item) in enumerate(decoded):
             result = next(applied) if item.event is not None else Result.rejected(item.rejection)  # type: ignore[arg-type]
-            processed.outcomes.append((rejected(position, result) if result.outcome is Outcome.REJECTED else message,
-                                       result))
+            processed.outcomes.append((rejected(position) if result.outcome is Outcome.REJECTED else message, result))
         return processed
 
     async def record(self, outputs: list[tuple[int, Output]], now_ms: int) -> None:
