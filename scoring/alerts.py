@@ -17,8 +17,9 @@ from enum import StrEnum
 
 from scoring import kpis
 from scoring.config import Config
-from scoring.scores import ScoreCard, breakdown, counts_now_and_before, score_card, was_activated
+from scoring.scores import ScoreCard, breakdown, score_card, was_activated
 from scoring.state import CustomerState
+from scoring.windows import window_start_bucket
 
 
 class Rule(StrEnum):
@@ -86,8 +87,10 @@ class Alert:
 
 
 def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
-    now, reference = counts_now_and_before(state.buckets, as_of_ms, config.alerts.score_drop_window_ms,
-                                           config.window_ms, config.bucket_ms)
+    window_ms, bucket_ms = config.window_ms, config.bucket_ms
+    now = dict(state.counts_from(window_start_bucket(as_of_ms, window_ms, bucket_ms)))
+    reference = state.counts_from(
+        window_start_bucket(as_of_ms - config.alerts.score_drop_window_ms, window_ms, bucket_ms), slot=1)
     card = score_card(state, as_of_ms, config, detail=False, counts=now)
     joined = state.membership_start(as_of_ms)
     activation = config.alerts.activation_ms

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 from scoring import kpis
 from scoring.config import Config
-from scoring.state import CustomerState
+from scoring.state import COUNT_PREFIX, CustomerState
 from scoring.timeutil import DAY
 from scoring.windows import bucket_age, window_start_bucket, window_start_ms
 
-COUNT_PREFIX = "n."
 MAU_WINDOW_MS = 30 * DAY
 
 
@@ -66,33 +65,6 @@ class ScoreCard:
             "segment": self.segment,
             "breakdown": [t.to_dict() for t in self.breakdown],
         }
-
-
-def window_counts(buckets: Mapping[int, Mapping[str, int]], as_of_ms: int, window_ms: int, bucket_ms: int) -> dict[str, int]:
-    """Event counts per type over the window ending at `as_of_ms`."""
-    return counts_now_and_before(buckets, as_of_ms, 0, window_ms, bucket_ms)[0]
-
-
-def counts_now_and_before(buckets: Mapping[int, Mapping[str, int]], as_of_ms: int, before_ms: int, window_ms: int,
-                          bucket_ms: int) -> tuple[dict[str, int], dict[str, int]]:
-    """Event counts per type over the window ending at `as_of_ms` and over the one ending
-    `before_ms` earlier, in one pass: both windows run to the newest bucket, so the earlier
-    one is the later one plus the buckets between their starts."""
-    first = window_start_bucket(as_of_ms, window_ms, bucket_ms)
-    first_before = window_start_bucket(as_of_ms - before_ms, window_ms, bucket_ms)
-    now: dict[str, int] = {}
-    before: dict[str, int] = {}
-    for bucket, counters in buckets.items():
-        if bucket < first_before:
-            continue
-        inside = bucket >= first
-        for key, amount in counters.items():
-            if key.startswith(COUNT_PREFIX):
-                name = key[2:]
-                before[name] = before.get(name, 0) + amount
-                if inside:
-                    now[name] = now.get(name, 0) + amount
-    return now, before
 
 
 def breakdown(counts: Mapping[str, int], config: Config) -> tuple[TypeScore, ...]:
@@ -150,10 +122,11 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
                counts: dict[str, int] | None = None) -> ScoreCard:
     """The customer's scores as of `as_of_ms`; without `detail`, no breakdown and no decayed score.
 
-    `counts` are the window's counts when the caller has them already (see counts_now_and_before).
+    `counts` are the window's counts when the caller has them already (a copy of
+    `CustomerState.counts_from`, which keeps them running).
     """
     if counts is None:
-        counts = window_counts(state.buckets, as_of_ms, config.window_ms, config.bucket_ms)
+        counts = dict(state.counts_from(window_start_bucket(as_of_ms, config.window_ms, config.bucket_ms)))
     cer = kpis.customer_engagement_rate(counts, config.weights)
     es = kpis.engagement_score(counts, config.weights, config.targets, config.total_weight)
     return ScoreCard(

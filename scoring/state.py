@@ -83,6 +83,7 @@ class CustomerState:
     sessions_by_last: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap
     journal: Journal | None = field(default=None, compare=False, repr=False)    # open while a store records
     bucket_floor: int | None = field(default=None, compare=False, repr=False)  # no bucket is older; None: unknown
+    running: list[RunningCounts | None] = field(default_factory=lambda: [None, None], compare=False, repr=False)
 
     @property
     def account_id(self) -> str | None:
@@ -123,9 +124,27 @@ class CustomerState:
         if contrib.session is not None:
             self._update_session(contrib.session, config.bucket_ms)
 
+    def counts_from(self, first: int, slot: int = 0) -> dict[str, int]:
+        """Event counts per type over every bucket from `first` on (a window: see scoring.windows).
+
+        Kept running in `slot` (0: the score window, 1: the score-drop reference), so that a
+        score costs what changed since the last one, not a sum over the window's buckets:
+        counters add to it as they are counted, and moving `first` forward subtracts only
+        the buckets that left. The dict is live: copy it to keep it.
+        """
+        running = self.running[slot]
+        if running is None or first < running.first:
+            running = self.running[slot] = RunningCounts(first, count_totals(self.buckets, first))
+        elif first > running.first:
+            running.advance(first, self.buckets)
+        return running.counts
+
     def _count(self, bucket: int, amounts: Iterable[tuple[str, int]]) -> None:
         if self.bucket_floor is not None and bucket < self.bucket_floor:
             self.bucket_floor = bucket
+        for running in self.running:
+            if running is not None and bucket >= running.first:
+                running.add(amounts)
         counters = self.buckets.setdefault(bucket, {})
         for key, amount in amounts:
             total = counters.get(key, 0) + amount
@@ -179,6 +198,8 @@ class CustomerState:
             floor = min((b for b in self.buckets if b >= oldest), default=oldest)
         self.bucket_floor = floor
         journal = self.journal
+        if gone:
+            self.running = [r if r is None or r.first > max(gone) else None for r in self.running]
         for bucket in gone:
             if journal is not None:
                 journal.evicted[bucket] = tuple(self.buckets[bucket])
@@ -243,6 +264,48 @@ class CustomerState:
         return starts
 
 
+@dataclass(slots=True)
+class RunningCounts:
+    """Event counts per type (the `n.<type>` counters) over every bucket from `first` on."""
+
+    first: int
+    counts: dict[str, int]
+
+    def add(self, amounts: Iterable[tuple[str, int]]) -> None:
+        counts = self.counts
+        for key, amount in amounts:
+            if key.startswith(COUNT_PREFIX):
+                name = key[2:]
+                total = counts.get(name, 0) + amount
+                if total:
+                    counts[name] = total
+                else:
+                    counts.pop(name, None)
+
+    def advance(self, first: int, buckets: dict[int, dict[str, int]]) -> None:
+        """Move the start forward to `first`, subtracting the buckets that left."""
+        old = self.first
+        leaving = range(old, first) if first - old <= len(buckets) else sorted(b for b in buckets if old <= b < first)
+        for bucket in leaving:
+            counters = buckets.get(bucket)
+            if counters:
+                self.add((key, -amount) for key, amount in counters.items())
+        self.first = first
+
+
+def count_totals(buckets: dict[int, dict[str, int]], first: int) -> dict[str, int]:
+    """Event counts per type summed over the buckets from `first` on."""
+    counts: dict[str, int] = {}
+    for bucket, counters in buckets.items():
+        if bucket >= first:
+            for key, amount in counters.items():
+                if key.startswith(COUNT_PREFIX):
+                    name = key[2:]
+                    counts[name] = counts.get(name, 0) + amount
+    return {name: n for name, n in counts.items() if n}
+
+
+COUNT_PREFIX = "n."   # the counter key of an event type's count (scoring.contributions.count_key)
 LEAVE_SENTINEL = 2  # sorts after both JOIN and LEAVE at the same timestamp
 
 
