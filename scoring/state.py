@@ -134,10 +134,22 @@ class CustomerState:
         """
         running = self.running[slot]
         if running is None or first < running.first:
-            running = self.running[slot] = RunningCounts(first, count_totals(self.buckets, first))
+            running = self.running[slot] = self._fresh_counts(first)
         elif first > running.first:
             running.advance(first, self.buckets)
         return running.counts
+
+    def _fresh_counts(self, first: int) -> RunningCounts:
+        """Counts from `first` on: another window's that starts later plus the buckets between
+        (the score-drop reference is the score window plus a few older buckets), else a full sum."""
+        later = [r for r in self.running if r is not None and r.first >= first]
+        if not later:
+            return RunningCounts(first, count_totals(self.buckets, first))
+        base = min(later, key=lambda r: r.first)
+        fresh = RunningCounts(first, dict(base.counts))
+        for bucket in buckets_between(self.buckets, first, base.first):
+            fresh.add(self.buckets[bucket].items())
+        return fresh
 
     def _count(self, bucket: int, amounts: Iterable[tuple[str, int]]) -> None:
         if self.bucket_floor is not None and bucket < self.bucket_floor:
@@ -284,13 +296,16 @@ class RunningCounts:
 
     def advance(self, first: int, buckets: dict[int, dict[str, int]]) -> None:
         """Move the start forward to `first`, subtracting the buckets that left."""
-        old = self.first
-        leaving = range(old, first) if first - old <= len(buckets) else sorted(b for b in buckets if old <= b < first)
-        for bucket in leaving:
-            counters = buckets.get(bucket)
-            if counters:
-                self.add((key, -amount) for key, amount in counters.items())
+        for bucket in buckets_between(buckets, self.first, first):
+            self.add((key, -amount) for key, amount in buckets[bucket].items())
         self.first = first
+
+
+def buckets_between(buckets: dict[int, dict[str, int]], low: int, high: int) -> list[int]:
+    """The held buckets in [low, high), looked up one by one or found by a scan, whichever is shorter."""
+    if high - low <= len(buckets):
+        return [b for b in range(low, high) if b in buckets]
+    return [b for b in buckets if low <= b < high]
 
 
 def count_totals(buckets: dict[int, dict[str, int]], first: int) -> dict[str, int]:
