@@ -16,7 +16,7 @@ not patched. Why each piece (profiles in benchmarks/RESULTS.md):
 
 These override private methods of faust-streaming 0.15.3 (`_drain_messages`, `getmany`,
 `_wait_next_records`, `_new_offset`): pinned, and to be re-diffed on any upgrade. The
-worker does not use them yet (see the README's Performance section).
+worker does not use them yet (see docs/performance.md).
 """
 from __future__ import annotations
 

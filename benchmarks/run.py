@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from kafka import KafkaProducer  # noqa: E402
 
-from scoring.synthetic import TrafficGenerator, TrafficSettings  # noqa: E402
+from streams.traffic import TrafficGenerator, TrafficSettings  # noqa: E402
 from scoring.timeutil import DAY  # noqa: E402
-from streams import stack as local  # noqa: E402
+from devstack import stack as local  # noqa: E402
 from streams.clock import now_ms  # noqa: E402
 from streams.settings import load_settings, prefixed_topics  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
@@ -46,7 +46,7 @@ BATCH = 100   # events per batch message in the batched topic (JSON arrays, grou
 
 def prefill(bootstrap: str, topic: str, events: int, customers: int, batch: int = 1) -> dict[str, float]:
     """The generator's traffic into `topic`: one event per message, or JSON arrays of `batch` events."""
-    from scoring.synthetic import batched
+    from streams.traffic import batched
     from streams.producer import partition_of
 
     traffic = TrafficGenerator(TrafficSettings(customers=customers, accounts=max(1, customers // 20), seed=42))

@@ -21,7 +21,8 @@ half of the run. The soak uses benchmarks/soak.toml, whose short dedup horizon a
 lateness make the per-customer event-id memory reach its steady state within minutes;
 with the defaults (2 days) Redis keeps growing for 2 days before it levels off, by
 design (see README, Reliability). Results: benchmarks/results/soak-<time>.json and
-benchmarks/SOAK.md. Not part of the test suite (the suite runs a 1-minute version).
+benchmarks/SOAK.md. Not part of the README's test command (the bench tier, `./scripts/test -m bench`,
+runs a 15-second version).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.run import _metric, _start_worker, machine  # noqa: E402
 from scoring.config import load_config  # noqa: E402
-from streams import stack as local  # noqa: E402
+from devstack import stack as local  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "soak.toml"
 

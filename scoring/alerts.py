@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from scoring import kpis
+from scoring import formulas
 from scoring.config import Config
 from scoring.scores import ScoreCard, breakdown, score_card, was_activated
 from scoring.state import CustomerState
@@ -39,7 +39,7 @@ class View:
     activated: bool                # activity within alerts.activation after joining (True if not a new member)
 
     @property
-    def tier(self) -> kpis.Tier:
+    def tier(self) -> formulas.Tier:
         return self.card.tier
 
     def snapshot(self) -> Snapshot:
@@ -50,7 +50,7 @@ class View:
 class Snapshot:
     """What the rules remember of a customer's last evaluation (small, persisted by the edge)."""
 
-    tier: kpis.Tier
+    tier: formulas.Tier
     es: float
 
 
@@ -99,7 +99,7 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
     new_member = joined is not None and joined > as_of_ms - config.retention_ms + config.bucket_ms
     return View(
         card=card,
-        es_reference=kpis.engagement_score(reference, config.weights, config.targets, config.total_weight),
+        es_reference=formulas.engagement_score(reference, config.weights, config.targets, config.total_weight),
         joined_ms=joined,
         activated=not new_member or activation is None or was_activated(state, joined, config, activation),
     )
@@ -130,10 +130,10 @@ def evaluate(
     # and re-arms once the tier is back at the tier the episode started from.
     if cfg.tier_downgrade:
         state = out.get(Rule.TIER_DOWNGRADE, RuleState())
-        if state.active and current.tier.rank >= kpis.Tier(state.baseline).rank:
+        if state.active and current.tier.rank >= formulas.Tier(state.baseline).rank:
             state = RuleState()
         if previous is not None and current.tier.rank < previous.tier.rank:
-            if not state.active or current.tier.rank < kpis.Tier(state.level).rank:
+            if not state.active or current.tier.rank < formulas.Tier(state.level).rank:
                 alert(Rule.TIER_DOWNGRADE,
                       {"tier": previous.tier.value, "es": previous.es},
                       {"tier": current.tier.value, "es": current.card.es})

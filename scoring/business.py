@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from scoring import kpis
+from scoring import formulas
 from scoring.catalogue import SENTIMENTS, SURVEY_SCALES
 from scoring.config import Config
 from scoring.contributions import ANY_FEATURE, FCR_KEY, count_key, sentiment_key, survey_key, value_key, valued_key
@@ -108,7 +108,7 @@ def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config
     feature_users = {key: 0 for key in (ANY_FEATURE, *config.features)}
     scores: list[float] = []
     cers: list[float] = []
-    tier_counts = {t.value: 0 for t in kpis.Tier}
+    tier_counts = {t.value: 0 for t in formulas.Tier}
 
     for state in states:
         in_kpi_window = in_score_window = False
@@ -163,7 +163,7 @@ def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config
             "es_micro": sum(es_micro(e) for e in scores), "cer": int(sum(cers)),
         },
         totals=totals, sessions=sessions, bounces=bounces, dau=dau, wau=wau, mau=mau,
-        active_in_kpi_window=active_in_kpi_window, feature_users=feature_users, median_es=kpis.median(scores),
+        active_in_kpi_window=active_in_kpi_window, feature_users=feature_users, median_es=formulas.median(scores),
     ), as_of_ms, config)
 
 
@@ -198,7 +198,7 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
     dau, wau, mau = agg.dau, agg.wau, agg.mau
     cohort, activated = sums.get("cohort", 0), sums.get("activated", 0)
     purchasers, customers_in_window = sums.get("purchasers", 0), sums.get("customers_in_window", 0)
-    tier_counts = {t.value: sums.get(f"tier.{t.value}", 0) for t in kpis.Tier}
+    tier_counts = {t.value: sums.get(f"tier.{t.value}", 0) for t in formulas.Tier}
     feature_users = {key: agg.feature_users.get(key, 0) for key in (ANY_FEATURE, *config.features)}
 
     def n(type_name: str) -> int:
@@ -210,14 +210,14 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
 
     def sentiment(type_name: str) -> float:
         counts = {s: totals.get(sentiment_key(type_name, s), 0) for s in SENTIMENTS}
-        return kpis.sentiment_score(counts["positive"], counts["negative"], sum(counts.values()))
+        return formulas.sentiment_score(counts["positive"], counts["negative"], sum(counts.values()))
 
-    aer = kpis.active_engagement_rate(active_members, members)
-    churn = kpis.churn_rate(lost, at_start)
+    aer = formulas.active_engagement_rate(active_members, members)
+    churn = formulas.churn_rate(lost, at_start)
     revenue = totals.get(value_key("purchase"), 0) / VALUE_SCALE
     transactions = n("purchase")
-    atv = kpis.average_transaction_value(revenue, transactions)
-    frequency = kpis.purchase_frequency(transactions, purchasers)
+    atv = formulas.average_transaction_value(revenue, transactions)
+    frequency = formulas.purchase_frequency(transactions, purchasers)
     nps_h, csat_h, ces_h = histogram("nps_response"), histogram("csat_response"), histogram("ces_response")
 
     return BusinessKpis(
@@ -225,55 +225,55 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
         members=members,
         active_members=active_members,
         aer=aer,
-        aer_band=kpis.aer_band(aer, config.aer_low_below, config.aer_high_above).value,
+        aer_band=formulas.aer_band(aer, config.aer_low_below, config.aer_high_above).value,
         dau=dau,
         wau=wau,
         mau=mau,
-        stickiness=kpis.stickiness(dau, mau),
-        feature_usage={k: kpis.feature_usage_rate(v, agg.active_in_kpi_window) for k, v in feature_users.items()},
-        week_one_engagement=kpis.week_one_engagement(activated, cohort),
+        stickiness=formulas.stickiness(dau, mau),
+        feature_usage={k: formulas.feature_usage_rate(v, agg.active_in_kpi_window) for k, v in feature_users.items()},
+        week_one_engagement=formulas.week_one_engagement(activated, cohort),
         new_members=cohort,
         members_at_start=at_start,
         members_new=new,
         members_lost=lost,
-        retention_rate=kpis.retention_rate(at_start, members, new),
+        retention_rate=formulas.retention_rate(at_start, members, new),
         churn_rate=churn,
-        nps=kpis.nps(nps_h),
+        nps=formulas.nps(nps_h),
         nps_responses=sum(nps_h.values()),
-        csat=kpis.csat(csat_h),
+        csat=formulas.csat(csat_h),
         csat_responses=sum(csat_h.values()),
-        ces=kpis.ces(ces_h),
+        ces=formulas.ces(ces_h),
         ces_responses=sum(ces_h.values()),
         social_sentiment=sentiment("social_mention"),
         review_sentiment=sentiment("review"),
-        conversion_rate=kpis.conversion_rate(n("conversion"), n("session_start")),
-        click_through_rate=kpis.click_through_rate(n("ad_click"), n("ad_impression")),
-        open_rate=kpis.open_rate(n("email_open"), n("email_delivered")),
+        conversion_rate=formulas.conversion_rate(n("conversion"), n("session_start")),
+        click_through_rate=formulas.click_through_rate(n("ad_click"), n("ad_impression")),
+        open_rate=formulas.open_rate(n("email_open"), n("email_delivered")),
         sessions=sessions,
-        bounce_rate=kpis.bounce_rate(bounces, sessions),
-        pages_per_session=kpis.pages_per_session(n("page_view"), n("session_start")),
-        actions_per_session=kpis.actions_per_session(n("action"), n("session_start")),
-        average_session_duration=kpis.average_session_duration(
+        bounce_rate=formulas.bounce_rate(bounces, sessions),
+        pages_per_session=formulas.pages_per_session(n("page_view"), n("session_start")),
+        actions_per_session=formulas.actions_per_session(n("action"), n("session_start")),
+        average_session_duration=formulas.average_session_duration(
             totals.get(value_key("session_end"), 0) / VALUE_SCALE, totals.get(valued_key("session_end"), 0)
         ),
         revenue=revenue,
         transactions=transactions,
         purchasers=purchasers,
         customers_in_window=customers_in_window,
-        arpu=kpis.arpu(revenue, customers_in_window),
+        arpu=formulas.arpu(revenue, customers_in_window),
         average_transaction_value=atv,
         purchase_frequency=frequency,
-        customer_lifetime_value=kpis.customer_lifetime_value(
-            atv, frequency, kpis.expected_lifespan(churn, config.max_lifespan_periods)
+        customer_lifetime_value=formulas.customer_lifetime_value(
+            atv, frequency, formulas.expected_lifespan(churn, config.max_lifespan_periods)
         ),
-        first_contact_resolution=kpis.first_contact_resolution(totals.get(FCR_KEY, 0), n("ticket_resolved")),
-        average_handle_time=kpis.average_handle_time(
+        first_contact_resolution=formulas.first_contact_resolution(totals.get(FCR_KEY, 0), n("ticket_resolved")),
+        average_handle_time=formulas.average_handle_time(
             totals.get(value_key("ticket_resolved"), 0) / VALUE_SCALE, totals.get(valued_key("ticket_resolved"), 0)
         ),
         scored_customers=scored,
         tier_counts=tier_counts,
-        mean_es=kpis.mean_of_scaled(sums.get("es_micro", 0), ES_SCALE, scored),
+        mean_es=formulas.mean_of_scaled(sums.get("es_micro", 0), ES_SCALE, scored),
         median_es=agg.median_es,
-        mean_cer=kpis.mean_of_scaled(sums.get("cer", 0), 1, scored),
-        below_benchmark_share=kpis.share_of(sums.get("below_benchmark", 0), scored),
+        mean_cer=formulas.mean_of_scaled(sums.get("cer", 0), 1, scored),
+        below_benchmark_share=formulas.share_of(sums.get("below_benchmark", 0), scored),
     )

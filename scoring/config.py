@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scoring.catalogue import BUILTIN_TYPES, PASSIVE_TYPES
-from scoring.timeutil import DAY, parse_duration
+from scoring.timeutil import DAY, format_duration, parse_duration
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}\Z")  # \Z: "$" would allow a trailing newline
 OFF = "off"
@@ -266,6 +266,45 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         known_types=known,
         custom_types=custom,
     )
+
+
+def config_mapping(config: Config) -> dict[str, Any]:
+    """The whole config as the nested mapping a TOML file gives: `build_config` of it is `config`.
+
+    What `engage config show` prints: every key of every table, weights of 0 included (a
+    type tracked but not scored), type lists spelled out, durations in their shortest form.
+    """
+    def duration(ms: int | None) -> str:
+        return OFF if ms is None else format_duration(ms)
+
+    alerts = config.alerts
+    weighted = set(config.weights) | set(config.custom_types) | set(config.targets)
+    return {
+        "scoring": {"window": duration(config.window_ms), "bucket": duration(config.bucket_ms),
+                    "benchmark_cer": config.benchmark_cer, "weight_min": config.weight_min,
+                    "weight_max": config.weight_max, "decay_half_life": duration(config.decay_half_life_ms)},
+        "weights": {name: config.weights.get(name, 0) for name in sorted(weighted)},
+        "targets": dict(sorted(config.targets.items())),
+        "tiers": {"excellent": config.tier_excellent, "moderate": config.tier_moderate},
+        "aer": {"window": duration(config.aer_window_ms), "activity_types": sorted(config.aer_activity_types),
+                "low_below": config.aer_low_below, "high_above": config.aer_high_above,
+                "reference_lines": dict(config.aer_reference_lines)},
+        "activity": {"types": sorted(config.activity_types)},
+        "kpis": {"window": duration(config.kpi_window_ms), "retention_period": duration(config.retention_period_ms),
+                 "activation_period": duration(config.activation_period_ms),
+                 "max_lifespan_periods": config.max_lifespan_periods, "features": list(config.features),
+                 "segments": list(config.segments)},
+        "time": {"allowed_lateness": duration(config.allowed_lateness_ms),
+                 "max_future_skew": duration(config.max_future_skew_ms),
+                 "dedup_horizon": duration(config.dedup_horizon_ms)},
+        "alerts": {"tier_downgrade": alerts.tier_downgrade, "score_drop_percent": alerts.score_drop_percent,
+                   "score_drop_window": duration(alerts.score_drop_window_ms),
+                   "score_drop_min_reference": alerts.score_drop_min_reference,
+                   "inactivity": duration(alerts.inactivity_ms), "activation": duration(alerts.activation_ms)},
+        "limits": {"max_event_bytes": config.max_event_bytes, "max_message_bytes": config.max_message_bytes,
+                   "max_batch_events": config.max_batch_events, "max_id_length": config.max_id_length,
+                   "max_count": config.max_count, "max_value": config.max_value},
+    }
 
 
 def _positive_number(key: str, value: Any) -> float:

@@ -1,8 +1,9 @@
 """What one accepted event adds to a customer's state.
 
 Every part of a contribution combines by sum, max or min, so applying the same set
-of events in any order gives the same state. The Redis edge applies the same
-contributions with HINCRBY-style commands; formulas stay in this package.
+of events in any order gives the same state. The store receives them as the counter
+increments of a customer's delta (`scoring.deltas`) and applies them with HINCRBY;
+formulas stay in this package.
 
 Counter keys (per time bucket):
 

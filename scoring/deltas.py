@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from scoring import kpis
+from scoring import formulas
 from scoring.alerts import RuleState, Snapshot
 from scoring.business import Aggregates
 from scoring.config import Config
@@ -149,7 +149,7 @@ class AggregateBook:
             active_in_kpi_window=since(actives, kpi_start),
             feature_users={k: since(self.features.get(k, {}).values(), kpi_start)
                            for k in (ANY_FEATURE, *config.features)},
-            median_es=kpis.median(s.es for s in self.standings.values() if s.scored),
+            median_es=formulas.median(s.es for s in self.standings.values() if s.scored),
         )
 
 

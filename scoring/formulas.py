@@ -3,7 +3,7 @@
 Plain numbers and mappings in, a number out. Percentages are on a 0-100 scale
 (NPS and sentiment on -100..100). A zero denominator is defined, never an exception:
 a rate over nothing is 0 (no members -> AER 0, no sessions -> bounce rate 0).
-Where a seed's formula is non-standard, the standard one is used; the README's KPI
+Where a seed's formula is non-standard, the standard one is used; docs/scores-and-kpis.md's KPI
 section lists each such choice. Float sums use math.fsum, so an aggregate never
 depends on the order customers or events arrived in.
 """

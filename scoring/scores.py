@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from scoring import kpis
+from scoring import formulas
 from scoring.config import Config
 from scoring.state import COUNT_PREFIX, CustomerState
 from scoring.timeutil import DAY
@@ -36,7 +36,7 @@ class ScoreCard:
     as_of_ms: int
     cer: float
     es: float
-    tier: kpis.Tier
+    tier: formulas.Tier
     below_benchmark: bool
     decayed: float | None
     active: bool
@@ -71,7 +71,7 @@ def breakdown(counts: Mapping[str, int], config: Config) -> tuple[TypeScore, ...
     rows = []
     for name, weight in sorted(config.weights.items()):
         n = counts.get(name, 0)
-        component = kpis.engagement_component(n, config.targets[name])
+        component = formulas.engagement_component(n, config.targets[name])
         rows.append(TypeScore(name, n, weight, n * weight, component, weight * component / config.total_weight))
     return tuple(rows)
 
@@ -96,7 +96,7 @@ def decayed_score(state: CustomerState, as_of_ms: int, config: Config) -> float 
         )
         if weighted:
             weighted_by_age.append((weighted, bucket_age(bucket, as_of_ms, config.bucket_ms)))
-    return kpis.decayed_engagement(weighted_by_age, config.decay_half_life_ms)
+    return formulas.decayed_engagement(weighted_by_age, config.decay_half_life_ms)
 
 
 def is_active(state: CustomerState, as_of_ms: int, config: Config) -> bool:
@@ -127,14 +127,14 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
     """
     if counts is None:
         counts = dict(state.counts_from(window_start_bucket(as_of_ms, config.window_ms, config.bucket_ms)))
-    cer = kpis.customer_engagement_rate(counts, config.weights)
-    es = kpis.engagement_score(counts, config.weights, config.targets, config.total_weight)
+    cer = formulas.customer_engagement_rate(counts, config.weights)
+    es = formulas.engagement_score(counts, config.weights, config.targets, config.total_weight)
     return ScoreCard(
         customer_id=state.customer_id,
         as_of_ms=as_of_ms,
         cer=cer,
         es=es,
-        tier=kpis.tier(es, config.tier_excellent, config.tier_moderate),
+        tier=formulas.tier(es, config.tier_excellent, config.tier_moderate),
         below_benchmark=cer < config.benchmark_cer,
         decayed=decayed_score(state, as_of_ms, config) if detail else None,
         active=is_active(state, as_of_ms, config),
@@ -158,7 +158,7 @@ class AccountCard:
     active_users: int
     cer: float
     es: float
-    tier: kpis.Tier
+    tier: formulas.Tier
     below_benchmark: bool
     tiers: dict[str, int]
     breakdown: tuple[TypeScore, ...]   # counts and CER summed over users; m_k and ES points their mean
@@ -183,14 +183,14 @@ def account_card(account_id: str, cards: Iterable[ScoreCard], as_of_ms: int, con
     cards = list(cards)
     users = len(cards)
     cer = sum(c.cer for c in cards)
-    es = kpis.mean(c.es for c in cards)
-    tiers = {t.value: 0 for t in kpis.Tier}
+    es = formulas.mean(c.es for c in cards)
+    tiers = {t.value: 0 for t in formulas.Tier}
     for card in cards:
         tiers[card.tier.value] += 1
     rows = []
     for name, weight in sorted(config.weights.items()):
         count = sum(c.counts.get(name, 0) for c in cards)
-        component = kpis.mean(kpis.engagement_component(c.counts.get(name, 0), config.targets[name]) for c in cards)
+        component = formulas.mean(formulas.engagement_component(c.counts.get(name, 0), config.targets[name]) for c in cards)
         rows.append(TypeScore(name, count, weight, count * weight, component, weight * component / config.total_weight))
     return AccountCard(
         account_id=account_id,
@@ -199,7 +199,7 @@ def account_card(account_id: str, cards: Iterable[ScoreCard], as_of_ms: int, con
         active_users=sum(1 for c in cards if c.active),
         cer=cer,
         es=es,
-        tier=kpis.tier(es, config.tier_excellent, config.tier_moderate),
+        tier=formulas.tier(es, config.tier_excellent, config.tier_moderate),
         below_benchmark=cer < config.benchmark_cer * max(users, 1),
         tiers=tiers,
         breakdown=tuple(rows),

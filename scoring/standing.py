@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from scoring import kpis
+from scoring import formulas
 from scoring.alerts import RuleState
 from scoring.config import Config
 from scoring.contributions import JOIN, count_key
@@ -46,7 +46,7 @@ class Standing:
     customer_id: str
     es: float
     cer: float
-    tier: kpis.Tier
+    tier: formulas.Tier
     active: bool
     account_id: str | None
     scored: bool                       # in the score distribution (member now, or events in the score window)
@@ -71,7 +71,7 @@ class Standing:
 
     @classmethod
     def from_dict(cls, customer_id: str, doc: Mapping[str, object]) -> Standing:
-        return cls(customer_id, doc["es"], doc["cer"], kpis.Tier(doc["tier"]), doc["active"],  # type: ignore[arg-type]
+        return cls(customer_id, doc["es"], doc["cer"], formulas.Tier(doc["tier"]), doc["active"],  # type: ignore[arg-type]
                    doc["account_id"], doc["scored"], doc["member_since"], tuple(doc["alerts"]), dict(doc["sums"]))  # type: ignore[arg-type]
 
 

@@ -1,1 +1,2 @@
-"""The edge: CLI, and (from the live-pipeline issue on) the Faust app, Redis state, metrics and API."""
+"""The edge: Kafka in (a Faust worker), state in Redis, outputs to Kafka, the HTTP API and
+metrics, and the engage CLI. It executes what the scoring core decides, and holds no rule."""

@@ -3,7 +3,7 @@
 Every read takes an optional `as_of` (epoch ms; default now) so a score can be asked for
 at a fixed instant and compared exactly. Errors are JSON too: unknown id -> 404, bad
 parameter -> 400 with a message. The handlers are plain async functions; the Faust web
-views in :mod:`streams.app` only route to them.
+views in :mod:`streams.views` only route to them.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def demo(ctx: click.Context, offline: bool, customers: int, accounts: int, event
         run_offline(config, DemoSettings(customers=customers, accounts=accounts, events=events, days=days,
                                          seed=seed), click.echo)
         return
-    from streams.stack import StackError
+    from devstack.stack import StackError
 
     try:
         run_live(ctx.obj["config_path"], LiveDemoSettings(customers=customers, accounts=accounts, backfill=backfill,
@@ -136,24 +136,11 @@ def config_check(path: str) -> None:
 @config.command("show")
 @click.pass_context
 def config_show(ctx: click.Context) -> None:
-    """Print the effective configuration as JSON."""
+    """Print the effective configuration as JSON: every key (and, under `derived`, the bucket retention)."""
+    from scoring.config import config_mapping
+
     c = _load(ctx.obj["config_path"])
-    shown = {
-        "scoring": {"window": format_duration(c.window_ms), "bucket": format_duration(c.bucket_ms),
-                    "benchmark_cer": c.benchmark_cer,
-                    "decay_half_life": format_duration(c.decay_half_life_ms) if c.decay_half_life_ms else "off"},
-        "weights": dict(sorted(c.weights.items())),
-        "targets": dict(sorted(c.targets.items())),
-        "tiers": {"excellent": c.tier_excellent, "moderate": c.tier_moderate},
-        "aer": {"window": format_duration(c.aer_window_ms), "activity_types": sorted(c.aer_activity_types),
-                "low_below": c.aer_low_below, "high_above": c.aer_high_above},
-        "activity_types": sorted(c.activity_types),
-        "custom_types": sorted(c.custom_types),
-        "time": {"allowed_lateness": format_duration(c.allowed_lateness_ms),
-                 "max_future_skew": format_duration(c.max_future_skew_ms),
-                 "dedup_horizon": format_duration(c.dedup_horizon_ms),
-                 "retention": format_duration(c.retention_ms)},
-    }
+    shown = {**config_mapping(c), "derived": {"retention": format_duration(c.retention_ms)}}
     json.dump(shown, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
@@ -166,10 +153,11 @@ def config_settings() -> None:
 
 
 def _settings(**flags: object):
+    from devstack.stack import local_addresses
     from streams.settings import SettingsError, load_settings
 
     try:
-        return load_settings({k: v for k, v in flags.items() if v is not None})
+        return load_settings({k: v for k, v in flags.items() if v is not None}, defaults=local_addresses())
     except SettingsError as exc:
         flag = _flag_of(exc.name, flags)
         raise click.UsageError(f"{exc} (given by {flag})" if flag else str(exc)) from None
@@ -315,7 +303,7 @@ def topics(kafka_bootstrap, redis_url, topic_prefix, partitions) -> None:  # typ
 def generate(kafka_bootstrap, redis_url, topic_prefix, count, rate, history, customers, accounts, seed, id_prefix,
              batch, shape, quiet) -> None:  # type: ignore[no-untyped-def]
     """Produce realistic synthetic events (Zipf activity, every type, some duplicates, late and bad ones)."""
-    from scoring.synthetic import TrafficSettings
+    from streams.traffic import TrafficSettings
     from scoring.timeutil import parse_duration
     from streams.producer import GenerateOptions, generate as run_generate
 
@@ -406,7 +394,7 @@ _secure_option = click.option("--secure", is_flag=True, help="The secure stack (
 @_secure_option
 def stack_up(prometheus: bool, redis_cluster: bool, secure: bool) -> None:
     """Start the local stack, or reuse the running one; print its addresses (and, --secure, client_env)."""
-    from streams import stack as local
+    from devstack import stack as local
 
     if redis_cluster and secure:
         raise click.UsageError("--redis-cluster: the local Redis Cluster is plain only, not with --secure")
@@ -425,7 +413,7 @@ def stack_up(prometheus: bool, redis_cluster: bool, secure: bool) -> None:
 @_secure_option
 def stack_down(purge: bool, secure: bool) -> None:
     """Stop the local stack."""
-    from streams import stack as local
+    from devstack import stack as local
 
     local.down(local.secure_stack_dir() if secure else None, purge=purge, log=lambda line: click.echo(line, err=True))
 
@@ -435,7 +423,7 @@ def stack_down(purge: bool, secure: bool) -> None:
 @_secure_option
 def stack_status(as_json: bool, secure: bool) -> None:
     """Show whether the local stack runs and where; exit 1 when it does not."""
-    from streams import stack as local
+    from devstack import stack as local
 
     info = local.status(local.secure_stack_dir() if secure else None)
     if as_json:

@@ -1,4 +1,4 @@
-"""Bytes for what the edge publishes: DLQ envelopes, score snapshots and alerts.
+"""Bytes for what the edge publishes: DLQ envelopes, score messages and alerts.
 
 Every output carries an `id` that is the same whenever the same output is published
 again (delivery is at-least-once: see streams/outbox.py), so a consumer drops repeats by it.
@@ -63,7 +63,7 @@ def original_bytes(envelope: dict[str, Any]) -> bytes:
     return original["text"].encode("utf-8") if "text" in original else base64.b64decode(original["base64"])
 
 
-def score_snapshot(card: ScoreCard) -> bytes:
+def score_message(card: ScoreCard) -> bytes:
     """The compacted `engagement.scores` value: a customer's latest score."""
     return orjson.dumps({
         "id": score_id(card.customer_id, card.as_of_ms),

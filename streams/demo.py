@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from scoring.config import Config
 from scoring.engine import Outcome, Scorer
-from scoring.synthetic import TrafficGenerator, TrafficSettings
+from streams.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, format_rfc3339
 from streams import render
 
@@ -111,8 +111,8 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
     import orjson
 
     from scoring.business import BusinessKpis
-    from scoring.synthetic import TrafficSettings
-    from streams import stack as local
+    from streams.traffic import TrafficSettings
+    from devstack import stack as local
     from streams.producer import GenerateOptions, generate
     from streams.security import auth_header
     from streams.settings import load_settings

@@ -1,7 +1,7 @@
-"""Prometheus metrics: pipeline counters per worker, business KPIs from the shared snapshot.
+"""Prometheus metrics: pipeline counters per worker, business KPIs from the shared aggregates.
 
-Business KPI gauges are read at scrape time from the KPI snapshot in Redis (computed by
-one worker at a time from the shared state), so every worker reports the same values
+Business KPI gauges are computed from the shared aggregates in Redis (at most once per
+ENGAGE_KPI_INTERVAL_S) and read at scrape time, so every worker reports the same values
 and a sum over workers never double-counts a customer. Labels are bounded: reason,
 rule, window, tier, band, survey, source, feature (configured allow-list) — never a
 customer or account id.
@@ -83,14 +83,14 @@ disable_created_metrics()  # no *_created series: they double the output and nob
 
 
 class KpiCollector(Collector):
-    """Yields the KPI gauges from the latest snapshot handed to it (read at scrape time)."""
+    """Yields the KPI gauges from the latest business KPIs handed to it (read at scrape time)."""
 
     def __init__(self, reference_lines: Mapping[str, float]) -> None:
-        self.snapshot: Mapping[str, object] | None = None
+        self.latest: Mapping[str, object] | None = None
         self.reference_lines = dict(reference_lines)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        snap = self.snapshot
+        snap = self.latest
         if snap is None:
             return
         families: dict[str, GaugeMetricFamily] = {}
@@ -100,7 +100,7 @@ class KpiCollector(Collector):
                 families[name] = GaugeMetricFamily(PREFIX + name, help_text, labels=labels)
             return families[name]
 
-        family("kpi_as_of_timestamp_seconds", "Event-time instant the KPI snapshot is computed for", []).add_metric(
+        family("kpi_as_of_timestamp_seconds", "Event-time instant the KPIs are computed for", []).add_metric(
             [], float(snap["as_of_ms"]) / 1000.0)  # type: ignore[arg-type]
         for gauge in KPI_GAUGES:
             labels = dict(gauge.labels or {})
@@ -150,12 +150,14 @@ class Metrics:
                             "(all workers of the key prefix)", registry=r)
         self.outbox_redriven = Counter(PREFIX + "outbox_redriven", "Outputs this worker published from the outbox "
                                        "after their writer did not see them acknowledged", registry=r)
+        self.sweeps = Counter(PREFIX + "sweeps", "Due sweeps completed (re-scores of the customers time alone changed)",
+                              registry=r)
         for reason in Reason:
             self.rejected.labels(reason=reason.value)
         for rule in Rule:
             self.alerts.labels(rule=rule.value)
-        self.kpis = KpiCollector(reference_lines)
-        r.register(self.kpis)
+        self.kpi_gauges = KpiCollector(reference_lines)
+        r.register(self.kpi_gauges)
 
 
 class SinkMetrics:

@@ -72,7 +72,7 @@ def alert_output(alert: Alert) -> Output:
 
 def score_output(card: ScoreCard) -> Output:
     return Output(f"s:{card.customer_id}", codec.score_id(card.customer_id, card.as_of_ms), Kind.SCORE,
-                  card.customer_id.encode(), codec.score_snapshot(card))
+                  card.customer_id.encode(), codec.score_message(card))
 
 
 def dead_letter_output(raw: bytes, key: bytes | None, reason: str, detail: str, field: str | None, topic: str,

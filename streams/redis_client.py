@@ -20,6 +20,16 @@ import redis.asyncio.cluster
 from streams.security import redis_options
 from streams.settings import Settings
 
+# Every command the project sends to Redis (worker, replay, score, the local stack's probe), and no
+# other: a locked-down deployment grants its ACL user only these (the secure local stack does, so
+# the tests prove the list is enough; redis-py's CLIENT SETINFO on connect may be refused: it
+# ignores that).
+REDIS_COMMANDS = ("ping", "select", "exists", "del", "hget", "hgetall", "hset", "hincrby", "hdel",
+                  "zadd", "zrem", "zrange", "zrevrange", "zrangebyscore", "zrangebylex", "zrevrangebylex", "zlexcount",
+                  "zcount", "zcard", "zmscore", "zremrangebyscore", "sadd", "srem", "smembers",
+                  "lpush", "ltrim", "lrange", "multi", "exec", "discard", "evalsha", "eval", "script|load",
+                  "scan", "unlink", "acl|whoami", "hlen", "info")
+
 
 def redis_client(settings: Settings, **options: Any) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
     """The asyncio client of `settings.redis_url`: a cluster client with `settings.redis_cluster`."""

@@ -1,8 +1,9 @@
 """Runtime settings of the live pipeline: where the services are, topic names, batching.
 
 Each setting comes from an `ENGAGE_*` environment variable (CLI flags set the same
-names), falling back to the running local stack (`engage stack up`) for the Kafka and
-Redis addresses. A bad value stops start-up with a message naming the variable.
+names); the Kafka and Redis addresses fall back to defaults the caller passes in (the CLI
+passes the running local stack's, `engage stack up`). A bad value stops start-up with a
+message naming the variable.
 
 Secrets (`SECRETS`) may instead come from a file named by `ENGAGE_<NAME>_FILE` (one
 trailing newline stripped). They never appear in `repr(settings)`, in `redacted()` (what
@@ -64,7 +65,7 @@ class Settings:
     outbox_grace_s: float = 30.0                  # an output unacknowledged this long is republished (outbox)
     kafka_session_timeout_s: float = 60.0         # a silent worker's partitions move to the others after this
     data_dir: str = ".engage/worker"
-    # security (README "Security"); the secrets are in SECRETS
+    # security (docs/security.md); the secrets are in SECRETS
     kafka_security_protocol: str = "PLAINTEXT"    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"   # with SASL_*: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN
     kafka_username: str = ""
@@ -128,8 +129,13 @@ def prefixed_topics(prefix: str | None) -> dict[str, str]:
     return {name: f"{prefix}{getattr(Settings, name)}" for name in TOPIC_FIELDS}
 
 
-def load_settings(overrides: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from `overrides` (CLI flags), then ENGAGE_* variables, then the local stack."""
+def load_settings(overrides: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None,
+                  defaults: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `overrides` (CLI flags), then ENGAGE_* variables, then `defaults`.
+
+    `defaults` are addresses to use when neither names one: `kafka_bootstrap`, `redis_url` and,
+    with `redis_cluster`, `redis_cluster_url` (the CLI passes the local stack's in).
+    """
     env = os.environ if env is None else env
     raw: dict[str, object] = {}
     for f in fields(Settings):
@@ -141,16 +147,12 @@ def load_settings(overrides: Mapping[str, object] | None = None, env: Mapping[st
         if value is not None and value != "":
             raw[f.name] = value
     cluster = _flag(ENV["redis_cluster"], raw["redis_cluster"]) if "redis_cluster" in raw else False
-    if "kafka_bootstrap" not in raw or "redis_url" not in raw:
-        from streams import stack
-
-        running = stack.Stack.load()
-        if running is not None:   # with ENGAGE_REDIS_CLUSTER, the local stack's Redis Cluster
-            found = {"kafka_bootstrap": running.services.get("kafka"),
-                     "redis_url": running.services.get(stack.CLUSTER_NODES[0] if cluster else "redis")}
-            for name, service in found.items():
-                if service is not None:
-                    raw.setdefault(name, service.address)
+    fallback = dict(defaults or {})
+    if cluster:
+        fallback["redis_url"] = fallback.pop("redis_cluster_url", None)
+    for name in ("kafka_bootstrap", "redis_url"):
+        if name not in raw and fallback.get(name):
+            raw[name] = fallback[name]
     for required in ("kafka_bootstrap", "redis_url"):
         if required not in raw:
             up = "engage stack up --redis-cluster" if cluster and required == "redis_url" else "engage stack up"

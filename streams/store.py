@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.asyncio.cluster import RedisCluster
 
-from scoring import kpis
+from scoring import formulas
 from scoring.alerts import RuleState, Snapshot
 from scoring.business import Aggregates
 from scoring.config import Config
@@ -165,7 +165,7 @@ def decode_stored(cid: str, facts: Mapping[bytes, bytes], counters: Mapping[byte
         account=tuple(doc["a"]) if doc["a"] else None, segment=tuple(doc["g"]) if doc["g"] else None, seen=seen,
     )
     alerts = {rule: RuleState(bool(x[0]), x[1], x[2]) for rule, x in doc.get("al", {}).items()}
-    snapshot = Snapshot(kpis.Tier(doc["sn"][0]), doc["sn"][1]) if "sn" in doc else None
+    snapshot = Snapshot(formulas.Tier(doc["sn"][0]), doc["sn"][1]) if "sn" in doc else None
     standing = Standing.from_dict(cid, orjson.loads(facts[b"st"])) if b"st" in facts else None
     return Stored(state, alerts, snapshot, standing)
 

@@ -40,7 +40,7 @@ def stack(tmp_path_factory):
 
     Set ENGAGE_TEST_STACK_DIR to reuse a stack across sessions (it is then left running).
     """
-    from streams import stack as local
+    from devstack import stack as local
 
     reuse = os.environ.get("ENGAGE_TEST_STACK_DIR")
     directory = _Path(reuse) if reuse else tmp_path_factory.mktemp("stack")
@@ -55,7 +55,7 @@ def secure_stack(tmp_path_factory):
     """Kafka (SASL_SSL listener, SCRAM-SHA-512) and Redis (TLS only, ACL user) of their own, with
     a CA of their own: started on first use, stopped at the end of the session.
     `secure_stack.client_env()` holds the ENGAGE_* settings of their clients (passwords by file)."""
-    from streams import stack as local
+    from devstack import stack as local
 
     directory = tmp_path_factory.mktemp("secure-stack")
     try:
@@ -68,7 +68,7 @@ def secure_stack(tmp_path_factory):
 def redis_cluster(tmp_path_factory):
     """A local Redis Cluster of its own (three masters, no replicas): started on first use,
     stopped at the end of the session. `redis_cluster.redis_cluster_url` is a startup node."""
-    from streams import stack as local
+    from devstack import stack as local
 
     directory = tmp_path_factory.mktemp("redis-cluster")
     try:
@@ -80,7 +80,7 @@ def redis_cluster(tmp_path_factory):
 @pytest.fixture(scope="session")
 def prometheus_stack(stack):
     """The same stack plus a real Prometheus (started on first use)."""
-    from streams import stack as local
+    from devstack import stack as local
 
     return local.up(_Path(stack.directory), prometheus=True, log=print)
 

@@ -1,15 +1,49 @@
-"""The README documents every config key, rejection reason and KPI function."""
+"""The docs (README.md and docs/*.md) document every config key, rejection reason, KPI
+function, metric and setting, and every link between them leads somewhere."""
 
 from __future__ import annotations
 
 import inspect
 import pathlib
+import re
 
-from scoring import kpis
+from scoring import formulas
 from scoring.config import default_mapping
 from scoring.reasons import Reason
 
-README = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+ROOT = pathlib.Path(__file__).parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FIRST = PAGES[0].read_text()
+README = "\n".join(page.read_text() for page in PAGES)    # the whole documentation, README first
+
+
+def anchors(page: pathlib.Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#{1,6} (.+)$", page.read_text(), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_link_between_the_docs_leads_to_a_file_and_a_heading_that_exist():
+    broken = []
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"^[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert broken == []
+    assert len(PAGES) > 10
+
+
+def test_the_readme_is_a_front_page_not_the_reference():
+    """What the product is, the two commands, how it works and a map of the docs: the rest is in docs/."""
+    assert len(FIRST.splitlines()) < 150
+    mapped = set(re.findall(r"\]\(docs/([\w-]+\.md)\)", FIRST))
+    assert mapped == {page.name for page in PAGES[1:]}
 
 
 def dotted_keys(table, prefix=""):
@@ -23,7 +57,7 @@ def dotted_keys(table, prefix=""):
 
 
 def test_readme_starts_with_the_two_commands():
-    first_block = README.split("```bash", 1)[1].split("```", 1)[0]
+    first_block = FIRST.split("```bash", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
     assert commands == ["./engage demo", "./scripts/test"]
     ci = (pathlib.Path(__file__).parents[1] / ".ci" / "run").read_text()
@@ -42,8 +76,8 @@ def test_every_rejection_reason_is_documented():
 
 
 def test_every_public_kpi_function_is_named_in_the_readme():
-    names = [n for n, f in inspect.getmembers(kpis, inspect.isfunction)
-             if f.__module__ == kpis.__name__ and not n.startswith("_")]
+    names = [n for n, f in inspect.getmembers(formulas, inspect.isfunction)
+             if f.__module__ == formulas.__name__ and not n.startswith("_")]
     assert len(names) > 25
     missing = [n for n in names if n not in README]
     assert missing == []

@@ -11,6 +11,7 @@ from benchmarks.run import MODES, READ_PATHS, main
 pytestmark = pytest.mark.services
 
 
+@pytest.mark.bench
 def test_every_mode_measures_and_reports(stack, tmp_path, monkeypatch):
     monkeypatch.setenv("ENGAGE_STACK_DIR", stack.directory)
     markdown = tmp_path / "RESULTS.md"
@@ -81,7 +82,7 @@ def test_the_naive_baseline_round_trips_a_customer_through_its_own_json():
     from benchmarks.agents import decode_state, encode_state
     from scoring.config import load_config
     from scoring.engine import Scorer
-    from scoring.synthetic import TrafficGenerator, TrafficSettings
+    from streams.traffic import TrafficGenerator, TrafficSettings
     from scoring.timeutil import DAY
 
     scorer = Scorer(load_config(), evaluate_alerts=False)

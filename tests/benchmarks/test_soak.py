@@ -8,6 +8,7 @@ from benchmarks.soak import growth_percent, markdown, soak
 
 
 @pytest.mark.services
+@pytest.mark.bench
 def test_a_short_soak_samples_memory_and_proves_zero_loss(stack):
     report = soak(minutes=0.25, rate=200, customers=100, sample_s=2, flat_percent=50.0, running=stack, log=print,
                   drain_s=300)
@@ -29,6 +30,7 @@ def test_growth_is_measured_over_the_second_half():
 
 
 @pytest.mark.services
+@pytest.mark.bench
 def test_calibration_measures_what_one_worker_sustains_on_the_soak_workload(stack):
     from benchmarks.soak import calibrate
 

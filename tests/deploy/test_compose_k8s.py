@@ -9,7 +9,8 @@ import yaml
 
 from scoring.config import load_config
 from streams.settings import ENV, Settings, load_settings
-from streams.stack import BROKER_SETTINGS, ensure_binary
+from devstack.kafka import BROKER_SETTINGS
+from devstack.processes import ensure_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
-from scoring.synthetic import TrafficGenerator, TrafficSettings
+from streams.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY
-from streams import stack as local
+from devstack import stack as local
 from tests.streams.support import WorkerProcess, now_ms, pipeline_settings
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
@@ -80,7 +80,11 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(prometheus_stack,
                 return json.load(response)
 
         worker.wait_until(lambda: query("max(engagement_members)")["data"]["result"], "Prometheus to scrape KPIs")
-        time.sleep(5)  # a few more scrapes, so rate() windows hold several samples
+        def scrapes() -> float:
+            result = query("count_over_time(engagement_messages_consumed_total[1m])")["data"]["result"]
+            return float(result[0]["value"][1]) if result else 0.0
+
+        worker.wait_until(lambda: scrapes() >= 5, "a few more scrapes, so rate() windows hold several samples")
         assert query("max(engagement_no_such_metric)")["data"]["result"] == []  # the check can see "no data"
         empty = []
         for title, expr in exprs():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.stack import ensure_binary
+from devstack.processes import ensure_binary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "rules" / "engagement.rules.yml"

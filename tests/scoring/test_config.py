@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import scoring
-from scoring.config import ConfigError, load_config
+from scoring.config import ConfigError, build_config, config_mapping, default_mapping, load_config
 from scoring.timeutil import format_duration, parse_duration
 
 SECOND = 1000
@@ -456,3 +456,30 @@ def test_duration_round_trip(ms):
 @pytest.mark.parametrize("text", ["500ms", "1s", "5m", "1h", "1d", "1w", "90s", "36h", "30d", "2w"])
 def test_duration_text_round_trip(text):
     assert format_duration(parse_duration(text)) == text
+
+
+def _dotted(mapping, prefix=""):
+    """Every leaf key of a nested mapping, dotted (open tables' own keys included)."""
+    keys = set()
+    for key, value in mapping.items():
+        if isinstance(value, dict) and f"{prefix}{key}" not in ("weights", "targets", "aer.reference_lines"):
+            keys |= _dotted(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"scoring": {"window": "14d", "decay_half_life": "off"}, "weights": {"like": 0, "webinar": 4},
+     "targets": {"webinar": 2}, "alerts": {"inactivity": "off", "activation": "off"}},
+    {"activity": {"types": ["like", "purchase"]}, "kpis": {"features": ["search"], "segments": ["smb"]},
+     "aer": {"reference_lines": {}}, "limits": {"max_id_length": 64}, "tiers": {"excellent": 90.5}},
+])
+def test_the_printed_config_is_the_whole_config(overrides):
+    """`engage config show` prints `config_mapping`: every key of the defaults, and building
+    a config from what it prints gives the same config back."""
+    config = load_config(overrides=overrides)
+    shown = config_mapping(config)
+    assert build_config(shown) == config
+    assert _dotted(default_mapping()) <= _dotted(shown)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from scoring import kpis
+from scoring import formulas
 from scoring.config import load_config
 from scoring.engine import Outcome, Scorer
 from scoring.reasons import Reason
-from scoring.synthetic import Kind, TrafficGenerator, TrafficSettings
+from streams.traffic import Kind, TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from scoring.windows import bucket_of
 from tests.scoring.helpers import DAY0, NOW, ev
@@ -143,7 +143,7 @@ def test_breakdown_explains_the_score():
     assert rows["like"].component == 100.0           # 300 likes reach the default target of 300
     assert rows["tag"].component == pytest.approx(60.0)  # 3 of 5
     assert rows["purchase"].count == 0 and rows["purchase"].es == 0.0
-    assert card.tier is kpis.tier(card.es)
+    assert card.tier is formulas.tier(card.es)
 
 
 def test_window_counts_match_a_brute_force_recount_of_accepted_events():

@@ -1,4 +1,4 @@
-"""Hand-worked cases for every formula in scoring.kpis (SPEC sections 3 and 4).
+"""Hand-worked cases for every formula in scoring.formulas (SPEC sections 3 and 4).
 
 Every expected value is worked out by hand in the comment beside it, never by
 calling the function under test.
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from scoring import kpis
+from scoring import formulas
 from scoring.config import load_config
 from scoring.engine import Outcome, Scorer
-from scoring.kpis import Band, Tier
+from scoring.formulas import Band, Tier
 
 # Seed 001's worked example.
 SEED_001_WEIGHTS = {"follow": 3, "like": 1, "comment": 2, "reach_out": 2, "tag": 2}
@@ -24,14 +24,14 @@ T0 = 1_790_000_000_000  # an arbitrary event time (epoch ms)
 
 def test_seed_001_cer_is_416():
     # 10*3 + 300*1 + 35*2 + 5*2 + 3*2 = 30 + 300 + 70 + 10 + 6 = 416
-    assert kpis.customer_engagement_rate(SEED_001_COUNTS, SEED_001_WEIGHTS) == 416
+    assert formulas.customer_engagement_rate(SEED_001_COUNTS, SEED_001_WEIGHTS) == 416
 
 
 def test_seed_001_is_below_par_against_benchmark_500():
-    cer = kpis.customer_engagement_rate(SEED_001_COUNTS, SEED_001_WEIGHTS)
+    cer = formulas.customer_engagement_rate(SEED_001_COUNTS, SEED_001_WEIGHTS)
     assert cer < 500
     # and the one-customer "share below benchmark" is then 1/1 = 100 %
-    assert kpis.share_below([cer], 500) == 100.0
+    assert formulas.share_below([cer], 500) == 100.0
 
 
 def test_seed_001_through_the_scorer_with_default_config():
@@ -69,11 +69,11 @@ def test_seed_001_benchmark_comparison_is_strict():
 
 def test_cer_ignores_unweighted_types():
     # like 10*1 = 10; page_view has no weight here -> adds nothing
-    assert kpis.customer_engagement_rate({"like": 10, "page_view": 5}, {"like": 1}) == 10
+    assert formulas.customer_engagement_rate({"like": 10, "page_view": 5}, {"like": 1}) == 10
 
 
 def test_cer_of_no_events_is_zero():
-    assert kpis.customer_engagement_rate({}, SEED_001_WEIGHTS) == 0
+    assert formulas.customer_engagement_rate({}, SEED_001_WEIGHTS) == 0
 
 
 # --- ES (seed 004) ---------------------------------------------------------------------------
@@ -91,25 +91,25 @@ def test_cer_of_no_events_is_zero():
     ],
 )
 def test_engagement_component(count, target, expected):
-    assert kpis.engagement_component(count, target) == pytest.approx(expected)
+    assert formulas.engagement_component(count, target) == pytest.approx(expected)
 
 
 def test_engagement_score_weighted_mean_of_components():
     weights = {"a": 1, "b": 3}
     targets = {"a": 10, "b": 4}
     # m_a = 100*5/10 = 50, m_b = 100*2/4 = 50 -> (1*50 + 3*50) / 4 = 50; "c" is unweighted
-    assert kpis.engagement_score({"a": 5, "b": 2, "c": 100}, weights, targets) == pytest.approx(50.0)
+    assert formulas.engagement_score({"a": 5, "b": 2, "c": 100}, weights, targets) == pytest.approx(50.0)
     # m_a = 100 (capped), m_b = 0 (no events) -> (1*100 + 3*0) / 4 = 25
-    assert kpis.engagement_score({"a": 20}, weights, targets) == pytest.approx(25.0)
+    assert formulas.engagement_score({"a": 20}, weights, targets) == pytest.approx(25.0)
     # m_a = 0, m_b = 100*1/4 = 25 -> (0 + 3*25) / 4 = 18.75
-    assert kpis.engagement_score({"b": 1}, weights, targets) == pytest.approx(18.75)
+    assert formulas.engagement_score({"b": 1}, weights, targets) == pytest.approx(18.75)
 
 
 def test_engagement_score_saturates_at_100_and_starts_at_0():
     weights = {"a": 2, "b": 5}
     targets = {"a": 1, "b": 1}
-    assert kpis.engagement_score({"a": 1000, "b": 1000}, weights, targets) == pytest.approx(100.0)
-    assert kpis.engagement_score({}, weights, targets) == 0.0
+    assert formulas.engagement_score({"a": 1000, "b": 1000}, weights, targets) == pytest.approx(100.0)
+    assert formulas.engagement_score({}, weights, targets) == 0.0
 
 
 def test_engagement_score_seed_004_when_weights_average_one():
@@ -117,13 +117,13 @@ def test_engagement_score_seed_004_when_weights_average_one():
     # plain mean of the components: (100*3/10 + 100*10/10 + 100*1/4) / 3 = (30 + 100 + 25) / 3
     weights = {"x": 1, "y": 1, "z": 1}
     targets = {"x": 10, "y": 10, "z": 4}
-    assert kpis.engagement_score({"x": 3, "y": 10, "z": 1}, weights, targets) == pytest.approx(155 / 3)
+    assert formulas.engagement_score({"x": 3, "y": 10, "z": 1}, weights, targets) == pytest.approx(155 / 3)
 
 
 def test_engagement_score_skips_zero_weights_and_no_weights_is_zero():
     # weight 0 is "tracked but not scored": only b counts -> m_b = 100*1/2 = 50
-    assert kpis.engagement_score({"a": 100, "b": 1}, {"a": 0, "b": 2}, {"a": 1, "b": 2}) == pytest.approx(50.0)
-    assert kpis.engagement_score({"a": 5}, {}, {}) == 0.0
+    assert formulas.engagement_score({"a": 100, "b": 1}, {"a": 0, "b": 2}, {"a": 1, "b": 2}) == pytest.approx(50.0)
+    assert formulas.engagement_score({"a": 5}, {}, {}) == 0.0
 
 
 # --- tiers (seed 004) ------------------------------------------------------------------------
@@ -141,14 +141,14 @@ def test_engagement_score_skips_zero_weights_and_no_weights_is_zero():
     ],
 )
 def test_tier_boundaries(score, expected):
-    assert kpis.tier(score) is expected
+    assert formulas.tier(score) is expected
 
 
 def test_tier_with_configured_thresholds():
-    assert kpis.tier(69.9, excellent=90, moderate=70) is Tier.LOW
-    assert kpis.tier(70, excellent=90, moderate=70) is Tier.MODERATE
-    assert kpis.tier(89.9, excellent=90, moderate=70) is Tier.MODERATE
-    assert kpis.tier(90, excellent=90, moderate=70) is Tier.EXCELLENT
+    assert formulas.tier(69.9, excellent=90, moderate=70) is Tier.LOW
+    assert formulas.tier(70, excellent=90, moderate=70) is Tier.MODERATE
+    assert formulas.tier(89.9, excellent=90, moderate=70) is Tier.MODERATE
+    assert formulas.tier(90, excellent=90, moderate=70) is Tier.EXCELLENT
 
 
 def test_tier_rank_orders_tiers():
@@ -160,28 +160,28 @@ def test_tier_rank_orders_tiers():
 
 def test_decayed_engagement_halves_per_half_life():
     # 10 at age 0 -> 10; 8 at one half-life -> 4; 4 at two half-lives -> 1: total 15
-    assert kpis.decayed_engagement([(10, 0), (8, 14), (4, 28)], 14) == pytest.approx(15.0)
+    assert formulas.decayed_engagement([(10, 0), (8, 14), (4, 28)], 14) == pytest.approx(15.0)
     # half a half-life: 2 * 0.5**0.5 = sqrt(2)
-    assert kpis.decayed_engagement([(2, 7)], 14) == pytest.approx(2**0.5)
+    assert formulas.decayed_engagement([(2, 7)], 14) == pytest.approx(2**0.5)
 
 
 def test_decayed_engagement_future_ages_do_not_grow_and_empty_is_zero():
     # a negative age (an event ahead of as_of) counts at face value, not more
-    assert kpis.decayed_engagement([(10, -5)], 14) == pytest.approx(10.0)
-    assert kpis.decayed_engagement([], 14) == 0
+    assert formulas.decayed_engagement([(10, -5)], 14) == pytest.approx(10.0)
+    assert formulas.decayed_engagement([], 14) == 0
 
 
 # --- AER (seed 000) --------------------------------------------------------------------------
 
 
 def test_active_engagement_rate():
-    assert kpis.active_engagement_rate(30, 200) == pytest.approx(15.0)  # 30/200 = 0.15
-    assert kpis.active_engagement_rate(1, 3) == pytest.approx(100 / 3)
-    assert kpis.active_engagement_rate(50, 50) == pytest.approx(100.0)
+    assert formulas.active_engagement_rate(30, 200) == pytest.approx(15.0)  # 30/200 = 0.15
+    assert formulas.active_engagement_rate(1, 3) == pytest.approx(100 / 3)
+    assert formulas.active_engagement_rate(50, 50) == pytest.approx(100.0)
 
 
 def test_active_engagement_rate_no_members_is_zero():
-    assert kpis.active_engagement_rate(0, 0) == 0.0
+    assert formulas.active_engagement_rate(0, 0) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -197,43 +197,43 @@ def test_active_engagement_rate_no_members_is_zero():
     ],
 )
 def test_aer_band_boundaries(rate, expected):
-    assert kpis.aer_band(rate) is expected
+    assert formulas.aer_band(rate) is expected
 
 
 def test_aer_band_with_configured_limits():
-    assert kpis.aer_band(9.9, low_below=10, high_above=40) is Band.LOW
-    assert kpis.aer_band(10, low_below=10, high_above=40) is Band.MODERATE
-    assert kpis.aer_band(40, low_below=10, high_above=40) is Band.MODERATE
-    assert kpis.aer_band(40.5, low_below=10, high_above=40) is Band.HIGH
+    assert formulas.aer_band(9.9, low_below=10, high_above=40) is Band.LOW
+    assert formulas.aer_band(10, low_below=10, high_above=40) is Band.MODERATE
+    assert formulas.aer_band(40, low_below=10, high_above=40) is Band.MODERATE
+    assert formulas.aer_band(40.5, low_below=10, high_above=40) is Band.HIGH
 
 
 # --- usage -----------------------------------------------------------------------------------
 
 
 def test_stickiness():
-    assert kpis.stickiness(20, 100) == pytest.approx(20.0)  # DAU/MAU = 0.2
-    assert kpis.stickiness(7, 7) == pytest.approx(100.0)
+    assert formulas.stickiness(20, 100) == pytest.approx(20.0)  # DAU/MAU = 0.2
+    assert formulas.stickiness(7, 7) == pytest.approx(100.0)
 
 
 def test_feature_usage_rate():
-    assert kpis.feature_usage_rate(15, 60) == pytest.approx(25.0)  # 15/60
+    assert formulas.feature_usage_rate(15, 60) == pytest.approx(25.0)  # 15/60
 
 
 def test_week_one_engagement():
-    assert kpis.week_one_engagement(3, 12) == pytest.approx(25.0)  # 3/12
+    assert formulas.week_one_engagement(3, 12) == pytest.approx(25.0)  # 3/12
 
 
 def test_pages_and_actions_per_session():
-    assert kpis.pages_per_session(45, 10) == pytest.approx(4.5)
-    assert kpis.actions_per_session(7, 2) == pytest.approx(3.5)
+    assert formulas.pages_per_session(45, 10) == pytest.approx(4.5)
+    assert formulas.actions_per_session(7, 2) == pytest.approx(3.5)
 
 
 def test_average_session_duration():
-    assert kpis.average_session_duration(600, 4) == pytest.approx(150.0)  # seconds
+    assert formulas.average_session_duration(600, 4) == pytest.approx(150.0)  # seconds
 
 
 def test_bounce_rate():
-    assert kpis.bounce_rate(3, 12) == pytest.approx(25.0)
+    assert formulas.bounce_rate(3, 12) == pytest.approx(25.0)
 
 
 # --- membership over a period (seed 003) -----------------------------------------------------
@@ -241,23 +241,23 @@ def test_bounce_rate():
 
 def test_retention_rate():
     # S = 100, E = 110, N = 20: (110 - 20)/100 = 90 %
-    assert kpis.retention_rate(100, 110, 20) == pytest.approx(90.0)
+    assert formulas.retention_rate(100, 110, 20) == pytest.approx(90.0)
     # nobody left, nobody new: 100 %
-    assert kpis.retention_rate(40, 40, 0) == pytest.approx(100.0)
+    assert formulas.retention_rate(40, 40, 0) == pytest.approx(100.0)
     # S = 50, E = 45, N = 5: (45 - 5)/50 = 80 %
-    assert kpis.retention_rate(50, 45, 5) == pytest.approx(80.0)
+    assert formulas.retention_rate(50, 45, 5) == pytest.approx(80.0)
 
 
 def test_churn_rate():
-    assert kpis.churn_rate(5, 200) == pytest.approx(2.5)   # 5/200
-    assert kpis.churn_rate(10, 40) == pytest.approx(25.0)  # 10/40
+    assert formulas.churn_rate(5, 200) == pytest.approx(2.5)   # 5/200
+    assert formulas.churn_rate(10, 40) == pytest.approx(25.0)  # 10/40
 
 
 def test_expected_lifespan():
-    assert kpis.expected_lifespan(5, 120) == pytest.approx(20.0)    # 1 / 0.05
-    assert kpis.expected_lifespan(25, 120) == pytest.approx(4.0)    # 1 / 0.25
-    assert kpis.expected_lifespan(0.5, 120) == pytest.approx(120.0)  # 1/0.005 = 200, capped at 120
-    assert kpis.expected_lifespan(0, 120) == pytest.approx(120.0)   # no churn: the cap
+    assert formulas.expected_lifespan(5, 120) == pytest.approx(20.0)    # 1 / 0.05
+    assert formulas.expected_lifespan(25, 120) == pytest.approx(4.0)    # 1 / 0.25
+    assert formulas.expected_lifespan(0.5, 120) == pytest.approx(120.0)  # 1/0.005 = 200, capped at 120
+    assert formulas.expected_lifespan(0, 120) == pytest.approx(120.0)   # no churn: the cap
 
 
 # --- voice of customer -----------------------------------------------------------------------
@@ -266,69 +266,69 @@ def test_expected_lifespan():
 def test_nps_from_list():
     # promoters (9-10): 10, 9, 9, 10, 10 = 5; detractors (0-6): 3, 0, 6 = 3; passives 8, 7
     # 5/10 - 3/10 = 50 % - 30 % = 20
-    assert kpis.nps([10, 9, 9, 8, 7, 3, 0, 6, 10, 10]) == pytest.approx(20.0)
+    assert formulas.nps([10, 9, 9, 8, 7, 3, 0, 6, 10, 10]) == pytest.approx(20.0)
 
 
 def test_nps_from_mapping():
     # {10: 5, 8: 2, 0: 3}: 10 answers, 5 promoters, 3 detractors -> 20
-    assert kpis.nps({10: 5, 8: 2, 0: 3}) == pytest.approx(20.0)
+    assert formulas.nps({10: 5, 8: 2, 0: 3}) == pytest.approx(20.0)
     # all detractors -> -100, all promoters -> +100, all passives -> 0
-    assert kpis.nps({6: 4}) == pytest.approx(-100.0)
-    assert kpis.nps([9, 10]) == pytest.approx(100.0)
-    assert kpis.nps([7, 8, 8]) == pytest.approx(0.0)
+    assert formulas.nps({6: 4}) == pytest.approx(-100.0)
+    assert formulas.nps([9, 10]) == pytest.approx(100.0)
+    assert formulas.nps([7, 8, 8]) == pytest.approx(0.0)
 
 
 def test_nps_boundaries_6_is_detractor_9_is_promoter():
-    assert kpis.nps([6]) == pytest.approx(-100.0)
-    assert kpis.nps([7]) == pytest.approx(0.0)
-    assert kpis.nps([8]) == pytest.approx(0.0)
-    assert kpis.nps([9]) == pytest.approx(100.0)
+    assert formulas.nps([6]) == pytest.approx(-100.0)
+    assert formulas.nps([7]) == pytest.approx(0.0)
+    assert formulas.nps([8]) == pytest.approx(0.0)
+    assert formulas.nps([9]) == pytest.approx(100.0)
 
 
 def test_csat():
     # 4-5 are satisfied: 5, 4 of [5, 4, 3, 2, 1] -> 2/5 = 40 %
-    assert kpis.csat([5, 4, 3, 2, 1]) == pytest.approx(40.0)
+    assert formulas.csat([5, 4, 3, 2, 1]) == pytest.approx(40.0)
     # {5: 3, 4: 1, 1: 4}: 4 satisfied of 8 -> 50 %
-    assert kpis.csat({5: 3, 4: 1, 1: 4}) == pytest.approx(50.0)
+    assert formulas.csat({5: 3, 4: 1, 1: 4}) == pytest.approx(50.0)
     # 3 is not satisfied (seed 002's "%3-5" variant is not used)
-    assert kpis.csat([3, 3]) == pytest.approx(0.0)
+    assert formulas.csat([3, 3]) == pytest.approx(0.0)
 
 
 def test_ces():
     # mean effort: (1 + 2 + 3 + 7) / 4 = 3.25
-    assert kpis.ces([1, 2, 3, 7]) == pytest.approx(3.25)
+    assert formulas.ces([1, 2, 3, 7]) == pytest.approx(3.25)
     # {7: 1, 1: 3}: (7 + 3) / 4 = 2.5
-    assert kpis.ces({7: 1, 1: 3}) == pytest.approx(2.5)
+    assert formulas.ces({7: 1, 1: 3}) == pytest.approx(2.5)
 
 
 def test_list_and_mapping_agree():
     # the same answers as a list and as {score: count}
-    assert kpis.nps([9, 9, 2]) == kpis.nps({9: 2, 2: 1})
-    assert kpis.csat([4, 1, 1]) == kpis.csat({4: 1, 1: 2})
-    assert kpis.ces([2, 2, 5]) == kpis.ces({2: 2, 5: 1})
+    assert formulas.nps([9, 9, 2]) == formulas.nps({9: 2, 2: 1})
+    assert formulas.csat([4, 1, 1]) == formulas.csat({4: 1, 1: 2})
+    assert formulas.ces([2, 2, 5]) == formulas.ces({2: 2, 5: 1})
 
 
 def test_whole_float_answers_are_accepted():
     # 9.0 is the whole number 9: a promoter
-    assert kpis.nps([9.0]) == pytest.approx(100.0)
+    assert formulas.nps([9.0]) == pytest.approx(100.0)
 
 
 @pytest.mark.parametrize(
     ("func", "answers"),
     [
-        (kpis.nps, [11]),
-        (kpis.nps, [-1]),
-        (kpis.nps, [7.5]),
-        (kpis.nps, {11: 1}),
-        (kpis.nps, {9: -1}),  # a negative number of responses
-        (kpis.csat, [0]),
-        (kpis.csat, [6]),
-        (kpis.csat, {0: 2}),
-        (kpis.csat, [4.5]),
-        (kpis.ces, [0]),
-        (kpis.ces, [8]),
-        (kpis.ces, {8: 1}),
-        (kpis.ces, [True]),  # a boolean is not a survey answer
+        (formulas.nps, [11]),
+        (formulas.nps, [-1]),
+        (formulas.nps, [7.5]),
+        (formulas.nps, {11: 1}),
+        (formulas.nps, {9: -1}),  # a negative number of responses
+        (formulas.csat, [0]),
+        (formulas.csat, [6]),
+        (formulas.csat, {0: 2}),
+        (formulas.csat, [4.5]),
+        (formulas.ces, [0]),
+        (formulas.ces, [8]),
+        (formulas.ces, {8: 1}),
+        (formulas.ces, [True]),  # a boolean is not a survey answer
     ],
 )
 def test_out_of_scale_answers_are_rejected(func, answers):
@@ -336,66 +336,66 @@ def test_out_of_scale_answers_are_rejected(func, answers):
         func(answers)
 
 
-@pytest.mark.parametrize("func", [kpis.nps, kpis.csat, kpis.ces])
+@pytest.mark.parametrize("func", [formulas.nps, formulas.csat, formulas.ces])
 @pytest.mark.parametrize("answers", [[], {}])
 def test_no_answers_is_zero(func, answers):
     assert func(answers) == 0.0
 
 
 def test_mapping_with_only_zero_counts_is_zero():
-    assert kpis.nps({10: 0, 0: 0}) == 0.0
-    assert kpis.csat({5: 0}) == 0.0
-    assert kpis.ces({7: 0}) == 0.0
+    assert formulas.nps({10: 0, 0: 0}) == 0.0
+    assert formulas.csat({5: 0}) == 0.0
+    assert formulas.ces({7: 0}) == 0.0
 
 
 def test_sentiment_score():
     # (6 - 2) / 10 = 40 %
-    assert kpis.sentiment_score(6, 2, 10) == pytest.approx(40.0)
+    assert formulas.sentiment_score(6, 2, 10) == pytest.approx(40.0)
     # (1 - 4) / 5 = -60 %
-    assert kpis.sentiment_score(1, 4, 5) == pytest.approx(-60.0)
+    assert formulas.sentiment_score(1, 4, 5) == pytest.approx(-60.0)
     # all neutral -> 0
-    assert kpis.sentiment_score(0, 0, 3) == pytest.approx(0.0)
+    assert formulas.sentiment_score(0, 0, 3) == pytest.approx(0.0)
 
 
 # --- marketing -------------------------------------------------------------------------------
 
 
 def test_conversion_rate():
-    assert kpis.conversion_rate(3, 150) == pytest.approx(2.0)
+    assert formulas.conversion_rate(3, 150) == pytest.approx(2.0)
 
 
 def test_click_through_rate():
-    assert kpis.click_through_rate(25, 1000) == pytest.approx(2.5)
+    assert formulas.click_through_rate(25, 1000) == pytest.approx(2.5)
 
 
 def test_open_rate():
-    assert kpis.open_rate(45, 180) == pytest.approx(25.0)
+    assert formulas.open_rate(45, 180) == pytest.approx(25.0)
 
 
 # --- commerce --------------------------------------------------------------------------------
 
 
 def test_arpu():
-    assert kpis.arpu(1000, 40) == pytest.approx(25.0)
+    assert formulas.arpu(1000, 40) == pytest.approx(25.0)
 
 
 def test_average_transaction_value():
-    assert kpis.average_transaction_value(1000, 8) == pytest.approx(125.0)
+    assert formulas.average_transaction_value(1000, 8) == pytest.approx(125.0)
 
 
 def test_purchase_frequency():
-    assert kpis.purchase_frequency(12, 8) == pytest.approx(1.5)
+    assert formulas.purchase_frequency(12, 8) == pytest.approx(1.5)
 
 
 def test_customer_lifetime_value():
     # 125 per purchase x 2 purchases per period x 10 periods = 2500
-    assert kpis.customer_lifetime_value(125, 2, 10) == pytest.approx(2500.0)
+    assert formulas.customer_lifetime_value(125, 2, 10) == pytest.approx(2500.0)
     # seed 003 chain: ATV 1000/8 = 125, frequency 12/8 = 1.5, churn 5 % -> lifespan 20
     # -> 125 * 1.5 * 20 = 3750
-    clv = kpis.customer_lifetime_value(
-        kpis.average_transaction_value(1000, 8),
-        kpis.purchase_frequency(12, 8),
-        kpis.expected_lifespan(kpis.churn_rate(5, 100), 120),
+    clv = formulas.customer_lifetime_value(
+        formulas.average_transaction_value(1000, 8),
+        formulas.purchase_frequency(12, 8),
+        formulas.expected_lifespan(formulas.churn_rate(5, 100), 120),
     )
     assert clv == pytest.approx(3750.0)
 
@@ -404,34 +404,34 @@ def test_customer_lifetime_value():
 
 
 def test_first_contact_resolution():
-    assert kpis.first_contact_resolution(7, 10) == pytest.approx(70.0)
+    assert formulas.first_contact_resolution(7, 10) == pytest.approx(70.0)
 
 
 def test_average_handle_time():
-    assert kpis.average_handle_time(900, 4) == pytest.approx(225.0)
+    assert formulas.average_handle_time(900, 4) == pytest.approx(225.0)
 
 
 # --- score distribution ----------------------------------------------------------------------
 
 
 def test_mean():
-    assert kpis.mean([1, 2, 3, 6]) == pytest.approx(3.0)  # 12/4
-    assert kpis.mean(iter([10.0])) == pytest.approx(10.0)  # any iterable
-    assert kpis.mean([]) == 0.0
+    assert formulas.mean([1, 2, 3, 6]) == pytest.approx(3.0)  # 12/4
+    assert formulas.mean(iter([10.0])) == pytest.approx(10.0)  # any iterable
+    assert formulas.mean([]) == 0.0
 
 
 def test_median():
-    assert kpis.median([5, 1, 3]) == pytest.approx(3.0)
-    assert kpis.median([4, 1, 3, 2]) == pytest.approx(2.5)  # (2 + 3) / 2
-    assert kpis.median(x for x in (7.0,)) == pytest.approx(7.0)
-    assert kpis.median([]) == 0.0
+    assert formulas.median([5, 1, 3]) == pytest.approx(3.0)
+    assert formulas.median([4, 1, 3, 2]) == pytest.approx(2.5)  # (2 + 3) / 2
+    assert formulas.median(x for x in (7.0,)) == pytest.approx(7.0)
+    assert formulas.median([]) == 0.0
 
 
 def test_share_below():
     # strictly below 500: 100 and 499 -> 2 of 4 = 50 %
-    assert kpis.share_below([100, 499, 500, 501], 500) == pytest.approx(50.0)
-    assert kpis.share_below([600, 700], 500) == pytest.approx(0.0)
-    assert kpis.share_below([], 500) == 0.0
+    assert formulas.share_below([100, 499, 500, 501], 500) == pytest.approx(50.0)
+    assert formulas.share_below([600, 700], 500) == pytest.approx(0.0)
+    assert formulas.share_below([], 500) == 0.0
 
 
 # --- zero denominators: every rate over nothing is 0 -----------------------------------------
@@ -440,26 +440,26 @@ def test_share_below():
 @pytest.mark.parametrize(
     ("func", "args"),
     [
-        (kpis.active_engagement_rate, (0, 0)),
-        (kpis.active_engagement_rate, (5, 0)),  # active but no members: still 0, no error
-        (kpis.stickiness, (3, 0)),
-        (kpis.feature_usage_rate, (2, 0)),
-        (kpis.week_one_engagement, (1, 0)),
-        (kpis.pages_per_session, (10, 0)),
-        (kpis.actions_per_session, (10, 0)),
-        (kpis.average_session_duration, (300, 0)),
-        (kpis.bounce_rate, (1, 0)),
-        (kpis.retention_rate, (0, 10, 2)),
-        (kpis.churn_rate, (3, 0)),
-        (kpis.sentiment_score, (2, 1, 0)),
-        (kpis.conversion_rate, (4, 0)),
-        (kpis.click_through_rate, (4, 0)),
-        (kpis.open_rate, (4, 0)),
-        (kpis.arpu, (100, 0)),
-        (kpis.average_transaction_value, (100, 0)),
-        (kpis.purchase_frequency, (3, 0)),
-        (kpis.first_contact_resolution, (2, 0)),
-        (kpis.average_handle_time, (60, 0)),
+        (formulas.active_engagement_rate, (0, 0)),
+        (formulas.active_engagement_rate, (5, 0)),  # active but no members: still 0, no error
+        (formulas.stickiness, (3, 0)),
+        (formulas.feature_usage_rate, (2, 0)),
+        (formulas.week_one_engagement, (1, 0)),
+        (formulas.pages_per_session, (10, 0)),
+        (formulas.actions_per_session, (10, 0)),
+        (formulas.average_session_duration, (300, 0)),
+        (formulas.bounce_rate, (1, 0)),
+        (formulas.retention_rate, (0, 10, 2)),
+        (formulas.churn_rate, (3, 0)),
+        (formulas.sentiment_score, (2, 1, 0)),
+        (formulas.conversion_rate, (4, 0)),
+        (formulas.click_through_rate, (4, 0)),
+        (formulas.open_rate, (4, 0)),
+        (formulas.arpu, (100, 0)),
+        (formulas.average_transaction_value, (100, 0)),
+        (formulas.purchase_frequency, (3, 0)),
+        (formulas.first_contact_resolution, (2, 0)),
+        (formulas.average_handle_time, (60, 0)),
     ],
 )
 def test_zero_denominator_is_zero(func, args):

@@ -6,7 +6,7 @@ Two layers:
   wrong types, huge numbers, NaN/Infinity, unicode edge cases, batches, 1 MB payloads);
 * a Hypothesis property over structured JSON values.
 
-Longer runs (documented in the README): ENGAGE_FUZZ_INPUTS=2000000 and
+Longer runs (documented in docs/development.md): ENGAGE_FUZZ_INPUTS=2000000 and
 ENGAGE_FUZZ_EXAMPLES=50000 with `pytest tests/scoring/test_fuzz.py`.
 """
 

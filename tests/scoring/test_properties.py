@@ -11,7 +11,7 @@ import copy
 
 from hypothesis import assume, given, strategies as st
 
-from scoring import kpis
+from scoring import formulas
 from scoring.business import business_kpis
 from scoring.catalogue import BUILTIN_TYPES, SENTIMENTS
 from scoring.config import load_config
@@ -142,7 +142,7 @@ def es_inputs(draw):
 @given(es_inputs())
 def test_es_is_within_0_and_100(inputs):
     counts, weights, targets = inputs
-    assert 0.0 <= kpis.engagement_score(counts, weights, targets) <= 100.0
+    assert 0.0 <= formulas.engagement_score(counts, weights, targets) <= 100.0
 
 
 @given(es_inputs())
@@ -150,8 +150,8 @@ def test_es_is_100_when_every_target_is_met_and_0_without_events(inputs):
     _, weights, targets = inputs
     weights = {name: max(1, round(w)) for name, w in weights.items()}  # config weights are integers
     met = {name: target * 2 for name, target in targets.items()}
-    assert kpis.engagement_score(met, weights, targets) == 100.0
-    assert kpis.engagement_score({}, weights, targets) == 0.0
+    assert formulas.engagement_score(met, weights, targets) == 100.0
+    assert formulas.engagement_score({}, weights, targets) == 0.0
 
 
 @given(es_inputs(), NAMES, COUNT_VALUES)
@@ -159,7 +159,7 @@ def test_es_is_monotone_in_any_single_count(inputs, name, extra):
     counts, weights, targets = inputs
     more = dict(counts)
     more[name] = more.get(name, 0) + extra
-    assert kpis.engagement_score(more, weights, targets) >= kpis.engagement_score(counts, weights, targets)
+    assert formulas.engagement_score(more, weights, targets) >= formulas.engagement_score(counts, weights, targets)
 
 
 INT_COUNTS = st.dictionaries(NAMES, st.integers(0, 10**6))
@@ -169,14 +169,14 @@ INT_WEIGHTS = st.dictionaries(NAMES, st.integers(1, 10), min_size=1)
 @given(INT_COUNTS, INT_COUNTS, INT_WEIGHTS)
 def test_cer_is_additive(a, b, weights):
     both = {name: a.get(name, 0) + b.get(name, 0) for name in set(a) | set(b)}
-    cer = kpis.customer_engagement_rate
+    cer = formulas.customer_engagement_rate
     assert cer(both, weights) == cer(a, weights) + cer(b, weights)
 
 
 @given(INT_COUNTS, st.integers(0, 1000), INT_WEIGHTS)
 def test_cer_is_homogeneous(a, k, weights):
     scaled = {name: k * n for name, n in a.items()}
-    cer = kpis.customer_engagement_rate
+    cer = formulas.customer_engagement_rate
     assert cer(scaled, weights) == k * cer(a, weights)
 
 
@@ -187,18 +187,18 @@ SCORES = st.floats(-10, 110, allow_nan=False)
 def test_tier_is_monotone(x, y, t1, t2):
     low, high = min(x, y), max(x, y)
     moderate, excellent = min(t1, t2), max(t1, t2)
-    assert kpis.tier(low, excellent, moderate).rank <= kpis.tier(high, excellent, moderate).rank
+    assert formulas.tier(low, excellent, moderate).rank <= formulas.tier(high, excellent, moderate).rank
 
 
-BAND_RANK = {kpis.Band.LOW: 0, kpis.Band.MODERATE: 1, kpis.Band.HIGH: 2}
+BAND_RANK = {formulas.Band.LOW: 0, formulas.Band.MODERATE: 1, formulas.Band.HIGH: 2}
 
 
 @given(SCORES, SCORES, st.floats(0, 100), st.floats(0, 100))
 def test_aer_band_is_monotone(x, y, l1, l2):
     low, high = min(x, y), max(x, y)
     low_below, high_above = min(l1, l2), max(l1, l2)
-    assert BAND_RANK[kpis.aer_band(low, low_below, high_above)] <= BAND_RANK[
-        kpis.aer_band(high, low_below, high_above)
+    assert BAND_RANK[formulas.aer_band(low, low_below, high_above)] <= BAND_RANK[
+        formulas.aer_band(high, low_below, high_above)
     ]
 
 

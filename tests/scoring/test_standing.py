@@ -17,7 +17,7 @@ from hypothesis import given, strategies as st
 
 from scoring import standing as ranking
 from scoring.alerts import Snapshot, evaluate, view
-from scoring.kpis import Tier
+from scoring.formulas import Tier
 from scoring.business import business_kpis, kpis_from
 from scoring.config import load_config
 from scoring.deltas import AggregateBook, Stored, settle_batch, settle_due

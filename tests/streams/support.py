@@ -16,9 +16,9 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 from scoring.state import CustomerState
-from streams import stack as local
+from devstack import stack as local
 from streams.clock import now_ms  # noqa: F401  (re-exported for the tests)
-from streams.stack import free_port
+from devstack.processes import free_port
 from streams.settings import Settings, load_settings, prefixed_topics
 from streams.topics import ensure_topics
 
@@ -78,6 +78,15 @@ class WorkerProcess:
                 last_error = exc
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting for {what} ({last_error}); log:\n{self.log.read_text()[-3000:]}")
+
+    def wait_for_sweeps(self, count: int) -> None:
+        """Until the worker has completed `count` more due sweeps: a window in which a condition
+        that should not change (an alert that must not fire again) has had its chances."""
+        def sweeps() -> float:
+            return self.metrics()["engagement_sweeps_total"]
+
+        (start,) = self.wait_until(lambda: (sweeps(),), "the sweep counter")   # a tuple: true even at 0
+        self.wait_until(lambda: sweeps() >= start + count, f"{count} more sweeps")
 
     def stop(self) -> None:
         if self.process.poll() is None:

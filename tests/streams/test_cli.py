@@ -77,7 +77,9 @@ def test_config_show_reflects_overrides(tmp_path: Path):
     shown = json.loads(run("--config", str(path), "config", "show").output)
     assert shown["scoring"]["window"] == "2w"
     assert shown["scoring"]["decay_half_life"] == "off"
-    assert "like" not in shown["weights"] and shown["weights"]["follow"] == 3
+    assert shown["weights"]["like"] == 0 and shown["weights"]["follow"] == 3      # tracked, not scored
+    assert {"kpis", "alerts", "limits"} <= set(shown) and shown["aer"]["reference_lines"]["saas"] == 25
+    assert shown["scoring"]["weight_max"] == 10 and shown["derived"]["retention"] == "38d"
 
 
 def test_bad_flag_value_is_a_usage_error():

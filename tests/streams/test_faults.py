@@ -15,9 +15,9 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from streams import stack as local
+from devstack import stack as local
 
-from scoring.synthetic import TrafficGenerator, TrafficSettings
+from streams.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from tests.streams.support import WorkerProcess, now_ms, pipeline_settings, redis_records, without_ids
 from tests.streams.test_pipeline import MESSAGES, reference_for
@@ -62,7 +62,7 @@ def start(tmp_path):
 
     def run(stack, unique: str, name: str) -> WorkerProcess:
         # a killed worker's partitions move after 10 s, not Faust's 60: the tests wait less
-        # the due sweep every second: live reads are exact at most a sweep interval behind (README)
+        # the due sweep every second: live reads are exact at most a sweep interval behind (docs/reliability.md)
         started.append(WorkerProcess(stack, unique, tmp_path, name, sweep_s="1",
                                      extra_env={"ENGAGE_KAFKA_SESSION_TIMEOUT_S": "10"}))
         return started[-1]

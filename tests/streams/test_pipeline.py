@@ -7,7 +7,6 @@ messages, exactly.
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -20,9 +19,9 @@ from scoring.config import load_config
 from scoring.engine import Outcome, Result, Scorer
 from scoring.messages import unpack
 from scoring.messages import pack
-from scoring.synthetic import Kind, TrafficGenerator, TrafficSettings, batched
+from streams.traffic import Kind, TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY, HOUR
-from streams import stack as local
+from devstack import stack as local
 from streams.codec import original_bytes
 from streams.metrics import KPI_GAUGES
 from streams.producer import partition_of
@@ -307,14 +306,14 @@ def test_time_driven_alerts_fire_once_and_hysteresis_survives_a_restart(stack, u
     try:
         fired = worker.wait_until(inactive_alerts, "the sweep to find the member inactive")
         assert [a["customer_id"] for a in fired] == [member]
-        time.sleep(4)                                  # several more sweeps: the condition holds, no re-fire
+        worker.wait_for_sweeps(3)                      # several more sweeps: the condition holds, no re-fire
         assert len(inactive_alerts()) == 1
     finally:
         worker.stop()
     restarted = WorkerProcess(stack, unique, tmp_path, "w2", config=config, sweep_s="1")
     try:
         restarted.wait_until(lambda: restarted.get("/readyz")[0] == 200, "readiness")
-        time.sleep(4)
+        restarted.wait_for_sweeps(3)
         assert len(inactive_alerts()) == 1             # the rule state was persisted in Redis
         status, body = restarted.get("/at-risk")
         assert status == 200 and member in [c["customer_id"] for c in body["customers"]]

@@ -9,7 +9,7 @@ import pytest
 from scoring.config import load_config
 from scoring.engine import Outcome, Scorer
 from scoring.scores import score_card
-from scoring.synthetic import TrafficGenerator, TrafficSettings
+from streams.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from streams.processor import BatchProcessor, Incoming
 from streams.store import Keys, RedisStore

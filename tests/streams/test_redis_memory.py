@@ -18,10 +18,10 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from scoring.synthetic import TrafficGenerator, TrafficSettings
+from streams.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
-from streams import stack as local
-from streams.stack import ensure_binary, free_port
+from devstack import stack as local
+from devstack.processes import ensure_binary, free_port
 from streams.store import EvictionPolicyError, RedisStore
 from tests.streams.support import WorkerProcess, now_ms, pipeline_settings, redis_records, without_ids
 from tests.streams.test_pipeline import reference_for

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 from kafka import KafkaAdminClient
 
-from streams import stack as local
+from devstack import stack as local
 from streams.security import kafka_options, redis_options
 from streams.settings import load_settings, prefixed_topics
 from tests.streams.support import AlertSinkProcess, WorkerProcess

@@ -62,7 +62,7 @@ def test_topic_retention_settings_reach_the_topic_specs():
     assert err.value.name == "ENGAGE_DLQ_RETENTION_MS"
 
 
-# --- security settings (README "Security") ----------------------------------------------------
+# --- security settings (docs/security.md) ----------------------------------------------------
 
 import certifi  # noqa: E402  (a real PEM CA bundle for the CA-file settings)
 
@@ -298,19 +298,30 @@ def test_a_redis_cluster_url_it_cannot_use_is_named(url, named):
     assert err.value.name == named and named in str(err.value)
 
 
-def test_redis_cluster_falls_back_to_the_local_stacks_cluster(tmp_path, monkeypatch):
-    from streams.stack import CLUSTER_NODES, Service, Stack
+def test_redis_cluster_falls_back_to_the_local_stacks_cluster(tmp_path):
+    from devstack.stack import CLUSTER_NODES, Service, Stack, local_addresses
 
-    monkeypatch.setenv("ENGAGE_STACK_DIR", str(tmp_path))
     services = {"kafka": Service("kafka", "127.0.0.1:9"), "redis": Service("redis", "redis://127.0.0.1:8/0")}
     Stack(str(tmp_path), dict(services)).save()
     with pytest.raises(SettingsError) as err:
-        load_settings(env={"ENGAGE_REDIS_CLUSTER": "true"})
+        load_settings(env={"ENGAGE_REDIS_CLUSTER": "true"}, defaults=local_addresses(tmp_path))
     assert err.value.name == "ENGAGE_REDIS_URL" and "engage stack up --redis-cluster" in str(err.value)
     Stack(str(tmp_path), {**services, CLUSTER_NODES[0]: Service(CLUSTER_NODES[0], "redis://127.0.0.1:7")}).save()
-    assert load_settings(env={}).redis_url == "redis://127.0.0.1:8/0"
-    s = load_settings(env={"ENGAGE_REDIS_CLUSTER": "yes"})
+    assert load_settings(env={}, defaults=local_addresses(tmp_path)).redis_url == "redis://127.0.0.1:8/0"
+    s = load_settings(env={"ENGAGE_REDIS_CLUSTER": "yes"}, defaults=local_addresses(tmp_path))
     assert (s.kafka_bootstrap, s.redis_url, s.redis_cluster) == ("127.0.0.1:9", "redis://127.0.0.1:7", True)
+
+
+def test_settings_never_read_the_local_stack_themselves(tmp_path, monkeypatch):
+    """Only the caller's defaults name a local stack: a running one is not a production fallback."""
+    from devstack.stack import Service, Stack
+
+    monkeypatch.setenv("ENGAGE_STACK_DIR", str(tmp_path))
+    Stack(str(tmp_path), {"kafka": Service("kafka", "127.0.0.1:9"),
+                          "redis": Service("redis", "redis://127.0.0.1:8/0")}).save()
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={})
+    assert err.value.name == "ENGAGE_KAFKA_BOOTSTRAP"
 
 
 def test_redis_client_is_the_cluster_client_with_redis_cluster():

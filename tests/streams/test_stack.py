@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from streams import stack as local
+from devstack import stack as local
 
 pytestmark = pytest.mark.services
 

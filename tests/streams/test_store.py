@@ -18,7 +18,7 @@ from scoring.config import load_config
 from scoring.engine import Scorer
 from scoring.messages import unpack
 from scoring.standing import standing
-from scoring.synthetic import TrafficGenerator, TrafficSettings
+from streams.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from streams import api
 from streams.processor import BatchProcessor, Incoming
@@ -161,7 +161,7 @@ def test_the_median_selected_across_shards_is_statistics_median(open_store):
     import random
     import statistics
 
-    from scoring import kpis
+    from scoring import formulas
     from scoring.standing import Standing, bottom_key
     from streams.store import Keys
 
@@ -178,7 +178,7 @@ def test_the_median_selected_across_shards_is_statistics_median(open_store):
                     pipe.delete(store.keys.shared(shard, "rank"))
                 for i, value in enumerate(values):
                     cid = f"c{trial}-{i}"
-                    key = bottom_key(Standing(cid, value, 0.0, kpis.Tier.LOW, False, None, True, None, (), {}))
+                    key = bottom_key(Standing(cid, value, 0.0, formulas.Tier.LOW, False, None, True, None, (), {}))
                     pipe.zadd(store.keys.shared(Keys.shard_of(cid), "rank"), {key: 0})
                 await pipe.execute()
             assert await store.median_es(n) == statistics.median(values), (kind, n)

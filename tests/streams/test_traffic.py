@@ -9,7 +9,7 @@ import orjson
 from scoring.catalogue import BUILTIN_TYPES
 from scoring.config import load_config
 from scoring.events import decode_event
-from scoring.synthetic import Kind, TrafficGenerator, TrafficSettings
+from streams.traffic import Kind, TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY
 from tests.scoring.helpers import DAY0
 

@@ -10,7 +10,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from streams.stack import ensure_binary
+from devstack.processes import ensure_binary
 from tests.streams.support import WorkerProcess
 from tests.streams.test_pipeline import produce_stream
 

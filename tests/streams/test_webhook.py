@@ -103,7 +103,7 @@ def test_alerts_reach_a_receiver_that_is_down_then_failing_across_a_killed_sink(
         worker.wait_until(lambda: worker.metrics()["engagement_events_consumed_total"] == len(values),
                           "the worker to consume the backlog")
         worker.wait_until(lambda: len(consume_all(stack, alerts_topic)) > len(extra), "the worker's own alerts")
-        time.sleep(3)                       # a few more sweeps: each member's inactivity alert fires once
+        worker.wait_for_sweeps(2)           # a few more sweeps: each member's inactivity alert fires once
         expected = {alert_id(json.loads(v)) for _, v in consume_all(stack, alerts_topic)}
         assert len(expected) > len(extra)   # the worker published alerts of its own
 

@@ -1,0 +1,1 @@
+"""The local development stack (Kafka, Redis, Redis Cluster, Prometheus): see `devstack.stack`."""

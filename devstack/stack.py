@@ -1,0 +1,317 @@
+"""The local service stack, provisioned by the project itself (no Docker engine needed).
+
+Developer infrastructure, outside the product: the CLI, the demo, the tests and the
+benchmarks use it; the worker never imports it (the CLI passes its addresses in as
+settings defaults: `local_addresses`). One module per service: `devstack.kafka`,
+`devstack.redis`, `devstack.prometheus`, the secure stack's material in `devstack.tls`,
+processes and ports in `devstack.processes`; this module composes them.
+
+
+* Kafka 3.9 in KRaft mode (one combined broker + controller), from its Maven Central
+  jars resolved by `mvn` into a cache and run on the machine's JDK.
+* Redis from Debian's `redis-server` (or an already running one: ENGAGE_REDIS_URL).
+* Prometheus with promtool from Debian's `prometheus`, only when asked for.
+* `cluster_up(directory)`: a Redis Cluster of three masters (no replicas) from the same
+  `redis-server` in cluster mode, made with `redis-cli --cluster create`; it joins the stack
+  in `directory` (services `redis-cluster-1..3`), and any node's URL is a client's startup node.
+* `up(directory, secure=True)`: the same Kafka and Redis, locked down: Kafka's client
+  listener is SASL_SSL (SCRAM-SHA-512 users created at format time), Redis listens on TLS
+  only with an ACL user and the default user disabled; a CA and a server certificate
+  (SAN 127.0.0.1, localhost) are made with openssl, passwords are random, in 0600 files.
+
+Every step is idempotent: downloads are cached, a running healthy stack is reused,
+ports are free ones unless configured (ENGAGE_KAFKA_PORT, ENGAGE_REDIS_PORT,
+ENGAGE_PROMETHEUS_PORT), readiness is checked by talking to each service, and `down`
+stops the processes cleanly (TERM, then KILL after a grace period). The state lives in
+`<stack dir>/stack.json`, so scripts and tests can find a running stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+from devstack import kafka, redis
+from devstack import prometheus as prometheus_service
+from devstack.kafka import BROKER_SETTINGS, KAFKA_VERSION, kafka_libs
+from devstack.processes import (READY_TIMEOUT_S, Service, StackError, ensure_binary, free_port, free_ports, reap,
+                                spawn, stop, wait_ready)
+from devstack.redis import CLUSTER_NODES
+from devstack.tls import secure_material, security_env
+
+__all__ = ["BROKER_SETTINGS", "CLUSTER_NODES", "KAFKA_VERSION", "Service", "Stack", "StackError", "cluster_down",
+           "cluster_up", "down", "ensure_binary", "free_port", "kafka_libs", "local_addresses", "restart",
+           "secure_stack_dir", "set_scrape_targets", "stack_dir", "status", "up"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stack_dir() -> Path:
+    return Path(os.environ.get("ENGAGE_STACK_DIR", ROOT / ".engage" / "stack"))
+
+
+def secure_stack_dir() -> Path:
+    """Where `engage stack up --secure` keeps its state: next to the plain stack's."""
+    plain = stack_dir()
+    return plain.with_name(plain.name + "-secure")
+
+
+@dataclass
+class Stack:
+    directory: str
+    services: dict[str, Service] = field(default_factory=dict)
+    security: dict[str, str] = field(default_factory=dict)   # secure stack: CA, users, password files
+
+    def client_env(self) -> dict[str, str]:
+        """The ENGAGE_* settings of a client of this stack (passwords by file, never inline)."""
+        return {"ENGAGE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "ENGAGE_REDIS_URL": self.redis_url,
+                **security_env(self.security)}
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.services["kafka"].address
+
+    @property
+    def redis_url(self) -> str:
+        return self.services["redis"].address
+
+    @property
+    def prometheus_url(self) -> str | None:
+        service = self.services.get("prometheus")
+        return service.address if service else None
+
+    @property
+    def redis_cluster_url(self) -> str | None:
+        """The local Redis Cluster's first node, a client's startup node (None: no cluster)."""
+        node = self.services.get(CLUSTER_NODES[0])
+        return node.address if node else None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "directory": self.directory,
+            "kafka_bootstrap": self.services["kafka"].address if "kafka" in self.services else None,
+            "redis_url": self.services["redis"].address if "redis" in self.services else None,
+            "prometheus_url": self.prometheus_url,
+            **({"redis_cluster_url": self.redis_cluster_url} if self.redis_cluster_url else {}),
+            "services": {name: asdict(s) for name, s in self.services.items()},
+            **({"security": self.security, "client_env": security_env(self.security)} if self.security else {}),
+        }
+
+    def save(self) -> None:
+        path = Path(self.directory) / "stack.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, directory: Path | None = None) -> Stack | None:
+        directory = directory or stack_dir()
+        path = directory / "stack.json"
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        return cls(str(directory), {name: Service(**s) for name, s in raw["services"].items()},
+                   raw.get("security") or {})
+
+
+# --- public operations ------------------------------------------------------------------
+
+
+def up(
+    directory: Path | None = None,
+    prometheus: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+    secure: bool = False,
+) -> Stack:
+    """Start (or reuse) Kafka and Redis, and Prometheus when asked; return their addresses.
+
+    `secure`: Kafka on SASL_SSL with SCRAM users and Redis on TLS with an ACL user (see the
+    module notes); use a directory of its own (`secure_stack_dir()`), and `client_env()`.
+    """
+    directory = directory or stack_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    stack = Stack.load(directory) or Stack(str(directory))
+    stack.directory = str(directory)
+    if secure:
+        stack.security = secure_material(directory / "tls", log)
+    elif stack.security:
+        raise StackError(f"{directory} holds a secure stack: use up(directory, secure=True)")
+    sec = stack.security or None
+
+    starters: list[tuple[str, Callable[[Path, Callable[[str], None]], Service], Callable[[Service], bool]]] = [
+        ("kafka", partial(kafka.start, security=sec), partial(kafka.ready, security=sec)),
+        ("redis", partial(redis.start, security=sec), partial(redis.ready, security=sec)),
+    ]
+    if prometheus:
+        starters.append(("prometheus", prometheus_service.start, prometheus_service.ready))
+    for name, start, ready in starters:
+        existing = stack.services.get(name)
+        if existing and existing.alive() and ready(existing):
+            log(f"{name}: reusing {existing.address}")
+            continue
+        if existing and existing.pid and existing.alive():
+            stop(existing)
+        service = start(directory / name, log)
+        stack.services[name] = service
+        stack.save()
+        wait_ready(service, ready)
+        log(f"{name}: ready at {service.address}")
+    stack.save()
+    return stack
+
+
+def down(directory: Path | None = None, purge: bool = False, log: Callable[[str], None] = lambda _: None) -> None:
+    """Stop every service we started; with `purge`, delete their data too."""
+    directory = directory or stack_dir()
+    stack = Stack.load(directory)
+    if stack is not None:
+        for name, service in reversed(list(stack.services.items())):
+            if service.pid is not None and service.alive():
+                stop(service)
+                log(f"{name}: stopped")
+        (directory / "stack.json").unlink(missing_ok=True)
+    if purge and directory.exists():
+        shutil.rmtree(directory)
+
+
+def status(directory: Path | None = None) -> dict[str, object]:
+    """Addresses and health of the stack in `directory` (empty services when none)."""
+    stack = Stack.load(directory or stack_dir())
+    if stack is None:
+        return {"directory": str(directory or stack_dir()), "running": False, "services": {}}
+    sec = stack.security or None
+    checks = {"kafka": partial(kafka.ready, security=sec), "redis": partial(redis.ready, security=sec),
+              "prometheus": prometheus_service.ready, **dict.fromkeys(CLUSTER_NODES, redis.cluster_node_ok)}
+    out = stack.to_json()
+    healthy = {name: s.alive() and checks[name](s) for name, s in stack.services.items()}
+    out["healthy"] = healthy
+    out["running"] = bool(healthy) and all(healthy.values())
+    return out
+
+
+def local_addresses(directory: Path | None = None) -> dict[str, str]:
+    """The running local stack's addresses as settings defaults: `kafka_bootstrap`, `redis_url`
+    and, when it has a Redis Cluster, `redis_cluster_url` (empty when no stack runs)."""
+    running = Stack.load(directory)
+    if running is None:
+        return {}
+    found = {"kafka_bootstrap": running.services.get("kafka"), "redis_url": running.services.get("redis"),
+             "redis_cluster_url": running.services.get(CLUSTER_NODES[0])}
+    return {name: service.address for name, service in found.items() if service is not None}
+
+
+def set_scrape_targets(stack: Stack, targets: list[str]) -> None:
+    """Point the stack's Prometheus at these host:port targets (file-based discovery, ~1 s)."""
+    prometheus_service.set_scrape_targets(Path(stack.directory) / "prometheus", targets)
+
+
+# --- Redis Cluster ----------------------------------------------------------------------
+
+
+def cluster_up(directory: Path, log: Callable[[str], None] = lambda _: None) -> Stack:
+    """Start (or reuse) a Redis Cluster of three masters, no replicas, in the stack in `directory`.
+
+    Each node is a `redis-server` in cluster mode with its own directory, free client and bus
+    ports, the single Redis's durability (appendfsync always) and `noeviction`. The slots are
+    assigned by `redis-cli --cluster create`, and the cluster is ready when every node's
+    CLUSTER INFO says `cluster_state:ok`. A cluster that is not wholly healthy is stopped and
+    made anew (new ports, empty). `stack.redis_cluster_url` is a client's startup node.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    stack = Stack.load(directory) or Stack(str(directory))
+    stack.directory = str(directory)
+    if stack.security:
+        raise StackError(f"{directory} holds a secure stack: the local Redis Cluster is plain only")
+    nodes = [stack.services.get(name) for name in CLUSTER_NODES]
+    if all(node and node.alive() and redis.cluster_node_ok(node) for node in nodes):
+        log(f"redis cluster: reusing {stack.redis_cluster_url}")
+        return stack
+    for name, node in zip(CLUSTER_NODES, nodes):
+        if node and node.pid and node.alive():
+            stop(node)
+        stack.services.pop(name, None)
+        shutil.rmtree(directory / name, ignore_errors=True)   # its nodes.conf names the old ports
+    server = ensure_binary("redis-server", "redis-server", log)
+    cli = ensure_binary("redis-cli", "redis-tools", log)
+    ports = free_ports(2 * len(CLUSTER_NODES))
+    for name, port, bus_port in zip(CLUSTER_NODES, ports[0::2], ports[1::2]):
+        stack.services[name] = redis.start_cluster_node(server, directory / name, port, bus_port)
+        stack.save()
+    for name in CLUSTER_NODES:
+        wait_ready(stack.services[name], redis.ready)
+    addresses = [f"127.0.0.1:{stack.services[name].port}" for name in CLUSTER_NODES]
+    try:
+        created = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                                 capture_output=True, text=True, timeout=READY_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise StackError(f"redis-cli --cluster create did not finish in {READY_TIMEOUT_S:.0f} s") from None
+    if created.returncode != 0:
+        raise StackError(f"redis-cli --cluster create failed (exit {created.returncode}):\n"
+                         f"{(created.stdout + created.stderr)[-2000:]}")
+    for name in CLUSTER_NODES:
+        wait_ready(stack.services[name], redis.cluster_node_ok)
+    stack.save()
+    log(f"redis cluster: ready at {stack.redis_cluster_url} ({len(CLUSTER_NODES)} masters, no replicas)")
+    return stack
+
+
+def cluster_down(directory: Path, purge: bool = False, log: Callable[[str], None] = lambda _: None) -> None:
+    """Stop the Redis Cluster of the stack in `directory` (its other services keep running);
+    with `purge`, delete the nodes' data too."""
+    stack = Stack.load(directory)
+    if stack is None:
+        return
+    for name in reversed(CLUSTER_NODES):
+        node = stack.services.pop(name, None)
+        if node and node.pid is not None and node.alive():
+            stop(node)
+            log(f"{name}: stopped")
+        if purge:
+            shutil.rmtree(directory / name, ignore_errors=True)
+    if stack.services:
+        stack.save()
+    else:
+        (directory / "stack.json").unlink(missing_ok=True)
+
+
+# --- restarts (fault tests, operators) -----------------------------------------------------
+
+
+def restart(stack: Stack, name: str, down_s: float = 0.0, kill: bool = False,
+            log: Callable[[str], None] = lambda _: None) -> Service:
+    """Stop a service we started and start it again with the same ports, settings and data.
+
+    Kafka keeps its log directory and Redis reloads its append-only file, so clients see
+    the same service come back. `kill` stops it with SIGKILL instead of a clean shutdown;
+    `down_s` keeps it down that long before the start.
+    """
+    service = stack.services[name]
+    if service.pid is None:
+        raise StackError(f"{name} was not started by this stack; restart it yourself")
+    cwd = Path(os.readlink(f"/proc/{service.pid}/cwd"))
+    command = json.loads((cwd / "command.json").read_text())
+    if kill:
+        os.killpg(service.pid, signal.SIGKILL)
+        reap(service.pid)
+        while service.alive():
+            time.sleep(0.05)
+    else:
+        stop(service)
+    log(f"{name}: stopped")
+    time.sleep(down_s)
+    service.pid = spawn(command, Path(service.log or cwd / f"{name}.log"), cwd)
+    stack.save()
+    checks = {"kafka": kafka.ready, "redis": redis.ready, "prometheus": prometheus_service.ready,
+              **dict.fromkeys(CLUSTER_NODES, redis.cluster_node_ok)}
+    wait_ready(service, checks[name])
+    log(f"{name}: ready again at {service.address}")
+    return service
