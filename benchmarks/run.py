@@ -315,7 +315,7 @@ def _core_settle_step(chunk: list, now: int, stored: dict, config) -> list:
     """What BatchProcessor.process does between its Redis reads and writes (a named frame for the profile)."""
     from scoring.deltas import settle_batch
     from scoring.messages import unpack
-    from streams.store import Keys
+    from streams.layout import Keys
 
     by_shard: dict[int, tuple[list, list]] = {}
     for m in chunk:

@@ -1,7 +1,8 @@
 """Scoring configuration: one TOML file over documented defaults, validated up front.
 
 Every problem is a :class:`ConfigError` naming the dotted key, so a bad file stops
-start-up with a message an operator can act on.
+start-up with a message an operator can act on. Longer than the other core modules because
+every key is validated here, in one place, so every error names its key the same way.
 """
 
 from __future__ import annotations

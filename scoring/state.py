@@ -3,7 +3,8 @@
 A customer's state is a fold of contributions (see :mod:`scoring.contributions`):
 counters per time bucket, newest activity times, membership changes and session
 stats. Scores are derived from it at read time, so a weight change re-scores every
-customer without a replay.
+customer without a replay. One aggregate's rules live here together (apply, evict,
+sessions, running window counts), hence its length.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The `engage` command line."""
+"""The `engage` command line.
+
+One module for every command, so `engage --help` and this file read alike (hence its length);
+each command only parses its flags and calls the module that does the work.
+"""
 
 from __future__ import annotations
 

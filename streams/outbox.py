@@ -83,7 +83,7 @@ def dead_letter_output(raw: bytes, key: bytes | None, reason: str, detail: str, 
 
 
 def record(ops, out_key: str, at_key: str, outputs: Iterable[Output], claimable_at_ms: int) -> None:  # type: ignore[no-untyped-def]
-    """Add the outputs to a script call's commands (streams.store.Ops), beside the state they came with."""
+    """Add the outputs to a script call's commands (streams.layout.Ops), beside the state they came with."""
     outputs = list(outputs)
     ops.add_many("HSET", out_key, ((o.field, o.entry()) for o in outputs))
     ops.add_many("ZADD", at_key, ((claimable_at_ms, o.field) for o in outputs))

@@ -25,7 +25,8 @@ from scoring.contributions import ANY_FEATURE
 from scoring.standing import activity_counted_from
 from scoring.windows import retained_from_bucket
 from streams.outbox import Kind, Output, alert_output, dead_letter_output, score_output
-from streams.store import SHARDS, Keys, RedisStore
+from streams.layout import SHARDS, Keys
+from streams.store import RedisStore
 
 
 @dataclass(frozen=True, slots=True)

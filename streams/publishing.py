@@ -17,7 +17,8 @@ from streams.clock import now_ms
 from streams.metrics import Metrics
 from streams.outbox import Kind, Output
 from streams.settings import Settings
-from streams.store import SHARDS, RedisStore
+from streams.layout import SHARDS
+from streams.store import RedisStore
 
 log = logging.getLogger("engage.worker")
 

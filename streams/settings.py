@@ -8,7 +8,7 @@ message naming the variable.
 Secrets (`SECRETS`) may instead come from a file named by `ENGAGE_<NAME>_FILE` (one
 trailing newline stripped). They never appear in `repr(settings)`, in `redacted()` (what
 the CLI and the logs show) or in an error message; neither does a password inside the
-Redis URL.
+Redis URL. Longer than most modules because every setting is declared and validated here.
 """
 
 from __future__ import annotations

@@ -1,45 +1,18 @@
-"""Redis state in Redis's own structures, written as the core's deltas, one slot per write.
+"""RedisStore: the worker's and the API's reads and writes of the Redis layout (`streams.layout`).
 
-Every key of a customer, and the shared aggregates its writes touch, carry the hash tag of
-the customer's *state shard* (`crc32(customer_id) % SHARDS`), so one batch's changes to the
-customers of a shard are one atomic script call on one Redis Cluster slot. Cross-customer
-reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0..SHARDS-1):
+A batch's changes are one script call per state shard (`lua/apply.lua`), applied only if no
+customer's version moved since it was read (a rebalance overlap); else the batch is
+recomputed from fresh state. Cross-customer reads (leaderboards, at-risk, KPIs) read the
+shards' sorted sets and sums, never every customer.
 
-    <p>:meta                     HASH   format, shards (the layout this prefix was written in)
-    <p>:{s}:f:<customer>         HASH   d: the customer's small facts (JSON), st: its standing
-                                        (JSON), v: write version
-    <p>:{s}:b:<customer>         HASH   per-bucket counters, field "<bucket>|<counter>" -> int
-                                        (with "sessions" and "bounces": ended sessions anchored there)
-    <p>:{s}:ss:<customer>        HASH   sessions a late event may still change (closed a lateness
-                                        after their newest event), id -> "anchor,pages,actions,ended,last"
-    <p>:{s}:seen:<customer>      ZSET   event ids within the dedup horizon, score = event time
-    <p>:{s}:rank                 ZSET   every customer, ordered by key: ES, CER, id (leaderboards,
-                                        the median ES)
-    <p>:{s}:risk                 ZSET   customers with an active alert, lowest ES first
-    <p>:{s}:active               ZSET   customer -> newest activity-type event time
-    <p>:{s}:aer                  ZSET   customer -> newest AER-activity event time
-    <p>:{s}:members              ZSET   current members -> start of their membership
-    <p>:{s}:feature:<key>        ZSET   customer -> newest use of the feature ("*" = any)
-    <p>:{s}:due                  ZSET   customer -> when time alone next changes its standing
-    <p>:{s}:sums                 HASH   standings summed (scoring.standing.SUMS)
-    <p>:{s}:t:<bucket>           HASH   the bucket's counters summed over customers (dropped by the
-                                        sweep once past the retention)
-    <p>:{s}:buckets              ZSET   the buckets that have a :t: hash (score = bucket)
-    <p>:{s}:acct:<account>       SET    the account's customers (by their newest account_id)
-    <p>:{s}:out                  HASH   the outbox: outputs written with the shard's changes and not yet
-                                        acknowledged by Kafka (streams/outbox.py)
-    <p>:{s}:out:at               ZSET   outbox field -> when a redrive may claim it
-    <p>:{g}:alerts:recent        LIST   the last 100 alerts (JSON), newest first
-
-A write is optimistic: the script applies a shard's changes only if no customer's version
-moved since it was read (a rebalance overlap); else the batch is recomputed from fresh state.
+Longer than the other modules because it is the one place that talks to Redis: one method
+per read or write the worker, the sweep, the outbox and the API make.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,24 +21,21 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.asyncio.cluster import RedisCluster
 
-from scoring import formulas
-from scoring.alerts import RuleState, Snapshot
 from scoring.business import Aggregates
 from scoring.config import Config
 from scoring.contributions import ANY_FEATURE
-from scoring.deltas import CustomerDelta, Facts, Stored
-from scoring.standing import ORDER_KEY_ID_OFFSET, Standing, bottom_key, risk_key
-from scoring.state import BOUNCES, SESSIONS, CustomerState, SessionStats
+from scoring.deltas import CustomerDelta, Stored
+from scoring.standing import ORDER_KEY_ID_OFFSET, Standing
+from scoring.state import BOUNCES, SESSIONS
 from scoring.timeutil import DAY
 from scoring.windows import bucket_of, window_start_bucket, window_start_ms
 from streams import outbox
+from streams.layout import FORMAT, SHARDS, Keys, Ops, ShardTotals, decode_stored, write_delta
 from streams.outbox import Output
 
 if TYPE_CHECKING:
     from streams.settings import Settings
 
-FORMAT = 3
-SHARDS = 16
 APPLY = (Path(__file__).parent / "lua" / "apply.lua").read_text(encoding="utf-8")
 SUM_HASHES = (Path(__file__).parent / "lua" / "sum_hashes.lua").read_text(encoding="utf-8")
 RANK_PROBE = (Path(__file__).parent / "lua" / "rank_probe.lua").read_text(encoding="utf-8")
@@ -79,239 +49,6 @@ class LayoutError(RuntimeError):
 
 class EvictionPolicyError(RuntimeError):
     """The Redis may evict keys: it would drop customers' state without a word."""
-
-
-@dataclass(frozen=True)
-class Keys:
-    prefix: str = "eng"
-
-    @staticmethod
-    def shard_of(customer_id: str) -> int:
-        return zlib.crc32(customer_id.encode("utf-8")) % SHARDS
-
-    def tag(self, shard: int) -> str:
-        return f"{self.prefix}:{{{shard}}}"
-
-    def facts(self, cid: str) -> str:
-        return f"{self.tag(self.shard_of(cid))}:f:{cid}"
-
-    def counters(self, cid: str) -> str:
-        return f"{self.tag(self.shard_of(cid))}:b:{cid}"
-
-    def sessions(self, cid: str) -> str:
-        return f"{self.tag(self.shard_of(cid))}:ss:{cid}"
-
-    def seen(self, cid: str) -> str:
-        return f"{self.tag(self.shard_of(cid))}:seen:{cid}"
-
-    def shared(self, shard: int, name: str) -> str:
-        """rank, risk, active, aer, members, due, sums, buckets"""
-        return f"{self.tag(shard)}:{name}"
-
-    def feature(self, shard: int, key: str) -> str:
-        return f"{self.tag(shard)}:feature:{key}"
-
-    def totals(self, shard: int, bucket: int) -> str:
-        return f"{self.tag(shard)}:t:{bucket}"
-
-    def account(self, shard: int, account_id: str) -> str:
-        return f"{self.tag(shard)}:acct:{account_id}"
-
-    def outbox(self, shard: int) -> tuple[str, str]:
-        """The shard's outbox hash and its claim-time zset."""
-        return f"{self.tag(shard)}:out", f"{self.tag(shard)}:out:at"
-
-    @property
-    def meta(self) -> str:
-        return f"{self.prefix}:meta"
-
-    @property
-    def old_layout(self) -> str:
-        """A key only format 1 (one JSON record per customer) wrote."""
-        return f"{self.prefix}:{{g}}:customers"
-
-    @property
-    def recent_alerts(self) -> str:
-        return f"{self.prefix}:{{g}}:alerts:recent"
-
-
-# --- encoding of the per-customer pieces -------------------------------------------------------
-
-def encode_facts(f: Facts) -> bytes:
-    doc: dict[str, Any] = {"w": f.watermark_ms, "la": f.last_active_ms, "lr": f.last_aer_ms, "f": f.features,
-                           "m": f.membership, "a": f.account, "g": f.segment}
-    if f.alert_states:
-        doc["al"] = {rule: [int(r.active), r.baseline, r.level] for rule, r in f.alert_states.items()}
-    if f.snapshot is not None:
-        doc["sn"] = [f.snapshot.tier.value, f.snapshot.es]
-    return orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS)
-
-
-def decode_stored(cid: str, facts: Mapping[bytes, bytes], counters: Mapping[bytes, bytes],
-                  sessions: Mapping[bytes, bytes], seen: dict[str, int]) -> Stored:
-    doc = orjson.loads(facts[b"d"])
-    buckets: dict[int, dict[str, int]] = {}
-    for name, value in counters.items():
-        if value != b"0":               # a counter back at zero (a session no longer a bounce)
-            bucket, key = name.decode().split("|", 1)
-            buckets.setdefault(int(bucket), {})[key] = int(value)
-    open_sessions = {}
-    for sid, raw in sessions.items():
-        anchor, pages, actions, ended, last = (int(x) for x in raw.split(b","))
-        open_sessions[sid.decode()] = SessionStats(anchor, pages, actions, bool(ended), last)
-    state = CustomerState(
-        customer_id=cid, watermark_ms=doc["w"], buckets=buckets, last_active_ms=doc["la"], last_aer_ms=doc["lr"],
-        features=doc["f"], membership=[tuple(m) for m in doc["m"]], sessions=open_sessions,
-        account=tuple(doc["a"]) if doc["a"] else None, segment=tuple(doc["g"]) if doc["g"] else None, seen=seen,
-    )
-    alerts = {rule: RuleState(bool(x[0]), x[1], x[2]) for rule, x in doc.get("al", {}).items()}
-    snapshot = Snapshot(formulas.Tier(doc["sn"][0]), doc["sn"][1]) if "sn" in doc else None
-    standing = Standing.from_dict(cid, orjson.loads(facts[b"st"])) if b"st" in facts else None
-    return Stored(state, alerts, snapshot, standing)
-
-
-class Ops:
-    """A shard's changes as one script call: generic Redis commands on declared keys."""
-
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self._index: dict[str, int] = {}
-        self.checks: list[list[Any]] = []
-        self.ops: list[list[Any]] = []
-
-    def key(self, name: str) -> int:
-        if name not in self._index:
-            self.keys.append(name)
-            self._index[name] = len(self.keys)
-        return self._index[name]
-
-    def check(self, facts_key: str, version: int) -> None:
-        self.checks.append([self.key(facts_key), str(version)])
-
-    def add(self, command: str, key: str, *args: object) -> None:
-        self.ops.append([command, self.key(key), *(a if isinstance(a, str) else _arg(a) for a in args)])
-
-    def add_many(self, command: str, key: str, groups: Iterable[tuple[object, ...]], chunk: int = 1000) -> None:
-        """A variadic command (HSET, ZADD, HDEL ...) over many argument groups, as several commands:
-        the script unpacks a command's arguments, and Lua caps that at about 8,000."""
-        groups = list(groups)
-        for start in range(0, len(groups), chunk):
-            self.add(command, key, *(x for group in groups[start:start + chunk] for x in group))
-
-    def payload(self) -> bytes:
-        return orjson.dumps({"check": self.checks, "ops": self.ops})
-
-
-def _arg(value: object) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, bytes):
-        return value.decode()
-    return str(value)
-
-
-@dataclass
-class ShardTotals:
-    """A shard's aggregate increments summed over a write's customers, written once each."""
-
-    buckets: dict[int, dict[str, int]]
-    sums: dict[str, int]
-
-    @classmethod
-    def empty(cls) -> ShardTotals:
-        return cls({}, {})
-
-    def add(self, delta: CustomerDelta) -> None:
-        for bucket, counters in delta.counters.items():
-            total = self.buckets.setdefault(bucket, {})
-            for key, amount in counters.items():
-                total[key] = total.get(key, 0) + amount
-        for key, amount in delta.sums.items():
-            self.sums[key] = self.sums.get(key, 0) + amount
-
-    def write(self, ops: Ops, keys: Keys, shard: int) -> None:
-        for bucket, counters in self.buckets.items():
-            totals = keys.totals(shard, bucket)
-            for key, amount in counters.items():
-                ops.add("HINCRBY", totals, key, amount)
-        if self.buckets:
-            ops.add_many("ZADD", keys.shared(shard, "buckets"), ((b, str(b)) for b in self.buckets))
-        for key, amount in self.sums.items():
-            if amount:
-                ops.add("HINCRBY", keys.shared(shard, "sums"), key, amount)
-
-
-def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, version: int) -> None:
-    """The Redis commands that take one customer from its old to its new stored form (the shard's
-    aggregates are summed over the write's customers by ShardTotals)."""
-    cid = delta.customer_id
-    facts_key = keys.facts(cid)
-    ops.check(facts_key, version)
-    ops.add("HINCRBY", facts_key, "v", 1)
-    if delta.facts is not None:
-        ops.add("HSET", facts_key, "d", encode_facts(delta.facts))
-    for bucket, counters in delta.counters.items():
-        for key, amount in counters.items():
-            if amount:
-                ops.add("HINCRBY", keys.counters(cid), f"{bucket}|{key}", amount)
-    dropped = [f"{bucket}|{key}" for bucket, names in delta.evicted.items() for key in names]
-    if dropped:
-        ops.add_many("HDEL", keys.counters(cid), ((d,) for d in dropped))
-    if delta.seen:
-        ops.add_many("ZADD", keys.seen(cid), ((ts, event_id) for event_id, ts in delta.seen.items()))
-    if delta.seen_floor is not None:
-        ops.add("ZREMRANGEBYSCORE", keys.seen(cid), "-inf", f"({delta.seen_floor}")
-    if delta.sessions:
-        ops.add_many("HSET", keys.sessions(cid), ((sid, f"{s.anchor_ms},{s.pages},{s.actions},{int(s.ended)},{s.last_ms}")
-                                                  for sid, s in delta.sessions.items()))
-    if delta.sessions_dropped:
-        ops.add_many("HDEL", keys.sessions(cid), ((sid,) for sid in delta.sessions_dropped))
-    if delta.facts is not None:
-        f, was = delta.facts, delta.facts_before
-        if f.last_active_ms is not None and f.last_active_ms != (was.last_active_ms if was else None):
-            ops.add("ZADD", keys.shared(shard, "active"), f.last_active_ms, cid)
-        if f.last_aer_ms is not None and f.last_aer_ms != (was.last_aer_ms if was else None):
-            ops.add("ZADD", keys.shared(shard, "aer"), f.last_aer_ms, cid)
-        for feature, ts in f.features.items():
-            if was is None or was.features.get(feature) != ts:
-                ops.add("ZADD", keys.feature(shard, feature), ts, cid)
-    _write_standing(ops, keys, shard, delta.old, delta.new)
-    due = keys.shared(shard, "due")
-    if delta.due_ms is None:
-        ops.add("ZREM", due, cid)
-    else:
-        ops.add("ZADD", due, delta.due_ms, cid)
-
-
-def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new: Standing | None) -> None:
-    """Only what moved: a standing changes often (its sums), its rank, risk and membership rarely."""
-    if new is None or old == new:
-        return
-    cid = new.customer_id
-    ops.add("HSET", keys.facts(cid), "st", orjson.dumps(new.to_dict()))
-    rank = keys.shared(shard, "rank")
-    if old is None or bottom_key(old) != bottom_key(new):
-        if old is not None:
-            ops.add("ZREM", rank, bottom_key(old))
-        ops.add("ZADD", rank, 0, bottom_key(new))
-    risk = keys.shared(shard, "risk")
-    was, now = (old is not None and old.at_risk) and risk_key(old), new.at_risk and risk_key(new)
-    if was != now:
-        if was:
-            ops.add("ZREM", risk, was)
-        if now:
-            ops.add("ZADD", risk, 0, now)
-    if (old.member_since if old else None) != new.member_since:
-        if new.member_since is not None:
-            ops.add("ZADD", keys.shared(shard, "members"), new.member_since, cid)
-        else:
-            ops.add("ZREM", keys.shared(shard, "members"), cid)
-    old_account = old.account_id if old else None
-    if old_account != new.account_id:
-        if old_account:
-            ops.add("SREM", keys.account(shard, old_account), cid)
-        if new.account_id:
-            ops.add("SADD", keys.account(shard, new.account_id), cid)
 
 
 @dataclass

@@ -37,7 +37,8 @@ from streams.processor import BatchProcessor, Incoming, Processed, dead_letter
 from streams.publishing import Publisher
 from streams.settings import Settings
 from streams.stall import StallWatch
-from streams.store import Keys, RedisStore
+from streams.layout import Keys
+from streams.store import RedisStore
 
 log = logging.getLogger("engage.worker")
 

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import audit  # noqa: E402
 
 
+@pytest.mark.network
 def test_no_locked_dependency_has_a_known_vulnerability():
     findings = audit.audit()
     assert len(findings) == len(audit.pins(audit.ROOT / "constraints.txt")) > 40

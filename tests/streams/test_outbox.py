@@ -23,7 +23,8 @@ from scoring.engine import Scorer
 from scoring.timeutil import DAY
 from streams.outbox import Kind, Output, alert_output, score_output
 from streams.processor import BatchProcessor, Incoming
-from streams.store import SHARDS, Keys, RedisStore
+from streams.layout import SHARDS, Keys
+from streams.store import RedisStore
 from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings
 
 pytestmark = pytest.mark.services

@@ -1,4 +1,8 @@
-"""The batch processor against a real Redis: same result as the pure core, exactly once."""
+"""The batch processor: same result as the pure core, exactly once.
+
+Each test runs on the session's real Redis (tier `services`) and on an in-memory Redis
+(tests/streams/memory_redis.py, the fast tier): the same RedisStore, layout and assertions.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,23 @@ from scoring.scores import score_card
 from streams.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from streams.processor import BatchProcessor, Incoming
-from streams.store import Keys, RedisStore
+from streams.layout import Keys
+from streams.store import RedisStore
 from tests.scoring.helpers import DAY0
+from tests.streams.memory_redis import MemoryRedis
 from tests.streams.support import without_ids
 
-pytestmark = pytest.mark.services
 CONFIG = load_config()
+
+
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.services), "memory"])
+def store_of(request):
+    """A RedisStore per key prefix: on the session's real Redis, or on one in-memory Redis."""
+    if request.param == "redis":
+        stack = request.getfixturevalue("stack")
+        return lambda prefix: RedisStore.from_url(stack.redis_url, prefix)
+    memory = MemoryRedis()
+    return lambda prefix: RedisStore(memory, Keys(prefix))
 
 
 def batches(prefix: str, count: int = 3000, size: int = 200, span: int = 10 * DAY, **settings):
@@ -28,15 +43,15 @@ def batches(prefix: str, count: int = 3000, size: int = 200, span: int = 10 * DA
         yield [Incoming(m.value, m.key, "events", 0, start + i) for i, m in enumerate(chunk)], chunk[-1].at_ms
 
 
-async def run_through_redis(stack, prefix, work):
-    store = RedisStore.from_url(stack.redis_url, prefix)
+async def run_through_redis(store_of, prefix, work):
+    store = store_of(prefix)
     try:
         return await work(store)
     finally:
         await store.close()
 
 
-def test_redis_state_equals_the_core_fed_the_same_batches(stack, unique):
+def test_redis_state_equals_the_core_fed_the_same_batches(store_of, unique):
     reference = Scorer(CONFIG)
 
     async def work(store):
@@ -55,7 +70,7 @@ def test_redis_state_equals_the_core_fed_the_same_batches(stack, unique):
             outcomes += [r.outcome for _, r in processed.outcomes]
         return outcomes, (await store.load(await store.customer_ids())).stored, now
 
-    outcomes, stored, now = asyncio.run(run_through_redis(stack, unique, work))
+    outcomes, stored, now = asyncio.run(run_through_redis(store_of, unique, work))
     assert Outcome.DUPLICATE in outcomes and Outcome.REJECTED in outcomes
     assert sorted(stored) == sorted(reference.customers)
     for cid, customer in stored.items():
@@ -64,7 +79,7 @@ def test_redis_state_equals_the_core_fed_the_same_batches(stack, unique):
         assert customer.snapshot == reference.snapshots.get(cid)
 
 
-def test_redelivered_batches_change_nothing(stack, unique):
+def test_redelivered_batches_change_nothing(store_of, unique):
     async def work(store):
         processor = BatchProcessor(CONFIG, store)
         all_batches = list(batches(unique, count=1500, delayed_share=0, late_share=0, malformed_share=0))
@@ -79,15 +94,16 @@ def test_redelivered_batches_change_nothing(stack, unique):
         after = (await store.load(await store.customer_ids())).stored
         return before, after, accepted_again
 
-    before, after, accepted_again = asyncio.run(run_through_redis(stack, unique, work))
+    before, after, accepted_again = asyncio.run(run_through_redis(store_of, unique, work))
     assert accepted_again == 0
     assert {c: r.state for c, r in after.items()} == {c: r.state for c, r in before.items()}
 
 
-def test_concurrent_writers_on_the_same_customers_lose_nothing(stack, unique):
+@pytest.mark.parametrize("store_of", [pytest.param("redis", marks=pytest.mark.services)], indirect=True)
+def test_concurrent_writers_on_the_same_customers_lose_nothing(store_of, unique):
     """Two owners during a rebalance overlap: optimistic transactions retry, no update is lost."""
     async def work(store_a):
-        store_b = RedisStore.from_url(stack.redis_url, unique)
+        store_b = store_of(unique)
         try:
             a, b = BatchProcessor(CONFIG, store_a), BatchProcessor(CONFIG, store_b)
             # all within the allowed lateness, so the order of application cannot matter
@@ -106,7 +122,7 @@ def test_concurrent_writers_on_the_same_customers_lose_nothing(stack, unique):
         finally:
             await store_b.close()
 
-    all_batches, records, seen, now, conflicts = asyncio.run(run_through_redis(stack, unique, work))
+    all_batches, records, seen, now, conflicts = asyncio.run(run_through_redis(store_of, unique, work))
     reference = Scorer(CONFIG, evaluate_alerts=False)
     for batch, _ in all_batches:
         reference.process_batch([m.value for m in batch], now)
@@ -115,7 +131,7 @@ def test_concurrent_writers_on_the_same_customers_lose_nothing(stack, unique):
     assert conflicts > 0  # the writers really did collide, and recovered
 
 
-def test_key_layout_is_cluster_safe_and_prefixed(stack, unique):
+def test_key_layout_is_cluster_safe_and_prefixed(store_of, unique):
     """Every key is under the prefix; a customer's keys carry its shard's hash tag."""
     async def work(store):
         processor = BatchProcessor(CONFIG, store)
@@ -123,7 +139,7 @@ def test_key_layout_is_cluster_safe_and_prefixed(stack, unique):
             await processor.process(batch, now)
         return [k.decode() for k in await store.redis.keys(f"{unique}:*")], await store.customer_ids()
 
-    keys, customers = asyncio.run(run_through_redis(stack, unique, work))
+    keys, customers = asyncio.run(run_through_redis(store_of, unique, work))
     layout = Keys(unique)
     assert customers and all(k.startswith(f"{unique}:") for k in keys)
     for cid in customers:

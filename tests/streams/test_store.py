@@ -163,7 +163,7 @@ def test_the_median_selected_across_shards_is_statistics_median(open_store):
 
     from scoring import formulas
     from scoring.standing import Standing, bottom_key
-    from streams.store import Keys
+    from streams.layout import Keys
 
     async def run() -> None:
         store = open_store()

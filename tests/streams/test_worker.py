@@ -1,0 +1,112 @@
+"""The worker's batch lifecycle (`streams.worker.Runtime`) without services: the real RedisStore
+on an in-memory Redis (tests/streams/memory_redis.py) and a recording Kafka producer.
+
+Quarantine, retries and the outbox as the worker runs them; the same behaviours through a real
+worker process, Kafka and Redis are in test_poison.py, test_outbox.py and test_faults.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiokafka.errors
+import orjson
+
+from scoring.config import load_config
+from streams.clock import now_ms
+from streams.layout import Keys
+from streams.metrics import Metrics
+from streams.processor import Incoming
+from streams.settings import load_settings
+from streams.store import RedisStore
+from streams.worker import Runtime
+from tests.scoring.helpers import ev
+from tests.streams.memory_redis import MemoryRedis
+
+CONFIG = load_config()
+SETTINGS = load_settings(env={"ENGAGE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "ENGAGE_REDIS_URL": "redis://127.0.0.1:1/0"})
+
+
+class RecordingProducer:
+    """Faust's producer as the worker uses it: `await send(...)` returns a future of the ack.
+    The first `failures` sends fail as a broker would (a timeout)."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.failures = failures
+
+    async def send(self, topic, key, value, partition, timestamp, headers):  # type: ignore[no-untyped-def]
+        ack = asyncio.get_running_loop().create_future()
+        if self.failures:
+            self.failures -= 1
+            ack.set_exception(aiokafka.errors.KafkaTimeoutError())
+        else:
+            self.sent.append((topic, key, value))
+            ack.set_result(None)
+        return ack
+
+    def on(self, topic: str) -> list[dict]:
+        return [orjson.loads(value) for t, _, value in self.sent if t == topic]
+
+
+def runtime(memory: MemoryRedis, producer: RecordingProducer, prefix: str = "w") -> Runtime:
+    worker = Runtime(SETTINGS, CONFIG, RedisStore(memory, Keys(prefix)), Metrics(CONFIG.aer_reference_lines),
+                     producer=lambda: producer, consumer=lambda: None)
+
+    async def no_wait(_: float) -> None:
+        await asyncio.sleep(0)
+
+    worker.retry.sleep = no_wait
+    return worker
+
+
+def batch(*events: dict, start_offset: int = 0) -> list[Incoming]:
+    return [Incoming(json.dumps(e).encode(), e["customer_id"].encode(), "events", 0, start_offset + i, now_ms())
+            for i, e in enumerate(events)]
+
+
+def test_a_batch_is_published_then_out_of_the_outbox():
+    memory, producer = MemoryRedis(), RecordingProducer()
+    worker = runtime(memory, producer)
+    at = now_ms() - 60_000
+    asyncio.run(worker.handle(batch(ev("c1", "like", at, event_id="e1"), ev("c2", "comment", at, event_id="e2"),
+                                    {"customer_id": "c3", "type": "like"})))
+    assert sorted(card["customer_id"] for card in producer.on(SETTINGS.scores_topic)) == ["c1", "c2"]
+    [dead] = producer.on(SETTINGS.dlq_topic)
+    assert dead["reason"] == "missing_field" and dead["source"]["offset"] == 2
+    assert asyncio.run(worker.store.outbox_size()) == 0          # deleted once acknowledged
+    assert worker.metrics.processed._value.get() == 2 and worker.positions[("events", 0)] == 3
+
+
+def test_a_publish_that_fails_is_retried_and_the_outputs_stay_in_the_outbox_meanwhile():
+    memory, producer = MemoryRedis(), RecordingProducer(failures=2)
+    worker = runtime(memory, producer)
+    sizes = []
+    original = worker.retry.sleep
+
+    async def observe(delay: float) -> None:
+        sizes.append(await worker.store.outbox_size())
+        await original(delay)
+
+    worker.retry.sleep = observe
+    asyncio.run(worker.handle(batch(ev("c1", "like", now_ms() - 1000, event_id="e1"))))
+    assert sizes and all(size >= 1 for size in sizes)           # recorded with the state, not yet acknowledged
+    assert [card["customer_id"] for card in producer.on(SETTINGS.scores_topic)] == ["c1"]
+    assert asyncio.run(worker.store.outbox_size()) == 0
+    assert worker.metrics.retries._value.get() == 2 and not worker.retry.failing
+
+
+def test_a_customer_the_worker_fails_on_every_time_is_quarantined_and_the_rest_scored():
+    memory, producer = MemoryRedis(), RecordingProducer()
+    memory._hset(Keys("w").facts("broken"), "d", b"{not a record")   # a corrupt stored customer
+    worker = runtime(memory, producer)
+    at = now_ms() - 60_000
+    events = [ev(cid, "like", at + i, event_id=f"e{i}") for i, cid in enumerate(["ok1", "broken", "ok2"] * 2)]
+    asyncio.run(worker.handle(batch(*events)))
+    dead = producer.on(SETTINGS.dlq_topic)
+    assert [d["reason"] for d in dead] == ["processing_error"] * 2
+    assert {d["source"]["key"] for d in dead} == {"broken"} and all("JSONDecodeError" in d["detail"] for d in dead)
+    assert sorted(c["customer_id"] for c in producer.on(SETTINGS.scores_topic)) == ["ok1", "ok1", "ok2", "ok2"]
+    assert worker.metrics.processed._value.get() == 4
+    assert worker.positions[("events", 0)] == len(events)       # the partition moves on
