@@ -9,7 +9,7 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
 
     <p>:meta                     HASH   format, shards (the layout this prefix was written in)
     <p>:{s}:f:<customer>         HASH   d: the customer's small facts (JSON), st: its standing
-                                        (JSON), v: write version
+                                        (JSON), v: write token (a random integer, new with every write)
     <p>:{s}:b:<customer>         HASH   per-bucket counters, field "<bucket>|<counter>" -> int
                                         (with "sessions" and "bounces": ended sessions anchored there)
     <p>:{s}:ss:<customer>        HASH   sessions a late event may still change (closed a lateness
@@ -33,12 +33,14 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{s}:out:at               ZSET   outbox field -> when a redrive may claim it
     <p>:{g}:alerts:recent        LIST   the last 100 alerts (JSON), newest first
 
-A write is optimistic (`streams.store`): the script applies a shard's changes only if no customer's version
-moved since it was read (a rebalance overlap); else the batch is recomputed from fresh state.
+A write is optimistic (`streams.store`): the script applies a shard's changes only if no customer's write
+token moved since it was read (a rebalance overlap); else the batch is recomputed from fresh state. The token
+also tells a worker whether the customer it remembers (streams.state_cache) is still the stored one.
 """
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -129,7 +131,8 @@ def decode_stored(cid: str, facts: Mapping[bytes, bytes], counters: Mapping[byte
     for name, value in counters.items():
         if value != b"0":               # a counter back at zero (a session no longer a bounce)
             bucket, key = name.decode().split("|", 1)
-            buckets.setdefault(int(bucket), {})[key] = int(value)
+            # interned: a remembered customer (streams.state_cache) shares its counter names
+            buckets.setdefault(int(bucket), {})[sys.intern(key)] = int(value)
     open_sessions = {}
     for sid, raw in sessions.items():
         anchor, pages, actions, ended, last = (int(x) for x in raw.split(b","))
@@ -160,8 +163,8 @@ class Ops:
             self._index[name] = len(self.keys)
         return self._index[name]
 
-    def check(self, facts_key: str, version: int) -> None:
-        self.checks.append([self.key(facts_key), str(version)])
+    def check(self, facts_key: str, version: str) -> None:
+        self.checks.append([self.key(facts_key), version])
 
     def add(self, command: str, key: str, *args: object) -> None:
         self.ops.append([command, self.key(key), *(a if isinstance(a, str) else _arg(a) for a in args)])
@@ -216,13 +219,14 @@ class ShardTotals:
                 ops.add("HINCRBY", keys.shared(shard, "sums"), key, amount)
 
 
-def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, version: int) -> None:
+def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, version: str, token: str) -> None:
     """The Redis commands that take one customer from its old to its new stored form (the shard's
-    aggregates are summed over the write's customers by ShardTotals)."""
+    aggregates are summed over the write's customers by ShardTotals): only if its write token is
+    still `version` (what was read), and stamped with this write's `token` (streams.state_cache)."""
     cid = delta.customer_id
     facts_key = keys.facts(cid)
     ops.check(facts_key, version)
-    ops.add("HINCRBY", facts_key, "v", 1)
+    ops.add("HSET", facts_key, "v", token)
     if delta.facts is not None:
         ops.add("HSET", facts_key, "d", encode_facts(delta.facts))
     for bucket, counters in delta.counters.items():

@@ -152,6 +152,13 @@ class Metrics:
                                        "after their writer did not see them acknowledged", registry=r)
         self.sweeps = Counter(PREFIX + "sweeps", "Due sweeps completed (re-scores of the customers time alone changed)",
                               registry=r)
+        self.cache_reads = Counter(PREFIX + "state_cache_reads", "Customers a batch or sweep needed, by how they "
+                                   "were read: hit (remembered, one HGET), miss (read whole), stale (remembered "
+                                   "but written by another worker since: read whole)", ["result"], registry=r)
+        self.cache_size = Gauge(PREFIX + "state_cache_customers", "Customers this worker keeps as it last wrote "
+                                "them (ENGAGE_STATE_CACHE_CUSTOMERS)", registry=r)
+        for result in ("hit", "miss", "stale"):
+            self.cache_reads.labels(result=result)
         for reason in Reason:
             self.rejected.labels(reason=reason.value)
         for rule in Rule:

@@ -26,7 +26,8 @@ from scoring.standing import activity_counted_from
 from scoring.windows import retained_from_bucket
 from streams.outbox import Kind, Output, alert_output, dead_letter_output, score_output
 from streams.layout import SHARDS, Keys
-from streams.store import RedisStore
+from streams.state_cache import StateCache
+from streams.store import Loaded, RedisStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +68,25 @@ PUBLISH_ORDER = {Kind.DEAD_LETTER: 0, Kind.SCORE: 1, Kind.ALERT: 2}
 
 
 class BatchProcessor:
-    """`outputs=False` (replay) records no outputs: a rebuild publishes nothing."""
+    """`outputs=False` (replay) records no outputs: a rebuild publishes nothing. `remember`: how
+    many customers the processor keeps as it last wrote them (streams.state_cache; 0: none)."""
 
-    def __init__(self, config: Config, store: RedisStore, outbox_grace_ms: int = 30_000, outputs: bool = True) -> None:
+    def __init__(self, config: Config, store: RedisStore, outbox_grace_ms: int = 30_000, outputs: bool = True,
+                 remember: int = 10_000) -> None:
         self.config = config
         self.store = store
         self.outbox_grace_ms = outbox_grace_ms
         self.outputs = outputs
+        self.cache = StateCache(remember)
+
+    async def _load(self, customer_ids: list[str], event_ids: dict[str, list[str]] | None = None) -> Loaded:
+        """The customers, those this processor remembers by their write token only."""
+        remembered = self.cache.take(customer_ids)
+        loaded = await self.store.load(customer_ids, event_ids, remembered)
+        self.cache.stale += len(loaded.stale)
+        self.cache.hits += len(remembered) - len(loaded.stale)
+        self.cache.misses += len(set(customer_ids)) - len(remembered)
+        return loaded
 
     async def process(self, batch: list[Incoming], now_ms: int) -> Processed:
         decoded = [(message, item) for message in batch for item in unpack(message.value, self.config)]
@@ -168,7 +181,7 @@ class BatchProcessor:
             for positions in pending.values():
                 for p in positions:
                     wanted.setdefault(events[p].customer_id, []).append(events[p].event_id)
-            loaded = await self.store.load(wanted, wanted)
+            loaded = await self._load(list(wanted), wanted)
 
             def settle() -> dict[int, Settled]:
                 out = {}
@@ -184,11 +197,14 @@ class BatchProcessor:
             outputs = {shard: [*waiting.get(shard, ()), *outputs_of(pending[shard], s)] for shard, s in settled.items()}
             for shard, early in waiting.items():
                 outputs.setdefault(shard, list(early))
+            token = self.store.new_token()
             written = await self.store.write_shards(
                 {shard: s.deltas for shard, s in settled.items()}, loaded.versions, self.config,
                 {shard: [output for _, output in made] for shard, made in outputs.items()},
-                now_ms + self.outbox_grace_ms)
+                now_ms + self.outbox_grace_ms, token)
             for shard in written:
+                if shard in settled:
+                    self.cache.keep(token, settled[shard].stored)
                 waiting.pop(shard, None)
                 if shard in pending:
                     done.append((shard, pending.pop(shard), settled[shard], outputs[shard]))
@@ -208,13 +224,15 @@ class BatchProcessor:
                 due = await self.store.due(shard, now_ms, chunk)
                 if not due:
                     break
-                loaded = await self.store.load(due)
+                loaded = await self._load(due)
                 if len(loaded.stored) < len(due):   # gone (a replay deleted them): nothing more is due
                     await self.store.forget_due(shard, [c for c in due if c not in loaded.stored])
                 settled = await asyncio.to_thread(settle_due, loaded.stored, now_ms, self.config)
                 outputs = [alert_output(alert) for alert in settled.alerts] if self.outputs else []
+                token = self.store.new_token()
                 if await self.store.write_shards({shard: settled.deltas}, loaded.versions, self.config,
-                                                 {shard: outputs}, now_ms + self.outbox_grace_ms):
+                                                 {shard: outputs}, now_ms + self.outbox_grace_ms, token):
+                    self.cache.keep(token, settled.stored)
                     swept.alerts += settled.alerts
                     swept.outputs += [(shard, output) for output in outputs]
                 if len(due) < chunk:

@@ -64,6 +64,7 @@ class Settings:
     stall_after_s: float = 60.0                   # /readyz: lagging with no progress this long
     outbox_grace_s: float = 30.0                  # an output unacknowledged this long is republished (outbox)
     kafka_session_timeout_s: float = 60.0         # a silent worker's partitions move to the others after this
+    state_cache_customers: int = 10_000           # customers a worker keeps as it last wrote them (0: none)
     data_dir: str = ".engage/worker"
     # security (docs/security.md); the secrets are in SECRETS
     kafka_security_protocol: str = "PLAINTEXT"    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
@@ -193,6 +194,8 @@ def _validate(raw: dict[str, object]) -> Settings:
             values[f.name] = _number(name, value, int, -1, 2**62)
             if values[f.name] in range(0, 60_000):
                 raise SettingsError(name, "must be -1 (forever) or at least 60000 ms")
+        elif f.name == "state_cache_customers":
+            values[f.name] = _number(name, value, int, 0, 100_000_000)
         elif f.type in ("int", int):
             values[f.name] = _number(name, value, int, 1, 65535 if f.name.endswith("_port") else 1_000_000)
         elif f.name == "kafka_session_timeout_s":   # the broker's least (6 s); at most Faust's request timeout

@@ -12,9 +12,10 @@ per read or write the worker, the sweep, the outbox and the API make.
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,8 @@ class EvictionPolicyError(RuntimeError):
 @dataclass
 class Loaded:
     stored: dict[str, Stored]
-    versions: dict[str, int]
+    versions: dict[str, str]                              # customer -> write token read ("0": none)
+    stale: list[str] = field(default_factory=list)        # remembered, but written by another since
 
 
 class RedisStore:
@@ -62,6 +64,7 @@ class RedisStore:
         self.redis = client
         self.keys = keys or Keys()
         self.conflicts = 0  # shard writes recomputed because another writer won
+        self._random = random.SystemRandom()
         self.cluster = isinstance(client, RedisCluster)
         self._apply = client.register_script(APPLY)
         self._sum = client.register_script(SUM_HASHES)
@@ -106,63 +109,95 @@ class RedisStore:
 
     # --- per-customer reads ------------------------------------------------------------------
 
-    async def load(self, customer_ids: Iterable[str], event_ids: Mapping[str, list[str]] | None = None) -> Loaded:
-        """The stored customers among `customer_ids` (with which of `event_ids` they have seen)."""
+    async def load(self, customer_ids: Iterable[str], event_ids: Mapping[str, list[str]] | None = None,
+                   remembered: Mapping[str, tuple[str, Stored]] | None = None) -> Loaded:
+        """The stored customers among `customer_ids` (with which of `event_ids` they have seen).
+
+        A `remembered` customer (streams.state_cache: the write token it was written with, and
+        what that write left) costs one HGET of its token: while Redis holds that token, it is
+        the stored customer; else it is read whole like the others (`Loaded.stale`).
+        """
         ids = list(dict.fromkeys(customer_ids))
         wanted = event_ids or {}
+        known = remembered or {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for cid in ids:
-                pipe.hgetall(self.keys.facts(cid))
-                pipe.hgetall(self.keys.counters(cid))
-                pipe.hgetall(self.keys.sessions(cid))
+                if cid in known:
+                    pipe.hget(self.keys.facts(cid), "v")
+                else:
+                    pipe.hgetall(self.keys.facts(cid))
+                    pipe.hgetall(self.keys.counters(cid))
+                    pipe.hgetall(self.keys.sessions(cid))
                 if wanted.get(cid):
                     pipe.zmscore(self.keys.seen(cid), wanted[cid])
             replies = iter(await pipe.execute())
         loaded = Loaded({}, {})
         for cid in ids:
-            facts, counters, sessions = next(replies), next(replies), next(replies)
+            if cid in known:
+                token = next(replies)
+            else:
+                facts, counters, sessions = next(replies), next(replies), next(replies)
             scores = next(replies) if wanted.get(cid) else []
+            # each write trims the ids to the dedup horizon behind the watermark, as the core does
             seen = {e: int(s) for e, s in zip(wanted.get(cid, []), scores) if s is not None}
+            if cid in known:
+                written, stored = known[cid]
+                if token is None or token.decode() != written:
+                    loaded.stale.append(cid)
+                    continue
+                stored.state.seen, stored.state.seen_by_time = seen, None
+                loaded.stored[cid], loaded.versions[cid] = stored, written
+                continue
             if not facts or b"d" not in facts:
                 continue
-            # each write trims the ids to the dedup horizon behind the watermark, as the core does
             loaded.stored[cid] = decode_stored(cid, facts, counters, sessions, seen)
-            loaded.versions[cid] = int(facts.get(b"v", 0))
+            loaded.versions[cid] = facts.get(b"v", b"0").decode()
+        if loaded.stale:
+            fresh = await self.load(loaded.stale, {cid: wanted[cid] for cid in loaded.stale if cid in wanted})
+            loaded.stored.update(fresh.stored)
+            loaded.versions.update(fresh.versions)
         return loaded
 
-    async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], versions: Mapping[str, int],
+    def new_token(self) -> str:
+        """A write token no other write carries (streams.state_cache): 62 random bits, an integer
+        as the version counter of earlier releases was, so that their HINCRBY still works on it."""
+        return str(self._random.getrandbits(62))
+
+    async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], versions: Mapping[str, str],
                            config: Config, outputs: Mapping[int, Iterable[Output]] | None = None,
-                           claimable_at_ms: int = 0) -> set[int]:
-        """Apply each shard's deltas atomically, only if no customer changed since it was read,
-        together with the shard's `outputs` (into its outbox, claimable by a redrive from
-        `claimable_at_ms`).
+                           claimable_at_ms: int = 0, token: str | None = None) -> set[int]:
+        """Apply each shard's deltas atomically, only if no customer changed since it was read
+        (its write token is still the one in `versions`), stamping them with `token` (default: a
+        new one), together with the shard's `outputs` (into its outbox, claimable by a redrive
+        from `claimable_at_ms`).
 
         Returns the shards written. On a single Redis every shard goes in one script call (all
         or none); on a cluster each shard is its own call on its own slot.
         """
         outputs = outputs or {}
+        token = token or self.new_token()
         shards = list(dict.fromkeys([*deltas, *outputs]))
         if not self.cluster:
             ops = Ops()
             for shard in shards:
-                self._ops(ops, shard, deltas.get(shard, ()), versions, config, outputs.get(shard, ()),
-                          claimable_at_ms)
+                self._ops(ops, shard, deltas.get(shard, ()), versions, outputs.get(shard, ()), claimable_at_ms, token)
             return set(shards) if await self._run(ops) else set()
-        written = await asyncio.gather(*(self._write_one(shard, deltas.get(shard, ()), versions, config,
-                                                         outputs.get(shard, ()), claimable_at_ms) for shard in shards))
+        written = await asyncio.gather(*(self._write_one(shard, deltas.get(shard, ()), versions,
+                                                         outputs.get(shard, ()), claimable_at_ms, token)
+                                         for shard in shards))
         return {shard for shard, ok in zip(shards, written) if ok}
 
-    async def _write_one(self, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, int],
-                         config: Config, outputs: Iterable[Output], claimable_at_ms: int) -> bool:
+    async def _write_one(self, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, str],
+                         outputs: Iterable[Output], claimable_at_ms: int, token: str) -> bool:
         ops = Ops()
-        self._ops(ops, shard, deltas, versions, config, outputs, claimable_at_ms)
+        self._ops(ops, shard, deltas, versions, outputs, claimable_at_ms, token)
         return await self._run(ops)
 
-    def _ops(self, ops: Ops, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, int],
-             config: Config, outputs: Iterable[Output], claimable_at_ms: int) -> None:
+    def _ops(self, ops: Ops, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, str],
+             outputs: Iterable[Output], claimable_at_ms: int, token: str) -> None:
         totals = ShardTotals.empty()
         for delta in deltas:
-            write_delta(ops, self.keys, shard, delta, versions.get(delta.customer_id, 0))
+            write_delta(ops, self.keys, shard, delta, versions.get(delta.customer_id, "0"), token)
             totals.add(delta)
         totals.write(ops, self.keys, shard)
         outbox.record(ops, *self.keys.outbox(shard), outputs, claimable_at_ms)

@@ -54,11 +54,13 @@ class Runtime:
         self.store = store
         self.metrics = metrics
         self.consumer = consumer      # Faust's consumer, once the app has started
-        self.processor = BatchProcessor(config, store, round(settings.outbox_grace_s * 1000))
+        self.processor = BatchProcessor(config, store, round(settings.outbox_grace_s * 1000),
+                                        remember=settings.state_cache_customers)
         self.publisher = Publisher(settings, store, metrics, producer)
         self.retry = Retrier(metrics)
         self.positions: dict[tuple[str, int], int] = {}   # next offset to process, per partition
         self._conflicts_seen = 0
+        self._cache_seen = (0, 0, 0)
         self._kpis_at: float | None = None
         self.rescoring = False
         self.stall = StallWatch(settings.stall_after_s)
@@ -125,6 +127,15 @@ class Runtime:
         self.stall.progressed()
         m.conflicts.inc(self.store.conflicts - self._conflicts_seen)
         self._conflicts_seen = self.store.conflicts
+        self._observe_cache()
+
+    def _observe_cache(self) -> None:
+        cache, m = self.processor.cache, self.metrics
+        now = (cache.hits, cache.misses, cache.stale)
+        for result, count, before in zip(("hit", "miss", "stale"), now, self._cache_seen):
+            m.cache_reads.labels(result=result).inc(count - before)
+        self._cache_seen = now
+        m.cache_size.set(len(cache))
 
     def assigned(self) -> list[Any]:
         return [tp for tp in self.consumer().assignment() if tp.topic == self.settings.events_topic]
@@ -159,6 +170,7 @@ class Runtime:
         for alert in swept.alerts:
             self.metrics.alerts.labels(rule=alert.rule.value).inc()
         self.metrics.sweeps.inc()
+        self._observe_cache()
 
     async def metrics_payload(self) -> bytes:
         """KPI gauges from the shared aggregates (cached for ENGAGE_KPI_INTERVAL_S), pipeline metrics."""

@@ -49,6 +49,7 @@ BAD_SETTINGS = {
     "alert_sink_port": "0",
     "stall_after_s": "1e9",
     "outbox_grace_s": "-1",
+    "state_cache_customers": "-5",
     "kafka_session_timeout_s": "2",
     "data_dir": "/etc/hostname/worker",   # beneath a regular file
     "kafka_security_protocol": "TLS",
