@@ -40,7 +40,7 @@ from streams.settings import load_settings, prefixed_topics  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 
 MODES = ("raw", "noop", "noop-default", "noop-fast", "noop-batch", "scorer", "naive", "raw-batched", "scorer-batched",
-         "scale-out", "latency", "core", "read", "outbox")
+         "scale-out", "scorer-cluster", "latency", "core", "read", "outbox")
 BATCH = 100   # events per batch message in the batched topic (JSON arrays, grouped per partition)
 
 
@@ -116,13 +116,15 @@ def faust_mode(mode: str, bootstrap: str, redis_url: str, topic: str, events: in
 
 
 def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdir: Path,
-                timeout_s: float, workers: int = 1, name: str = "scorer") -> dict[str, float]:
+                timeout_s: float, workers: int = 1, name: str = "scorer", cluster: bool = False) -> dict[str, float]:
     """`engage worker` processes end to end (consumed, validated, applied to Redis, KPIs current).
 
     With several workers they share the topic's partitions (one consumer group, one key prefix).
+    `cluster`: `redis_url` is a node of a Redis Cluster (its memory is not measured).
     """
     app_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
-    procs = [_start_worker(bootstrap, redis_url, prefix, app_id, workdir / f"{name}-{i}") for i in range(workers)]
+    procs = [_start_worker(bootstrap, redis_url, prefix, app_id, workdir / f"{name}-{i}", cluster)
+             for i in range(workers)]
     first = 0.0
     deadline = time.monotonic() + timeout_s
     try:
@@ -138,8 +140,10 @@ def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdi
             if consumed >= events:
                 elapsed = time.perf_counter() - first
                 rss = [_rss_mb(worker.pid) or 0.0 for worker, _ in procs]
+                memory = asyncio.run(_cluster_customers(redis_url, app_id)) if cluster else \
+                    asyncio.run(prefix_memory(redis_url, app_id))
                 return {"events": int(consumed), "seconds": elapsed, "workers": workers,
-                        "worker_peak_rss_mb": max(rss), **asyncio.run(prefix_memory(redis_url, app_id))}
+                        "worker_peak_rss_mb": max(rss), **memory}
             time.sleep(0.2)
         raise RuntimeError(f"{name} did not finish in time")
     finally:
@@ -149,9 +153,22 @@ def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdi
             worker.wait(timeout=60)
 
 
-def _start_worker(bootstrap: str, redis_url: str, prefix: str, app_id: str, base: Path) -> tuple[subprocess.Popen, int]:
+async def _cluster_customers(redis_url: str, prefix: str) -> dict[str, float]:
+    """How many customers the worker stored on the cluster (its rank sets)."""
+    from streams.store import RedisStore
+
+    store = RedisStore.from_url(redis_url, prefix, cluster=True)
+    try:
+        return {"customers": await store.count("rank")}
+    finally:
+        await store.close()
+
+
+def _start_worker(bootstrap: str, redis_url: str, prefix: str, app_id: str, base: Path,
+                  cluster: bool = False) -> tuple[subprocess.Popen, int]:
     port = local.free_port()
     env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": bootstrap, "ENGAGE_REDIS_URL": redis_url,
+           "ENGAGE_REDIS_CLUSTER": "true" if cluster else "false",
            "ENGAGE_DATA_DIR": str(base.with_suffix(".data")), "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "streams.cli", "worker", "--topic-prefix", prefix, "--app-id", app_id,
                "--key-prefix", app_id, "--web-port", str(port), "--loglevel", "warning"]
@@ -457,13 +474,20 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
     ensure_topics(settings)
     filled = asyncio.run(populate(redis_url, run, customers, id_prefix))
     worker, port = _start_worker(bootstrap, redis_url, prefix, run, workdir / "read")
+    api_port = local.free_port()
+    with open(workdir / "read-api.log", "wb") as log:
+        reader = subprocess.Popen([sys.executable, "-m", "streams.cli", "api", "--key-prefix", run, "--web-port",
+                                   str(api_port)], env={**os.environ, "ENGAGE_REDIS_URL": redis_url,
+                                                        "PYTHONPATH": str(ROOT)},
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": bootstrap, "PYTHONPATH": str(ROOT)}
     sender = None
     try:
         deadline = time.monotonic() + 120
-        while (_metric(port, "engagement_assigned_partitions") or 0) < partitions:
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise RuntimeError(f"the read worker never owned its partitions; see {workdir}/read.log")
+        while (_metric(port, "engagement_assigned_partitions") or 0) < partitions or not _answers(api_port):
+            if time.monotonic() > deadline or worker.poll() is not None or reader.poll() is not None:
+                raise RuntimeError(f"the read worker never owned its partitions (or engage api never answered); "
+                                   f"see {workdir}/read*.log")
             time.sleep(0.2)
         with open(workdir / "read-generate.log", "wb") as log:
             sender = subprocess.Popen(
@@ -477,24 +501,27 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
                 raise RuntimeError(f"the read worker consumed nothing; see {workdir}/read*.log")
             time.sleep(0.2)
         rng = random.Random(5)
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        samples: dict[str, list[float]] = {name: [] for name in READ_PATHS}
+        servers = {"": port, "api_": api_port}      # the worker itself, and `engage api` beside it
+        connections = {tag: http.client.HTTPConnection("127.0.0.1", p, timeout=30) for tag, p in servers.items()}
+        samples: dict[str, list[float]] = {f"{tag}{name}": [] for tag in servers for name in READ_PATHS}
         consumed = _metric(port, "engagement_events_consumed_total") or 0.0
         began = time.perf_counter()
         for round_ in range(requests + 3):       # three rounds of warm-up, not counted
             for name, path in READ_PATHS.items():
                 url = path.format(f"{id_prefix}c{rng.randrange(customers)}")
-                at = time.perf_counter()
-                connection.request("GET", url)
-                response = connection.getresponse()
-                body = response.read()
-                elapsed = time.perf_counter() - at
-                if response.status != 200:
-                    raise RuntimeError(f"GET {url}: {response.status} {body[:200]!r}")
-                if round_ >= 3:
-                    samples[name].append(elapsed * 1000)
+                for tag, connection in connections.items():
+                    at = time.perf_counter()
+                    connection.request("GET", url)
+                    response = connection.getresponse()
+                    body = response.read()
+                    elapsed = time.perf_counter() - at
+                    if response.status != 200:
+                        raise RuntimeError(f"GET {url} ({tag or 'worker'}): {response.status} {body[:200]!r}")
+                    if round_ >= 3:
+                        samples[f"{tag}{name}"].append(elapsed * 1000)
         seconds = time.perf_counter() - began
-        connection.close()
+        for connection in connections.values():
+            connection.close()
         during = (_metric(port, "engagement_events_consumed_total") or 0.0) - consumed
         out: dict[str, float] = {"events": requests * len(READ_PATHS), "seconds": seconds, "requested_customers":
                                  customers, "live_rate": rate, "consumed_during_reads": during, **filled}
@@ -508,8 +535,9 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
         if sender is not None:
             sender.terminate()
             sender.wait(timeout=60)
-        worker.terminate()
-        worker.wait(timeout=60)
+        for process in (reader, worker):
+            process.terminate()
+            process.wait(timeout=60)
         asyncio.run(_drop_prefix(redis_url, run))
 
 
@@ -613,6 +641,15 @@ async def prefix_memory(redis_url: str, prefix: str) -> dict[str, float]:
         await client.aclose()
 
 
+def _answers(port: int) -> bool:
+    """Whether an HTTP server on the port says it is ready."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def _metric(port: int, name: str) -> float | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -695,10 +732,12 @@ def markdown(report: dict[str, object]) -> str:
                       f"{read['populate_events']:,} events in {read['populate_seconds']:.0f} s, then a due sweep "
                       f"of {read['populate_sweep_seconds']:.0f} s), {read['events'] // len(READ_PATHS):,} requests "
                       f"of each, one at a time:", "",
-                  "| read | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
+                  "| read | served by | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|---|"]
         for name, path in READ_PATHS.items():
-            lines.append(f"| `GET {path.format('{id}')}` | {read[f'{name}_p50_ms']:.1f} | {read[f'{name}_p95_ms']:.1f} | "
-                         f"{read[f'{name}_p99_ms']:.1f} | {read[f'{name}_max_ms']:.1f} |")
+            for tag, server in (("", "the worker"), ("api_", "`engage api`")):
+                key = f"{tag}{name}"
+                lines.append(f"| `GET {path.format('{id}')}` | {server} | {read[f'{key}_p50_ms']:.1f} | "
+                             f"{read[f'{key}_p95_ms']:.1f} | {read[f'{key}_p99_ms']:.1f} | {read[f'{key}_max_ms']:.1f} |")
     scorer = results.get("scorer", {})
     if scorer:
         lines += ["", f"Scorer memory: {scorer.get('redis_bytes_per_customer', 0):,.0f} Redis bytes per customer "
@@ -736,7 +775,8 @@ def markdown(report: dict[str, object]) -> str:
                   "per event / one event per fetched chunk; "
                   "`scorer` one `engage worker` end to end; `naive` per-event agent with one Redis round trip "
                   "per read and write of a JSON document per customer; `raw-batched` / `scorer-batched` the same "
-                  "on the batched topic; `scale-out` two workers sharing the topic; `latency` a paced producer at "
+                  "on the batched topic; `scale-out` two workers sharing the topic; `scorer-cluster` one worker "
+                  "with its state on the local three-master Redis Cluster (same topic); `latency` a paced producer at "
                   "80 % of the scorer's rate (p50/p95/p99 of event time -> applied in Redis, from the worker's "
                   "histogram); `core` the pure core in memory (`Scorer.process_batch`, bytes in), `core-settle` "
                   "the worker's core step (`unpack`, split by state shard, `settle_batch`: standings and deltas "
@@ -779,16 +819,19 @@ def targets(results: dict[str, dict[str, float]], rate: dict[str, float]) -> lis
     for name, path in READ_PATHS.items():
         if not read:
             break
-        p99 = read[f"{name}_p99_ms"]
-        met = "no" if p99 > 10 else ("yes" if read["customers"] >= 1_000_000 else "– (fewer than 1 M customers)")
-        out.append((f"read p99 ≤ 10 ms at 1,000,000 customers: `GET {path.format('{id}')}`",
-                    f"{p99:.1f} ms at {read['customers']:,} customers", met))
+        for tag, server in (("", "worker"), ("api_", "engage api")):
+            p99 = read[f"{tag}{name}_p99_ms"]
+            met = "no" if p99 > 10 else ("yes" if read["customers"] >= 1_000_000 else "– (fewer than 1 M customers)")
+            out.append((f"read p99 ≤ 10 ms at 1,000,000 customers: `GET {path.format('{id}')}` ({server})",
+                        f"{p99:.1f} ms at {read['customers']:,} customers", met))
     active = results.get("scorer", {}).get("redis_bytes_per_customer")
     add("≤ 1 KB Redis per active customer", active, "{:,.0f} B", None if active is None else active <= 1024)
     dormant = results.get("scorer", {}).get("redis_bytes_per_dormant_member")
     add("≤ 64 B Redis per dormant member", dormant, "{:,.0f} B", None if dormant is None else dormant <= 64)
     r = ratio("scale-out", "scorer")
     add("scale-out: 2 workers / 1 worker (same 2 cores)", r, "{:.2f}×", None)
+    r = ratio("scorer-cluster", "scorer")
+    add("Redis Cluster (3 masters) / single Redis, one worker (same 2 cores)", r, "{:.2f}×", None)
     return out
 
 
@@ -860,6 +903,10 @@ def main(argv: list[str] | None = None) -> int:
                                         args.timeout, workers=2 if mode == "scale-out" else 1, name=mode)
             if mode == "scorer":
                 results[mode].update(asyncio.run(dormant_member_bytes(running.redis_url, args.dormant)))
+        elif mode == "scorer-cluster":   # the same topic, state on the local three-master Redis Cluster
+            cluster = local.cluster_up(Path(running.directory), log=lambda line: print(line, file=sys.stderr))
+            results[mode] = scorer_mode(running.kafka_bootstrap, cluster.redis_cluster_url, prefix, args.events,
+                                        workdir, args.timeout, name=mode, cluster=True)
         elif mode == "latency":
             scorer = results.get("scorer", {})
             scorer_rate = scorer["events"] / scorer["seconds"] if scorer.get("seconds") else 0.0

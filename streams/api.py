@@ -2,14 +2,16 @@
 
 Every read takes an optional `as_of` (epoch ms; default now) so a score can be asked for
 at a fixed instant and compared exactly. Errors are JSON too: unknown id -> 404, bad
-parameter -> 400 with a message. The handlers are plain async functions; the Faust web
-views in :mod:`streams.views` only route to them.
+parameter -> 400 with a message. The handlers are plain async functions, and `routes` is
+the one table of paths: a worker's Faust views (:mod:`streams.views`) and the standalone
+read API (`engage api`, :mod:`streams.api_server`) both serve it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from scoring.business import kpis_from
@@ -18,9 +20,13 @@ from scoring.events import id_problem
 from scoring.scores import account_card, score_card
 from scoring.timeutil import MAX_EPOCH_MS
 from scoring.windows import bucket_of
+from streams.clock import now_ms
 from streams.store import RedisStore
 
 MAX_LIMIT = 1000
+log = logging.getLogger("engage.api")
+
+Handler = Callable[[Mapping[str, str], Mapping[str, str]], Awaitable[Any]]   # (query, path parameters) -> body
 
 
 class ApiError(Exception):
@@ -109,3 +115,36 @@ async def at_risk(store: RedisStore, config: Config, limit: int, as_of_ms: int) 
 async def kpis(store: RedisStore, config: Config, as_of_ms: int) -> dict[str, Any]:
     """Every business KPI from the shared aggregates: O(shards x window buckets), never a scan."""
     return kpis_from(await store.aggregates(as_of_ms, config), as_of_ms, config).to_dict()
+
+
+def routes(store: RedisStore, config: Config) -> dict[str, Handler]:
+    """Every API path (in aiohttp's pattern syntax) and its handler: the bearer-token guard,
+    the page and health routes are the server's own."""
+
+    def live_as_of(query: Mapping[str, str]) -> int:
+        now = now_ms()
+        return live(parse_as_of(query, now), now, config)
+
+    async def recent_alerts(query: Mapping[str, str], _: Mapping[str, str]) -> dict[str, Any]:
+        return {"alerts": await store.recent_alerts(parse_limit(query, 20))}
+
+    return {
+        "/customers/{customer_id}": lambda q, p: customer(store, config, p["customer_id"], parse_as_of(q, now_ms())),
+        "/accounts/{account_id}": lambda q, p: account(store, config, p["account_id"], parse_as_of(q, now_ms())),
+        "/leaderboard": lambda q, p: leaderboard(store, config, q.get("order", "top"), parse_limit(q),
+                                                 live_as_of(q)),
+        "/at-risk": lambda q, p: at_risk(store, config, parse_limit(q, 50), live_as_of(q)),
+        "/kpis": lambda q, p: kpis(store, config, live_as_of(q)),
+        "/alerts/recent": recent_alerts,
+    }
+
+
+async def answer(handler: Handler, query: Mapping[str, str], params: Mapping[str, str]) -> tuple[int, Any]:
+    """(status, JSON body) of a request: an ApiError is its own status, anything else a JSON 500."""
+    try:
+        return 200, await handler(query, params)
+    except ApiError as err:
+        return err.status, {"error": err.message, "status": err.status}
+    except Exception:  # noqa: BLE001 - never a bare 500 page
+        log.exception("request failed")
+        return 500, {"error": "internal error", "status": 500}

@@ -231,9 +231,9 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
     run_worker(app, loglevel)
 
 
-def _check_layout(settings: Settings) -> None:
+def _check_layout(settings: Settings, claim: bool = True) -> None:
     """One line and exit 1 when the Redis may evict keys, or the key prefix holds state in a layout
-    this version does not write."""
+    this version does not write (`claim`: mark an empty prefix as this layout's)."""
     import asyncio
 
     from streams.store import EvictionPolicyError, LayoutError, RedisStore
@@ -242,7 +242,7 @@ def _check_layout(settings: Settings) -> None:
         store = RedisStore.from_settings(settings)
         try:
             await store.check_eviction_policy()
-            await store.check_layout()
+            await store.check_layout(claim)
         finally:
             await store.close()
 
@@ -250,6 +250,27 @@ def _check_layout(settings: Settings) -> None:
         asyncio.run(check())
     except (EvictionPolicyError, LayoutError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command("api")
+@click.option("--redis", "redis_url", help="Redis URL. Env: ENGAGE_REDIS_URL (default: the local stack).")
+@click.option("--key-prefix", help="Redis key prefix of the workers it serves. Env: ENGAGE_KEY_PREFIX.")
+@click.option("--web-port", type=int, help="HTTP port. Env: ENGAGE_WEB_PORT.")
+@click.pass_context
+def api_command(ctx: click.Context, redis_url, key_prefix, web_port) -> None:  # type: ignore[no-untyped-def]
+    """Serve the read API and the live page from Redis, in a process of its own (no Kafka)."""
+    import logging
+
+    from streams.api_server import run_api
+
+    config = _load(ctx.obj["config_path"])
+    settings = _settings(redis_url=redis_url, key_prefix=key_prefix, web_port=web_port, kafka_bootstrap="unused:0",
+                         **_NO_KAFKA)
+    click.echo(f"engage api: settings {json.dumps(settings.redacted())}", err=True)
+    _check_layout(settings, claim=False)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click.echo(f"engage api: serving http://{settings.web_host}:{settings.web_port}/", err=True)
+    run_api(settings, config)
 
 
 @main.command("alert-sink")

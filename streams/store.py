@@ -92,14 +92,16 @@ class RedisStore:
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
-    async def check_layout(self) -> None:
-        """Refuse a prefix written in another layout; claim an empty one for this layout."""
+    async def check_layout(self, claim: bool = True) -> None:
+        """Refuse a prefix written in another layout; claim an empty one for this layout (a
+        writer), or leave it be (a reader)."""
         meta = await self.redis.hgetall(self.keys.meta)
         if not meta:
             if await self.redis.exists(self.keys.old_layout):
                 raise LayoutError(f"key prefix {self.keys.prefix!r} holds state format 1 (one JSON record per "
                                   f"customer); this version needs format {FORMAT}: rebuild it with `engage replay`")
-            await self.redis.hset(self.keys.meta, mapping={"format": FORMAT, "shards": SHARDS})
+            if claim:
+                await self.redis.hset(self.keys.meta, mapping={"format": FORMAT, "shards": SHARDS})
             return
         found = (int(meta.get(b"format", 0)), int(meta.get(b"shards", 0)))
         if found != (FORMAT, SHARDS):

@@ -1,13 +1,12 @@
 """The worker's HTTP routes: the API (JSON from `streams.api`), the live page, health and metrics.
 
-API routes need `Authorization: Bearer <ENGAGE_API_TOKEN>` when a token is set; `/healthz`,
+The API's paths are `streams.api.routes`, served the same by `engage api`. API routes need
+`Authorization: Bearer <ENGAGE_API_TOKEN>` when a token is set; `/healthz`,
 `/readyz` and `/` stay open, `/metrics` too unless `ENGAGE_METRICS_AUTH=true`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,8 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams import api, security
-from streams.clock import now_ms
 from streams.worker import Runtime
 
-log = logging.getLogger("engage.worker")
 PAGE = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
 
 
@@ -39,57 +36,15 @@ def add_routes(app: faust.App, runtime: Runtime) -> None:
 
     MetricsBase = Guarded if runtime.settings.metrics_auth else View
 
-    def live_as_of(query: Any) -> int:
-        now = now_ms()
-        return api.live(api.parse_as_of(query, now), now, config)
+    def api_view(handler: api.Handler) -> type[View]:
+        class ApiView(Guarded):
+            async def get(self, request: Request, **params: str) -> Response:
+                status, body = await api.answer(handler, request.query, params)
+                return self.json(body, status=status)
+        return ApiView
 
-    async def reply(view: View, produce: Callable[[], Awaitable[Any]]) -> Response:
-        try:
-            return view.json(await produce())
-        except api.ApiError as err:
-            return view.json({"error": err.message, "status": err.status}, status=err.status)
-        except Exception:  # noqa: BLE001 - never a bare 500 page
-            log.exception("request failed")
-            return view.json({"error": "internal error", "status": 500}, status=500)
-
-    @app.page("/customers/{customer_id}")
-    class CustomerView(Guarded):
-        async def get(self, request: Request, customer_id: str) -> Response:
-            return await reply(self, lambda: api.customer(
-                store, config, customer_id, api.parse_as_of(request.query, now_ms())))
-
-    @app.page("/accounts/{account_id}")
-    class AccountView(Guarded):
-        async def get(self, request: Request, account_id: str) -> Response:
-            return await reply(self, lambda: api.account(
-                store, config, account_id, api.parse_as_of(request.query, now_ms())))
-
-    @app.page("/leaderboard")
-    class LeaderboardView(Guarded):
-        async def get(self, request: Request) -> Response:
-            q = request.query
-            return await reply(self, lambda: api.leaderboard(
-                store, config, q.get("order", "top"), api.parse_limit(q), live_as_of(q)))
-
-    @app.page("/at-risk")
-    class AtRiskView(Guarded):
-        async def get(self, request: Request) -> Response:
-            q = request.query
-            return await reply(self, lambda: api.at_risk(
-                store, config, api.parse_limit(q, 50), live_as_of(q)))
-
-    @app.page("/kpis")
-    class KpisView(Guarded):
-        async def get(self, request: Request) -> Response:
-            return await reply(self, lambda: api.kpis(store, config, live_as_of(request.query)))
-
-    @app.page("/alerts/recent")
-    class RecentAlertsView(Guarded):
-        async def get(self, request: Request) -> Response:
-            async def produce() -> dict[str, Any]:
-                return {"alerts": await store.recent_alerts(api.parse_limit(request.query, 20))}
-
-            return await reply(self, produce)
+    for path, handler in api.routes(store, config).items():
+        app.page(path, name=f"api {path}")(api_view(handler))
 
     @app.page("/")
     class PageView(View):

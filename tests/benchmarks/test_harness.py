@@ -52,10 +52,11 @@ def test_every_mode_measures_and_reports(stack, tmp_path, monkeypatch):
     read = results["read"]
     assert read["customers"] == 200 and read["populate_events"] >= 200
     assert read["consumed_during_reads"] > 0
-    for name in READ_PATHS:
+    for name in (f"{tag}{path}" for tag in ("", "api_") for path in READ_PATHS):   # the worker, engage api
         assert 0 < read[f"{name}_p50_ms"] <= read[f"{name}_p95_ms"] <= read[f"{name}_p99_ms"] <= read[f"{name}_max_ms"]
 
     assert results["scale-out"]["workers"] == 2
+    assert results["scorer-cluster"]["customers"] == core["customers"]     # the same state, on the cluster
     assert 0 < results["latency"]["p50_ms"] <= results["latency"]["p95_ms"] <= results["latency"]["p99_ms"]
     assert report["prefill_batched"]["messages"] < report["prefill"]["messages"] == 1500
     assert report["machine"]["commit"] and report["prefill"]["events"] == 1500
@@ -64,7 +65,7 @@ def test_every_mode_measures_and_reports(stack, tmp_path, monkeypatch):
     assert "| scorer-batched | 1,500 |" in table and "| p99 ≤ 100 ms at 80 % load |" in table
     assert "| core | 1,500 |" in table and "| core-settle | 1,500 |" in table
     assert "| core: `Scorer.process_batch` ≥ 100,000 events/s |" in table
-    assert "| `GET /kpis` |" in table and "at 200 customers |" in table
+    assert "| `GET /kpis` | `engage api` |" in table and "at 200 customers |" in table
 
 
 def test_the_core_mode_needs_no_services(tmp_path, monkeypatch):

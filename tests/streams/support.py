@@ -98,6 +98,16 @@ class WorkerProcess:
                 self.process.wait()
 
 
+class ApiProcess(WorkerProcess):
+    """`engage api` as a real subprocess, serving the key prefix of the workers of `unique`."""
+
+    def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str = "api",
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self._start(stack, log_dir, name, extra_env,
+                    ["api", "--key-prefix", unique, "--web-port", str(self.port)], {})
+
+
 class AlertSinkProcess(WorkerProcess):
     """`engage alert-sink` as a real subprocess (same HTTP helpers: /metrics, /healthz)."""
 

@@ -25,7 +25,7 @@ from devstack import stack as local
 from streams.codec import original_bytes
 from streams.metrics import KPI_GAUGES
 from streams.producer import partition_of
-from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings, redis_records, without_ids
+from tests.streams.support import ApiProcess, WorkerProcess, consume_all, now_ms, pipeline_settings, redis_records, without_ids
 
 pytestmark = pytest.mark.services
 CONFIG = load_config()
@@ -63,7 +63,7 @@ def reference_for(values: list[bytes], at_ms: int) -> tuple[Scorer, list[tuple[b
 
 
 def check_everything(stack: local.Stack, unique: str, values: list[bytes], workers: list[WorkerProcess],
-                     cluster_url: str | None = None) -> Scorer:
+                     cluster_url: str | None = None, readers: tuple[ApiProcess, ...] = ()) -> Scorer:
     events = sum(len(unpack(value, CONFIG)) for value in values)
     total = lambda: sum(w.metrics()["engagement_events_consumed_total"] for w in workers)  # noqa: E731
     workers[0].wait_until(lambda: total() == events, f"all {events} events consumed")
@@ -90,9 +90,9 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
     for reason, count in reasons.items():
         assert summed[f'engagement_events_rejected_total{{reason="{reason}"}}'] == count, reason
 
-    # every API response equals the core's, at a fixed as_of, from every worker
+    # every API response equals the core's, at a fixed as_of, from every worker and `engage api`
     as_of = done_at
-    for worker in workers:
+    for worker in (*workers, *readers):
         for cid in reference.customers:
             status, body = worker.get(f"/customers/{urllib.parse.quote(cid)}?as_of={as_of}")
             assert status == 200
@@ -172,10 +172,13 @@ def test_one_worker_end_to_end_equals_the_core(stack, unique, tmp_path, redis, r
     values = produce_stream(stack, unique)
     extra = {"ENGAGE_REDIS_URL": cluster_url, "ENGAGE_REDIS_CLUSTER": "true"} if cluster_url else None
     worker = WorkerProcess(stack, unique, tmp_path, "w1", extra_env=extra)
+    reader = ApiProcess(stack, unique, tmp_path, extra_env=extra)     # the read API in a process of its own
     try:
         worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness")
-        check_everything(stack, unique, values, [worker], cluster_url)
+        reader.wait_until(lambda: reader.get("/readyz")[0] == 200, "the API's readiness")
+        check_everything(stack, unique, values, [worker], cluster_url, (reader,))
     finally:
+        reader.stop()
         worker.stop()
 
 

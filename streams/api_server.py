@@ -1,0 +1,87 @@
+"""`engage api`: the read API and the live page in a process of their own, beside the workers.
+
+A worker serves the same routes, but on the event loop that also decodes, scores and writes
+its batches: under load a read waits for the batch's turn (the benchmark's `read` mode
+measures both). The API reads only Redis, which every read already comes from (sorted sets,
+sums, a customer's own keys), so any number of these processes can serve readers without
+Kafka, a consumer group or a batch in the way. Same paths (`streams.api.routes`), same
+bearer-token guard, same JSON errors; `/healthz` answers while the process runs, `/readyz`
+while Redis answers. Plain aiohttp (Faust's own web server runs on it too).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from scoring.config import Config
+from streams import api, security
+from streams.settings import Settings
+from streams.store import RedisStore
+from streams.views import PAGE
+
+log = logging.getLogger("engage.api")
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
+
+
+def create_api(settings: Settings, config: Config, store: RedisStore) -> web.Application:
+    token = settings.api_token
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        """The API routes and unknown paths need the bearer token when one is set (as a worker's)."""
+        if request.path not in ("/", "/healthz", "/readyz"):
+            header = request.headers.get("Authorization")
+            if not security.bearer_ok(header, token):
+                return _json(security.UNAUTHORIZED, 401, {"WWW-Authenticate": security.challenge(header)})
+        return await handler(request)
+
+    app = web.Application(middlewares=[guard])
+
+    def route(handler: api.Handler) -> Any:
+        async def serve(request: web.Request) -> web.Response:
+            status, body = await api.answer(handler, request.query, request.match_info)
+            return _json(body, status)
+        return serve
+
+    for path, handler in api.routes(store, config).items():
+        app.router.add_get(path, route(handler))
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    async def healthz(_: web.Request) -> web.Response:
+        return _json({"status": "ok", "api": settings.key_prefix})
+
+    async def readyz(_: web.Request) -> web.Response:
+        try:
+            await store.ping()
+        except Exception as exc:  # noqa: BLE001
+            return _json({"ready": False, "detail": f"redis unreachable: {exc}"}, 503)
+        return _json({"ready": True, "detail": "ok"})
+
+    async def not_found(request: web.Request) -> web.Response:
+        return _json({"error": f"no such route: {request.path[:201]}", "status": 404}, 404)
+
+    app.router.add_get("/", page)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/{path:.*}", not_found)
+
+    async def close(_: web.Application) -> None:
+        await store.close()
+
+    app.on_cleanup.append(close)
+    return app
+
+
+def run_api(settings: Settings, config: Config) -> None:
+    """Serve until interrupted, on ENGAGE_WEB_HOST:ENGAGE_WEB_PORT."""
+    app = create_api(settings, config, RedisStore.from_settings(settings))
+    web.run_app(app, host=settings.web_host, port=settings.web_port, print=None, access_log=None)
