@@ -17,22 +17,11 @@ from streams.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from streams.processor import BatchProcessor, Incoming
 from streams.layout import Keys
-from streams.store import RedisStore
 from tests.scoring.helpers import DAY0
-from tests.streams.memory_redis import MemoryRedis
 from tests.streams.support import without_ids
 
 CONFIG = load_config()
 
-
-@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.services), "memory"])
-def store_of(request):
-    """A RedisStore per key prefix: on the session's real Redis, or on one in-memory Redis."""
-    if request.param == "redis":
-        stack = request.getfixturevalue("stack")
-        return lambda prefix: RedisStore.from_url(stack.redis_url, prefix)
-    memory = MemoryRedis()
-    return lambda prefix: RedisStore(memory, Keys(prefix))
 
 
 def batches(prefix: str, count: int = 3000, size: int = 200, span: int = 10 * DAY, **settings):

@@ -13,31 +13,20 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-import pytest
 
 from scoring.config import load_config
 from scoring.engine import Scorer
 from scoring.scores import score_card
 from scoring.timeutil import MINUTE, SECOND
-from streams.layout import Keys
 from streams.processor import BatchProcessor, Incoming
 from streams.state_cache import StateCache
 from streams.store import RedisStore
 from streams.traffic import TrafficGenerator, TrafficSettings
 from tests.scoring.helpers import DAY0
-from tests.streams.memory_redis import MemoryRedis
 
 # the soak's config: one-minute buckets, so that 40 minutes of traffic crosses every boundary
 CONFIG = load_config(Path(__file__).resolve().parents[2] / "benchmarks" / "soak.toml")
 
-
-@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.services), "memory"])
-def store_of(request):
-    if request.param == "redis":
-        stack = request.getfixturevalue("stack")
-        return lambda prefix: RedisStore.from_url(stack.redis_url, prefix)
-    memory = MemoryRedis()
-    return lambda prefix: RedisStore(memory, Keys(prefix))
 
 
 def minutes_of_traffic(prefix: str, minutes: int = 40, events: int = 4000, size: int = 100):
