@@ -390,7 +390,9 @@ def outbox_mode(redis_url: str, events: int, customers: int, batch: int = 1000, 
             "batches": batches, "outputs_per_batch": outputs / max(batches, 1)}
 
 
-READ_PATHS = {"leaderboard": "/leaderboard", "at_risk": "/at-risk", "kpis": "/kpis", "customer": "/customers/{}"}
+# /kpis without as_of is the answer shared for ENGAGE_KPI_INTERVAL_S; with as_of, computed per request
+READ_PATHS = {"leaderboard": "/leaderboard", "at_risk": "/at-risk", "kpis": "/kpis", "kpis_as_of": "/kpis?as_of={at}",
+              "customer": "/customers/{id}"}
 
 
 async def populate(redis_url: str, key_prefix: str, customers: int, id_prefix: str,
@@ -454,13 +456,14 @@ async def populate(redis_url: str, key_prefix: str, customers: int, id_prefix: s
 
 
 def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rate: float, workdir: Path,
-              partitions: int) -> dict[str, float]:
+              partitions: int, per_customer: float = 2.0) -> dict[str, float]:
     """p50/p95/p99 of the API's reads against one `engage worker` while it consumes live traffic.
 
     `customers` customers are written through BatchProcessor into the worker's key prefix
     first; then the worker starts, `engage generate` sends live (now-stamped) traffic for the
     same customers at `rate` events/s, and `requests` GETs of each read are timed one after
-    another over one keep-alive connection, round robin: /leaderboard, /at-risk, /kpis and
+    another over one keep-alive connection, round robin: /leaderboard, /at-risk, /kpis (the
+    answer shared for the KPI interval), /kpis?as_of=now (computed per request) and
     /customers/{id} (a random customer). Every reply must be 200.
     """
     import http.client
@@ -472,7 +475,7 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
     settings = load_settings({"kafka_bootstrap": bootstrap, "redis_url": redis_url, "partitions": partitions,
                               **prefixed_topics(prefix)})
     ensure_topics(settings)
-    filled = asyncio.run(populate(redis_url, run, customers, id_prefix))
+    filled = asyncio.run(populate(redis_url, run, customers, id_prefix, per_customer))
     worker, port = _start_worker(bootstrap, redis_url, prefix, run, workdir / "read")
     api_port = local.free_port()
     with open(workdir / "read-api.log", "wb") as log:
@@ -508,7 +511,7 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
         began = time.perf_counter()
         for round_ in range(requests + 3):       # three rounds of warm-up, not counted
             for name, path in READ_PATHS.items():
-                url = path.format(f"{id_prefix}c{rng.randrange(customers)}")
+                url = path.format(id=f"{id_prefix}c{rng.randrange(customers)}", at=now_ms())
                 for tag, connection in connections.items():
                     at = time.perf_counter()
                     connection.request("GET", url)
@@ -736,7 +739,7 @@ def markdown(report: dict[str, object]) -> str:
         for name, path in READ_PATHS.items():
             for tag, server in (("", "the worker"), ("api_", "`engage api`")):
                 key = f"{tag}{name}"
-                lines.append(f"| `GET {path.format('{id}')}` | {server} | {read[f'{key}_p50_ms']:.1f} | "
+                lines.append(f"| `GET {path}` | {server} | {read[f'{key}_p50_ms']:.1f} | "
                              f"{read[f'{key}_p95_ms']:.1f} | {read[f'{key}_p99_ms']:.1f} | {read[f'{key}_max_ms']:.1f} |")
     scorer = results.get("scorer", {})
     if scorer:
@@ -822,7 +825,7 @@ def targets(results: dict[str, dict[str, float]], rate: dict[str, float]) -> lis
         for tag, server in (("", "worker"), ("api_", "engage api")):
             p99 = read[f"{tag}{name}_p99_ms"]
             met = "no" if p99 > 10 else ("yes" if read["customers"] >= 1_000_000 else "– (fewer than 1 M customers)")
-            out.append((f"read p99 ≤ 10 ms at 1,000,000 customers: `GET {path.format('{id}')}` ({server})",
+            out.append((f"read p99 ≤ 10 ms at 1,000,000 customers: `GET {path}` ({server})",
                         f"{p99:.1f} ms at {read['customers']:,} customers", met))
     active = results.get("scorer", {}).get("redis_bytes_per_customer")
     add("≤ 1 KB Redis per active customer", active, "{:,.0f} B", None if active is None else active <= 1024)
@@ -853,6 +856,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--core-customers", type=int, default=50_000, help="generator customers of the core mode")
     parser.add_argument("--read-customers", type=int, default=100_000,
                         help="customers written through BatchProcessor before the read mode's worker starts")
+    parser.add_argument("--read-events-per-customer", type=float, default=2.0,
+                        help="generator events per customer (on average) when populating the read mode's state")
     parser.add_argument("--read-requests", type=int, default=500, help="timed requests of each read")
     parser.add_argument("--read-rate", type=float, default=200.0,
                         help="events/s of live traffic the worker consumes during the read mode")
@@ -917,7 +922,8 @@ def main(argv: list[str] | None = None) -> int:
             results[mode] = outbox_mode(running.redis_url, min(args.events, 100_000), args.customers)
         elif mode == "read":
             results[mode] = read_mode(running.kafka_bootstrap, running.redis_url, args.read_customers,
-                                      args.read_requests, args.read_rate, workdir, args.partitions)
+                                      args.read_requests, args.read_rate, workdir, args.partitions,
+                                      args.read_events_per_customer)
         else:
             count = min(args.events, args.naive_events) if mode == "naive" else args.events
             results[mode] = faust_mode(mode, running.kafka_bootstrap, running.redis_url, settings.events_topic, count,

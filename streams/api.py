@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -117,9 +118,38 @@ async def kpis(store: RedisStore, config: Config, as_of_ms: int) -> dict[str, An
     return kpis_from(await store.aggregates(as_of_ms, config), as_of_ms, config).to_dict()
 
 
-def routes(store: RedisStore, config: Config) -> dict[str, Handler]:
+class LatestKpis:
+    """The KPIs for now, computed at most once per `interval_s` however many ask.
+
+    `/kpis` without `as_of`, the gauges of `/metrics` and the live page all read this: one
+    computation (a few dozen Redis reads and a median selection) serves every request of the
+    interval, and concurrent requests wait for the one in flight instead of starting their
+    own. The body's `as_of_ms` says which instant it describes; `/kpis?as_of=` is always exact.
+    """
+
+    def __init__(self, store: RedisStore, config: Config, interval_s: float) -> None:
+        self.store, self.config, self.interval_s = store, config, interval_s
+        self._body: dict[str, Any] | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> bool:
+        return self._body is not None and time.monotonic() - self._at < self.interval_s
+
+    async def get(self) -> dict[str, Any]:
+        if not self._fresh():
+            async with self._lock:
+                if not self._fresh():
+                    began = time.monotonic()
+                    self._body = await kpis(self.store, self.config, now_ms())
+                    self._at = began
+        assert self._body is not None
+        return self._body
+
+
+def routes(store: RedisStore, config: Config, latest: LatestKpis) -> dict[str, Handler]:
     """Every API path (in aiohttp's pattern syntax) and its handler: the bearer-token guard,
-    the page and health routes are the server's own."""
+    the page and health routes are the server's own. `/kpis` without `as_of` is `latest`'s."""
 
     def live_as_of(query: Mapping[str, str]) -> int:
         now = now_ms()
@@ -134,7 +164,7 @@ def routes(store: RedisStore, config: Config) -> dict[str, Handler]:
         "/leaderboard": lambda q, p: leaderboard(store, config, q.get("order", "top"), parse_limit(q),
                                                  live_as_of(q)),
         "/at-risk": lambda q, p: at_risk(store, config, parse_limit(q, 50), live_as_of(q)),
-        "/kpis": lambda q, p: kpis(store, config, live_as_of(q)),
+        "/kpis": lambda q, p: kpis(store, config, live_as_of(q)) if q.get("as_of") else latest.get(),
         "/alerts/recent": recent_alerts,
     }
 

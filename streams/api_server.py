@@ -50,7 +50,7 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
             return _json(body, status)
         return serve
 
-    for path, handler in api.routes(store, config).items():
+    for path, handler in api.routes(store, config, api.LatestKpis(store, config, settings.kpi_interval_s)).items():
         app.router.add_get(path, route(handler))
 
     async def page(_: web.Request) -> web.Response:

@@ -160,7 +160,7 @@ class BatchProcessor:
         by_shard: dict[int, list[Output]] = {}
         for shard, output in outputs:
             by_shard.setdefault(shard, []).append(output)
-        await self.store.write_shards({}, {}, self.config, by_shard, now_ms + self.outbox_grace_ms)
+        await self.store.write_shards({}, {}, by_shard, now_ms + self.outbox_grace_ms)
 
     async def _settle(self, by_shard: dict[int, list[int]], events: list[Event], clocks: list[int], now_ms: int,
                       outputs_of: Callable[[list[int], Settled], list[tuple[int | str, Output]]],
@@ -199,7 +199,7 @@ class BatchProcessor:
                 outputs.setdefault(shard, list(early))
             token = self.store.new_token()
             written = await self.store.write_shards(
-                {shard: s.deltas for shard, s in settled.items()}, loaded.versions, self.config,
+                {shard: s.deltas for shard, s in settled.items()}, loaded.versions,
                 {shard: [output for _, output in made] for shard, made in outputs.items()},
                 now_ms + self.outbox_grace_ms, token)
             for shard in written:
@@ -230,7 +230,7 @@ class BatchProcessor:
                 settled = await asyncio.to_thread(settle_due, loaded.stored, now_ms, self.config)
                 outputs = [alert_output(alert) for alert in settled.alerts] if self.outputs else []
                 token = self.store.new_token()
-                if await self.store.write_shards({shard: settled.deltas}, loaded.versions, self.config,
+                if await self.store.write_shards({shard: settled.deltas}, loaded.versions,
                                                  {shard: outputs}, now_ms + self.outbox_grace_ms, token):
                     self.cache.keep(token, settled.stored)
                     swept.alerts += settled.alerts

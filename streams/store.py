@@ -166,7 +166,7 @@ class RedisStore:
         return str(self._random.getrandbits(62))
 
     async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], versions: Mapping[str, str],
-                           config: Config, outputs: Mapping[int, Iterable[Output]] | None = None,
+                           outputs: Mapping[int, Iterable[Output]] | None = None,
                            claimable_at_ms: int = 0, token: str | None = None) -> set[int]:
         """Apply each shard's deltas atomically, only if no customer changed since it was read
         (its write token is still the one in `versions`), stamping them with `token` (default: a

@@ -43,7 +43,7 @@ def add_routes(app: faust.App, runtime: Runtime) -> None:
                 return self.json(body, status=status)
         return ApiView
 
-    for path, handler in api.routes(store, config).items():
+    for path, handler in api.routes(store, config, runtime.latest_kpis).items():
         app.page(path, name=f"api {path}")(api_view(handler))
 
     @app.page("/")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -61,7 +60,7 @@ class Runtime:
         self.positions: dict[tuple[str, int], int] = {}   # next offset to process, per partition
         self._conflicts_seen = 0
         self._cache_seen = (0, 0, 0)
-        self._kpis_at: float | None = None
+        self.latest_kpis = api.LatestKpis(store, config, settings.kpi_interval_s)
         self.rescoring = False
         self.stall = StallWatch(settings.stall_after_s)
 
@@ -173,11 +172,8 @@ class Runtime:
         self._observe_cache()
 
     async def metrics_payload(self) -> bytes:
-        """KPI gauges from the shared aggregates (cached for ENGAGE_KPI_INTERVAL_S), pipeline metrics."""
-        clock = time.monotonic()
-        if self._kpis_at is None or clock - self._kpis_at >= self.settings.kpi_interval_s:
-            self.metrics.kpi_gauges.latest = await api.kpis(self.store, self.config, now_ms())
-            self._kpis_at = clock
+        """KPI gauges from the shared aggregates (computed at most once per ENGAGE_KPI_INTERVAL_S), pipeline metrics."""
+        self.metrics.kpi_gauges.latest = await self.latest_kpis.get()
         self.metrics.lag.set(self.lag())
         self.metrics.assigned.set(len(self.assigned()))
         self.metrics.due.set(await self.store.due_count(now_ms()))

@@ -116,7 +116,7 @@ def test_a_shard_records_thousands_of_outputs_in_one_write(redis_url, unique):
 
     async def body(store: RedisStore) -> None:
         outputs = [Output(f"a:{unique}{i}", f"{unique}{i}", Kind.ALERT, b"k", b"{}") for i in range(5000)]
-        assert await store.write_shards({}, {}, CONFIG, {3: outputs}, 0) == {3}
+        assert await store.write_shards({}, {}, {3: outputs}, 0) == {3}
         assert await store.outbox_size() == 5000
         claimed = await store.claim_outputs(3, 1, 2, 10_000)
         assert sorted(o.field for o in claimed) == sorted(o.field for o in outputs)
@@ -163,7 +163,7 @@ def test_a_write_that_loses_the_race_records_no_outputs(redis_url, unique):
         settled = settle_due(loaded.stored, now + 5, CONFIG)
         shard = Keys.shard_of(cid)
         card = score_output(Scorer(CONFIG).process_batch([login], now + 5).cards[0])
-        assert await store.write_shards({shard: settled.deltas}, stale, CONFIG, {shard: [card]}, now) == set()
+        assert await store.write_shards({shard: settled.deltas}, stale, {shard: [card]}, now) == set()
         assert await store.outbox_size() == 0
         assert (await store.load([cid])).versions[cid] == loaded.versions[cid]
 
