@@ -4,10 +4,10 @@
     .venv/bin/python -m benchmarks.soak --minutes 5 --rate 500
 
 The rate defaults to 80 % of the maximum measured first on this very workload: one worker
-fed live-stamped events faster than it consumes, timed over a minute after a warm-up of
-one retention of soak.toml (16 minutes: until then each customer's counters grow, and so
-does the cost of a batch; see `calibrate`); the benchmark's scorer figure is for historical
-traffic, a different shape. A paced
+fed live-stamped events faster than it consumes, timed over a minute after a paced warm-up
+of one retention of soak.toml (16 minutes at --warmup-rate: until then each customer's
+counters grow, and so does the cost of a batch; see `calibrate`); the benchmark's scorer
+figure is for historical traffic, a different shape. A paced
 `engage generate` sends live events (now-stamped) while a sampler records, every
 --sample-s seconds, the worker's RSS, Redis `used_memory`, the consumer lag and the
 counters. At the end it waits for the lag to reach 0 and checks that nothing was lost:
@@ -151,47 +151,68 @@ def _stop(worker: subprocess.Popen) -> None:
 
 
 def calibrate(running: local.Stack, customers: int, warmup_s: float = 150.0, measure_s: float = 60.0,
-              share: float = 0.8, log=print) -> float:  # type: ignore[no-untyped-def]
-    """`share` of what one worker sustains on this very workload, once its state is warm.
+              share: float = 0.8, warmup_rate: float = 500.0, log=print) -> float:  # type: ignore[no-untyped-def]
+    """`share` of what one worker sustains on this very workload, once its state is steady.
 
-    The generator sends live-stamped events as fast as it can for `warmup_s + measure_s`; the
-    rate is what the worker consumed over the last `measure_s` (a lower bound when the worker
-    kept up with the generator). A short backlog on a fresh state overestimates: each
-    customer's dedup set grows until one horizon has passed, and so does the per-event cost.
+    A paced generator sends live-stamped events at `warmup_rate` (one the worker keeps up
+    with) for `warmup_s`, so that the state holds a full retention *in event time* (each
+    customer's buckets, sessions and dedup ids at their steady size); then a second one sends
+    as fast as it can, and the rate is what the worker consumed over the following
+    `measure_s` (a lower bound when it kept up with the generator: five times `warmup_rate`).
+
+    Why paced: a worker fed flat out from the start falls behind at once, and by the end of
+    any warm-up it is consuming events stamped minutes earlier, with a state that spans only
+    the few minutes of event time it has caught up on: it measured 1.5-1.8x what the same
+    worker sustained later in the soak (SOAK.md). A warm-up the worker cannot keep up with
+    is refused, naming the flag.
     """
     run = _Run(running, "cal")
     worker, port = run.start_worker()
-    seconds = warmup_s + measure_s
-    flat_out = 50_000.0                       # events/s the generator is asked for: it cannot keep up
-    # asked for three times the span, so it is still sending when the measurement ends (killed below)
-    generator_log = run.workdir / "generator.log"
-    with generator_log.open("wb") as output:
-        generator = subprocess.Popen(run.generate(int(flat_out * seconds * 3), customers, "--rate", str(flat_out)),
-                                     env=run.env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        time.sleep(warmup_s)
-        before = _metric(port, "engagement_events_consumed_total") or 0
-        began = time.monotonic()
-        time.sleep(measure_s)
-        after = _metric(port, "engagement_events_consumed_total") or 0
-        lag = _metric(port, "engagement_consumer_lag") or 0
-        if generator.poll() is not None:
-            raise RuntimeError(f"calibration: the generator stopped early (exit {generator.returncode}); "
-                               f"see {generator_log}")
-        rate = (after - before) / (time.monotonic() - began)
-        # No lag means the worker kept up with one generator process: what it sustains is at
-        # least this (a fast machine with few customers); soaking at a share of it is still honest.
-        bound = "sustains" if lag > 0 else "keeps up with the generator's"
-        log(f"calibration: one warm worker {bound} {rate:,.0f} events/s on this workload (lag {lag:,.0f}); "
-            f"soaking at {share:.0%}")
-        return round(rate * share, 1)
-    finally:
-        generator.kill()
-        _stop(worker)
+    # more than the worker consumes, without one generator process taking a core from it
+    flat_out = 5 * warmup_rate
+    logs = run.workdir / "generator.log"
+    with logs.open("wb") as output:
+        # asked for more than the span, so each is still sending when its phase ends (killed below)
+        paced = subprocess.Popen(run.generate(int(warmup_rate * warmup_s * 2), customers, "--rate", str(warmup_rate)),
+                                 env=run.env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+        generators = [paced]
+        try:
+            time.sleep(warmup_s)
+            lag = _metric(port, "engagement_consumer_lag") or 0
+            if paced.poll() is not None:
+                raise RuntimeError(f"calibration: the warm-up generator stopped early (exit {paced.returncode}); "
+                                   f"see {logs}")
+            if lag > warmup_rate * 15:
+                raise RuntimeError(f"calibration: the worker did not keep up with the warm-up ({lag:,.0f} messages "
+                                   f"behind at {warmup_rate:,.0f} events/s); lower --warmup-rate")
+            paced.kill()
+            flat = subprocess.Popen(run.generate(int(flat_out * measure_s * 3), customers, "--rate", str(flat_out)),
+                                    env=run.env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+            generators.append(flat)
+            time.sleep(5)                     # the backlog builds: from here the worker consumes flat out
+            before = _metric(port, "engagement_events_consumed_total") or 0
+            began = time.monotonic()
+            time.sleep(measure_s)
+            after = _metric(port, "engagement_events_consumed_total") or 0
+            lag = _metric(port, "engagement_consumer_lag") or 0
+            if flat.poll() is not None:
+                raise RuntimeError(f"calibration: the generator stopped early (exit {flat.returncode}); see {logs}")
+            rate = (after - before) / (time.monotonic() - began)
+            # No lag means the worker kept up with one generator process: what it sustains is at
+            # least this (a fast machine with few customers); soaking at a share of it is still honest.
+            bound = "sustains" if lag > 0 else "keeps up with the generator's"
+            log(f"calibration: one warm worker {bound} {rate:,.0f} events/s on this workload (lag {lag:,.0f}) "
+                f"after {warmup_s / 60:.0f} minutes at {warmup_rate:,.0f} events/s; soaking at {share:.0%}")
+            return round(rate * share, 1)
+        finally:
+            for generator in generators:
+                generator.kill()
+            _stop(worker)
 
 
 def soak(minutes: float, rate: float, customers: int, sample_s: float, flat_percent: float,
-         running: local.Stack, log=print, drain_s: float = 3600.0) -> dict[str, object]:  # type: ignore[no-untyped-def]
+         running: local.Stack, log=print, drain_s: float = 3600.0,
+         kept_up_s: float = 10.0) -> dict[str, object]:  # type: ignore[no-untyped-def]
     run = _Run(running, "soak")
     run_id, prefix, env = run.id, run.prefix, run.env
     worker, port = run.start_worker()
@@ -231,10 +252,15 @@ def soak(minutes: float, rate: float, customers: int, sample_s: float, flat_perc
         drained = loss["messages_consumed"] == written
         zero_loss = drained and accounted == events and dlq == loss["rejected"]
         growth = {key: round(growth_percent(samples, key), 2) for key in ("worker_rss_mb", "redis_used_mb")}
+        # throughput is flat when the worker kept up all through the second half: never more
+        # than `kept_up_s` seconds of traffic waiting
+        second_half = [s_ for s_ in samples if s_["t"] >= samples[-1]["t"] / 2] if samples else []
+        peak_lag = max((s_.get("engagement_consumer_lag", 0) for s_ in second_half), default=0)
         return {"run": run_id, "machine": machine(), "minutes": minutes, "rate": rate, "customers": customers,
                 "config": str(CONFIG.relative_to(ROOT)), "samples": samples, "drained_after_s": drained_after_s,
                 "loss": loss, "drained": drained, "zero_loss": zero_loss, "second_half_growth_percent": growth,
-                "flat": all(abs(g) < flat_percent for g in growth.values()), "flat_percent": flat_percent}
+                "flat": all(abs(g) < flat_percent for g in growth.values()), "flat_percent": flat_percent,
+                "second_half_peak_lag": peak_lag, "kept_up_s": kept_up_s, "kept_up": peak_lag <= rate * kept_up_s}
     finally:
         if generator and generator.poll() is None:
             generator.kill()
@@ -258,6 +284,9 @@ def markdown(report: dict[str, object]) -> str:
         f"- Growth over the second half: worker RSS {report['second_half_growth_percent']['worker_rss_mb']:+.2f} %, "  # type: ignore[index]
         f"Redis {report['second_half_growth_percent']['redis_used_mb']:+.2f} % "  # type: ignore[index]
         f"({'flat' if report['flat'] else 'NOT flat'} at ±{report['flat_percent']:g} %).",
+        *([f"- Throughput over the second half: at most {report['second_half_peak_lag']:,.0f} messages waiting "
+           f"({'flat: the worker kept up' if report['kept_up'] else 'NOT flat: more'} than "
+           f"{report['kept_up_s']:g} s of traffic)."] if "kept_up" in report else []),
         f"- Loss: {loss['messages_written']:,} messages written, {loss['messages_consumed']:,} consumed; "  # type: ignore[index]
         f"{loss['events_consumed']:,} events consumed, {loss['events_accounted']:,} processed + deduplicated + "  # type: ignore[index]
         f"rejected; {loss['rejected']:,} rejected, {loss['dlq_messages']:,} in the DLQ: "  # type: ignore[index]
@@ -278,16 +307,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flat-percent", type=float, default=5.0)
     parser.add_argument("--warmup-s", type=float, default=None,
                         help="calibration warm-up (default: soak.toml's retention plus a minute)")
+    parser.add_argument("--warmup-rate", type=float, default=500.0,
+                        help="events/s of the calibration's paced warm-up (one the worker keeps up with)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     directory = ROOT / ".engage" / "soak" / "stack"   # its own Kafka and Redis: Redis memory is this run's alone
     running = local.up(directory, log=print)
     try:
         warmup_s = args.warmup_s or load_config(CONFIG).retention_ms / 1000 + 60
-        rate = args.rate or calibrate(running, args.customers, warmup_s=warmup_s)
+        rate = args.rate or calibrate(running, args.customers, warmup_s=warmup_s, warmup_rate=args.warmup_rate)
         report = soak(args.minutes, rate, args.customers, args.sample_s, args.flat_percent, running)
         report["rate_from"] = "--rate" if args.rate else (
-            f"80 % of {rate / 0.8:,.0f} events/s, one worker's max here after a {warmup_s / 60:.0f}-minute warm-up")
+            f"80 % of {rate / 0.8:,.0f} events/s, one worker's max here after a {warmup_s / 60:.0f}-minute warm-up "
+            f"at {args.warmup_rate:,.0f} events/s")
     finally:
         local.down(directory, purge=True, log=print)
     stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())

@@ -19,8 +19,12 @@ def test_a_short_soak_samples_memory_and_proves_zero_loss(stack):
     assert loss["messages_written"] == 200 * 15 == loss["messages_consumed"] == loss["events_consumed"]
     assert loss["events_accounted"] == loss["events_consumed"] and loss["rejected"] == loss["dlq_messages"] > 0
     assert report["drained"] is True and report["zero_loss"] is True
+    # 200 events/s of 100 customers: the worker keeps up, never 10 s of traffic waiting
+    peak = max(s.get("engagement_consumer_lag", 0) for s in samples if s["t"] >= samples[-1]["t"] / 2)
+    assert report["second_half_peak_lag"] == peak < 2000 and report["kept_up"] is True
     text = markdown(report)
-    assert "zero loss" in text and "| seconds | worker RSS MB |" in text
+    assert "zero loss" in text and "| seconds | worker RSS MB |" in text and "flat: the worker kept up" in text
+    assert "NOT flat: more" in markdown({**report, "second_half_peak_lag": 2001, "kept_up": False})
 
 
 def test_growth_is_measured_over_the_second_half():
