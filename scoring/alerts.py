@@ -87,7 +87,7 @@ class Alert:
 
 
 def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
-    window_ms, bucket_ms = config.window_ms, config.bucket_ms
+    window_ms, bucket_ms = config.scoring.window_ms, config.scoring.bucket_ms
     now = dict(state.counts_from(window_start_bucket(as_of_ms, window_ms, bucket_ms)))
     reference = state.counts_from(
         window_start_bucket(as_of_ms - config.alerts.score_drop_window_ms, window_ms, bucket_ms), slot=1)
@@ -96,10 +96,11 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
     activation = config.alerts.activation_ms
     # Only a membership that began inside the retention horizon is "new": for older ones
     # the buckets that would show activation are gone, and the question no longer applies.
-    new_member = joined is not None and joined > as_of_ms - config.retention_ms + config.bucket_ms
+    new_member = joined is not None and joined > as_of_ms - config.retention_ms + config.scoring.bucket_ms
     return View(
         card=card,
-        es_reference=formulas.engagement_score(reference, config.weights, config.targets, config.total_weight),
+        es_reference=formulas.engagement_score(reference, config.scoring.weights, config.scoring.targets,
+                                               config.scoring.total_weight),
         joined_ms=joined,
         activated=not new_member or activation is None or was_activated(state, joined, config, activation),
     )
@@ -122,7 +123,7 @@ def evaluate(
 
     def alert(rule: Rule, before: dict[str, object], after: dict[str, object]) -> None:
         if not rows:
-            rows.append(tuple(t.to_dict() for t in breakdown(current.card.counts, config)))
+            rows.append(tuple(t.to_dict() for t in breakdown(current.card.counts, config.scoring)))
         fired.append(Alert(rule, current.card.customer_id, current.card.account_id, current.card.as_of_ms,
                            before, after, rows[0]))
 

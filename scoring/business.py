@@ -88,24 +88,24 @@ class BusinessKpis:
 
 def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config) -> BusinessKpis:
     states = list(states)
-    bucket_ms = config.bucket_ms
-    kpi_first = window_start_bucket(as_of_ms, config.kpi_window_ms, bucket_ms)
-    score_first = window_start_bucket(as_of_ms, config.window_ms, bucket_ms)
+    bucket_ms = config.scoring.bucket_ms
+    kpi_first = window_start_bucket(as_of_ms, config.kpis.window_ms, bucket_ms)
+    score_first = window_start_bucket(as_of_ms, config.scoring.window_ms, bucket_ms)
     kpi_start_ms = kpi_first * bucket_ms
-    aer_start = window_start_ms(as_of_ms, config.aer_window_ms, bucket_ms)
+    aer_start = window_start_ms(as_of_ms, config.aer.window_ms, bucket_ms)
     day_start = window_start_ms(as_of_ms, DAY, bucket_ms)
     week_start = window_start_ms(as_of_ms, 7 * DAY, bucket_ms)
     month_start = window_start_ms(as_of_ms, MAU_WINDOW_MS, bucket_ms)
-    period_start = as_of_ms - config.retention_period_ms
-    cohort_until = as_of_ms - config.activation_period_ms
-    cohort_after = cohort_until - config.retention_period_ms
+    period_start = as_of_ms - config.kpis.retention_period_ms
+    cohort_until = as_of_ms - config.kpis.activation_period_ms
+    cohort_after = cohort_until - config.kpis.retention_period_ms
 
     totals: dict[str, int] = {}
     members = active_members = dau = wau = mau = 0
     at_start = new = lost = 0
     cohort = activated = 0
     purchasers = customers_in_window = active_in_kpi_window = 0
-    feature_users = {key: 0 for key in (ANY_FEATURE, *config.features)}
+    feature_users = {key: 0 for key in (ANY_FEATURE, *config.kpis.features)}
     scores: list[float] = []
     cers: list[float] = []
     tier_counts = {t.value: 0 for t in formulas.Tier}
@@ -144,7 +144,7 @@ def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config
         lost += member_then and not member_now
         for joined in state.joins_between(cohort_after, cohort_until):
             cohort += 1
-            activated += was_activated(state, joined, config, config.activation_period_ms)
+            activated += was_activated(state, joined, config, config.kpis.activation_period_ms)
 
         if member_now or in_score_window:
             card = score_card(state, as_of_ms, config, detail=False)
@@ -159,7 +159,7 @@ def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config
             "members_new": new, "members_lost": lost, "cohort": cohort, "activated": activated,
             "customers_in_window": customers_in_window, "purchasers": purchasers, "scored": len(scores),
             **{f"tier.{t}": c for t, c in tier_counts.items()},
-            "below_benchmark": sum(1 for c in cers if c < config.benchmark_cer),
+            "below_benchmark": sum(1 for c in cers if c < config.scoring.benchmark_cer),
             "es_micro": sum(es_micro(e) for e in scores), "cer": int(sum(cers)),
         },
         totals=totals, sessions=sessions, bounces=bounces, dau=dau, wau=wau, mau=mau,
@@ -199,7 +199,7 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
     cohort, activated = sums.get("cohort", 0), sums.get("activated", 0)
     purchasers, customers_in_window = sums.get("purchasers", 0), sums.get("customers_in_window", 0)
     tier_counts = {t.value: sums.get(f"tier.{t.value}", 0) for t in formulas.Tier}
-    feature_users = {key: agg.feature_users.get(key, 0) for key in (ANY_FEATURE, *config.features)}
+    feature_users = {key: agg.feature_users.get(key, 0) for key in (ANY_FEATURE, *config.kpis.features)}
 
     def n(type_name: str) -> int:
         return totals.get(count_key(type_name), 0)
@@ -225,7 +225,7 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
         members=members,
         active_members=active_members,
         aer=aer,
-        aer_band=formulas.aer_band(aer, config.aer_low_below, config.aer_high_above).value,
+        aer_band=formulas.aer_band(aer, config.aer.low_below, config.aer.high_above).value,
         dau=dau,
         wau=wau,
         mau=mau,
@@ -264,7 +264,7 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
         average_transaction_value=atv,
         purchase_frequency=frequency,
         customer_lifetime_value=formulas.customer_lifetime_value(
-            atv, frequency, formulas.expected_lifespan(churn, config.max_lifespan_periods)
+            atv, frequency, formulas.expected_lifespan(churn, config.kpis.max_lifespan_periods)
         ),
         first_contact_resolution=formulas.first_contact_resolution(totals.get(FCR_KEY, 0), n("ticket_resolved")),
         average_handle_time=formulas.average_handle_time(

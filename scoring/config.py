@@ -32,18 +32,8 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class AlertConfig:
-    tier_downgrade: bool
-    score_drop_percent: float
-    score_drop_window_ms: int
-    score_drop_min_reference: float
-    inactivity_ms: int | None
-    activation_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Validated configuration; durations in milliseconds."""
+class ScoringConfig:
+    """What a customer's CER, ES and tier are made of ([scoring], [weights], [targets], [tiers])."""
 
     window_ms: int
     bucket_ms: int
@@ -55,36 +45,89 @@ class Config:
     targets: Mapping[str, float]
     tier_excellent: float
     tier_moderate: float
-    aer_window_ms: int
-    aer_activity_types: frozenset[str]
-    aer_low_below: float
-    aer_high_above: float
-    aer_reference_lines: Mapping[str, float]
+    total_weight: int = field(init=False, default=0)  # derived: the sum of the scored types' weights
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total_weight", sum(w for w in self.weights.values() if w > 0))
+
+
+@dataclass(frozen=True, slots=True)
+class AerConfig:
+    """The active engagement rate and its bands ([aer])."""
+
+    window_ms: int
     activity_types: frozenset[str]
-    kpi_window_ms: int
+    low_below: float
+    high_above: float
+    reference_lines: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class KpiConfig:
+    """The business KPIs' window, cohorts, features and segments ([kpis])."""
+
+    window_ms: int
     retention_period_ms: int
     activation_period_ms: int
     max_lifespan_periods: float
     features: tuple[str, ...]
     segments: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeConfig:
+    """The time gates every event passes ([time])."""
+
     allowed_lateness_ms: int
     max_future_skew_ms: int
     dedup_horizon_ms: int
-    alerts: AlertConfig
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """The alert rules ([alerts]); a span of None is a rule turned off."""
+
+    tier_downgrade: bool
+    score_drop_percent: float
+    score_drop_window_ms: int
+    score_drop_min_reference: float
+    inactivity_ms: int | None
+    activation_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Input limits: what an event or a message may hold before it is rejected ([limits])."""
+
     max_event_bytes: int
     max_message_bytes: int
     max_batch_events: int
     max_id_length: int
     max_count: int
     max_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Validated configuration, one sub-config per TOML table; durations in milliseconds.
+
+    A rule reads the table it needs (`config.scoring`, `config.alerts`, ...); what spans
+    tables lives here: the types known, the activity types ([activity]) and the retention.
+    """
+
+    scoring: ScoringConfig
+    aer: AerConfig
+    kpis: KpiConfig
+    time: TimeConfig
+    alerts: AlertConfig
+    limits: Limits
+    activity_types: frozenset[str]
     known_types: frozenset[str] = field(default=frozenset())
     custom_types: frozenset[str] = field(default=frozenset())
     retention_ms: int = field(init=False, default=0)  # derived: see _retention (read on every event)
-    total_weight: int = field(init=False, default=0)  # derived: the sum of the scored types' weights
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retention_ms", self._retention())
-        object.__setattr__(self, "total_weight", sum(w for w in self.weights.values() if w > 0))
 
     def _retention(self) -> int:
         """How far back buckets must be kept for every score, KPI and alert to be exact.
@@ -92,13 +135,14 @@ class Config:
         Only windows that read buckets count: DAU/WAU/MAU, "active" and AER read the newest
         activity time, which is kept apart from the buckets, whatever its age.
         """
+        kpis = self.kpis
         return max(
-            self.window_ms + self.alerts.score_drop_window_ms,
-            self.aer_window_ms,
-            self.kpi_window_ms,
-            self.retention_period_ms + self.activation_period_ms,
-            self.activation_period_ms + (self.alerts.activation_ms or 0),
-        ) + self.bucket_ms
+            self.scoring.window_ms + self.alerts.score_drop_window_ms,
+            self.aer.window_ms,
+            kpis.window_ms,
+            kpis.retention_period_ms + kpis.activation_period_ms,
+            kpis.activation_period_ms + (self.alerts.activation_ms or 0),
+        ) + self.scoring.bucket_ms
 
     def is_known_type(self, name: str) -> bool:
         return name in self.known_types
@@ -232,38 +276,27 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         raise ConfigError("limits.max_message_bytes", f"must be at least limits.max_event_bytes ({max_event_bytes})")
 
     return Config(
-        window_ms=window("scoring.window"),
-        bucket_ms=bucket_ms,
-        benchmark_cer=r.number("scoring.benchmark_cer", 0, None),
-        weight_min=weight_min,
-        weight_max=weight_max,
-        decay_half_life_ms=half_life,
-        weights=weights,
-        targets=targets,
-        tier_excellent=excellent,
-        tier_moderate=moderate,
-        aer_window_ms=window("aer.window"),
-        aer_activity_types=aer_types,
-        aer_low_below=low,
-        aer_high_above=high,
-        aer_reference_lines=lines,
-        activity_types=activity_types,
-        kpi_window_ms=window("kpis.window"),
-        retention_period_ms=window("kpis.retention_period"),
-        activation_period_ms=window("kpis.activation_period"),
-        max_lifespan_periods=r.number("kpis.max_lifespan_periods", 1, None),
-        features=r.label_list("kpis.features"),
-        segments=r.label_list("kpis.segments"),
-        allowed_lateness_ms=lateness,
-        max_future_skew_ms=r.duration("time.max_future_skew"),
-        dedup_horizon_ms=dedup,
+        scoring=ScoringConfig(
+            window_ms=window("scoring.window"), bucket_ms=bucket_ms,
+            benchmark_cer=r.number("scoring.benchmark_cer", 0, None), weight_min=weight_min, weight_max=weight_max,
+            decay_half_life_ms=half_life, weights=weights, targets=targets,
+            tier_excellent=excellent, tier_moderate=moderate),
+        aer=AerConfig(window_ms=window("aer.window"), activity_types=aer_types, low_below=low, high_above=high,
+                      reference_lines=lines),
+        kpis=KpiConfig(
+            window_ms=window("kpis.window"), retention_period_ms=window("kpis.retention_period"),
+            activation_period_ms=window("kpis.activation_period"),
+            max_lifespan_periods=r.number("kpis.max_lifespan_periods", 1, None),
+            features=r.label_list("kpis.features"), segments=r.label_list("kpis.segments")),
+        time=TimeConfig(allowed_lateness_ms=lateness, max_future_skew_ms=r.duration("time.max_future_skew"),
+                        dedup_horizon_ms=dedup),
         alerts=alerts,
-        max_event_bytes=max_event_bytes,
-        max_message_bytes=max_message_bytes,
-        max_batch_events=r.integer("limits.max_batch_events", minimum=1),
-        max_id_length=r.integer("limits.max_id_length", minimum=8),
-        max_count=r.integer("limits.max_count", minimum=1),
-        max_value=r.number("limits.max_value", 1, None),
+        limits=Limits(
+            max_event_bytes=max_event_bytes, max_message_bytes=max_message_bytes,
+            max_batch_events=r.integer("limits.max_batch_events", minimum=1),
+            max_id_length=r.integer("limits.max_id_length", minimum=8),
+            max_count=r.integer("limits.max_count", minimum=1), max_value=r.number("limits.max_value", 1, None)),
+        activity_types=activity_types,
         known_types=known,
         custom_types=custom,
     )
@@ -278,33 +311,34 @@ def config_mapping(config: Config) -> dict[str, Any]:
     def duration(ms: int | None) -> str:
         return OFF if ms is None else format_duration(ms)
 
-    alerts = config.alerts
-    weighted = set(config.weights) | set(config.custom_types) | set(config.targets)
+    sc, aer, kpis, time, alerts, limits = config.scoring, config.aer, config.kpis, config.time, config.alerts, \
+        config.limits
+    weighted = set(sc.weights) | set(config.custom_types) | set(sc.targets)
     return {
-        "scoring": {"window": duration(config.window_ms), "bucket": duration(config.bucket_ms),
-                    "benchmark_cer": config.benchmark_cer, "weight_min": config.weight_min,
-                    "weight_max": config.weight_max, "decay_half_life": duration(config.decay_half_life_ms)},
-        "weights": {name: config.weights.get(name, 0) for name in sorted(weighted)},
-        "targets": dict(sorted(config.targets.items())),
-        "tiers": {"excellent": config.tier_excellent, "moderate": config.tier_moderate},
-        "aer": {"window": duration(config.aer_window_ms), "activity_types": sorted(config.aer_activity_types),
-                "low_below": config.aer_low_below, "high_above": config.aer_high_above,
-                "reference_lines": dict(config.aer_reference_lines)},
+        "scoring": {"window": duration(sc.window_ms), "bucket": duration(sc.bucket_ms),
+                    "benchmark_cer": sc.benchmark_cer, "weight_min": sc.weight_min,
+                    "weight_max": sc.weight_max, "decay_half_life": duration(sc.decay_half_life_ms)},
+        "weights": {name: sc.weights.get(name, 0) for name in sorted(weighted)},
+        "targets": dict(sorted(sc.targets.items())),
+        "tiers": {"excellent": sc.tier_excellent, "moderate": sc.tier_moderate},
+        "aer": {"window": duration(aer.window_ms), "activity_types": sorted(aer.activity_types),
+                "low_below": aer.low_below, "high_above": aer.high_above,
+                "reference_lines": dict(aer.reference_lines)},
         "activity": {"types": sorted(config.activity_types)},
-        "kpis": {"window": duration(config.kpi_window_ms), "retention_period": duration(config.retention_period_ms),
-                 "activation_period": duration(config.activation_period_ms),
-                 "max_lifespan_periods": config.max_lifespan_periods, "features": list(config.features),
-                 "segments": list(config.segments)},
-        "time": {"allowed_lateness": duration(config.allowed_lateness_ms),
-                 "max_future_skew": duration(config.max_future_skew_ms),
-                 "dedup_horizon": duration(config.dedup_horizon_ms)},
+        "kpis": {"window": duration(kpis.window_ms), "retention_period": duration(kpis.retention_period_ms),
+                 "activation_period": duration(kpis.activation_period_ms),
+                 "max_lifespan_periods": kpis.max_lifespan_periods, "features": list(kpis.features),
+                 "segments": list(kpis.segments)},
+        "time": {"allowed_lateness": duration(time.allowed_lateness_ms),
+                 "max_future_skew": duration(time.max_future_skew_ms),
+                 "dedup_horizon": duration(time.dedup_horizon_ms)},
         "alerts": {"tier_downgrade": alerts.tier_downgrade, "score_drop_percent": alerts.score_drop_percent,
                    "score_drop_window": duration(alerts.score_drop_window_ms),
                    "score_drop_min_reference": alerts.score_drop_min_reference,
                    "inactivity": duration(alerts.inactivity_ms), "activation": duration(alerts.activation_ms)},
-        "limits": {"max_event_bytes": config.max_event_bytes, "max_message_bytes": config.max_message_bytes,
-                   "max_batch_events": config.max_batch_events, "max_id_length": config.max_id_length,
-                   "max_count": config.max_count, "max_value": config.max_value},
+        "limits": {"max_event_bytes": limits.max_event_bytes, "max_message_bytes": limits.max_message_bytes,
+                   "max_batch_events": limits.max_batch_events, "max_id_length": limits.max_id_length,
+                   "max_count": limits.max_count, "max_value": limits.max_value},
     }
 
 

@@ -89,7 +89,7 @@ def contribution(event: Event, config: Config) -> Contribution:
 
     features: tuple[str, ...] = ()
     if t == "feature_used" and event.feature is not None:
-        features = (ANY_FEATURE, event.feature) if event.feature in config.features else (ANY_FEATURE,)
+        features = (ANY_FEATURE, event.feature) if event.feature in config.kpis.features else (ANY_FEATURE,)
 
     session = None
     if event.session_id is not None and t in ("session_start", "page_view", "action", "session_end"):
@@ -103,10 +103,10 @@ def contribution(event: Event, config: Config) -> Contribution:
 
     membership = JOIN if t == "member_joined" else LEAVE if t == "member_left" else None
     return Contribution(
-        bucket=bucket_of(event.ts_ms, config.bucket_ms),
+        bucket=bucket_of(event.ts_ms, config.scoring.bucket_ms),
         counters=tuple(counters),
         active=t in config.activity_types,
-        aer_active=t in config.aer_activity_types,
+        aer_active=t in config.aer.activity_types,
         features=features,
         membership=membership,
         session=session,

@@ -79,7 +79,7 @@ def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts |
     delta.evicted = journal.evicted
     delta.seen = journal.ids
     if after.watermark_ms is not None:
-        delta.seen_floor = after.watermark_ms - config.dedup_horizon_ms
+        delta.seen_floor = after.watermark_ms - config.time.dedup_horizon_ms
     for sid, before in journal.sessions_before.items():
         stats = after.sessions.get(sid)
         if stats is not None and stats.terms() != before:
@@ -128,14 +128,14 @@ class AggregateBook:
 
     def aggregates(self, as_of_ms: int) -> Aggregates:
         config = self.config
-        kpi_first = window_start_bucket(as_of_ms, config.kpi_window_ms, config.bucket_ms)
+        kpi_first = window_start_bucket(as_of_ms, config.kpis.window_ms, config.scoring.bucket_ms)
         totals: dict[str, int] = {}
         for bucket, counters in self.totals.items():
             if bucket >= kpi_first:
                 for key, amount in counters.items():
                     totals[key] = totals.get(key, 0) + amount
         sessions, bounces = totals.pop(SESSIONS, 0), totals.pop(BOUNCES, 0)
-        kpi_start = kpi_first * config.bucket_ms
+        kpi_start = kpi_first * config.scoring.bucket_ms
 
         def since(times: Iterable[int], start: int) -> int:
             return sum(1 for t in times if t >= start)
@@ -143,12 +143,12 @@ class AggregateBook:
         actives = self.last_active.values()
         return Aggregates(
             sums=self.sums, totals={k: v for k, v in totals.items() if v}, sessions=sessions, bounces=bounces,
-            dau=since(actives, window_start_ms(as_of_ms, DAY, config.bucket_ms)),
-            wau=since(actives, window_start_ms(as_of_ms, 7 * DAY, config.bucket_ms)),
-            mau=since(actives, window_start_ms(as_of_ms, MAU_WINDOW_MS, config.bucket_ms)),
+            dau=since(actives, window_start_ms(as_of_ms, DAY, config.scoring.bucket_ms)),
+            wau=since(actives, window_start_ms(as_of_ms, 7 * DAY, config.scoring.bucket_ms)),
+            mau=since(actives, window_start_ms(as_of_ms, MAU_WINDOW_MS, config.scoring.bucket_ms)),
             active_in_kpi_window=since(actives, kpi_start),
             feature_users={k: since(self.features.get(k, {}).values(), kpi_start)
-                           for k in (ANY_FEATURE, *config.features)},
+                           for k in (ANY_FEATURE, *config.kpis.features)},
             median_es=formulas.median(s.es for s in self.standings.values() if s.scored),
         )
 

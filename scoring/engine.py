@@ -58,11 +58,11 @@ def gate(event: Event, state: CustomerState | None, now_ms: int, config: Config)
     """Duplicate or accepted; raises EventRejected for a time outside the limits."""
     if state is not None and event.event_id in state.seen:
         return Outcome.DUPLICATE
-    if is_in_future(event.ts_ms, now_ms, config):
-        raise EventRejected(Reason.TS_IN_FUTURE, f"ts more than {config.max_future_skew_ms} ms ahead of now", "ts")
-    if is_too_late(event.ts_ms, state.watermark_ms if state else None, config):
+    if is_in_future(event.ts_ms, now_ms, config.time):
+        raise EventRejected(Reason.TS_IN_FUTURE, f"ts more than {config.time.max_future_skew_ms} ms ahead of now", "ts")
+    if is_too_late(event.ts_ms, state.watermark_ms if state else None, config.time):
         raise EventRejected(
-            Reason.TS_TOO_LATE, f"ts more than {config.allowed_lateness_ms} ms behind the customer's newest event", "ts"
+            Reason.TS_TOO_LATE, f"ts more than {config.time.allowed_lateness_ms} ms behind the customer's newest event", "ts"
         )
     return Outcome.ACCEPTED
 
@@ -174,7 +174,7 @@ class Scorer:
 
     def account(self, account_id: str, as_of_ms: int) -> AccountCard | None:
         cards = [score_card(s, as_of_ms, self.config, detail=False) for s in self.customers.values() if s.account_id == account_id]
-        return account_card(account_id, cards, as_of_ms, self.config) if cards else None
+        return account_card(account_id, cards, as_of_ms, self.config.scoring) if cards else None
 
     def leaderboard(self, as_of_ms: int, limit: int = 10, bottom: bool = False) -> list[ScoreCard]:
         """Customers ranked by ES (ties: CER, then id), best first, or worst first when `bottom`."""

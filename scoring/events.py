@@ -65,8 +65,8 @@ class Event:
 
 def decode_event(raw: bytes, config: Config) -> Event:
     """Raw message bytes -> Event, or EventRejected."""
-    if len(raw) > config.max_event_bytes:
-        raise EventRejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {config.max_event_bytes}")
+    if len(raw) > config.limits.max_event_bytes:
+        raise EventRejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {config.limits.max_event_bytes}")
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -82,7 +82,7 @@ def validate_event(obj: Any, config: Config) -> Event:
     """An already-decoded JSON value -> Event, or EventRejected."""
     if not isinstance(obj, dict):
         raise EventRejected(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {_json_type(obj)}")
-    limit = config.max_id_length
+    limit = config.limits.max_id_length
     event_id = _identifier(obj, "event_id", limit, required=True)
     customer_id = _identifier(obj, "customer_id", limit, required=True, allow_int=True)
     type_name = _required(obj, "type")
@@ -93,8 +93,8 @@ def validate_event(obj: Any, config: Config) -> Event:
         raise EventRejected(Reason.UNKNOWN_TYPE, f"unknown event type {shown!r}", "type")
     rule = BUILTIN_TYPES.get(type_name, CUSTOM_RULE)
     ts_ms = _timestamp(_required(obj, "ts"))
-    count = _count(obj.get("count"), config.max_count)
-    value_milli = _value(obj.get("value"), type_name, rule, config.max_value)
+    count = _count(obj.get("count"), config.limits.max_count)
+    value_milli = _value(obj.get("value"), type_name, rule, config.limits.max_value)
 
     session_id = _identifier(obj, "session_id", limit, required=rule.session_required)
     feature = _identifier(obj, "feature", limit, required=rule.feature_required)

@@ -75,7 +75,7 @@ def engagement_score(
     when the weights average 1; normalising by the weight sum keeps ES on 0..100 for
     any weight scale. A weighted type with no events counts as m_k = 0.
     """
-    if total_weight is None:   # callers that score many customers pass it in (config.total_weight)
+    if total_weight is None:   # callers that score many customers pass it in (config.scoring.total_weight)
         total_weight = sum(w for w in weights.values() if w > 0)
     if total_weight <= 0:
         return 0.0

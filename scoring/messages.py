@@ -45,8 +45,8 @@ class Unpacked:
 
 def unpack(raw: bytes, config: Config) -> list[Unpacked]:
     """Every event of a message, validated one by one. Never raises EventRejected."""
-    if len(raw) > config.max_message_bytes:
-        return [_whole(raw, EventRejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {config.max_message_bytes}"))]
+    if len(raw) > config.limits.max_message_bytes:
+        return [_whole(raw, EventRejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {config.limits.max_message_bytes}"))]
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -56,8 +56,8 @@ def unpack(raw: bytes, config: Config) -> list[Unpacked]:
         return _batch(config, [(line, None) for line in lines], raw)
     if isinstance(obj, list):
         return _batch(config, [(None, element) for element in obj], raw)
-    if len(raw) > config.max_event_bytes:
-        return [_whole(raw, EventRejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {config.max_event_bytes}"))]
+    if len(raw) > config.limits.max_event_bytes:
+        return [_whole(raw, EventRejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {config.limits.max_event_bytes}"))]
     try:
         return [Unpacked(validate_event(obj, config), None)]
     except EventRejected as rejected:
@@ -89,9 +89,9 @@ def _ndjson_lines(raw: bytes) -> list[bytes] | None:
 def _batch(config: Config, items: list[tuple[bytes | None, Any]], raw: bytes) -> list[Unpacked]:
     if not items:
         return [_whole(raw, EventRejected(Reason.EMPTY_BATCH, "a batch message holds no events"))]
-    if len(items) > config.max_batch_events:
+    if len(items) > config.limits.max_batch_events:
         return [_whole(raw, EventRejected(
-            Reason.OVERSIZED, f"{len(items)} events in one message > limit {config.max_batch_events}"))]
+            Reason.OVERSIZED, f"{len(items)} events in one message > limit {config.limits.max_batch_events}"))]
     out = []
     for index, (line, element) in enumerate(items):
         try:

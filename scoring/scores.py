@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from scoring import formulas
-from scoring.config import Config
+from scoring.config import Config, ScoringConfig
 from scoring.state import COUNT_PREFIX, CustomerState
 from scoring.timeutil import DAY
 from scoring.windows import bucket_age, window_start_bucket, window_start_ms
@@ -67,49 +67,49 @@ class ScoreCard:
         }
 
 
-def breakdown(counts: Mapping[str, int], config: Config) -> tuple[TypeScore, ...]:
+def breakdown(counts: Mapping[str, int], scoring: ScoringConfig) -> tuple[TypeScore, ...]:
     rows = []
-    for name, weight in sorted(config.weights.items()):
+    for name, weight in sorted(scoring.weights.items()):
         n = counts.get(name, 0)
-        component = formulas.engagement_component(n, config.targets[name])
-        rows.append(TypeScore(name, n, weight, n * weight, component, weight * component / config.total_weight))
+        component = formulas.engagement_component(n, scoring.targets[name])
+        rows.append(TypeScore(name, n, weight, n * weight, component, weight * component / scoring.total_weight))
     return tuple(rows)
 
 
-def decayed_score(state: CustomerState, as_of_ms: int, config: Config) -> float | None:
+def decayed_score(state: CustomerState, as_of_ms: int, scoring: ScoringConfig) -> float | None:
     """A recency-weighted CER: the scoring window's buckets, each halved per half-life of age.
 
     Bounded by the scoring window (like CER), so it depends on no other setting and
     evicting older buckets never changes it. None when decay is off.
     """
-    if config.decay_half_life_ms is None:
+    if scoring.decay_half_life_ms is None:
         return None
-    oldest = window_start_bucket(as_of_ms, config.window_ms, config.bucket_ms)
+    oldest = window_start_bucket(as_of_ms, scoring.window_ms, scoring.bucket_ms)
     weighted_by_age = []
     for bucket, counters in state.buckets.items():
         if bucket < oldest:
             continue
         weighted = sum(
-            amount * config.weights[key[2:]]
+            amount * scoring.weights[key[2:]]
             for key, amount in counters.items()
-            if key.startswith(COUNT_PREFIX) and key[2:] in config.weights
+            if key.startswith(COUNT_PREFIX) and key[2:] in scoring.weights
         )
         if weighted:
-            weighted_by_age.append((weighted, bucket_age(bucket, as_of_ms, config.bucket_ms)))
-    return formulas.decayed_engagement(weighted_by_age, config.decay_half_life_ms)
+            weighted_by_age.append((weighted, bucket_age(bucket, as_of_ms, scoring.bucket_ms)))
+    return formulas.decayed_engagement(weighted_by_age, scoring.decay_half_life_ms)
 
 
 def is_active(state: CustomerState, as_of_ms: int, config: Config) -> bool:
     """Active = an activity-type event inside the 30-day (MAU) window."""
     return state.last_active_ms is not None and state.last_active_ms >= window_start_ms(
-        as_of_ms, MAU_WINDOW_MS, config.bucket_ms
+        as_of_ms, MAU_WINDOW_MS, config.scoring.bucket_ms
     )
 
 
 def was_activated(state: CustomerState, joined_ms: int, config: Config, within_ms: int) -> bool:
     """An activity-type event in the buckets from joining through `within_ms` after it."""
-    first = joined_ms // config.bucket_ms
-    last = (joined_ms + within_ms - 1) // config.bucket_ms
+    first = joined_ms // config.scoring.bucket_ms
+    last = (joined_ms + within_ms - 1) // config.scoring.bucket_ms
     keys = [COUNT_PREFIX + t for t in config.activity_types]
     for bucket in range(first, last + 1):
         counters = state.buckets.get(bucket)
@@ -126,24 +126,25 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
     `CustomerState.counts_from`, which keeps them running).
     """
     if counts is None:
-        counts = dict(state.counts_from(window_start_bucket(as_of_ms, config.window_ms, config.bucket_ms)))
-    cer = formulas.customer_engagement_rate(counts, config.weights)
-    es = formulas.engagement_score(counts, config.weights, config.targets, config.total_weight)
+        counts = dict(state.counts_from(window_start_bucket(as_of_ms, config.scoring.window_ms,
+                                                            config.scoring.bucket_ms)))
+    cer = formulas.customer_engagement_rate(counts, config.scoring.weights)
+    es = formulas.engagement_score(counts, config.scoring.weights, config.scoring.targets, config.scoring.total_weight)
     return ScoreCard(
         customer_id=state.customer_id,
         as_of_ms=as_of_ms,
         cer=cer,
         es=es,
-        tier=formulas.tier(es, config.tier_excellent, config.tier_moderate),
-        below_benchmark=cer < config.benchmark_cer,
-        decayed=decayed_score(state, as_of_ms, config) if detail else None,
+        tier=formulas.tier(es, config.scoring.tier_excellent, config.scoring.tier_moderate),
+        below_benchmark=cer < config.scoring.benchmark_cer,
+        decayed=decayed_score(state, as_of_ms, config.scoring) if detail else None,
         active=is_active(state, as_of_ms, config),
         member=state.is_member(as_of_ms),
         last_event_ms=state.watermark_ms,
         last_active_ms=state.last_active_ms,
         account_id=state.account_id,
         segment=state.segment_name,
-        breakdown=breakdown(counts, config) if detail else (),
+        breakdown=breakdown(counts, config.scoring) if detail else (),
         counts=counts,
     )
 
@@ -178,7 +179,7 @@ class AccountCard:
         }
 
 
-def account_card(account_id: str, cards: Iterable[ScoreCard], as_of_ms: int, config: Config) -> AccountCard:
+def account_card(account_id: str, cards: Iterable[ScoreCard], as_of_ms: int, scoring: ScoringConfig) -> AccountCard:
     """Roll up the score cards of an account's users (every user whose newest account_id is it)."""
     cards = list(cards)
     users = len(cards)
@@ -188,10 +189,10 @@ def account_card(account_id: str, cards: Iterable[ScoreCard], as_of_ms: int, con
     for card in cards:
         tiers[card.tier.value] += 1
     rows = []
-    for name, weight in sorted(config.weights.items()):
+    for name, weight in sorted(scoring.weights.items()):
         count = sum(c.counts.get(name, 0) for c in cards)
-        component = formulas.mean(formulas.engagement_component(c.counts.get(name, 0), config.targets[name]) for c in cards)
-        rows.append(TypeScore(name, count, weight, count * weight, component, weight * component / config.total_weight))
+        component = formulas.mean(formulas.engagement_component(c.counts.get(name, 0), scoring.targets[name]) for c in cards)
+        rows.append(TypeScore(name, count, weight, count * weight, component, weight * component / scoring.total_weight))
     return AccountCard(
         account_id=account_id,
         as_of_ms=as_of_ms,
@@ -199,8 +200,8 @@ def account_card(account_id: str, cards: Iterable[ScoreCard], as_of_ms: int, con
         active_users=sum(1 for c in cards if c.active),
         cer=cer,
         es=es,
-        tier=formulas.tier(es, config.tier_excellent, config.tier_moderate),
-        below_benchmark=cer < config.benchmark_cer * max(users, 1),
+        tier=formulas.tier(es, scoring.tier_excellent, scoring.tier_moderate),
+        below_benchmark=cer < scoring.benchmark_cer * max(users, 1),
         tiers=tiers,
         breakdown=tuple(rows),
     )

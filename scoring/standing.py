@@ -79,10 +79,10 @@ def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_
              card: ScoreCard | None = None) -> Standing:
     """The customer's standing as of `as_of_ms` (the same per-customer terms as business_kpis)."""
     card = card or score_card(state, as_of_ms, config, detail=False)
-    bucket_ms = config.bucket_ms
-    kpi_first = window_start_bucket(as_of_ms, config.kpi_window_ms, bucket_ms)
-    score_first = window_start_bucket(as_of_ms, config.window_ms, bucket_ms)
-    aer_start = window_start_bucket(as_of_ms, config.aer_window_ms, bucket_ms) * bucket_ms
+    bucket_ms = config.scoring.bucket_ms
+    kpi_first = window_start_bucket(as_of_ms, config.kpis.window_ms, bucket_ms)
+    score_first = window_start_bucket(as_of_ms, config.scoring.window_ms, bucket_ms)
+    aer_start = window_start_bucket(as_of_ms, config.aer.window_ms, bucket_ms) * bucket_ms
     in_kpi = in_score = bought = False
     purchase = count_key("purchase")
     for bucket, counters in state.buckets.items():
@@ -93,9 +93,9 @@ def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_
             in_kpi = True
             bought = bought or counters.get(purchase, 0) > 0
     member_now = state.is_member(as_of_ms)
-    member_then = state.is_member(as_of_ms - config.retention_period_ms)
-    cohort_until = as_of_ms - config.activation_period_ms
-    joins = state.joins_between(cohort_until - config.retention_period_ms, cohort_until)
+    member_then = state.is_member(as_of_ms - config.kpis.retention_period_ms)
+    cohort_until = as_of_ms - config.kpis.activation_period_ms
+    joins = state.joins_between(cohort_until - config.kpis.retention_period_ms, cohort_until)
     scored = member_now or in_score
     sums = {
         "members": int(member_now),
@@ -104,14 +104,14 @@ def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_
         "members_new": int(member_now and not member_then),
         "members_lost": int(member_then and not member_now),
         "cohort": len(joins),
-        "activated": sum(was_activated(state, j, config, config.activation_period_ms) for j in joins),
+        "activated": sum(was_activated(state, j, config, config.kpis.activation_period_ms) for j in joins),
         "customers_in_window": int(in_kpi),
         "purchasers": int(bought),
         "scored": int(scored),
     }
     if scored:
         sums[f"tier.{card.tier.value}"] = 1
-        sums["below_benchmark"] = int(card.cer < config.benchmark_cer)
+        sums["below_benchmark"] = int(card.cer < config.scoring.benchmark_cer)
         sums["es_micro"] = es_micro(card.es)
         sums["cer"] = int(card.cer)
     return Standing(
@@ -149,11 +149,11 @@ def next_change(state: CustomerState, as_of_ms: int, config: Config) -> int | No
     Anything else would make a customer due at every bucket boundary for as long as it
     keeps buckets: with short buckets, every customer at every boundary.
     """
-    bucket_ms = config.bucket_ms
+    bucket_ms = config.scoring.bucket_ms
     drop_ms = config.alerts.score_drop_window_ms
     # per window (score, drop reference, KPI): the oldest non-empty bucket still inside it
     # leaves first; the window's first bucket at `as_of_ms` tells which are still inside
-    windows = ((config.window_ms, 0), (config.window_ms, drop_ms), (config.kpi_window_ms, 0))
+    windows = ((config.scoring.window_ms, 0), (config.scoring.window_ms, drop_ms), (config.kpis.window_ms, 0))
     firsts = [window_start_bucket(as_of_ms - lag_ms, window_ms, bucket_ms) for window_ms, lag_ms in windows]
     leaving: list[int | None] = [None] * len(windows)
     retained = retained_from_bucket(as_of_ms, config)
@@ -173,12 +173,12 @@ def next_change(state: CustomerState, as_of_ms: int, config: Config) -> int | No
             oldest = anchor
     if oldest is not None:
         candidates.append(oldest * bucket_ms + config.retention_ms)      # evicted from then on
-    for last, window_ms in ((state.last_aer_ms, config.aer_window_ms), (state.last_active_ms, MAU_WINDOW_MS)):
+    for last, window_ms in ((state.last_aer_ms, config.aer.window_ms), (state.last_active_ms, MAU_WINDOW_MS)):
         if last is not None:
             candidates.append(window_exit(bucket_of(last, bucket_ms), window_ms, bucket_ms))
     alerts = config.alerts
-    offsets = [0, config.retention_period_ms, config.activation_period_ms,
-               config.activation_period_ms + config.retention_period_ms, config.retention_ms - bucket_ms]
+    offsets = [0, config.kpis.retention_period_ms, config.kpis.activation_period_ms,
+               config.kpis.activation_period_ms + config.kpis.retention_period_ms, config.retention_ms - bucket_ms]
     if alerts.activation_ms is not None:
         offsets.append(alerts.activation_ms)
     for ts, kind in state.membership:
@@ -201,8 +201,8 @@ def window_exit(bucket: int, window_ms: int, bucket_ms: int) -> int:
 def activity_counted_from(as_of_ms: int, config: Config) -> int:
     """The oldest last-activity time any read at `as_of_ms` or later still counts (DAU/WAU/MAU,
     the AER window, feature usage over the KPI window): older entries may be dropped."""
-    longest = max(MAU_WINDOW_MS, config.kpi_window_ms, config.aer_window_ms)
-    return window_start_bucket(as_of_ms, longest, config.bucket_ms) * config.bucket_ms
+    longest = max(MAU_WINDOW_MS, config.kpis.window_ms, config.aer.window_ms)
+    return window_start_bucket(as_of_ms, longest, config.scoring.bucket_ms) * config.scoring.bucket_ms
 
 
 # --- orders over customers: the one home of leaderboard and at-risk ordering --------------

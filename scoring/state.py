@@ -123,7 +123,7 @@ class CustomerState:
             return  # older than anything a score can read: only the facts above matter
         self._count(contrib.bucket, contrib.counters)
         if contrib.session is not None:
-            self._update_session(contrib.session, config.bucket_ms)
+            self._update_session(contrib.session, config.scoring.bucket_ms)
 
     def counts_from(self, first: int, slot: int = 0) -> dict[str, int]:
         """Event counts per type over every bucket from `first` on (a window: see scoring.windows).
@@ -218,11 +218,11 @@ class CustomerState:
                 journal.evicted[bucket] = tuple(self.buckets[bucket])
             del self.buckets[bucket]
         if gone and self.sessions:
-            for sid in [s for s, x in self.sessions.items() if bucket_of(x.anchor_ms, config.bucket_ms) < oldest]:
+            for sid in [s for s, x in self.sessions.items() if bucket_of(x.anchor_ms, config.scoring.bucket_ms) < oldest]:
                 self._close_session(sid)
         if self.sessions and self.watermark_ms is not None:
             # closed: no event a lateness behind the watermark can still change it
-            closing = self.watermark_ms - config.allowed_lateness_ms
+            closing = self.watermark_ms - config.time.allowed_lateness_ms
             heap = self.sessions_by_last
             if heap is None:
                 heap = self.sessions_by_last = [(x.last_ms, sid) for sid, x in self.sessions.items()]
@@ -233,7 +233,7 @@ class CustomerState:
                 if session is not None and session.last_ms == last:
                     self._close_session(sid)
         if self.watermark_ms is not None and self.seen:
-            horizon = self.watermark_ms - config.dedup_horizon_ms
+            horizon = self.watermark_ms - config.time.dedup_horizon_ms
             heap = self.seen_by_time
             if heap is None:
                 heap = self.seen_by_time = [(ts, e) for e, ts in self.seen.items()]

@@ -13,7 +13,7 @@ processing, after a rebalance and in a replay.
 
 from __future__ import annotations
 
-from scoring.config import Config
+from scoring.config import Config, TimeConfig
 
 
 def bucket_of(ts_ms: int, bucket_ms: int) -> int:
@@ -33,19 +33,19 @@ def window_start_ms(as_of_ms: int, window_ms: int, bucket_ms: int) -> int:
     return bucket_start(window_start_bucket(as_of_ms, window_ms, bucket_ms), bucket_ms)
 
 
-def is_in_future(ts_ms: int, now_ms: int, config: Config) -> bool:
+def is_in_future(ts_ms: int, now_ms: int, time: TimeConfig) -> bool:
     """True when the event is further ahead of the processing clock than allowed."""
-    return ts_ms > now_ms + config.max_future_skew_ms
+    return ts_ms > now_ms + time.max_future_skew_ms
 
 
-def is_too_late(ts_ms: int, watermark_ms: int | None, config: Config) -> bool:
+def is_too_late(ts_ms: int, watermark_ms: int | None, time: TimeConfig) -> bool:
     """True when the event is older than the customer's watermark minus the allowed lateness."""
-    return watermark_ms is not None and ts_ms < watermark_ms - config.allowed_lateness_ms
+    return watermark_ms is not None and ts_ms < watermark_ms - time.allowed_lateness_ms
 
 
 def retained_from_bucket(now_ms: int, config: Config) -> int:
     """Oldest bucket any score, KPI or alert can still read; older ones may be dropped."""
-    return bucket_of(now_ms - config.retention_ms, config.bucket_ms) + 1
+    return bucket_of(now_ms - config.retention_ms, config.scoring.bucket_ms) + 1
 
 
 def bucket_age(bucket: int, as_of_ms: int, bucket_ms: int) -> int:

@@ -22,7 +22,7 @@ from scoring.scores import account_card, score_card
 from scoring.timeutil import MAX_EPOCH_MS
 from scoring.windows import bucket_of
 from streams.clock import now_ms
-from streams.store import RedisStore
+from streams.ports import ReadStore
 
 MAX_LIMIT = 1000
 log = logging.getLogger("engage.api")
@@ -57,13 +57,13 @@ def parse_limit(query: Mapping[str, str], default: int = 10) -> int:
 
 def check_id(value: str, what: str, config: Config) -> str:
     """An id no event could have carried is a 400, not a 404 (the core's id rule)."""
-    problem = id_problem(value, config.max_id_length)
+    problem = id_problem(value, config.limits.max_id_length)
     if problem is not None:
         raise ApiError(400, f"{what} {problem}")
     return value
 
 
-async def customer(store: RedisStore, config: Config, customer_id: str, as_of_ms: int) -> dict[str, Any]:
+async def customer(store: ReadStore, config: Config, customer_id: str, as_of_ms: int) -> dict[str, Any]:
     cid = check_id(customer_id, "customer id", config)
     stored = (await store.load([cid])).stored.get(cid)
     if stored is None:
@@ -73,14 +73,14 @@ async def customer(store: RedisStore, config: Config, customer_id: str, as_of_ms
     return body
 
 
-async def account(store: RedisStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
+async def account(store: ReadStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
     members = await store.account_members(check_id(account_id, "account id", config))
     loaded = await store.load(members)
     cards = [score_card(s.state, as_of_ms, config, detail=False) for s in loaded.stored.values()
              if s.state.account_id == account_id]
     if not cards:
         raise ApiError(404, f"unknown account {account_id!r}")
-    return account_card(account_id, cards, as_of_ms, config).to_dict()
+    return account_card(account_id, cards, as_of_ms, config.scoring).to_dict()
 
 
 def live(as_of_ms: int, now_ms: int, config: Config) -> int:
@@ -90,13 +90,13 @@ def live(as_of_ms: int, now_ms: int, config: Config) -> int:
     boundaries and due instants, which the worker applies as they pass); history is per
     customer, with /customers/{id}?as_of=.
     """
-    if bucket_of(as_of_ms, config.bucket_ms) != bucket_of(now_ms, config.bucket_ms):
+    if bucket_of(as_of_ms, config.scoring.bucket_ms) != bucket_of(now_ms, config.scoring.bucket_ms):
         raise ApiError(400, "as_of of a leaderboard, the at-risk list or the KPIs must be within the current "
                             "bucket (they are kept current); use /customers/{id}?as_of= for history")
     return as_of_ms
 
 
-async def leaderboard(store: RedisStore, config: Config, order: str, limit: int, as_of_ms: int) -> dict[str, Any]:
+async def leaderboard(store: ReadStore, config: Config, order: str, limit: int, as_of_ms: int) -> dict[str, Any]:
     if order not in ("top", "bottom"):
         raise ApiError(400, "order must be 'top' or 'bottom'")
     ids = await store.ranked(order, limit)
@@ -105,7 +105,7 @@ async def leaderboard(store: RedisStore, config: Config, order: str, limit: int,
             "customers": [standings[c].summary() for c in ids if c in standings]}
 
 
-async def at_risk(store: RedisStore, config: Config, limit: int, as_of_ms: int) -> dict[str, Any]:
+async def at_risk(store: ReadStore, config: Config, limit: int, as_of_ms: int) -> dict[str, Any]:
     """Customers with an alert condition still active, lowest engagement score first."""
     ids, total = await asyncio.gather(store.ranked("risk", limit), store.count("risk"))
     standings = await store.standings(ids)
@@ -113,7 +113,7 @@ async def at_risk(store: RedisStore, config: Config, limit: int, as_of_ms: int) 
     return {"as_of": as_of_ms, "customers": rows, "total": total}
 
 
-async def kpis(store: RedisStore, config: Config, as_of_ms: int) -> dict[str, Any]:
+async def kpis(store: ReadStore, config: Config, as_of_ms: int) -> dict[str, Any]:
     """Every business KPI from the shared aggregates: O(shards x window buckets), never a scan."""
     return kpis_from(await store.aggregates(as_of_ms, config), as_of_ms, config).to_dict()
 
@@ -123,31 +123,50 @@ class LatestKpis:
 
     `/kpis` without `as_of`, the gauges of `/metrics` and the live page all read this: one
     computation (a few dozen Redis reads and a median selection) serves every request of the
-    interval, and concurrent requests wait for the one in flight instead of starting their
-    own. The body's `as_of_ms` says which instant it describes; `/kpis?as_of=` is always exact.
+    interval. Once the answer is older than the interval, the next request still gets it at
+    once and starts the next computation in the background (one at a time), so no request
+    waits for one but the very first, or one after `STALE_AFTER` intervals without a
+    successful refresh (Redis down): that one computes in line, and a failure is its error,
+    never an answer older than that. The body's `as_of_ms` says which instant it describes;
+    `/kpis?as_of=` is always computed for its instant.
     """
 
-    def __init__(self, store: RedisStore, config: Config, interval_s: float) -> None:
+    STALE_AFTER = 3
+
+    def __init__(self, store: ReadStore, config: Config, interval_s: float) -> None:
         self.store, self.config, self.interval_s = store, config, interval_s
         self._body: dict[str, Any] | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
+        self.refreshing: asyncio.Task[None] | None = None
 
-    def _fresh(self) -> bool:
-        return self._body is not None and time.monotonic() - self._at < self.interval_s
+    def _age(self) -> float:
+        return float("inf") if self._body is None else time.monotonic() - self._at
+
+    async def _compute(self) -> None:
+        async with self._lock:
+            if self._age() >= self.interval_s:
+                began = time.monotonic()
+                self._body = await kpis(self.store, self.config, now_ms())
+                self._at = began
+
+    async def _refresh(self) -> None:
+        try:
+            await self._compute()
+        except Exception:  # noqa: BLE001 - the answer ages; past STALE_AFTER a request computes (and fails) in line
+            log.warning("refreshing the KPIs failed; the last answer stays for now", exc_info=True)
 
     async def get(self) -> dict[str, Any]:
-        if not self._fresh():
-            async with self._lock:
-                if not self._fresh():
-                    began = time.monotonic()
-                    self._body = await kpis(self.store, self.config, now_ms())
-                    self._at = began
+        age = self._age()
+        if age >= self.interval_s * self.STALE_AFTER:
+            await self._compute()
+        elif age >= self.interval_s and (self.refreshing is None or self.refreshing.done()):
+            self.refreshing = asyncio.create_task(self._refresh())
         assert self._body is not None
         return self._body
 
 
-def routes(store: RedisStore, config: Config, latest: LatestKpis) -> dict[str, Handler]:
+def routes(store: ReadStore, config: Config, latest: LatestKpis) -> dict[str, Handler]:
     """Every API path (in aiohttp's pattern syntax) and its handler: the bearer-token guard,
     the page and health routes are the server's own. `/kpis` without `as_of` is `latest`'s."""
 

@@ -58,7 +58,7 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         producer_acks=-1,
         autodiscover=False,
     )
-    runtime = Runtime(settings, config, RedisStore.from_settings(settings), Metrics(config.aer_reference_lines),
+    runtime = Runtime(settings, config, RedisStore.from_settings(settings), Metrics(config.aer.reference_lines),
                       producer=lambda: app.producer, consumer=lambda: app.consumer)
     events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 

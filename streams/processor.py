@@ -27,7 +27,7 @@ from scoring.windows import retained_from_bucket
 from streams.outbox import Kind, Output, alert_output, dead_letter_output, score_output
 from streams.layout import SHARDS, Keys
 from streams.state_cache import StateCache
-from streams.store import Loaded, RedisStore
+from streams.ports import BatchStore, Loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class BatchProcessor:
     """`outputs=False` (replay) records no outputs: a rebuild publishes nothing. `remember`: how
     many customers the processor keeps as it last wrote them (streams.state_cache; 0: none)."""
 
-    def __init__(self, config: Config, store: RedisStore, outbox_grace_ms: int = 30_000, outputs: bool = True,
+    def __init__(self, config: Config, store: BatchStore, outbox_grace_ms: int = 30_000, outputs: bool = True,
                  remember: int = 10_000) -> None:
         self.config = config
         self.store = store
@@ -238,5 +238,5 @@ class BatchProcessor:
                 if len(due) < chunk:
                     break
             # after the re-scores, which rewrite the facts (and activity entries) of those due
-            await self.store.trim_activity(shard, counted_from, (ANY_FEATURE, *self.config.features))
+            await self.store.trim_activity(shard, counted_from, (ANY_FEATURE, *self.config.kpis.features))
         return swept

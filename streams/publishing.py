@@ -18,13 +18,13 @@ from streams.metrics import Metrics
 from streams.outbox import Kind, Output
 from streams.settings import Settings
 from streams.layout import SHARDS
-from streams.store import RedisStore
+from streams.ports import OutboxStore
 
 log = logging.getLogger("engage.worker")
 
 
 class Publisher:
-    def __init__(self, settings: Settings, store: RedisStore, metrics: Metrics, producer: Callable[[], Any]) -> None:
+    def __init__(self, settings: Settings, store: OutboxStore, metrics: Metrics, producer: Callable[[], Any]) -> None:
         self.store = store
         self.metrics = metrics
         self.producer = producer      # Faust's producer, once the app has started

@@ -15,7 +15,6 @@ import asyncio
 import random
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from scoring.windows import bucket_of, window_start_bucket, window_start_ms
 from streams import outbox
 from streams.layout import FORMAT, SHARDS, Keys, Ops, ShardTotals, decode_stored, write_delta
 from streams.outbox import Output
+from streams.ports import Loaded
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -50,13 +50,6 @@ class LayoutError(RuntimeError):
 
 class EvictionPolicyError(RuntimeError):
     """The Redis may evict keys: it would drop customers' state without a word."""
-
-
-@dataclass
-class Loaded:
-    stored: dict[str, Stored]
-    versions: dict[str, str]                              # customer -> write token read ("0": none)
-    stale: list[str] = field(default_factory=list)        # remembered, but written by another since
 
 
 class RedisStore:
@@ -384,12 +377,12 @@ class RedisStore:
 
     async def aggregates(self, as_of_ms: int, config: Config) -> Aggregates:
         """The business KPIs' inputs at `as_of_ms`, summed over the shards."""
-        bucket_ms = config.bucket_ms
-        kpi_first = window_start_bucket(as_of_ms, config.kpi_window_ms, bucket_ms)
-        last = bucket_of(as_of_ms + config.max_future_skew_ms, bucket_ms) + 1
+        bucket_ms = config.scoring.bucket_ms
+        kpi_first = window_start_bucket(as_of_ms, config.kpis.window_ms, bucket_ms)
+        last = bucket_of(as_of_ms + config.time.max_future_skew_ms, bucket_ms) + 1
         starts = {"dau": window_start_ms(as_of_ms, DAY, bucket_ms), "wau": window_start_ms(as_of_ms, 7 * DAY, bucket_ms),
                   "mau": window_start_ms(as_of_ms, 30 * DAY, bucket_ms), "kpi": kpi_first * bucket_ms}
-        features = (ANY_FEATURE, *config.features)
+        features = (ANY_FEATURE, *config.kpis.features)
         buckets = range(kpi_first, last + 1)
         # the window's per-bucket totals are added up inside Redis (one reply per slot, not per bucket)
         groups = [[self.keys.totals(shard, b) for shard in range(SHARDS) for b in buckets]] if not self.cluster \

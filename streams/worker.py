@@ -15,7 +15,6 @@ The Faust wiring that drives it is `streams.app`; the HTTP views are `streams.vi
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import uuid
@@ -25,7 +24,7 @@ from typing import Any
 import orjson
 from prometheus_client import generate_latest
 
-from scoring.config import Config
+from scoring.config import Config, config_mapping
 from scoring.engine import Outcome, Result
 from scoring.reasons import Reason
 from streams import api
@@ -203,5 +202,6 @@ class Runtime:
 
 def config_fingerprint(config: Config) -> str:
     """Changes whenever any scoring setting does (the stored standings were computed with one)."""
-    canonical = orjson.dumps(dataclasses.asdict(config), default=sorted, option=orjson.OPT_SORT_KEYS)
+    # the config as its TOML tables (config_mapping): independent of how the classes are laid out
+    canonical = orjson.dumps(config_mapping(config), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:16]

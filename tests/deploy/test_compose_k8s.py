@@ -112,7 +112,7 @@ def test_the_configmap_holds_a_valid_scoring_config_and_valid_settings(tmp_path)
     config = yaml.safe_load((ROOT / "deploy" / "k8s" / "configmap.yaml").read_text())["data"]
     toml = tmp_path / "scoring.toml"
     toml.write_text(config["scoring.toml"])
-    assert load_config(toml).window_ms == 30 * 24 * 3600 * 1000
+    assert load_config(toml).scoring.window_ms == 30 * 24 * 3600 * 1000
     env = {k: v for k, v in config.items() if k.startswith("ENGAGE_") and k != "ENGAGE_CONFIG"}
     assert all(k in ENV.values() for k in env)
     settings = load_settings(env=env)

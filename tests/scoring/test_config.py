@@ -37,51 +37,51 @@ PASSIVE = {"member_joined", "member_left", "email_delivered", "ad_impression"}
 
 def test_documented_defaults():
     c = load_config()
-    assert c.window_ms == 30 * DAY
-    assert c.bucket_ms == DAY
-    assert c.benchmark_cer == 500
-    assert (c.weight_min, c.weight_max) == (1, 10)
-    assert c.decay_half_life_ms == 14 * DAY
-    assert (c.tier_excellent, c.tier_moderate) == (80, 60)
-    assert c.aer_window_ms == 30 * DAY
-    assert c.aer_activity_types == {"points_earned", "points_redeemed"}
-    assert (c.aer_low_below, c.aer_high_above) == (15, 25)
-    assert dict(c.aer_reference_lines) == {"ecommerce": 20, "saas": 25, "retail_top_quartile": 30}
-    assert c.kpi_window_ms == 30 * DAY
-    assert c.retention_period_ms == 30 * DAY
-    assert c.activation_period_ms == 7 * DAY
-    assert c.max_lifespan_periods == 120
-    assert (c.features, c.segments) == ((), ())
-    assert c.allowed_lateness_ms == DAY
-    assert c.max_future_skew_ms == 5 * MINUTE
-    assert c.dedup_horizon_ms == 2 * DAY
+    assert c.scoring.window_ms == 30 * DAY
+    assert c.scoring.bucket_ms == DAY
+    assert c.scoring.benchmark_cer == 500
+    assert (c.scoring.weight_min, c.scoring.weight_max) == (1, 10)
+    assert c.scoring.decay_half_life_ms == 14 * DAY
+    assert (c.scoring.tier_excellent, c.scoring.tier_moderate) == (80, 60)
+    assert c.aer.window_ms == 30 * DAY
+    assert c.aer.activity_types == {"points_earned", "points_redeemed"}
+    assert (c.aer.low_below, c.aer.high_above) == (15, 25)
+    assert dict(c.aer.reference_lines) == {"ecommerce": 20, "saas": 25, "retail_top_quartile": 30}
+    assert c.kpis.window_ms == 30 * DAY
+    assert c.kpis.retention_period_ms == 30 * DAY
+    assert c.kpis.activation_period_ms == 7 * DAY
+    assert c.kpis.max_lifespan_periods == 120
+    assert (c.kpis.features, c.kpis.segments) == ((), ())
+    assert c.time.allowed_lateness_ms == DAY
+    assert c.time.max_future_skew_ms == 5 * MINUTE
+    assert c.time.dedup_horizon_ms == 2 * DAY
     assert c.alerts.tier_downgrade is True
     assert c.alerts.score_drop_percent == 20
     assert c.alerts.score_drop_window_ms == 7 * DAY
     assert c.alerts.score_drop_min_reference == 10
     assert c.alerts.inactivity_ms == 14 * DAY
     assert c.alerts.activation_ms == 7 * DAY
-    assert c.max_event_bytes == 65_536
-    assert c.max_id_length == 128
-    assert c.max_count == 1_000_000
-    assert c.max_value == 1e12
+    assert c.limits.max_event_bytes == 65_536
+    assert c.limits.max_id_length == 128
+    assert c.limits.max_count == 1_000_000
+    assert c.limits.max_value == 1e12
 
 
 def test_default_weights_include_seed_001_and_leave_zero_weights_unscored():
     c = load_config()
     for name, weight in {"follow": 3, "like": 1, "comment": 2, "reach_out": 2, "tag": 2}.items():
-        assert c.weights[name] == weight
-    assert "ticket_opened" not in c.weights and "ticket_resolved" not in c.weights
+        assert c.scoring.weights[name] == weight
+    assert "ticket_opened" not in c.scoring.weights and "ticket_resolved" not in c.scoring.weights
     # (seed 001 example targets)
-    assert (c.targets["follow"], c.targets["like"], c.targets["comment"]) == (10, 300, 35)
+    assert (c.scoring.targets["follow"], c.scoring.targets["like"], c.scoring.targets["comment"]) == (10, 300, 35)
 
 
 def test_weights_and_targets_match_defaults_toml():
     with open(DEFAULTS_TOML, "rb") as handle:
         documented = tomllib.load(handle)
     c = load_config()
-    assert dict(c.weights) == {k: v for k, v in documented["weights"].items() if v != 0}
-    assert dict(c.targets) == {k: float(v) for k, v in documented["targets"].items()}
+    assert dict(c.scoring.weights) == {k: v for k, v in documented["weights"].items() if v != 0}
+    assert dict(c.scoring.targets) == {k: float(v) for k, v in documented["targets"].items()}
     assert documented["scoring"]["window"] == "30d" and documented["scoring"]["bucket"] == "1d"
     assert documented["time"] == {"allowed_lateness": "1d", "max_future_skew": "5m", "dedup_horizon": "2d"}
 
@@ -122,25 +122,25 @@ allowed_lateness = "2h"
 """
     )
     c = load_config(path)
-    assert (c.window_ms, c.bucket_ms, c.benchmark_cer) == (14 * DAY, HOUR, 250)
-    assert c.weights["like"] == 4
-    assert c.weights["follow"] == 3           # untouched keys keep their defaults
-    assert (c.tier_excellent, c.tier_moderate) == (90, 60)
-    assert c.allowed_lateness_ms == 2 * HOUR
-    assert c.max_future_skew_ms == 5 * MINUTE
+    assert (c.scoring.window_ms, c.scoring.bucket_ms, c.scoring.benchmark_cer) == (14 * DAY, HOUR, 250)
+    assert c.scoring.weights["like"] == 4
+    assert c.scoring.weights["follow"] == 3           # untouched keys keep their defaults
+    assert (c.scoring.tier_excellent, c.scoring.tier_moderate) == (90, 60)
+    assert c.time.allowed_lateness_ms == 2 * HOUR
+    assert c.time.max_future_skew_ms == 5 * MINUTE
 
 
 def test_path_may_be_a_string(tmp_path):
     path = tmp_path / "engage.toml"
     path.write_text('[scoring]\nbenchmark_cer = 123\n')
-    assert load_config(str(path)).benchmark_cer == 123
+    assert load_config(str(path)).scoring.benchmark_cer == 123
 
 
 def test_overrides_win_over_the_file(tmp_path):
     path = tmp_path / "engage.toml"
     path.write_text('[scoring]\nbenchmark_cer = 123\nwindow = "7d"\n')
     c = load_config(path, overrides={"scoring": {"benchmark_cer": 321}})
-    assert (c.benchmark_cer, c.window_ms) == (321, 7 * DAY)
+    assert (c.scoring.benchmark_cer, c.scoring.window_ms) == (321, 7 * DAY)
 
 
 def test_empty_file_gives_defaults(tmp_path):
@@ -151,19 +151,19 @@ def test_empty_file_gives_defaults(tmp_path):
 
 def test_durations_may_be_bare_seconds():
     c = load_config(overrides={"time": {"max_future_skew": 600, "allowed_lateness": 3600}})
-    assert (c.max_future_skew_ms, c.allowed_lateness_ms) == (10 * MINUTE, HOUR)
+    assert (c.time.max_future_skew_ms, c.time.allowed_lateness_ms) == (10 * MINUTE, HOUR)
 
 
 def test_reference_lines_are_an_open_table():
     c = load_config(overrides={"aer": {"reference_lines": {"fintech": 18}}})
-    assert c.aer_reference_lines["fintech"] == 18
-    assert c.aer_reference_lines["saas"] == 25
+    assert c.aer.reference_lines["fintech"] == 18
+    assert c.aer.reference_lines["saas"] == 25
 
 
 @pytest.mark.parametrize(("key", "section"), [("decay_half_life", "scoring"), ("inactivity", "alerts"), ("activation", "alerts")])
 def test_off_disables(key, section):
     c = load_config(overrides={section: {key: "off"}})
-    value = c.decay_half_life_ms if key == "decay_half_life" else getattr(c.alerts, f"{key}_ms")
+    value = c.scoring.decay_half_life_ms if key == "decay_half_life" else getattr(c.alerts, f"{key}_ms")
     assert value is None
 
 
@@ -171,25 +171,25 @@ def test_off_durations_also_from_file(tmp_path):
     path = tmp_path / "engage.toml"
     path.write_text('[scoring]\ndecay_half_life = "off"\n[alerts]\ninactivity = "off"\nactivation = "3d"\n')
     c = load_config(path)
-    assert c.decay_half_life_ms is None and c.alerts.inactivity_ms is None
+    assert c.scoring.decay_half_life_ms is None and c.alerts.inactivity_ms is None
     assert c.alerts.activation_ms == 3 * DAY
 
 
 def test_weight_zero_means_tracked_but_unscored():
     c = load_config(overrides={"weights": {"like": 0}})
-    assert "like" not in c.weights
+    assert "like" not in c.scoring.weights
     assert "like" in c.known_types
-    assert c.weights["comment"] == 2
+    assert c.scoring.weights["comment"] == 2
 
 
 @pytest.mark.parametrize("weight", [1, 10])
 def test_weight_scale_edges_are_allowed(weight):
-    assert load_config(overrides={"weights": {"like": weight}}).weights["like"] == weight
+    assert load_config(overrides={"weights": {"like": weight}}).scoring.weights["like"] == weight
 
 
 def test_custom_weight_scale():
     c = load_config(overrides={"scoring": {"weight_max": 100}, "weights": {"like": 55}})
-    assert (c.weight_max, c.weights["like"]) == (100, 55)
+    assert (c.scoring.weight_max, c.scoring.weights["like"]) == (100, 55)
 
 
 def test_custom_types_become_known():
@@ -197,14 +197,14 @@ def test_custom_types_become_known():
     assert c.custom_types == {"webinar_attended"}
     assert c.known_types == SPEC_TYPES | {"webinar_attended"}
     assert c.is_known_type("webinar_attended")
-    assert (c.weights["webinar_attended"], c.targets["webinar_attended"]) == (4, 2)
+    assert (c.scoring.weights["webinar_attended"], c.scoring.targets["webinar_attended"]) == (4, 2)
     # "all" includes custom types: a customer attending a webinar is active
     assert c.activity_types == (SPEC_TYPES - PASSIVE) | {"webinar_attended"}
 
 
 def test_custom_type_with_weight_zero_is_known_but_unscored():
     c = load_config(overrides={"weights": {"webinar_attended": 0}})
-    assert "webinar_attended" in c.known_types and "webinar_attended" not in c.weights
+    assert "webinar_attended" in c.known_types and "webinar_attended" not in c.scoring.weights
     assert c.custom_types == {"webinar_attended"}
 
 
@@ -218,7 +218,7 @@ def test_custom_types_may_be_listed_as_activity_and_aer_types():
         }
     )
     assert c.activity_types == {"webinar_attended", "like"}
-    assert c.aer_activity_types == {"points_earned", "webinar_attended"}
+    assert c.aer.activity_types == {"points_earned", "webinar_attended"}
 
 
 def test_explicit_activity_list():
@@ -228,7 +228,7 @@ def test_explicit_activity_list():
 
 def test_label_lists_are_deduplicated_in_order():
     c = load_config(overrides={"kpis": {"features": ["search", "export", "search"], "segments": ["smb"]}})
-    assert (c.features, c.segments) == (("search", "export"), ("smb",))
+    assert (c.kpis.features, c.kpis.segments) == (("search", "export"), ("smb",))
 
 
 # --- every kind of bad value ------------------------------------------------------------------
@@ -343,17 +343,17 @@ def test_bad_values_name_the_key(overrides, key):
 
 
 def test_trailing_whitespace_in_a_duration_is_tolerated():
-    assert load_config(overrides={"scoring": {"window": " 30d\n"}}).window_ms == 30 * DAY
+    assert load_config(overrides={"scoring": {"window": " 30d\n"}}).scoring.window_ms == 30 * DAY
 
 
 def test_equal_tiers_and_bands_are_allowed():
     c = load_config(overrides={"tiers": {"excellent": 70, "moderate": 70}, "aer": {"low_below": 20, "high_above": 20}})
-    assert (c.tier_excellent, c.tier_moderate, c.aer_low_below, c.aer_high_above) == (70, 70, 20, 20)
+    assert (c.scoring.tier_excellent, c.scoring.tier_moderate, c.aer.low_below, c.aer.high_above) == (70, 70, 20, 20)
 
 
 def test_dedup_horizon_equal_to_lateness_is_allowed():
     c = load_config(overrides={"time": {"allowed_lateness": "2d"}})
-    assert c.allowed_lateness_ms == c.dedup_horizon_ms == 2 * DAY
+    assert c.time.allowed_lateness_ms == c.time.dedup_horizon_ms == 2 * DAY
 
 
 @pytest.mark.parametrize(
@@ -404,7 +404,7 @@ def test_a_failed_load_does_not_change_later_defaults():
         load_config(overrides={"scoring": {"window": "36h"}})
     with pytest.raises(ConfigError):
         load_config(overrides={"weights": {"webinar": 2}})
-    assert load_config().window_ms == 30 * DAY
+    assert load_config().scoring.window_ms == 30 * DAY
     assert load_config().known_types == SPEC_TYPES
 
 

@@ -163,7 +163,7 @@ def test_window_counts_match_a_brute_force_recount_of_accepted_events():
         expected: dict[str, int] = {}
         for e in accepted:
             if e.ts_ms // DAY >= first_day:
-                expected[e.customer_id] = expected.get(e.customer_id, 0) + e.count * config.weights.get(e.type, 0)
+                expected[e.customer_id] = expected.get(e.customer_id, 0) + e.count * config.scoring.weights.get(e.type, 0)
         for customer_id in scorer.customers:
             assert scorer.customer(customer_id, as_of).cer == expected.get(customer_id, 0), customer_id
 
@@ -194,12 +194,12 @@ def test_memory_stays_bounded_by_the_retention():
         scorer.process(message.value, message.at_ms)
         now = message.at_ms
     scorer.sweep(now)
-    oldest_allowed = bucket_of(now - config.retention_ms, config.bucket_ms)
-    retention_buckets = config.retention_ms // config.bucket_ms + 1
+    oldest_allowed = bucket_of(now - config.retention_ms, config.scoring.bucket_ms)
+    retention_buckets = config.retention_ms // config.scoring.bucket_ms + 1
     for state in scorer.customers.values():
         assert all(b > oldest_allowed for b in state.buckets)
         assert len(state.buckets) <= retention_buckets
-        assert all(ts >= state.watermark_ms - config.dedup_horizon_ms for ts in state.seen.values())
+        assert all(ts >= state.watermark_ms - config.time.dedup_horizon_ms for ts in state.seen.values())
 
 
 def test_a_session_closes_a_lateness_after_its_newest_event_and_its_counts_stay():

@@ -26,7 +26,7 @@ BASE = 20_700 * DAY  # 2026-09-04T00:00:00Z, a bucket boundary
 TYPES = sorted(BUILTIN_TYPES)
 CUSTOMERS = ("c0", "c1", "c2")
 ACCOUNTS = ("a1", "a2")
-SCORED_TYPES = sorted(CONFIG.weights)
+SCORED_TYPES = sorted(CONFIG.scoring.weights)
 # Types whose events combine in more than a sum (sessions, membership, last-use times, surveys).
 TYPE_GROUPS = (
     ("session_start", "page_view", "action", "session_end"),
@@ -220,7 +220,7 @@ def test_running_window_counts_equal_a_recount_of_the_buckets(data):
         for state in scorer.customers.values():
             for _ in range(data.draw(st.integers(0, 2), label="reads")):
                 as_of = data.draw(instants(start, now + 120 * DAY), label="as of")
-                first = as_of // CONFIG.bucket_ms - CONFIG.window_ms // CONFIG.bucket_ms + 1
+                first = as_of // CONFIG.scoring.bucket_ms - CONFIG.scoring.window_ms // CONFIG.scoring.bucket_ms + 1
                 slot = data.draw(st.integers(0, 1), label="slot")
                 recount = {}
                 for bucket, counters in state.buckets.items():
@@ -295,7 +295,7 @@ def _event(event_id, ts, customer_id="c", type_name="like"):
 @given(LATENESS, st.lists(instants(0, 5 * DAY), min_size=1, max_size=5), instants(0, DAY))
 def test_lateness_boundary(lateness, offsets, now_after):
     config = load_config(overrides={"time": {"allowed_lateness": lateness, "dedup_horizon": "3d"}})
-    allowed = config.allowed_lateness_ms
+    allowed = config.time.allowed_lateness_ms
     scorer = Scorer(config)
     stamps = sorted(BASE + 10 * DAY + o for o in offsets)
     now = stamps[-1] + now_after
@@ -321,7 +321,7 @@ def test_future_skew_boundary(skew, now, known_customer):
     scorer = Scorer(config)
     if known_customer:  # with a watermark as well as without one
         assert scorer.process(_event("p", now - HOUR), now).outcome is Outcome.ACCEPTED
-    limit = now + config.max_future_skew_ms
+    limit = now + config.time.max_future_skew_ms
 
     before = copy.deepcopy(scorer.customers)
     ahead = scorer.process(_event("ahead", limit + 1), now)
@@ -349,7 +349,7 @@ def test_boundaries_with_default_config():
 
 @given(st.data())
 def test_any_order_within_the_allowed_lateness_gives_the_same_state(data):
-    allowed = CONFIG.allowed_lateness_ms
+    allowed = CONFIG.time.allowed_lateness_ms
     start = data.draw(instants(BASE, BASE + 2 * DAY), label="start")
     events = data.draw(event_lists(instants(start, start + allowed)), label="events")
     shuffled = data.draw(st.permutations(events), label="order")
@@ -414,7 +414,7 @@ def test_weight_change_needs_no_replay(changes_a, changes_b, data):
     features = {"kpis": {"features": ["search"]}}
     config_a = load_config(overrides={**features, "weights": changes_a})
     config_b = load_config(overrides={**features, "weights": changes_b})
-    assume(dict(config_a.weights) != dict(config_b.weights))
+    assume(dict(config_a.scoring.weights) != dict(config_b.scoring.weights))
     start = data.draw(instants(BASE, BASE + DAY), label="start")
     events = data.draw(event_lists(instants(start, start + 20 * DAY)), label="events")
     events.sort(key=lambda e: e["ts"])

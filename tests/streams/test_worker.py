@@ -51,7 +51,7 @@ class RecordingProducer:
 
 
 def runtime(memory: MemoryRedis, producer: RecordingProducer, prefix: str = "w") -> Runtime:
-    worker = Runtime(SETTINGS, CONFIG, RedisStore(memory, Keys(prefix)), Metrics(CONFIG.aer_reference_lines),
+    worker = Runtime(SETTINGS, CONFIG, RedisStore(memory, Keys(prefix)), Metrics(CONFIG.aer.reference_lines),
                      producer=lambda: producer, consumer=lambda: None)
 
     async def no_wait(_: float) -> None:
