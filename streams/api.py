@@ -123,45 +123,26 @@ class LatestKpis:
 
     `/kpis` without `as_of`, the gauges of `/metrics` and the live page all read this: one
     computation (a few dozen Redis reads and a median selection) serves every request of the
-    interval. Once the answer is older than the interval, the next request still gets it at
-    once and starts the next computation in the background (one at a time), so no request
-    waits for one but the very first, or one after `STALE_AFTER` intervals without a
-    successful refresh (Redis down): that one computes in line, and a failure is its error,
-    never an answer older than that. The body's `as_of_ms` says which instant it describes;
-    `/kpis?as_of=` is always computed for its instant.
+    interval, and concurrent requests wait for the one in flight instead of starting their
+    own. The body's `as_of_ms` says which instant it describes; `/kpis?as_of=` is always exact.
     """
-
-    STALE_AFTER = 3
 
     def __init__(self, store: ReadStore, config: Config, interval_s: float) -> None:
         self.store, self.config, self.interval_s = store, config, interval_s
         self._body: dict[str, Any] | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
-        self.refreshing: asyncio.Task[None] | None = None
 
-    def _age(self) -> float:
-        return float("inf") if self._body is None else time.monotonic() - self._at
-
-    async def _compute(self) -> None:
-        async with self._lock:
-            if self._age() >= self.interval_s:
-                began = time.monotonic()
-                self._body = await kpis(self.store, self.config, now_ms())
-                self._at = began
-
-    async def _refresh(self) -> None:
-        try:
-            await self._compute()
-        except Exception:  # noqa: BLE001 - the answer ages; past STALE_AFTER a request computes (and fails) in line
-            log.warning("refreshing the KPIs failed; the last answer stays for now", exc_info=True)
+    def _fresh(self) -> bool:
+        return self._body is not None and time.monotonic() - self._at < self.interval_s
 
     async def get(self) -> dict[str, Any]:
-        age = self._age()
-        if age >= self.interval_s * self.STALE_AFTER:
-            await self._compute()
-        elif age >= self.interval_s and (self.refreshing is None or self.refreshing.done()):
-            self.refreshing = asyncio.create_task(self._refresh())
+        if not self._fresh():
+            async with self._lock:
+                if not self._fresh():
+                    began = time.monotonic()
+                    self._body = await kpis(self.store, self.config, now_ms())
+                    self._at = began
         assert self._body is not None
         return self._body
 

@@ -14,6 +14,7 @@ import urllib.parse
 import orjson
 import pytest
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from devstack import stack as local
 
@@ -45,7 +46,12 @@ def paced_producer(stack, topic: str, values_keys: list[tuple[bytes, bytes]], se
         producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", linger_ms=1,
                                  enable_idempotence=True, delivery_timeout_ms=300_000)
         for key, value in values_keys:
-            producer.send(topic, key=key or None, value=value)
+            while True:
+                try:
+                    producer.send(topic, key=key or None, value=value)
+                    break
+                except KafkaError:   # raised before the record was queued (no metadata while the broker
+                    time.sleep(0.5)  # is down): nothing was sent, so sending it again cannot duplicate it
             time.sleep(seconds / len(values_keys))
         producer.flush()
         producer.close()
