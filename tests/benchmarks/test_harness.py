@@ -81,12 +81,12 @@ def test_the_core_mode_needs_no_services(tmp_path, monkeypatch):
 
 def test_the_naive_baseline_round_trips_a_customer_through_its_own_json():
     from benchmarks.agents import decode_state, encode_state
-    from scoring.config import load_config
     from scoring.engine import Scorer
     from streams.traffic import TrafficGenerator, TrafficSettings
     from scoring.timeutil import DAY
+    from tests.builders import CONFIG
 
-    scorer = Scorer(load_config(), evaluate_alerts=False)
+    scorer = Scorer(CONFIG, evaluate_alerts=False)
     for message in TrafficGenerator(TrafficSettings(customers=5, seed=3)).messages(400, 20_700 * DAY, 3 * DAY):
         scorer.process(message.value, message.at_ms)
     assert any(s.sessions and s.membership and s.features for s in scorer.customers.values())

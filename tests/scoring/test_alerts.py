@@ -6,7 +6,7 @@ from scoring.alerts import Rule, RuleState, evaluate, view
 from scoring.config import default_mapping, load_config
 from scoring.engine import Scorer
 from scoring.timeutil import DAY, HOUR
-from tests.scoring.helpers import DAY0, ev
+from tests.builders import DAY0, ev
 
 
 def likes_only(**sections):

@@ -11,7 +11,7 @@ from scoring.reasons import Reason
 from streams.traffic import Kind, TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from scoring.windows import bucket_of
-from tests.scoring.helpers import DAY0, NOW, ev
+from tests.builders import CONFIG, DAY0, NOW, ev
 
 
 def hand_worked_population() -> list[dict]:
@@ -132,7 +132,7 @@ def test_score_distribution_and_account_roll_up(population):
 
 
 def test_breakdown_explains_the_score():
-    config = load_config()
+    config = CONFIG
     scorer = Scorer(config)
     for type_, n in [("follow", 10), ("like", 300), ("comment", 35), ("reach_out", 5), ("tag", 3)]:
         scorer.process(ev("G", type_, NOW, count=n), NOW)
@@ -148,7 +148,7 @@ def test_breakdown_explains_the_score():
 
 def test_window_counts_match_a_brute_force_recount_of_accepted_events():
     """An independent recount of the accepted events gives every customer's CER exactly."""
-    config = load_config()
+    config = CONFIG
     scorer = Scorer(config, evaluate_alerts=False)
     traffic = TrafficGenerator(TrafficSettings(customers=80, accounts=8, seed=11))
     accepted = []
@@ -169,7 +169,7 @@ def test_window_counts_match_a_brute_force_recount_of_accepted_events():
 
 
 def test_generated_stream_outcomes_follow_the_kind_of_each_message():
-    config = load_config()
+    config = CONFIG
     scorer = Scorer(config)
     traffic = TrafficGenerator(TrafficSettings(customers=50, seed=3, malformed_share=0.02, late_share=0.02))
     outcomes = {kind: [] for kind in Kind}
@@ -186,7 +186,7 @@ def test_generated_stream_outcomes_follow_the_kind_of_each_message():
 
 
 def test_memory_stays_bounded_by_the_retention():
-    config = load_config()
+    config = CONFIG
     scorer = Scorer(config, evaluate_alerts=False)
     traffic = TrafficGenerator(TrafficSettings(customers=20, seed=5, malformed_share=0, late_share=0))
     now = DAY0
@@ -203,7 +203,7 @@ def test_memory_stays_bounded_by_the_retention():
 
 
 def test_a_session_closes_a_lateness_after_its_newest_event_and_its_counts_stay():
-    config = load_config()                           # allowed lateness 1 day
+    config = CONFIG                           # allowed lateness 1 day
     scorer = Scorer(config, evaluate_alerts=False)
     t = NOW - 5 * DAY
     for e in (ev("w", "session_start", t, session_id="s"), ev("w", "page_view", t + HOUR, session_id="s"),
@@ -228,7 +228,7 @@ def test_a_session_closes_a_lateness_after_its_newest_event_and_its_counts_stay(
 
 
 def test_leaderboard_orders_by_score_then_cer_then_id():
-    scorer = Scorer(load_config())
+    scorer = Scorer(CONFIG)
     scorer.process(ev("low", "like", NOW), NOW)
     scorer.process(ev("high", "purchase", NOW, value=10, count=3), NOW)
     scorer.process(ev("mid", "purchase", NOW, value=10), NOW)

@@ -18,8 +18,8 @@ from scoring.engine import Outcome, Scorer, gate
 from scoring.events import Event, decode_event, validate_event
 from scoring.reasons import EventRejected, Reason
 from scoring.state import CustomerState
+from tests.builders import CONFIG
 
-CONFIG = load_config()
 CUSTOM = load_config(overrides={"weights": {"webinar_attended": 4}, "targets": {"webinar_attended": 2}})
 
 T = 1_795_435_200_000  # 2026-11-23T12:00:00Z

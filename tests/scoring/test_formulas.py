@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from scoring import formulas
-from scoring.config import load_config
 from scoring.engine import Outcome, Scorer
 from scoring.formulas import Band, Tier
+from tests.builders import CONFIG
 
 # Seed 001's worked example.
 SEED_001_WEIGHTS = {"follow": 3, "like": 1, "comment": 2, "reach_out": 2, "tag": 2}
@@ -35,7 +35,7 @@ def test_seed_001_is_below_par_against_benchmark_500():
 
 
 def test_seed_001_through_the_scorer_with_default_config():
-    config = load_config()
+    config = CONFIG
     scorer = Scorer(config)
     for i, (type_name, count) in enumerate(SEED_001_COUNTS.items()):
         result = scorer.process(
@@ -59,7 +59,7 @@ def test_seed_001_through_the_scorer_with_default_config():
 
 def test_seed_001_benchmark_comparison_is_strict():
     # exactly at the benchmark is not below par: 500 weighted points = 500 likes x 1
-    config = load_config()
+    config = CONFIG
     scorer = Scorer(config)
     scorer.process({"event_id": "e", "customer_id": "c", "type": "like", "ts": T0, "count": 500}, T0)
     card = scorer.customer("c", T0)

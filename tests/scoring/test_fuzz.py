@@ -19,13 +19,11 @@ import random
 import orjson
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from scoring.config import load_config
 from scoring.engine import Outcome, Scorer
 from scoring.messages import unpack
 from scoring.reasons import Reason
-from tests.scoring.helpers import DAY0, NOW, ev
+from tests.builders import CONFIG, DAY0, NOW, ev
 
-CONFIG = load_config()
 INPUTS = int(os.environ.get("ENGAGE_FUZZ_INPUTS", "100000"))
 EXAMPLES = int(os.environ.get("ENGAGE_FUZZ_EXAMPLES", "1500"))
 

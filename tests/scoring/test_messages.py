@@ -14,9 +14,8 @@ from scoring.messages import pack, unpack
 from scoring.reasons import Reason
 from streams.traffic import Kind, TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY
-from tests.scoring.helpers import DAY0, NOW, ev
+from tests.builders import CONFIG, DAY0, NOW, ev
 
-CONFIG = load_config()
 
 
 def raw(event: dict) -> bytes:

@@ -19,6 +19,7 @@ from scoring.engine import Outcome, Scorer
 from scoring.reasons import Reason
 from scoring.scores import score_card
 from scoring.timeutil import DAY, HOUR, SECOND
+from tests.builders import ev
 
 # A named feature so per-feature usage is exercised too; otherwise the defaults.
 CONFIG = load_config(overrides={"kpis": {"features": ["search"]}})
@@ -288,10 +289,6 @@ LATENESS = st.sampled_from(("0ms", "1ms", "1s", "1h", "1d", "2d"))
 SKEW = st.sampled_from(("0ms", "1ms", "1s", "5m", "1h"))
 
 
-def _event(event_id, ts, customer_id="c", type_name="like"):
-    return {"event_id": event_id, "customer_id": customer_id, "type": type_name, "ts": ts}
-
-
 @given(LATENESS, st.lists(instants(0, 5 * DAY), min_size=1, max_size=5), instants(0, DAY))
 def test_lateness_boundary(lateness, offsets, now_after):
     config = load_config(overrides={"time": {"allowed_lateness": lateness, "dedup_horizon": "3d"}})
@@ -300,17 +297,17 @@ def test_lateness_boundary(lateness, offsets, now_after):
     stamps = sorted(BASE + 10 * DAY + o for o in offsets)
     now = stamps[-1] + now_after
     for i, ts in enumerate(stamps):
-        assert scorer.process(_event(f"p{i}", ts), now).outcome is Outcome.ACCEPTED
+        assert scorer.process(ev("c", "like", ts, event_id=f"p{i}"), now).outcome is Outcome.ACCEPTED
     watermark = stamps[-1]
     assert scorer.customers["c"].watermark_ms == watermark
 
     before = copy.deepcopy(scorer.customers)
-    too_late = scorer.process(_event("late", watermark - allowed - 1), now)
+    too_late = scorer.process(ev("c", "like", watermark - allowed - 1, event_id="late"), now)
     assert too_late.outcome is Outcome.REJECTED
     assert too_late.reason is Reason.TS_TOO_LATE
     assert scorer.customers == before  # a rejected event leaves no trace
 
-    on_the_edge = scorer.process(_event("edge", watermark - allowed), now)
+    on_the_edge = scorer.process(ev("c", "like", watermark - allowed, event_id="edge"), now)
     assert on_the_edge.outcome is Outcome.ACCEPTED
     assert scorer.customers["c"].watermark_ms == watermark
 
@@ -320,16 +317,16 @@ def test_future_skew_boundary(skew, now, known_customer):
     config = load_config(overrides={"time": {"max_future_skew": skew}})
     scorer = Scorer(config)
     if known_customer:  # with a watermark as well as without one
-        assert scorer.process(_event("p", now - HOUR), now).outcome is Outcome.ACCEPTED
+        assert scorer.process(ev("c", "like", now - HOUR, event_id="p"), now).outcome is Outcome.ACCEPTED
     limit = now + config.time.max_future_skew_ms
 
     before = copy.deepcopy(scorer.customers)
-    ahead = scorer.process(_event("ahead", limit + 1), now)
+    ahead = scorer.process(ev("c", "like", limit + 1, event_id="ahead"), now)
     assert ahead.outcome is Outcome.REJECTED
     assert ahead.reason is Reason.TS_IN_FUTURE
     assert scorer.customers == before
 
-    assert scorer.process(_event("at-limit", limit), now).outcome is Outcome.ACCEPTED
+    assert scorer.process(ev("c", "like", limit, event_id="at-limit"), now).outcome is Outcome.ACCEPTED
     assert scorer.customers["c"].watermark_ms == limit
 
 
@@ -337,11 +334,11 @@ def test_boundaries_with_default_config():
     # defaults: allowed_lateness 1d, max_future_skew 5m
     scorer = Scorer(CONFIG)
     now = BASE + 5 * DAY
-    assert scorer.process(_event("a", now), now).outcome is Outcome.ACCEPTED
-    assert scorer.process(_event("b", now - DAY), now).outcome is Outcome.ACCEPTED
-    assert scorer.process(_event("c", now - DAY - 1), now).reason is Reason.TS_TOO_LATE
-    assert scorer.process(_event("d", now + 5 * 60 * SECOND), now).outcome is Outcome.ACCEPTED
-    assert scorer.process(_event("e", now + 5 * 60 * SECOND + 1), now).reason is Reason.TS_IN_FUTURE
+    assert scorer.process(ev("c", "like", now, event_id="a"), now).outcome is Outcome.ACCEPTED
+    assert scorer.process(ev("c", "like", now - DAY, event_id="b"), now).outcome is Outcome.ACCEPTED
+    assert scorer.process(ev("c", "like", now - DAY - 1, event_id="c"), now).reason is Reason.TS_TOO_LATE
+    assert scorer.process(ev("c", "like", now + 5 * 60 * SECOND, event_id="d"), now).outcome is Outcome.ACCEPTED
+    assert scorer.process(ev("c", "like", now + 5 * 60 * SECOND + 1, event_id="e"), now).reason is Reason.TS_IN_FUTURE
 
 
 # --- order independence --------------------------------------------------------------------------------

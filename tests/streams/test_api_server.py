@@ -16,14 +16,13 @@ import orjson
 import pytest
 import redis as redis_sync
 
-from scoring.config import load_config
 from scoring.engine import Scorer
 from streams.processor import BatchProcessor, Incoming
 from streams.store import RedisStore
 from tests.streams.support import ApiProcess, now_ms
+from tests.builders import CONFIG
 
 pytestmark = pytest.mark.services
-CONFIG = load_config()
 TOKEN = "s3cret-api-token"
 
 

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from scoring.config import load_config
 from scoring.messages import unpack
 from streams.cli import main
+from tests.builders import CONFIG
 from tests.streams.support import pipeline_settings
 
 pytestmark = pytest.mark.services
@@ -41,7 +41,7 @@ def test_batch_messages_hold_each_customers_events_in_its_own_partition(stack, u
                                        "--id-prefix", unique, "--quiet"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert sum(json.loads(result.output.strip().splitlines()[-1]).values()) == 1500
-    config = load_config()
+    config = CONFIG
     messages = records(stack, settings.events_topic)
     events = 0
     batches = 0

@@ -13,15 +13,14 @@ import json
 import orjson
 import pytest
 
-from scoring.config import load_config
 from scoring.engine import Scorer
 from streams import api
 from streams.processor import BatchProcessor, Incoming
 from streams.store import RedisStore
 from tests.streams.support import now_ms
+from tests.builders import CONFIG
 
 pytestmark = pytest.mark.services
-CONFIG = load_config()
 
 
 def events(unique: str, now: int, first: int, count: int) -> list[bytes]:

@@ -17,7 +17,6 @@ from kafka import KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from scoring.alerts import Rule
-from scoring.config import load_config
 from scoring.deltas import settle_due
 from scoring.engine import Scorer
 from scoring.timeutil import DAY
@@ -26,9 +25,9 @@ from streams.processor import BatchProcessor, Incoming
 from streams.layout import SHARDS, Keys
 from streams.store import RedisStore
 from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings
+from tests.builders import CONFIG
 
 pytestmark = pytest.mark.services
-CONFIG = load_config()
 CUSTOMERS = 20
 
 

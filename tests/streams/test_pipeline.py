@@ -26,9 +26,9 @@ from streams.codec import original_bytes
 from streams.metrics import KPI_GAUGES
 from streams.producer import partition_of
 from tests.streams.support import ApiProcess, WorkerProcess, consume_all, now_ms, pipeline_settings, redis_records, without_ids
+from tests.builders import CONFIG
 
 pytestmark = pytest.mark.services
-CONFIG = load_config()
 MESSAGES = 2500
 
 

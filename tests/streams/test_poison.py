@@ -12,14 +12,12 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from scoring.config import load_config
 from scoring.engine import Outcome, Scorer
-from tests.scoring.helpers import ev
+from tests.builders import CONFIG, ev
 from tests.scoring.test_fuzz import mutate, weird_event
 from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings
 
 pytestmark = pytest.mark.services
-CONFIG = load_config()
 
 
 def customer_key(value: bytes) -> bytes:

@@ -10,17 +10,15 @@ import asyncio
 
 import pytest
 
-from scoring.config import load_config
 from scoring.engine import Outcome, Scorer
 from scoring.scores import score_card
 from streams.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from streams.processor import BatchProcessor, Incoming
 from streams.layout import Keys
-from tests.scoring.helpers import DAY0
+from tests.builders import CONFIG, DAY0
 from tests.streams.support import without_ids
 
-CONFIG = load_config()
 
 
 

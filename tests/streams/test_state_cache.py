@@ -22,7 +22,7 @@ from streams.processor import BatchProcessor, Incoming
 from streams.state_cache import StateCache
 from streams.store import RedisStore
 from streams.traffic import TrafficGenerator, TrafficSettings
-from tests.scoring.helpers import DAY0
+from tests.builders import DAY0
 
 # the soak's config: one-minute buckets, so that 40 minutes of traffic crosses every boundary
 CONFIG = load_config(Path(__file__).resolve().parents[2] / "benchmarks" / "soak.toml")

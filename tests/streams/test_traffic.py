@@ -7,11 +7,10 @@ from collections import Counter
 import orjson
 
 from scoring.catalogue import BUILTIN_TYPES
-from scoring.config import load_config
 from scoring.events import decode_event
 from streams.traffic import Kind, TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY
-from tests.scoring.helpers import DAY0
+from tests.builders import CONFIG, DAY0
 
 
 def sample(count=5000, **settings):
@@ -24,7 +23,7 @@ def test_same_seed_same_stream_other_seed_other_stream():
 
 
 def test_every_builtin_type_appears_and_valid_messages_decode():
-    config = load_config()
+    config = CONFIG
     types = Counter()
     for message in sample(20000, customers=300):
         if message.kind in (Kind.VALID, Kind.DELAYED):

@@ -13,7 +13,6 @@ import json
 import aiokafka.errors
 import orjson
 
-from scoring.config import load_config
 from streams.clock import now_ms
 from streams.layout import Keys
 from streams.metrics import Metrics
@@ -21,10 +20,9 @@ from streams.processor import Incoming
 from streams.settings import load_settings
 from streams.store import RedisStore
 from streams.worker import Runtime
-from tests.scoring.helpers import ev
+from tests.builders import CONFIG, ev
 from tests.streams.memory_redis import MemoryRedis
 
-CONFIG = load_config()
 SETTINGS = load_settings(env={"ENGAGE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "ENGAGE_REDIS_URL": "redis://127.0.0.1:1/0"})
 
 
