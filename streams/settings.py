@@ -63,7 +63,7 @@ class Settings:
     alert_sink_port: int = 6067                   # `engage alert-sink`: /metrics and /healthz
     stall_after_s: float = 60.0                   # /readyz: lagging with no progress this long
     outbox_grace_s: float = 30.0                  # an output unacknowledged this long is republished (outbox)
-    kafka_session_timeout_s: float = 60.0         # a silent worker's partitions move to the others after this
+    kafka_session_timeout_s: float = 10.0         # a silent worker's partitions move to the others after this
     state_cache_customers: int = 10_000           # customers a worker keeps as it last wrote them (0: none)
     data_dir: str = ".engage/worker"
     # security (docs/security.md); the secrets are in SECRETS

@@ -188,7 +188,7 @@ def refuse_writes(stack, topics: list[str], refuse: bool) -> None:
 @pytest.mark.parametrize("redis", ["single", "cluster"])
 def test_outputs_committed_before_a_crash_are_published_by_the_next_worker(stack, unique, tmp_path, redis, request):
     settings = pipeline_settings(stack, unique)
-    extra = {"ENGAGE_OUTBOX_GRACE_S": "2", "ENGAGE_KAFKA_SESSION_TIMEOUT_S": "10"}   # the crash is noticed in 10 s
+    extra = {"ENGAGE_OUTBOX_GRACE_S": "2"}   # the crash is noticed in the default 10 s session timeout
     if redis == "cluster":
         extra |= {"ENGAGE_REDIS_URL": request.getfixturevalue("redis_cluster").redis_cluster_url,
                   "ENGAGE_REDIS_CLUSTER": "true"}
