@@ -17,8 +17,8 @@ from scoring.engine import Scorer
 from streams import api
 from streams.processor import BatchProcessor, Incoming
 from streams.store import RedisStore
-from tests.streams.support import now_ms
 from tests.builders import CONFIG
+from tests.streams.support import now_ms
 
 pytestmark = pytest.mark.services
 
