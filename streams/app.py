@@ -5,6 +5,10 @@ Everything it runs lives elsewhere: the batch lifecycle in `streams.worker`, pub
 
 * Agent concurrency is 1: with more, a commit could pass a batch still in flight.
 * No Faust tables: all state is in Redis, written per batch.
+* Consumption (`ENGAGE_CONSUMPTION`): `chunked` (the default) hands the agent one event per
+  fetched run of a partition's records (`streams.chunked`); `stock` is Faust's own
+  per-message path, its events gathered with `take_events`. Both ack a batch only once
+  `Runtime.handle` has returned.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import faust
 
 from scoring.config import Config
-from streams import security
+from streams import chunked, security
 from streams.metrics import Metrics
 from streams.processor import Incoming
 from streams.settings import Settings
@@ -25,14 +29,35 @@ from streams.views import add_routes
 from streams.worker import Runtime
 
 log = logging.getLogger("engage.worker")
+CHUNKS_BUFFERED = 4   # chunks fetched ahead of the agent per partition's stream buffer (each up to a batch)
 
 
 def incoming(event: Any) -> Incoming:
-    """A Faust event as the batch processor takes it (the broker's timestamp in ms)."""
+    """A Faust event of the stock path as the batch processor takes it (the broker's timestamp in ms)."""
     message = event.message
     seconds = message.timestamp
     return Incoming(message.value or b"", message.key, message.topic, message.partition, message.offset,
                     None if not seconds or seconds <= 0 else round(seconds * 1000))
+
+
+def chunk_incoming(event: Any) -> list[Incoming]:
+    """A chunk event's aiokafka records as the batch processor takes them."""
+    return [Incoming(record.value or b"", record.key, record.topic, record.partition, record.offset,
+                     record.timestamp if record.timestamp and record.timestamp > 0 else None)
+            for record in event.value]
+
+
+def consumption_settings(settings: Settings) -> dict[str, Any]:
+    """The Faust app settings of the chosen consumption path (refuses an unvalidated Faust for chunked)."""
+    if settings.consumption == "stock":
+        return {}
+    chunked.check_faust_version()
+    chunked.register()
+    return {
+        "broker_consumer": f"{chunked.SCHEME}://{settings.kafka_bootstrap}",
+        "broker_max_poll_records": settings.batch_size,   # a chunk is at most one batch
+        "stream_buffer_maxsize": CHUNKS_BUFFERED,
+    }
 
 
 def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
@@ -40,6 +65,7 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        **consumption_settings(settings),
         broker_credentials=security.faust_credentials(settings),
         store="memory://",
         key_serializer="raw",
@@ -60,12 +86,20 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
     )
     runtime = Runtime(settings, config, RedisStore.from_settings(settings), Metrics(config.aer.reference_lines),
                       producer=lambda: app.producer, consumer=lambda: app.consumer)
-    events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    if settings.consumption == "stock":
+        events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 
-    @app.agent(events, concurrency=1, name="score")
-    async def score(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            await runtime.handle([incoming(event) for event in batch])
+        @app.agent(events, concurrency=1, name="score")
+        async def score(stream: faust.StreamT) -> None:
+            async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+                await runtime.handle([incoming(event) for event in batch])
+    else:
+        chunks = app.topic(settings.events_topic, schema=chunked.ChunkSchema(), partitions=settings.partitions)
+
+        @app.agent(chunks, concurrency=1, name="score")
+        async def score_chunks(stream: faust.StreamT) -> None:
+            async for event in stream.events():   # acked when the body has returned
+                await runtime.handle(chunk_incoming(event))
 
     @app.task
     async def adopt_config() -> None:

@@ -222,12 +222,16 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
                          key_prefix=key_prefix, web_port=web_port, partitions=partitions,
                          **_topic_names(topic_prefix))
     from streams.app import create_app, run_worker
+    from streams.settings import SettingsError
     from streams.topics import ensure_topics
 
+    try:
+        app, _ = create_app(settings, config)   # touches no service yet
+    except SettingsError as exc:   # chunked consumption on an unvalidated faust-streaming
+        raise click.UsageError(str(exc)) from None
     click.echo(f"engage worker: settings {json.dumps(settings.redacted())}", err=True)
     _check_layout(settings)
     ensure_topics(settings)
-    app, _ = create_app(settings, config)
     run_worker(app, loglevel)
 
 

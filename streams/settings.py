@@ -28,6 +28,7 @@ KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 SECRETS = ("kafka_password", "redis_password", "api_token")
 # may also come from ENGAGE_<NAME>_FILE: the secrets, and the webhook URL (a Slack-style URL is its own secret)
 FROM_FILE = (*SECRETS, "alert_webhook_url")
+CONSUMPTION_PATHS = ("chunked", "stock")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -55,7 +56,8 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_size: int = 1000
-    batch_within_s: float = 0.1
+    batch_within_s: float = 0.1                   # stock consumption: wait this long for a batch to fill
+    consumption: str = "chunked"                  # chunked (streams/chunked.py) or stock (Faust's per-message path)
     kpi_interval_s: float = 5.0
     sweep_interval_s: float = 5.0
     alert_webhook_url: str = ""                   # empty: no webhook
@@ -215,6 +217,8 @@ def _validate(raw: dict[str, object]) -> Settings:
                 text = text.upper()
                 if text not in KAFKA_PROTOCOLS:
                     raise SettingsError(name, f"must be one of {', '.join(KAFKA_PROTOCOLS)} (got {value!r})")
+            if f.name == "consumption" and text not in CONSUMPTION_PATHS:
+                raise SettingsError(name, f"must be one of {', '.join(CONSUMPTION_PATHS)} (got {value!r})")
             if f.name == "kafka_sasl_mechanism":
                 text = text.upper()
                 if text not in KAFKA_SASL_MECHANISMS:

@@ -42,6 +42,7 @@ BAD_SETTINGS = {
     "web_port": "70000",
     "batch_size": "1.5",
     "batch_within_s": "-1",
+    "consumption": "fast",
     "kpi_interval_s": "soon",
     "sweep_interval_s": "0",
     "alert_webhook_url": "ftp://hooks.example",
@@ -93,6 +94,12 @@ def test_a_bad_setting_stops_the_worker_with_one_line_naming_it(setting):
     line = one_line_naming(invoke(["worker"], {variable: value}), variable)
     if setting in SECRETS:
         assert value not in line   # a secret is never echoed, not even a wrong one
+
+
+def test_chunked_consumption_on_another_faust_version_stops_the_worker_naming_the_setting(monkeypatch, tmp_path):
+    monkeypatch.setattr("streams.chunked.version", lambda package: "0.16.0")
+    line = one_line_naming(invoke(["worker"], {"ENGAGE_DATA_DIR": str(tmp_path)}), "ENGAGE_CONSUMPTION", "0.16.0")
+    assert "ENGAGE_CONSUMPTION=stock" in line
 
 
 @pytest.mark.parametrize("setting", sorted(FILE_ENV))

@@ -201,9 +201,11 @@ def produce_batched_stream(stack: local.Stack, unique: str) -> list[bytes]:
     return values
 
 
-def test_batch_messages_end_to_end_equal_the_core_with_per_event_dead_letters(stack, unique, tmp_path):
+@pytest.mark.parametrize("consumption", ["chunked", "stock"])
+def test_batch_messages_end_to_end_equal_the_core_with_per_event_dead_letters(stack, unique, tmp_path, consumption):
+    """On both consumption paths (ENGAGE_CONSUMPTION); every other service test runs the default, chunked."""
     values = produce_batched_stream(stack, unique)
-    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    worker = WorkerProcess(stack, unique, tmp_path, "w1", extra_env={"ENGAGE_CONSUMPTION": consumption})
     try:
         worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness")
         check_everything(stack, unique, values, [worker])
