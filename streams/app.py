@@ -6,9 +6,9 @@ Everything it runs lives elsewhere: the batch lifecycle in `streams.worker`, pub
 * Agent concurrency is 1: with more, a commit could pass a batch still in flight.
 * No Faust tables: all state is in Redis, written per batch.
 * Consumption (`ENGAGE_CONSUMPTION`): `chunked` (the default) hands the agent one event per
-  fetched run of a partition's records (`streams.chunked`); `stock` is Faust's own
-  per-message path, its events gathered with `take_events`. Both ack a batch only once
-  `Runtime.handle` has returned.
+  fetched run of a partition's records, and the producer is idempotent
+  (`streams.kafka_transport`); `stock` is Faust unmodified: its per-message path, events
+  gathered with `take_events`. Both ack a batch only once `Runtime.handle` has returned.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import faust
 
 from scoring.config import Config
-from streams import chunked, security
+from streams import kafka_transport, security
 from streams.metrics import Metrics
 from streams.processor import Incoming
 from streams.settings import Settings
@@ -48,13 +48,16 @@ def chunk_incoming(event: Any) -> list[Incoming]:
 
 
 def consumption_settings(settings: Settings) -> dict[str, Any]:
-    """The Faust app settings of the chosen consumption path (refuses an unvalidated Faust for chunked)."""
+    """The Faust app settings of the chosen consumption path (refuses an unvalidated Faust for chunked).
+
+    The `engage://` transport serves both the consumer (chunks) and the producer (idempotent)."""
     if settings.consumption == "stock":
         return {}
-    chunked.check_faust_version()
-    chunked.register()
+    kafka_transport.check_faust_version()
+    kafka_transport.register()
     return {
-        "broker_consumer": f"{chunked.SCHEME}://{settings.kafka_bootstrap}",
+        "broker_consumer": f"{kafka_transport.SCHEME}://{settings.kafka_bootstrap}",
+        "broker_producer": f"{kafka_transport.SCHEME}://{settings.kafka_bootstrap}",   # idempotent
         "broker_max_poll_records": settings.batch_size,   # a chunk is at most one batch
         "stream_buffer_maxsize": CHUNKS_BUFFERED,
     }
@@ -94,7 +97,8 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
                 await runtime.handle([incoming(event) for event in batch])
     else:
-        chunks = app.topic(settings.events_topic, schema=chunked.ChunkSchema(), partitions=settings.partitions)
+        chunks = app.topic(settings.events_topic, schema=kafka_transport.ChunkSchema(),
+                           partitions=settings.partitions)
 
         @app.agent(chunks, concurrency=1, name="score")
         async def score_chunks(stream: faust.StreamT) -> None:

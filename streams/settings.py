@@ -57,7 +57,7 @@ class Settings:
     web_port: int = 6066
     batch_size: int = 1000
     batch_within_s: float = 0.1                   # stock consumption: wait this long for a batch to fill
-    consumption: str = "chunked"                  # chunked (streams/chunked.py) or stock (Faust's per-message path)
+    consumption: str = "chunked"                  # chunked (streams/kafka_transport.py) or stock (Faust's per-message path)
     kpi_interval_s: float = 5.0
     sweep_interval_s: float = 5.0
     alert_webhook_url: str = ""                   # empty: no webhook

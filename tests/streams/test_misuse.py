@@ -97,7 +97,7 @@ def test_a_bad_setting_stops_the_worker_with_one_line_naming_it(setting):
 
 
 def test_chunked_consumption_on_another_faust_version_stops_the_worker_naming_the_setting(monkeypatch, tmp_path):
-    monkeypatch.setattr("streams.chunked.version", lambda package: "0.16.0")
+    monkeypatch.setattr("streams.kafka_transport.version", lambda package: "0.16.0")
     line = one_line_naming(invoke(["worker"], {"ENGAGE_DATA_DIR": str(tmp_path)}), "ENGAGE_CONSUMPTION", "0.16.0")
     assert "ENGAGE_CONSUMPTION=stock" in line
 

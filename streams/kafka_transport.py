@@ -1,19 +1,24 @@
-"""Chunked consumption: each fetched run of a partition's records reaches the agent as one event.
+"""The worker's Kafka transport: Faust's aiokafka transport with chunked consumption and an idempotent producer.
 
-Why: Faust's per-message path costs more than our own per-event work. A no-op agent on
-Faust's defaults reads ~12 k events/s, 1/31 of a raw aiokafka consumer (benchmarks/PROFILE.md):
-per record the drain loop awaits `wait_first` (four futures and an `asyncio.wait`), the
-conductor spawns a task, the stream builds an event and runs its sensors. Here a fetch yields
-one Faust message per partition (a `Chunk` of up to `broker_max_poll_records` records), so
-all of that is paid once per chunk.
+Chunked consumption (`ChunkedConsumer`), why: Faust's per-message path costs more than our
+own per-event work. A no-op agent on Faust's defaults reads ~12 k events/s, 1/31 of a raw
+aiokafka consumer (benchmarks/PROFILE.md): per record the drain loop awaits `wait_first`
+(four futures and an `asyncio.wait`), the conductor spawns a task, the stream builds an event
+and runs its sensors. Here a fetch yields one Faust message per partition (a `Chunk` of up to
+`broker_max_poll_records` records), so all of that is paid once per chunk.
+
+The idempotent producer (`IdempotentProducer`), why: outputs are sent with `acks=all`; when a
+broker dies mid-request the producer retries, and without idempotence a retried batch the
+old leader had already replicated is written twice. Faust enables idempotence only inside
+transactions (exactly-once), which we do not use.
 
 Plugged in through Faust's extension points: the transport registry (the app's
-`broker_consumer` URL has the scheme `chunked://`, the producer stays on `kafka://`), the
-events topic's `schema` (`ChunkSchema`) and the app settings `broker_max_poll_records` and
-`stream_buffer_maxsize`. Where that does not suffice, `ChunkedConsumer` overrides private
-methods of faust-streaming `VALIDATED_FAUST`, each with a docstring saying why; the worker
-refuses to start on any other version (`check_faust_version`), so that an upgrade is re-read
-against upstream first.
+`broker_consumer` and `broker_producer` URLs have the scheme `engage://`), the events
+topic's `schema` (`ChunkSchema`) and the app settings `broker_max_poll_records` and
+`stream_buffer_maxsize`. Where that does not suffice, this module overrides private methods of
+faust-streaming `VALIDATED_FAUST`, each with a docstring saying why, and the worker refuses to
+start on any other version (`check_faust_version`), so that an upgrade is re-read against
+upstream first. `ENGAGE_CONSUMPTION=stock` runs Faust unmodified (none of this module).
 
 Delivery stays at-least-once: a chunk is acked only after the agent's body has put its
 effects in Redis and published its outputs, and acking its last offset is what makes every
@@ -24,7 +29,7 @@ the event-id dedup in the same Redis transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from importlib.metadata import version
 from typing import Any
 
@@ -37,7 +42,7 @@ from faust.types.tuples import TP, ConsumerMessage
 from streams.settings import ENV, SettingsError
 
 VALIDATED_FAUST = "0.15.3"
-SCHEME = "chunked"
+SCHEME = "engage"
 PAUSED_POLL_S = 0.02   # how long a fetch waits while every busy partition is paused (stream buffer full)
 
 
@@ -51,8 +56,8 @@ def check_faust_version(installed: str | None = None) -> None:
 
 
 def register() -> None:
-    """Make `chunked://host:port` broker URLs resolve to the chunked transport (idempotent)."""
-    TRANSPORTS.aliases[SCHEME] = f"{__name__}:ChunkedTransport"
+    """Make `engage://host:port` broker URLs resolve to this transport (idempotent)."""
+    TRANSPORTS.aliases[SCHEME] = f"{__name__}:EngageTransport"
 
 
 class Chunk(ConsumerMessage):
@@ -211,5 +216,14 @@ class ChunkedConsumer(faust_aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
 
 
-class ChunkedTransport(faust_aiokafka.Transport):
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer with `enable_idempotence` (which needs and keeps `acks=all`)."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        """Override: upstream returns idempotence only inside a transaction, `{}` otherwise."""
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class EngageTransport(faust_aiokafka.Transport):
     Consumer = ChunkedConsumer
+    Producer = IdempotentProducer

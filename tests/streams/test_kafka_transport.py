@@ -13,7 +13,7 @@ import faust
 import pytest
 from faust.types.tuples import TP
 
-from streams import chunked
+from streams import kafka_transport
 from streams.settings import SettingsError, load_settings
 
 TOPIC = "engagement.events"
@@ -28,12 +28,12 @@ def record(partition: int, offset: int, value: bytes = b"{}", timestamp: int | N
 
 @pytest.fixture
 def consumer():
-    chunked.register()
-    app = faust.App("chunked-test", broker=f"{chunked.SCHEME}://127.0.0.1:1", autodiscover=False)
-    app.topic(TOPIC, schema=chunked.ChunkSchema())
+    kafka_transport.register()
+    app = faust.App("transport-test", broker=f"{kafka_transport.SCHEME}://127.0.0.1:1", autodiscover=False)
+    app.topic(TOPIC, schema=kafka_transport.ChunkSchema())
     app.topics.acking_topics.add(TOPIC)   # as the agent's subscription does
     consumer = app.consumer
-    assert isinstance(consumer, chunked.ChunkedConsumer)
+    assert isinstance(consumer, kafka_transport.ChunkedConsumer)
     consumer.highwater = lambda tp: None   # no broker to ask
     return consumer
 
@@ -111,15 +111,22 @@ def test_a_fetch_during_a_rebalance_yields_nothing(consumer):
 def test_the_chunk_schema_hands_the_records_through_undecoded(consumer):
     tp = TP(TOPIC, 0)
     chunk = consumer._chunk(tp, [record(0, 0, b"not json"), record(0, 1, b"\xff")], generation_id=0)
-    decode = chunked.ChunkSchema().compile(consumer.app)
+    decode = kafka_transport.ChunkSchema().compile(consumer.app)
     event = asyncio.run(decode(chunk))
     assert [r.value for r in event.value] == [b"not json", b"\xff"]
 
 
+def test_the_producer_is_idempotent_with_acks_all(consumer):
+    producer = consumer.app.producer
+    assert isinstance(producer, kafka_transport.IdempotentProducer)
+    settings = producer._settings_extra()
+    assert settings["enable_idempotence"] is True and settings["acks"] == "all"
+
+
 def test_another_faust_version_is_refused_naming_the_setting():
-    chunked.check_faust_version(chunked.VALIDATED_FAUST)
+    kafka_transport.check_faust_version(kafka_transport.VALIDATED_FAUST)
     with pytest.raises(SettingsError) as refused:
-        chunked.check_faust_version("0.16.0")
+        kafka_transport.check_faust_version("0.16.0")
     message = str(refused.value)
     assert "ENGAGE_CONSUMPTION" in message and "0.16.0" in message and "\n" not in message
 
