@@ -208,6 +208,52 @@ def test_a_broker_restart_under_a_running_worker_needs_no_human(own_stack, uniqu
     assert worker.process.poll() is None                              # the same process, no restart by hand
 
 
+def committed_offsets(stack, group: str) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    """The consumer group's committed offset per partition (what a restarted worker would resume from)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, client_id="engage-test-offsets")
+    try:
+        offsets = admin.list_group_offsets(group)[group]
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic.endswith(".engagement.events")}
+    finally:
+        admin.close()
+
+
+def test_a_rebalance_while_a_chunks_redis_write_hangs_commits_nothing_past_what_was_applied(own_stack, unique,
+                                                                                              start):
+    """A partition revoked while its chunk is in flight: its offsets must not be committed before the chunk's
+    effects are in Redis. Redis refuses writes for a while (CLIENT PAUSE ... WRITE: reads go on, the batch's
+    write waits), a second worker joins meanwhile; no offset may move while nothing can be applied."""
+    import redis
+
+    first, messages, sending = flowing(own_stack, unique, start, seed=10, seconds=25, until=1 / 5)
+    client = redis.Redis.from_url(own_stack.redis_url)
+    pause_s = 12
+    client.execute_command("CLIENT", "PAUSE", pause_s * 1000, "WRITE")
+    paused_at = time.monotonic()
+    try:
+        # what was applied before the pause gets committed within the commit interval (1 s); then nothing more can be
+        time.sleep(2.5)
+        before = committed_offsets(own_stack, unique)
+        assert sum(before.values()) > 0
+        second = start(own_stack, unique, "w2")
+        samples = 0
+        while time.monotonic() - paused_at < pause_s - 1:
+            assert committed_offsets(own_stack, unique) == before, "an offset was committed past what was applied"
+            samples += 1
+            time.sleep(0.25)
+        assert samples > 10 and sending.is_alive()
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
+        client.close()
+    split = lambda: 0 < first.metrics()["engagement_assigned_partitions"] < 4 and consumed(second) > 0  # noqa: E731
+    second.wait_until(split, "the two workers to share the partitions once Redis takes writes again")
+    sending.finish(timeout=60)
+    second.stop()
+    ends_like_the_core(own_stack, unique, first, messages)
+
+
 def test_redis_killed_and_restarted_from_its_aof_then_lost_and_replayed(own_stack, unique, start, monkeypatch):
     from click.testing import CliRunner
 
