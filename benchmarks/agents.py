@@ -8,7 +8,8 @@
   iteration: what a first Faust app gets.
 * `noop-fast`: `noop` on the benchmark transport that removes Faust's per-message task
   overhead (benchmarks.fast_transport), lean monitor, raw schema, a 64 k stream buffer.
-* `noop-batch`: one Faust event per fetched chunk of up to 1,000 records (batch delivery).
+* `noop-chunked`: the no-op agent on the worker's consumption path (streams/kafka_transport.py,
+  as `ENGAGE_CONSUMPTION=chunked` sets it up): one Faust event per fetched chunk.
 * `naive`: the straightforward per-event scorer a user would write first: validate with
   the core, then one Redis read-modify-write round trip per event on one JSON document
   per customer (its own encoding below, not the worker's layout), no alert rules.
@@ -64,15 +65,24 @@ def main() -> None:
     common = dict(broker=f"kafka://{bootstrap}", store="memory://", key_serializer="raw", value_serializer="raw",
                   web_enabled=False, consumer_auto_offset_reset="earliest", autodiscover=False,
                   datadir=os.environ.get("BENCH_DATADIR", "/tmp/bench-faust"))
-    if mode in ("noop-fast", "noop-batch"):
+    if mode == "noop-fast":
         from benchmarks import fast_transport
 
         fast_transport.register()
-        scheme = "batchkafka" if mode == "noop-batch" else "fastkafka"
-        common.update(broker=f"{scheme}://{bootstrap}", stream_buffer_maxsize=65536,
+        common.update(broker=f"fastkafka://{bootstrap}", stream_buffer_maxsize=65536,
                       Monitor=fast_transport.LeanMonitor, Schema=fast_transport.RawSchema)
+    if mode == "noop-chunked":   # exactly the worker's app settings for its consumption path
+        from streams.app import consumption_settings
+        from streams.settings import load_settings
+
+        common.update(consumption_settings(load_settings({"kafka_bootstrap": bootstrap, "redis_url": "redis://-"})))
     app = faust.App(app_id, **common)
-    topic = app.topic(topic_name, key_type=bytes, value_type=bytes)
+    if mode == "noop-chunked":
+        from streams.kafka_transport import ChunkSchema
+
+        topic = app.topic(topic_name, schema=ChunkSchema())
+    else:
+        topic = app.topic(topic_name, key_type=bytes, value_type=bytes)
     state = {"seen": 0, "first": 0.0}
 
     def count(n: int) -> None:
@@ -86,13 +96,13 @@ def main() -> None:
                 out.write(orjson.dumps({"mode": mode, "events": state["seen"], "seconds": elapsed}))
             os._exit(0)
 
-    if mode == "noop-batch":
+    if mode == "noop-chunked":
         @app.agent(topic, concurrency=1)
-        async def noop_batch(stream: faust.StreamT) -> None:
-            async for values in stream:          # each event: a chunk of one partition's records
-                for value in values:
-                    _decode(value)
-                count(len(values))
+        async def noop_chunked(stream: faust.StreamT) -> None:
+            async for event in stream.events():   # each event: a chunk of one partition's records
+                for record in event.value:
+                    _decode(record.value)
+                count(len(event.value))
     elif mode in ("noop", "noop-fast"):
         @app.agent(topic, concurrency=1)
         async def noop(stream: faust.StreamT) -> None:

@@ -1,8 +1,10 @@
-"""Faust consumption without the framework's per-message overhead: benchmark-only transports.
+"""Faust's per-message path made cheaper, still one event per record: a benchmark-only transport.
 
-Plugged in through Faust's transport registry (`broker="fastkafka://..."` or
-`"batchkafka://..."`) and app settings (`Monitor`, `Schema`); faust-streaming itself is
-not patched. Why each piece (profiles in benchmarks/RESULTS.md):
+The worker's own path, one event per fetched chunk, is streams/kafka_transport.py (the
+`noop-chunked` mode); this one measures how far per-event delivery alone gets (`noop-fast`).
+Plugged in through Faust's transport registry (`broker="fastkafka://..."`) and app settings
+(`Monitor`, `Schema`); faust-streaming itself is not patched. Why each piece (profiles in
+benchmarks/PROFILE.md):
 
 * `FastConsumer`: upstream `Consumer._drain_messages` awaits `wait_first(callback(message),
   suspend_flow.wait())` per record: four futures and an `asyncio.wait` per message, the
@@ -11,17 +13,13 @@ not patched. Why each piece (profiles in benchmarks/RESULTS.md):
   While partitions are paused for a full buffer it polls every 20 ms instead of sleeping 1 s.
 * `RawSchema` / `LeanMonitor`: no serializer-registry lookups for raw-bytes topics and no
   per-event sensor bookkeeping (~10 %).
-* `BatchConsumer`: one Faust event per fetched chunk of up to 1,000 records of one
-  partition (`event.value` is the list of values); acking it acks the whole chunk.
 
 These override private methods of faust-streaming 0.15.3 (`_drain_messages`, `getmany`,
-`_wait_next_records`, `_new_offset`): pinned, and to be re-diffed on any upgrade. The
-worker does not use them yet (see docs/performance.md).
+`_wait_next_records`): pinned, and to be re-diffed on any upgrade.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import types
 from typing import Any, AsyncIterator, Tuple, cast
 
@@ -30,7 +28,6 @@ import faust
 from faust.sensors.monitor import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import TRANSPORTS
-from faust.types.tuples import ConsumerMessage
 
 
 @types.coroutine
@@ -154,11 +151,10 @@ class FastConsumer(_aiokafka.Consumer):
                         offset = message.offset
                         r_offset = get_read_offset(tp)
                         if r_offset is None or offset >= r_offset:
-                            first = getattr(message, "first_offset", offset)  # batch messages
-                            gap = first - (r_offset or 0)
+                            gap = offset - (r_offset or 0)
                             if gap > 1 and r_offset:
                                 if acks_enabled_for(message.topic):
-                                    await self._add_gap(tp, r_offset + 1, first)
+                                    await self._add_gap(tp, r_offset + 1, offset)
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
@@ -229,82 +225,6 @@ class LeanMonitor(Monitor):
 
 
 
-class BatchMessage(ConsumerMessage):
-    """One Kafka-level message standing for a contiguous run of records of one partition:
-    offset = last record's offset, value = list of the records' values, first_offset = first."""
-    __slots__ = ("first_offset",)
-
-
-class BatchConsumer(FastConsumer):
-    """Delivers each fetched partition chunk (up to batch_records records) as ONE Faust message/event.
-    The agent iterates events whose .value is a list[bytes]; acking the event marks every offset
-    of the chunk acked, so commits stay 'after processing' (at-least-once)."""
-    batch_records = 1000
-
-    def on_init(self) -> None:
-        super().on_init()
-        self._batch_first = collections.defaultdict(dict)  # tp -> {last offset: first offset}
-
-    async def getmany(self, timeout: float):
-        fetched = await self._fetch(timeout)
-        if fetched is None:
-            return
-        records, active_partitions, generation_id = fetched
-        n = self.batch_records
-        batch_first = self._batch_first
-        buffered = self._buffered_partitions
-        app = self.app
-        # round-robin over partitions, one chunk at a time
-        chunks = {tp: [recs[i:i + n] for i in range(0, len(recs), n)] for tp, recs in records.items()}
-        idx = 0
-        while True:
-            any_left = False
-            for tp, cl in chunks.items():
-                if idx >= len(cl):
-                    continue
-                any_left = True
-                if not self.flow_active or app.consumer_generation_id != generation_id:
-                    return
-                if not (active_partitions is None or tp in active_partitions or tp in buffered):
-                    continue
-                chunk = cl[idx]
-                first, last = chunk[0], chunk[-1]
-                msg = BatchMessage(
-                    last.topic, last.partition, last.offset,
-                    last.timestamp / 1000.0 if last.timestamp is not None else None,
-                    last.timestamp_type, last.headers, None, [r.value for r in chunk], None,
-                    0, sum(r.serialized_value_size for r in chunk), tp, generation_id=generation_id)
-                msg.first_offset = first.offset
-                batch_first[tp][last.offset] = first.offset
-                yield tp, msg
-            if not any_left:
-                return
-            idx += 1
-
-    def _new_offset(self, tp):
-        # Acks (Python Consumer.ack *or* the Cython StreamIterator, which inlines it) record only the
-        # batch message's offset, i.e. the chunk's last offset. Before computing the committable
-        # offset, expand each acked chunk-end into the whole chunk it stands for.
-        firsts = self._batch_first.get(tp)
-        if firsts:
-            acked = self._acked[tp]
-            extra = []
-            for off in acked:
-                first = firsts.pop(off, None)
-                if first is not None and first < off:
-                    extra.extend(range(first, off))
-            if extra:
-                acked.extend(extra)
-        return super()._new_offset(tp)
-
-
-class BatchTransport(_aiokafka.Transport):
-    Consumer = BatchConsumer
-
-
-
-
 def register() -> None:
-    """Make `fastkafka://` and `batchkafka://` broker URLs resolve to these transports."""
+    """Make `fastkafka://` broker URLs resolve to this transport."""
     TRANSPORTS.aliases["fastkafka"] = "benchmarks.fast_transport:Transport"
-    TRANSPORTS.aliases["batchkafka"] = "benchmarks.fast_transport:BatchTransport"

@@ -84,6 +84,7 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         broker_commit_interval=1.0,
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
+        consumer_group_instance_id=settings.group_instance_id or None,
         producer_acks=-1,
         autodiscover=False,
     )

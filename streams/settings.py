@@ -66,6 +66,7 @@ class Settings:
     stall_after_s: float = 60.0                   # /readyz: lagging with no progress this long
     outbox_grace_s: float = 30.0                  # an output unacknowledged this long is republished (outbox)
     kafka_session_timeout_s: float = 10.0         # a silent worker's partitions move to the others after this
+    group_instance_id: str = ""                   # static group membership (KIP-345): a restart in place keeps its partitions
     state_cache_customers: int = 10_000           # customers a worker keeps as it last wrote them (0: none)
     data_dir: str = ".engage/worker"
     # security (docs/security.md); the secrets are in SECRETS
@@ -206,7 +207,7 @@ def _validate(raw: dict[str, object]) -> Settings:
             values[f.name] = _number(name, value, float, 0.001, 86400.0)
         else:
             text = str(value)
-            if f.name.endswith("_topic") or f.name in ("app_id", "key_prefix"):
+            if f.name.endswith("_topic") or f.name in ("app_id", "key_prefix", "group_instance_id"):
                 if not _NAME.match(text) or (f.name == "key_prefix" and ("{" in text or ":" in text)):
                     raise SettingsError(name, f"letters, digits, '.', '_' and '-' only (got {text!r})")
             if f.name == "alert_webhook_url" and not text.startswith(("http://", "https://")):

@@ -27,8 +27,8 @@ class WorkerProcess:
     """`engage worker` as a real subprocess."""
 
     def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str, config: Path | None = None,
-                 sweep_s: str = "3600", extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+                 sweep_s: str = "3600", extra_env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self._start(stack, log_dir, name, extra_env, [
             *(["--config", str(config)] if config else []), "worker", "--topic-prefix", f"{unique}.",
             "--app-id", unique, "--key-prefix", unique, "--web-port", str(self.port)],

@@ -96,9 +96,9 @@ def start(tmp_path):
     """Starts `engage worker` processes; every one is stopped when the test ends."""
     started: list[WorkerProcess] = []
 
-    def run(stack, unique: str, name: str) -> WorkerProcess:
+    def run(stack, unique: str, name: str, env: dict[str, str] | None = None, port: int | None = None) -> WorkerProcess:
         # the due sweep every second: live reads are exact at most a sweep interval behind (docs/reliability.md)
-        started.append(WorkerProcess(stack, unique, tmp_path, name, sweep_s="1"))
+        started.append(WorkerProcess(stack, unique, tmp_path, name, sweep_s="1", extra_env=env, port=port))
         return started[-1]
 
     yield run
@@ -106,11 +106,12 @@ def start(tmp_path):
         worker.stop()
 
 
-def flowing(stack, unique: str, start, seed: int, seconds: float, until: float):  # type: ignore[no-untyped-def]
+def flowing(stack, unique: str, start, seed: int, seconds: float, until: float,  # type: ignore[no-untyped-def]
+            env: dict[str, str] | None = None):
     """A worker owning every partition, a paced stream of `seconds` to it, and `until` of it consumed."""
     settings = pipeline_settings(stack, unique)
     messages = generated(unique, seed)
-    worker = start(stack, unique, "w1")
+    worker = start(stack, unique, "w1", env)
     worker.wait_until(lambda: owns_all_partitions(worker), "partitions")
     sending = PacedProducer(stack, settings.events_topic, [(m.key, m.value) for m in messages], seconds)
     sending.start()
@@ -198,6 +199,26 @@ def test_a_killed_workers_partitions_are_consumed_again_within_15_s_by_the_survi
     assert pause_s < 15
     sending.finish(timeout=60)
     ends_like_the_core(stack, unique, first, messages)
+
+
+def test_a_worker_restarted_in_place_with_a_group_instance_id_resumes_before_its_session_would_expire(
+        stack, unique, start):
+    """Static membership (ENGAGE_GROUP_INSTANCE_ID): the group hands a member that comes back under the same id
+    its partitions at once. Without it the group waits for the dead member's session (30 s here) first.
+    In place means the same web address too: Faust's assignment carries the worker's URL."""
+    env = {"ENGAGE_GROUP_INSTANCE_ID": f"{unique}-w1", "ENGAGE_KAFKA_SESSION_TIMEOUT_S": "30"}
+    worker, messages, sending = flowing(stack, unique, start, seed=11, seconds=30, until=1 / 10, env=env)
+    worker.process.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    worker.process.wait()
+    again = start(stack, unique, "w1-again", env, port=worker.port)
+    again.wait_until(lambda: consumed(again) > 0, "the restarted worker to consume", timeout=90)
+    pause_s = time.monotonic() - killed_at
+    print(f"pause of a restart in place with static membership: {pause_s:.1f} s")   # docs/reliability.md
+    assert pause_s < 20, pause_s   # start-up (~5-10 s) only, not the 30 s session
+    assert sending.is_alive()
+    sending.finish(timeout=60)
+    ends_like_the_core(stack, unique, again, messages)
 
 
 def test_a_broker_restart_under_a_running_worker_needs_no_human(own_stack, unique, start):

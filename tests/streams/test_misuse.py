@@ -52,6 +52,7 @@ BAD_SETTINGS = {
     "outbox_grace_s": "-1",
     "state_cache_customers": "-5",
     "kafka_session_timeout_s": "2",
+    "group_instance_id": "pod/1",
     "data_dir": "/etc/hostname/worker",   # beneath a regular file
     "kafka_security_protocol": "TLS",
     "kafka_sasl_mechanism": "GSSAPI",
