@@ -106,6 +106,10 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
             async for event in stream.events():   # acked when the body has returned
                 await runtime.handle(chunk_incoming(event))
 
+    @app.on_partitions_assigned.connect
+    async def count_assignment(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        runtime.metrics.assignments.inc()   # a rise with no worker joining or leaving is a false rebalance
+
     @app.task
     async def adopt_config() -> None:
         await runtime.adopt_config()

@@ -139,11 +139,16 @@ class Metrics:
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000), registry=r)
         self.lag = Gauge(PREFIX + "consumer_lag", "Messages behind the end of this worker's partitions", registry=r)
         self.assigned = Gauge(PREFIX + "assigned_partitions", "Events-topic partitions this worker owns", registry=r)
+        self.assignments = Counter(PREFIX + "partition_assignments", "Partition assignments this worker received: "
+                                   "one per consumer-group rebalance it took part in, its first join included",
+                                   registry=r)
         self.due = Gauge(PREFIX + "due_customers", "Customers whose re-score is due now (after a config change: "
                          "all of them, until the background re-score is done)", registry=r)
         self.retries = Counter(PREFIX + "batch_retries", "Batches retried after a Redis or Kafka error", registry=r)
         self.conflicts = Counter(PREFIX + "redis_conflicts", "Optimistic transactions recomputed after a conflict",
                                  registry=r)
+        self.redis_read_failures = Counter(PREFIX + "redis_read_failures", "Scrapes of /metrics whose Redis reads "
+                                           "failed (KPI, due and outbox gauges kept their last values)", registry=r)
         self.redis_out_of_memory = Counter(PREFIX + "redis_out_of_memory_errors", "Redis writes refused at its "
                                            "maxmemory (OOM); the batch or sweep is retried", registry=r)
         self.outbox = Gauge(PREFIX + "outbox_outputs", "Outputs recorded in Redis and not yet acknowledged by Kafka "

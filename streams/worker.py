@@ -171,12 +171,21 @@ class Runtime:
         self._observe_cache()
 
     async def metrics_payload(self) -> bytes:
-        """KPI gauges from the shared aggregates (computed at most once per ENGAGE_KPI_INTERVAL_S), pipeline metrics."""
-        self.metrics.kpi_gauges.latest = await self.latest_kpis.get()
+        """KPI gauges from the shared aggregates (computed at most once per ENGAGE_KPI_INTERVAL_S), pipeline metrics.
+
+        When Redis cannot answer, the pipeline metrics are served all the same (retries, lag, the
+        out-of-memory count are what an operator needs then) and the Redis-derived gauges keep
+        their last values; `engagement_redis_read_failures_total` says so.
+        """
         self.metrics.lag.set(self.lag())
         self.metrics.assigned.set(len(self.assigned()))
-        self.metrics.due.set(await self.store.due_count(now_ms()))
-        self.metrics.outbox.set(await self.store.outbox_size())
+        try:
+            self.metrics.kpi_gauges.latest = await self.latest_kpis.get()
+            self.metrics.due.set(await self.store.due_count(now_ms()))
+            self.metrics.outbox.set(await self.store.outbox_size())
+        except Exception as exc:  # noqa: BLE001 - /metrics must not fail with Redis; /readyz reports it
+            self.metrics.redis_read_failures.inc()
+            log.warning("/metrics: the Redis-derived gauges keep their last values: %s", exc)
         return generate_latest(self.metrics.registry)
 
     async def ready(self) -> tuple[bool, str]:

@@ -1,3 +1,5 @@
+#!lua flags=no-writes
+-- (no-writes: it runs while Redis refuses writes, e.g. paused or out of memory, so reads keep working)
 -- One round of a selection over lex-ordered sorted sets (KEYS, one slot on a cluster).
 -- ARGV[1], ARGV[2]: the range [lo, hi) of key prefixes; ARGV[3..]: bounds. Reply: the least and
 -- greatest member in the range over all KEYS ("" when none), then for each bound how many

@@ -1,3 +1,5 @@
+#!lua flags=no-writes
+-- (no-writes: it runs while Redis refuses writes, e.g. paused or out of memory, so reads keep working)
 -- Sum integer hashes field by field: KEYS are the hashes (one slot on a cluster), the reply is
 -- a flat [field, total, ...]. Generic addition only: what the totals mean is the core's.
 local totals, order = {}, {}

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from streams.store import APPLY, OUTBOX_CLAIM, OUTBOX_SETTLE
+from streams.store import APPLY, OUTBOX_CLAIM, OUTBOX_SETTLE, RANK_PROBE, SUM_HASHES
 
 
 def _b(value: Any) -> bytes:
@@ -39,7 +39,8 @@ def _bound(text: Any, low: bool) -> tuple[float, bool]:
 class MemoryRedis:
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}       # hash: dict, zset: dict member -> score, set: set, list: list
-        self.scripts = {APPLY: self._apply, OUTBOX_SETTLE: self._settle, OUTBOX_CLAIM: self._claim}
+        self.scripts = {APPLY: self._apply, OUTBOX_SETTLE: self._settle, OUTBOX_CLAIM: self._claim,
+                        SUM_HASHES: self._sum_hashes, RANK_PROBE: self._rank_probe}
 
     # --- client plumbing ------------------------------------------------------------------
 
@@ -67,7 +68,7 @@ class MemoryRedis:
         return {"maxmemory_policy": "noeviction"}
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        command = getattr(self, f"_{name}", None)
+        command = None if name.startswith("_") else getattr(self, f"_{name}", None)
         if command is None:
             raise AttributeError(name)
 
@@ -161,6 +162,15 @@ class MemoryRedis:
         gone = [m for m, _ in self._in_range(key, low, high)]
         return self._zrem(key, *gone) if gone else 0
 
+    def _zrangebylex(self, key: Any, low: Any, high: Any) -> list:
+        def inside(member: bytes, bound: bytes, above: bool) -> bool:
+            if bound in (b"-", b"+"):
+                return (bound == b"-") == above
+            if bound[:1] == b"[":
+                return member >= bound[1:] if above else member <= bound[1:]
+            return member > bound[1:] if above else member < bound[1:]
+        return sorted(m for m in self.data.get(_b(key), {}) if inside(m, _b(low), True) and inside(m, _b(high), False))
+
     def _zcount(self, key: Any, low: Any, high: Any) -> int:
         return len(self._in_range(key, low, high))
 
@@ -219,6 +229,20 @@ class MemoryRedis:
         for command, index, *rest in doc["ops"]:
             getattr(self, f"_{command.lower()}")(keys[index - 1], *rest)
         return 1
+
+    def _sum_hashes(self, keys: list[bytes], args: list) -> list[bytes | int]:
+        totals: dict[bytes, int] = {}
+        for key in keys:
+            for field, value in self.data.get(key, {}).items():
+                totals[field] = totals.get(field, 0) + int(value)
+        return [item for field, total in totals.items() for item in (field, total)]
+
+    def _rank_probe(self, keys: list[bytes], args: list) -> list[bytes | int]:
+        lo, hi, bounds = _b(args[0]), _b(args[1]), [_b(bound) for bound in args[2:]]
+        members = [m for key in keys for m in self.data.get(key, {})]   # lex sets: every score 0
+        in_range = [m for m in members if lo <= m < hi]
+        counts = [sum(m < bound for m in members) for bound in bounds]
+        return [min(in_range, default=b""), max(in_range, default=b""), *counts]
 
     def _settle(self, keys: list[bytes], args: list) -> int:
         deleted = 0

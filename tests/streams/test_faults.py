@@ -243,14 +243,28 @@ def committed_offsets(stack, group: str) -> dict[int, int]:  # type: ignore[no-u
 
 def test_a_rebalance_while_a_chunks_redis_write_hangs_commits_nothing_past_what_was_applied(own_stack, unique,
                                                                                               start):
-    """A partition revoked while its chunk is in flight: its offsets must not be committed before the chunk's
-    effects are in Redis. Redis refuses writes for a while (CLIENT PAUSE ... WRITE: reads go on, the batch's
-    write waits), a second worker joins meanwhile; no offset may move while nothing can be applied."""
+    """A batch whose Redis write waits longer than the session timeout causes no rebalance. And a partition
+    revoked while its chunk is in flight: its offsets must not be committed before the chunk's effects are in
+    Redis. Redis refuses writes for a while (CLIENT PAUSE ... WRITE: reads go on, the batch's write waits), a
+    second worker joins meanwhile; no offset may move while nothing can be applied."""
     import redis
 
-    first, messages, sending = flowing(own_stack, unique, start, seed=10, seconds=25, until=1 / 5)
+    first, messages, sending = flowing(own_stack, unique, start, seed=10, seconds=40, until=1 / 8)
     client = redis.Redis.from_url(own_stack.redis_url)
     pause_s = 12
+    # first no rebalance at all: a batch waiting on Redis longer than the session timeout (10 s) is no dead worker
+    joins = first.metrics()["engagement_partition_assignments_total"]
+    client.execute_command("CLIENT", "PAUSE", pause_s * 1000, "WRITE")
+    paused_at = time.monotonic()
+    first.wait_until(lambda: time.monotonic() - paused_at > 2, "the batch in flight to reach the paused write")
+    stuck = consumed(first)
+    first.wait_until(lambda: time.monotonic() - paused_at > pause_s - 1, "the pause to near its end")
+    assert consumed(first) == stuck, "a batch was applied while Redis refused writes: the test would prove nothing"
+    first.wait_until(lambda: consumed(first) > stuck, "consumption to go on after the pause")
+    assert first.metrics()["engagement_partition_assignments_total"] == joins and owns_all_partitions(first), \
+        "a false rebalance"
+
+    # then a rebalance while the chunk's write hangs
     client.execute_command("CLIENT", "PAUSE", pause_s * 1000, "WRITE")
     paused_at = time.monotonic()
     try:

@@ -15,7 +15,7 @@ import orjson
 
 from streams.clock import now_ms
 from streams.layout import Keys
-from streams.metrics import Metrics
+from streams.metrics import KPI_GAUGES, Metrics
 from streams.processor import Incoming
 from streams.settings import load_settings
 from streams.store import RedisStore
@@ -108,3 +108,36 @@ def test_a_customer_the_worker_fails_on_every_time_is_quarantined_and_the_rest_s
     assert sorted(c["customer_id"] for c in producer.on(SETTINGS.scores_topic)) == ["ok1", "ok1", "ok2", "ok2"]
     assert worker.metrics.processed._value.get() == 4
     assert worker.positions[("events", 0)] == len(events)       # the partition moves on
+
+
+class Assignment:
+    """Faust's consumer as the metrics read it: two partitions, nothing behind."""
+
+    def assignment(self) -> list:
+        from faust.types import TP
+
+        return [TP(SETTINGS.events_topic, 0), TP(SETTINGS.events_topic, 1)]
+
+    def highwater(self, tp) -> int:  # type: ignore[no-untyped-def]
+        return 0
+
+
+def test_metrics_are_served_when_redis_cannot_answer_and_the_kpi_gauges_keep_their_values():
+    memory = MemoryRedis()
+    worker = runtime(memory, RecordingProducer())
+    worker.consumer = Assignment
+    at = now_ms() - 1000
+    asyncio.run(worker.handle(batch(ev("c1", "like", at, event_id="e1"), ev("c2", "comment", at, event_id="e2"))))
+    before = asyncio.run(worker.metrics_payload()).decode()
+    assert "engagement_assigned_partitions 2.0" in before and "engagement_redis_read_failures_total 0.0" in before
+
+    async def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ConnectionError("Redis is down")
+
+    worker.store.aggregates = refused
+    worker.latest_kpis.interval_s = 0   # recompute on this scrape
+    after = asyncio.run(worker.metrics_payload()).decode()
+    assert "engagement_redis_read_failures_total 1.0" in after
+    kpis = [f"engagement_{gauge.name}" for gauge in KPI_GAUGES]
+    kpi_lines = lambda text: sorted(line for line in text.splitlines() if line.startswith(tuple(kpis)))  # noqa: E731
+    assert kpi_lines(after) == kpi_lines(before) and "engagement_active_customers{window=\"1d\"} 2.0" in before
