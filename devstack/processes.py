@@ -107,6 +107,23 @@ def stop(service: Service, grace_s: float = 30.0) -> None:
     reap(service.pid)
 
 
+def stop_all(services: list[Service], grace_s: float = 30.0) -> None:
+    """Stops these services at once: SIGTERM to each, then SIGKILL to any still running after `grace_s`."""
+    for service in services:
+        assert service.pid is not None
+        try:
+            os.killpg(service.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(service.alive() for service in services):
+        for service in services:
+            reap(service.pid)   # type: ignore[arg-type]
+        time.sleep(0.1)
+    for service in services:
+        stop(service, grace_s=0)   # SIGKILL what is left, and reap
+
+
 def reap(pid: int) -> None:
     try:
         os.waitpid(pid, os.WNOHANG)

@@ -9,6 +9,11 @@ processes and ports in `devstack.processes`; this module composes them.
 
 * Kafka 3.9 in KRaft mode (one combined broker + controller), from its Maven Central
   jars resolved by `mvn` into a cache and run on the machine's JDK.
+* `up(directory, brokers=3)`: three combined brokers + controllers instead (one quorum),
+  services `kafka-1..3`, each with its own directory, ports and log, and the internal topics
+  replicated three times with `min.insync.replicas=2` (`devstack.kafka.CLUSTER_BROKER_SETTINGS`);
+  `stack.kafka_bootstrap` lists all three, and `restart(stack, "kafka-2", kill=True)` takes
+  one down. Plain listeners only.
 * Redis from Debian's `redis-server` (or an already running one: ENGAGE_REDIS_URL).
 * Prometheus with promtool from Debian's `prometheus`, only when asked for.
 * `cluster_up(directory)`: a Redis Cluster of three masters (no replicas) from the same
@@ -41,17 +46,18 @@ from pathlib import Path
 
 from devstack import kafka, redis
 from devstack import prometheus as prometheus_service
-from devstack.kafka import BROKER_SETTINGS, KAFKA_VERSION, kafka_libs
+from devstack.kafka import BROKER_SETTINGS, CLUSTER_BROKER_SETTINGS, CLUSTER_BROKERS, KAFKA_VERSION, kafka_libs
 from devstack.processes import (READY_TIMEOUT_S, Service, StackError, ensure_binary, free_port, free_ports, reap,
-                                spawn, stop, wait_ready)
+                                spawn, stop, stop_all, wait_ready)
 from devstack.redis import CLUSTER_NODES
 from devstack.tls import secure_material, security_env
 
-__all__ = ["BROKER_SETTINGS", "CLUSTER_NODES", "KAFKA_VERSION", "Service", "Stack", "StackError", "cluster_down",
+__all__ = ["BROKER_SETTINGS", "CLUSTER_BROKERS", "CLUSTER_BROKER_SETTINGS", "CLUSTER_NODES", "KAFKA_VERSION", "Service", "Stack", "StackError", "cluster_down",
            "cluster_up", "down", "ensure_binary", "free_port", "kafka_libs", "local_addresses", "restart",
            "secure_stack_dir", "set_scrape_targets", "stack_dir", "status", "up"]
 
 ROOT = Path(__file__).resolve().parents[1]
+BROKER_NAMES = kafka.cluster_broker_names(CLUSTER_BROKERS)   # a three-broker stack's Kafka services
 
 
 def stack_dir() -> Path:
@@ -77,7 +83,18 @@ class Stack:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return self.services["kafka"].address
+        """The one broker's address, or every broker's of a cluster (host:port,host:port,...)."""
+        if "kafka" in self.services:
+            return self.services["kafka"].address
+        brokers = self.kafka_brokers
+        if not brokers:
+            raise KeyError("kafka")
+        return ",".join(self.services[name].address for name in brokers)
+
+    @property
+    def kafka_brokers(self) -> list[str]:
+        """The names of the Kafka services: ["kafka"], or ["kafka-1", "kafka-2", "kafka-3"] (empty: none)."""
+        return [name for name in ("kafka", *BROKER_NAMES) if name in self.services]
 
     @property
     def redis_url(self) -> str:
@@ -97,7 +114,7 @@ class Stack:
     def to_json(self) -> dict[str, object]:
         return {
             "directory": self.directory,
-            "kafka_bootstrap": self.services["kafka"].address if "kafka" in self.services else None,
+            "kafka_bootstrap": self.kafka_bootstrap if self.kafka_brokers else None,
             "redis_url": self.services["redis"].address if "redis" in self.services else None,
             "prometheus_url": self.prometheus_url,
             **({"redis_cluster_url": self.redis_cluster_url} if self.redis_cluster_url else {}),
@@ -131,24 +148,40 @@ def up(
     prometheus: bool = False,
     log: Callable[[str], None] = lambda _: None,
     secure: bool = False,
+    brokers: int | None = None,
 ) -> Stack:
     """Start (or reuse) Kafka and Redis, and Prometheus when asked; return their addresses.
 
     `secure`: Kafka on SASL_SSL with SCRAM users and Redis on TLS with an ACL user (see the
     module notes); use a directory of its own (`secure_stack_dir()`), and `client_env()`.
+    `brokers`: 1 (one combined broker, service `kafka`) or 3 (a KRaft cluster, `kafka-1..3`);
+    None keeps what the directory's stack has (1 for a new one). A stack is not changed from one
+    to the other in place: `down` it first.
     """
     directory = directory or stack_dir()
     directory.mkdir(parents=True, exist_ok=True)
     stack = Stack.load(directory) or Stack(str(directory))
     stack.directory = str(directory)
+    has = CLUSTER_BROKERS if any(name in stack.services for name in BROKER_NAMES) else (
+        1 if "kafka" in stack.services else None)
+    count = brokers or has or 1
+    if count not in (1, CLUSTER_BROKERS):
+        raise StackError(f"a local Kafka has 1 or {CLUSTER_BROKERS} brokers (asked for {count})")
+    if has and count != has:
+        raise StackError(f"{directory} holds a {has}-broker Kafka: stop it first (`engage stack down`) "
+                         f"to start {count}")
+    if count > 1 and (secure or stack.security):
+        raise StackError(f"the {CLUSTER_BROKERS}-broker Kafka is plain only, not the secure stack")
     if secure:
         stack.security = secure_material(directory / "tls", log)
     elif stack.security:
         raise StackError(f"{directory} holds a secure stack: use up(directory, secure=True)")
     sec = stack.security or None
 
+    if count > 1:
+        _cluster_kafka_up(stack, directory, log)
     starters: list[tuple[str, Callable[[Path, Callable[[str], None]], Service], Callable[[Service], bool]]] = [
-        ("kafka", partial(kafka.start, security=sec), partial(kafka.ready, security=sec)),
+        *([("kafka", partial(kafka.start, security=sec), partial(kafka.ready, security=sec))] if count == 1 else []),
         ("redis", partial(redis.start, security=sec), partial(redis.ready, security=sec)),
     ]
     if prometheus:
@@ -169,15 +202,42 @@ def up(
     return stack
 
 
+def _cluster_kafka_up(stack: Stack, directory: Path, log: Callable[[str], None]) -> None:
+    """Reuses the stack's three brokers when each is up and registered, else starts all three anew.
+
+    All or nothing: a new node would be formatted with a new cluster id, which the others refuse.
+    """
+    nodes = [stack.services.get(name) for name in BROKER_NAMES]
+    if all(node and node.alive() and kafka.broker_ready(node) for node in nodes):
+        log(f"kafka: reusing {stack.kafka_bootstrap} ({CLUSTER_BROKERS} brokers)")
+        return
+    stop_all([node for node in nodes if node and node.pid and node.alive()])
+    for node in kafka.start_cluster(directory, log, CLUSTER_BROKERS):
+        stack.services[node.name] = node
+    stack.save()
+    for name in BROKER_NAMES:
+        wait_ready(stack.services[name], kafka.broker_ready)
+    log(f"kafka: ready at {stack.kafka_bootstrap} ({CLUSTER_BROKERS} brokers, one KRaft quorum)")
+
+
 def down(directory: Path | None = None, purge: bool = False, log: Callable[[str], None] = lambda _: None) -> None:
-    """Stop every service we started; with `purge`, delete their data too."""
+    """Stop every service we started; with `purge`, delete their data too.
+
+    A cluster's brokers are stopped together: one stopped last, alone, would wait for a
+    controller quorum that is gone before it could shut down cleanly.
+    """
     directory = directory or stack_dir()
     stack = Stack.load(directory)
     if stack is not None:
-        for name, service in reversed(list(stack.services.items())):
-            if service.pid is not None and service.alive():
-                stop(service)
-                log(f"{name}: stopped")
+        running = {name: service for name, service in stack.services.items()
+                   if service.pid is not None and service.alive()}
+        together = [running.pop(name) for name in BROKER_NAMES if name in running]
+        for name, service in reversed(list(running.items())):
+            stop(service)
+            log(f"{name}: stopped")
+        if together:
+            stop_all(together)
+            log(f"{', '.join(s.name for s in together)}: stopped")
         (directory / "stack.json").unlink(missing_ok=True)
     if purge and directory.exists():
         shutil.rmtree(directory)
@@ -190,7 +250,8 @@ def status(directory: Path | None = None) -> dict[str, object]:
         return {"directory": str(directory or stack_dir()), "running": False, "services": {}}
     sec = stack.security or None
     checks = {"kafka": partial(kafka.ready, security=sec), "redis": partial(redis.ready, security=sec),
-              "prometheus": prometheus_service.ready, **dict.fromkeys(CLUSTER_NODES, redis.cluster_node_ok)}
+              "prometheus": prometheus_service.ready, **dict.fromkeys(CLUSTER_NODES, redis.cluster_node_ok),
+              **dict.fromkeys(BROKER_NAMES, kafka.broker_ready)}
     out = stack.to_json()
     healthy = {name: s.alive() and checks[name](s) for name, s in stack.services.items()}
     out["healthy"] = healthy
@@ -204,9 +265,9 @@ def local_addresses(directory: Path | None = None) -> dict[str, str]:
     running = Stack.load(directory)
     if running is None:
         return {}
-    found = {"kafka_bootstrap": running.services.get("kafka"), "redis_url": running.services.get("redis"),
-             "redis_cluster_url": running.services.get(CLUSTER_NODES[0])}
-    return {name: service.address for name, service in found.items() if service is not None}
+    found = {"redis_url": running.services.get("redis"), "redis_cluster_url": running.services.get(CLUSTER_NODES[0])}
+    bootstrap = {"kafka_bootstrap": running.kafka_bootstrap} if running.kafka_brokers else {}
+    return {**bootstrap, **{name: service.address for name, service in found.items() if service is not None}}
 
 
 def set_scrape_targets(stack: Stack, targets: list[str]) -> None:
@@ -292,7 +353,8 @@ def restart(stack: Stack, name: str, down_s: float = 0.0, kill: bool = False,
 
     Kafka keeps its log directory and Redis reloads its append-only file, so clients see
     the same service come back. `kill` stops it with SIGKILL instead of a clean shutdown;
-    `down_s` keeps it down that long before the start.
+    `down_s` keeps it down that long before the start. A broker of a cluster (`kafka-2`) is
+    ready again once the cluster's metadata lists it unfenced.
     """
     service = stack.services[name]
     if service.pid is None:
@@ -311,7 +373,7 @@ def restart(stack: Stack, name: str, down_s: float = 0.0, kill: bool = False,
     service.pid = spawn(command, Path(service.log or cwd / f"{name}.log"), cwd)
     stack.save()
     checks = {"kafka": kafka.ready, "redis": redis.ready, "prometheus": prometheus_service.ready,
-              **dict.fromkeys(CLUSTER_NODES, redis.cluster_node_ok)}
+              **dict.fromkeys(CLUSTER_NODES, redis.cluster_node_ok), **dict.fromkeys(BROKER_NAMES, kafka.broker_ready)}
     wait_ready(service, checks[name])
     log(f"{name}: ready again at {service.address}")
     return service

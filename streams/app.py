@@ -79,7 +79,7 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         web_host=settings.web_host,
         web_port=settings.web_port,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=1,   # the worker sets the cluster's (streams.topics.replication) before it runs
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         broker_session_timeout=settings.kafka_session_timeout_s,

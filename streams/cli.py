@@ -223,7 +223,7 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
                          **_topic_names(topic_prefix))
     from streams.app import create_app, run_worker
     from streams.settings import SettingsError
-    from streams.topics import ensure_topics
+    from streams.topics import cluster_replication, ensure_topics
 
     try:
         app, _ = create_app(settings, config)   # touches no service yet
@@ -231,7 +231,12 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
         raise click.UsageError(str(exc)) from None
     click.echo(f"engage worker: settings {json.dumps(settings.redacted())}", err=True)
     _check_layout(settings)
-    ensure_topics(settings)
+    try:
+        ensure_topics(settings)
+        # Faust's own topics (the assignor's) replicated like ours
+        app.conf.topic_replication_factor = cluster_replication(settings)[0]
+    except SettingsError as exc:   # ENGAGE_TOPIC_REPLICATION above the brokers
+        raise click.UsageError(str(exc)) from None
     run_worker(app, loglevel)
 
 
@@ -305,11 +310,16 @@ def alert_sink(kafka_bootstrap, redis_url, topic_prefix, alert_webhook_url, app_
 @click.option("--partitions", type=int, help="Partitions of new topics. Env: ENGAGE_PARTITIONS.")
 def topics(kafka_bootstrap, redis_url, topic_prefix, partitions) -> None:  # type: ignore[no-untyped-def]
     """Create the events, DLQ, scores (compacted) and alerts topics."""
+    from streams.settings import SettingsError
     from streams.topics import ensure_topics
 
     settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **_NO_REDIS,
                          partitions=partitions, **_topic_names(topic_prefix))
-    for name, state in ensure_topics(settings).items():
+    try:
+        created = ensure_topics(settings)
+    except SettingsError as exc:   # ENGAGE_TOPIC_REPLICATION above the brokers
+        raise click.UsageError(str(exc)) from None
+    for name, state in created.items():
         click.echo(f"{name}: {state}")
 
 
@@ -420,16 +430,22 @@ _secure_option = click.option("--secure", is_flag=True, help="The secure stack (
 @click.option("--prometheus", is_flag=True, help="Also start Prometheus (Debian package).")
 @click.option("--redis-cluster", is_flag=True, help="Also start a Redis Cluster (three masters, no replicas); "
               "its startup node is redis_cluster_url (workers: ENGAGE_REDIS_CLUSTER=true).")
+@click.option("--brokers", type=click.Choice(["1", "3"]), default=None,
+              help="Kafka brokers: 1 (the default for a new stack) or 3, a KRaft cluster (kafka-1..3) whose "
+              "topics are replicated 3 times with min.insync.replicas=2. Default: what the running stack has.")
 @_secure_option
-def stack_up(prometheus: bool, redis_cluster: bool, secure: bool) -> None:
+def stack_up(prometheus: bool, redis_cluster: bool, brokers: str | None, secure: bool) -> None:
     """Start the local stack, or reuse the running one; print its addresses (and, --secure, client_env)."""
     from devstack import stack as local
 
     if redis_cluster and secure:
         raise click.UsageError("--redis-cluster: the local Redis Cluster is plain only, not with --secure")
+    if brokers == "3" and secure:
+        raise click.UsageError("--brokers 3: the three-broker Kafka is plain only, not with --secure")
     try:
         running = local.up(local.secure_stack_dir() if secure else None, prometheus=prometheus,
-                           log=lambda line: click.echo(line, err=True), secure=secure)
+                           log=lambda line: click.echo(line, err=True), secure=secure,
+                           brokers=int(brokers) if brokers else None)
         if redis_cluster:
             running = local.cluster_up(Path(running.directory), log=lambda line: click.echo(line, err=True))
     except local.StackError as exc:

@@ -37,8 +37,9 @@ def generate(settings: Settings, options: GenerateOptions) -> Counter[str]:
     else:
         first, span = start - options.history_ms, options.history_ms
     traffic = TrafficGenerator(options.traffic or TrafficSettings())
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5,
-                             batch_size=256 * 1024, compression_type=None, client_id="engage-generate",
+    # idempotent: a send retried after a broker loss is written once (a cluster's leader can change mid-run)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
+                             linger_ms=5, batch_size=256 * 1024, compression_type=None, client_id="engage-generate",
                              **kafka_options(settings))
     sent: Counter[str] = Counter()
     began = time.monotonic()

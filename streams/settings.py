@@ -29,6 +29,7 @@ SECRETS = ("kafka_password", "redis_password", "api_token")
 # may also come from ENGAGE_<NAME>_FILE: the secrets, and the webhook URL (a Slack-style URL is its own secret)
 FROM_FILE = (*SECRETS, "alert_webhook_url")
 CONSUMPTION_PATHS = ("chunked", "stock")
+MAX_REPLICATION = 16
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -50,6 +51,7 @@ class Settings:
     scores_topic: str = "engagement.scores"
     alerts_topic: str = "engagement.alerts"
     partitions: int = 4
+    topic_replication: str = "auto"               # replicas of new topics: auto (min(3, brokers)) or 1..MAX_REPLICATION
     events_retention_ms: int = -1                 # forever: `engage replay` needs the history
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000
     alerts_retention_ms: int = 30 * 24 * 3600 * 1000
@@ -218,6 +220,11 @@ def _validate(raw: dict[str, object]) -> Settings:
                 text = text.upper()
                 if text not in KAFKA_PROTOCOLS:
                     raise SettingsError(name, f"must be one of {', '.join(KAFKA_PROTOCOLS)} (got {value!r})")
+            if f.name == "topic_replication":
+                text = text.strip().lower()
+                if text != "auto" and not (text.isdigit() and 1 <= int(text) <= MAX_REPLICATION):
+                    raise SettingsError(name, f"must be auto or a whole number 1..{MAX_REPLICATION} (got {value!r})")
+                text = text if text == "auto" else str(int(text))
             if f.name == "consumption" and text not in CONSUMPTION_PATHS:
                 raise SettingsError(name, f"must be one of {', '.join(CONSUMPTION_PATHS)} (got {value!r})")
             if f.name == "kafka_sasl_mechanism":

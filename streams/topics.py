@@ -9,8 +9,9 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from streams.security import kafka_options
-from streams.settings import Settings
+from streams.settings import ENV, Settings, SettingsError
 
+REPLICATED = 3   # ENGAGE_TOPIC_REPLICATION=auto: this many replicas once the cluster has the brokers
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,39 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str]
+
+
+def replication(settings: Settings, brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of new topics on a cluster of `brokers` brokers.
+
+    `auto` replicates min(3, brokers) times. From 3 replicas on, a write acknowledged (acks=all)
+    is on at least 2 brokers, so losing one loses nothing and writing goes on; with fewer, the
+    least is 1 (2 of 2 would stop every write while either broker is down). Always set on the
+    topic, so a broker default of 2 cannot refuse every write to a topic of 1 replica.
+    """
+    if settings.topic_replication == "auto":
+        factor = min(REPLICATED, brokers)
+    else:
+        factor = int(settings.topic_replication)
+        if factor > brokers:
+            raise SettingsError(ENV["topic_replication"], f"is {factor}, but the Kafka cluster at "
+                                f"{settings.kafka_bootstrap} has {brokers} broker(s)")
+    return factor, 2 if factor >= 3 else 1
+
+
+def cluster_replication(settings: Settings) -> tuple[int, int]:
+    """`replication` on the cluster at `settings.kafka_bootstrap` (brokers down but registered count)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="engage-topics",
+                             **kafka_options(settings))
+    try:
+        return replication(settings, _brokers(admin))
+    finally:
+        admin.close()
+
+
+def _brokers(admin: KafkaAdminClient) -> int:
+    """Every registered broker, fenced (down) ones too: `auto` must not shrink while one restarts."""
+    return max(1, len(admin.describe_cluster()["brokers"]))
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -35,15 +69,18 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 
 def ensure_topics(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, str]:
-    """Create missing topics and wait until every partition has a leader.
+    """Create missing topics, replicated by `replication`, and wait until every partition has a leader.
 
-    Returns {name: 'created' | 'exists'}. Waiting matters: a consumer that subscribes to a
-    brand-new topic before its partitions have leaders can sit idle until its next
-    metadata refresh (minutes), which is what a worker started right after creation saw.
+    Returns {name: 'created' | 'exists'}; an existing topic is left as it is (its replicas too).
+    Waiting matters: a consumer that subscribes to a brand-new topic before its partitions have
+    leaders can sit idle until its next metadata refresh (minutes), which is what a worker
+    started right after creation saw. Raises SettingsError (ENGAGE_TOPIC_REPLICATION) when more
+    replicas are asked for than the cluster has brokers.
     """
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="engage-topics",
                              **kafka_options(settings))
     try:
+        factor, min_insync = replication(settings, _brokers(admin))
         existing = set(admin.list_topics())
         out: dict[str, str] = {}
         for spec in topic_specs(settings):
@@ -51,7 +88,8 @@ def ensure_topics(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str
                 out[spec.name] = "exists"
                 continue
             try:
-                admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.config)])
+                config = {**spec.config, "min.insync.replicas": str(min_insync)}
+                admin.create_topics([NewTopic(spec.name, spec.partitions, factor, topic_configs=config)])
                 out[spec.name] = "created"
             except TopicAlreadyExistsError:
                 out[spec.name] = "exists"

@@ -89,3 +89,9 @@ def prometheus_stack(stack):
 def unique():
     """A unique prefix for this test's topics, consumer groups and Redis keys."""
     return f"t{_uuid.uuid4().hex[:10]}"
+
+
+def pytest_configure(config):
+    """The `brokers` marker: needs a three-broker Kafka cluster of its own (`./scripts/test -m brokers`)."""
+    config.addinivalue_line("markers", "brokers: starts a three-broker Kafka cluster of its own "
+                                       "(not in the README test command: ./scripts/test -m brokers)")

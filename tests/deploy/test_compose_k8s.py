@@ -9,12 +9,13 @@ import yaml
 
 from scoring.config import load_config
 from streams.settings import ENV, Settings, load_settings
-from devstack.kafka import BROKER_SETTINGS
+from devstack.kafka import BROKER_SETTINGS, CLUSTER_BROKER_SETTINGS, cluster_broker_names
 from devstack.processes import ensure_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+BROKERS = cluster_broker_names()   # kafka-1..3, as the local three-broker stack names them
 
 
 def test_a_real_compose_implementation_accepts_the_file():
@@ -26,11 +27,12 @@ def test_a_real_compose_implementation_accepts_the_file():
 
 def test_compose_has_the_whole_product_with_healthchecks_and_start_order():
     services = COMPOSE["services"]
-    assert set(services) >= {"kafka", "redis", "worker", "alert-sink", "generator", "prometheus", "alertmanager",
+    assert set(services) >= {*BROKERS, "redis", "worker", "alert-sink", "generator", "prometheus", "alertmanager",
                              "grafana"}
-    for name in ("kafka", "redis", "worker", "prometheus"):
+    for name in (*BROKERS, "redis", "worker", "prometheus"):
         assert services[name]["healthcheck"]["test"], name
-    assert services["worker"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for broker in BROKERS:
+        assert services["worker"]["depends_on"][broker]["condition"] == "service_healthy"
     assert services["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
     assert services["worker"]["build"]["dockerfile"] == "deploy/Dockerfile"
@@ -41,11 +43,21 @@ def test_compose_has_the_whole_product_with_healthchecks_and_start_order():
 
 
 def test_compose_kafka_and_redis_match_the_local_stack():
-    env = COMPOSE["services"]["kafka"]["environment"]
-    for key, value in BROKER_SETTINGS.items():
-        compose_key = "KAFKA_" + key.upper().replace(".", "_")
-        assert str(env[compose_key]).lower() == value, key
-    assert COMPOSE["services"]["kafka"]["image"].startswith("apache/kafka:3.9")
+    """Compose runs the local three-broker cluster's settings (`engage stack up --brokers 3`), one quorum."""
+    assert set(BROKER_SETTINGS) <= set(CLUSTER_BROKER_SETTINGS)
+    voters = {f"{n}@{name}:9093" for n, name in enumerate(BROKERS, start=1)}
+    for node, name in enumerate(BROKERS, start=1):
+        broker = COMPOSE["services"][name]
+        env = broker["environment"]
+        for key, value in CLUSTER_BROKER_SETTINGS.items():
+            compose_key = "KAFKA_" + key.upper().replace(".", "_")
+            assert str(env[compose_key]).lower() == value, (name, key)
+        assert env["KAFKA_NODE_ID"] == node and set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters
+        assert env["CLUSTER_ID"] == COMPOSE["services"][BROKERS[0]]["environment"]["CLUSTER_ID"]
+        assert broker["image"].startswith("apache/kafka:3.9")
+    for client in ("worker", "alert-sink"):
+        bootstrap = COMPOSE["services"][client]["environment"]["ENGAGE_KAFKA_BOOTSTRAP"]
+        assert bootstrap.split(",") == [f"{name}:9092" for name in BROKERS], client
     command = COMPOSE["services"]["redis"]["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
     assert command[command.index("--appendfsync") + 1] == "always"
@@ -117,3 +129,4 @@ def test_the_configmap_holds_a_valid_scoring_config_and_valid_settings(tmp_path)
     assert all(k in ENV.values() for k in env)
     settings = load_settings(env=env)
     assert settings.web_host == "0.0.0.0" and settings.partitions == 4
+    assert settings.topic_replication == "3"   # a production cluster replicates: RF 3, min.insync.replicas 2

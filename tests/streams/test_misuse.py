@@ -35,6 +35,7 @@ BAD_SETTINGS = {
     "scores_topic": "x" * 300,
     "alerts_topic": "é",
     "partitions": "0",
+    "topic_replication": "three",
     "events_retention_ms": "5",
     "dlq_retention_ms": "-2",
     "alerts_retention_ms": "1e3",

@@ -342,3 +342,27 @@ def test_redis_client_is_the_cluster_client_with_redis_cluster():
                                           "ENGAGE_REDIS_SSL_CA_FILE": certifi.where(), "ENGAGE_REDIS_CLUSTER": "1"}))
     assert tls.connection_kwargs["ssl_ca_certs"] == certifi.where()
     assert tls.connection_kwargs["connection_class"].__name__ == "SSLConnection"
+
+
+@pytest.mark.parametrize(("value", "brokers", "expected"), [
+    ("auto", 1, (1, 1)), ("auto", 2, (2, 1)), ("auto", 3, (3, 2)), ("auto", 5, (3, 2)),
+    ("1", 3, (1, 1)),     # min.insync.replicas 1 set on the topic: a broker default of 2 must not refuse its writes
+    ("2", 3, (2, 1)), (" 3 ", 3, (3, 2)), ("5", 5, (5, 2)),
+])
+def test_topic_replication_follows_the_brokers_and_two_replicas_stay_in_sync_from_three_on(value, brokers, expected):
+    from streams.topics import replication
+
+    assert replication(load_settings(env={**BASE, "ENGAGE_TOPIC_REPLICATION": value}), brokers) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "17", "three", "-1", "2.5", "all"])
+def test_a_bad_topic_replication_is_refused_naming_the_variable(value):
+    with pytest.raises(SettingsError, match="ENGAGE_TOPIC_REPLICATION"):
+        load_settings(env={**BASE, "ENGAGE_TOPIC_REPLICATION": value})
+
+
+def test_more_replicas_than_brokers_is_refused_naming_the_variable():
+    from streams.topics import replication
+
+    with pytest.raises(SettingsError, match="ENGAGE_TOPIC_REPLICATION.*3.*1 broker"):
+        replication(load_settings(env={**BASE, "ENGAGE_TOPIC_REPLICATION": "3"}), 1)

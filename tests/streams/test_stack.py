@@ -264,3 +264,29 @@ def test_a_restarted_cluster_node_comes_back_with_its_keys(redis_cluster, unique
     cluster = redis.RedisCluster.from_url(redis_cluster.redis_cluster_url)
     assert cluster.get(key) == b"kept"
     cluster.close()
+
+
+# --- topics on the one-broker stack ----------------------------------------------------------
+
+
+def test_topics_on_one_broker_have_one_replica_and_more_is_one_line_naming_the_setting(stack, unique, monkeypatch):
+    from click.testing import CliRunner
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from streams.cli import main
+
+    monkeypatch.setenv("ENGAGE_KAFKA_BOOTSTRAP", stack.kafka_bootstrap)
+    refused = CliRunner().invoke(main, ["topics", "--topic-prefix", f"{unique}.x."],
+                                 env={"ENGAGE_TOPIC_REPLICATION": "3"})
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "ENGAGE_TOPIC_REPLICATION" in refused.stderr and "1 broker" in refused.stderr
+    created = CliRunner().invoke(main, ["topics", "--topic-prefix", f"{unique}."])   # auto
+    assert created.exit_code == 0 and created.output.count(": created") == 4, created.output
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    try:
+        (events,) = admin.describe_topics([f"{unique}.engagement.events"])
+        assert {len(p["replica_nodes"]) for p in events["partitions"]} == {1}
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, f"{unique}.engagement.events")])
+        assert configs["topic"][f"{unique}.engagement.events"]["min.insync.replicas"]["value"] == "1"
+    finally:
+        admin.close()
