@@ -7,6 +7,7 @@ import pytest
 from streams.layout import Keys
 from streams.store import RedisStore
 from tests.streams.memory_redis import MemoryRedis
+from tests.streams.support import WorkerProcess
 
 
 @pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.services), "memory"])
@@ -17,3 +18,18 @@ def store_of(request):
         return lambda prefix: RedisStore.from_url(stack.redis_url, prefix)
     memory = MemoryRedis()
     return lambda prefix: RedisStore(memory, Keys(prefix))
+
+
+@pytest.fixture
+def start(tmp_path):
+    """Starts `engage worker` processes; every one is stopped when the test ends."""
+    started: list[WorkerProcess] = []
+
+    def run(stack, unique: str, name: str, env: dict[str, str] | None = None, port: int | None = None) -> WorkerProcess:
+        # the due sweep every second: live reads are exact at most a sweep interval behind (docs/reliability.md)
+        started.append(WorkerProcess(stack, unique, tmp_path, name, sweep_s="1", extra_env=env, port=port))
+        return started[-1]
+
+    yield run
+    for worker in started:
+        worker.stop()

@@ -18,8 +18,8 @@ from kafka.errors import KafkaError
 from devstack import stack as local
 from streams.settings import load_settings, prefixed_topics
 from streams.topics import ensure_topics
-from tests.streams.support import WorkerProcess, consume_all
-from tests.streams.test_faults import PacedProducer, consumed, ends_like_the_core, flowing
+from tests.streams.support import consume_all
+from tests.streams.test_faults import consumed, ends_like_the_core, flowing
 
 pytestmark = [pytest.mark.services, pytest.mark.brokers]
 
@@ -37,20 +37,6 @@ def cluster(tmp_path_factory):
         yield local.up(directory, brokers=3, log=print)
     finally:
         local.down(directory, purge=True)
-
-
-@pytest.fixture
-def start(tmp_path):
-    """Starts `engage worker` processes on the cluster; every one is stopped when the test ends."""
-    started: list[WorkerProcess] = []
-
-    def run(stack, unique: str, name: str) -> WorkerProcess:  # type: ignore[no-untyped-def]
-        started.append(WorkerProcess(stack, unique, tmp_path, name, sweep_s="1"))
-        return started[-1]
-
-    yield run
-    for worker in started:
-        worker.stop()
 
 
 def admin_of(cluster: local.Stack) -> KafkaAdminClient:

@@ -91,21 +91,6 @@ def restart_mid_stream(stack, name: str, sending: PacedProducer, **restart) -> N
     local.restart(stack, name, **restart)
 
 
-@pytest.fixture
-def start(tmp_path):
-    """Starts `engage worker` processes; every one is stopped when the test ends."""
-    started: list[WorkerProcess] = []
-
-    def run(stack, unique: str, name: str, env: dict[str, str] | None = None, port: int | None = None) -> WorkerProcess:
-        # the due sweep every second: live reads are exact at most a sweep interval behind (docs/reliability.md)
-        started.append(WorkerProcess(stack, unique, tmp_path, name, sweep_s="1", extra_env=env, port=port))
-        return started[-1]
-
-    yield run
-    for worker in started:
-        worker.stop()
-
-
 def flowing(stack, unique: str, start, seed: int, seconds: float, until: float,  # type: ignore[no-untyped-def]
             env: dict[str, str] | None = None):
     """A worker owning every partition, a paced stream of `seconds` to it, and `until` of it consumed."""
