@@ -6,7 +6,8 @@ Everything it runs lives elsewhere: the batch lifecycle in `streams.worker`, pub
 * Agent concurrency is 1: with more, a commit could pass a batch still in flight.
 * No Faust tables: all state is in Redis, written per batch.
 * Consumption (`ENGAGE_CONSUMPTION`): `chunked` (the default) hands the agent one event per
-  fetched run of a partition's records, and the producer is idempotent
+  fetched run of a partition's records (the chunks fetched together are one batch), and the
+  producer is idempotent
   (`streams.kafka_transport`); `stock` is Faust unmodified: its per-message path, events
   gathered with `take_events`. Both ack a batch only once `Runtime.handle` has returned.
 """
