@@ -58,6 +58,13 @@ class BusinessKpis:
     click_through_rate: float
     open_rate: float
     sessions: int
+    visit_frequency: float              # seed 002 #16: visits (sessions started) / customers in the window
+    impressions: int                    # seed 002 #25-26, #31, #32, #34, #36: window totals of the interaction
+    clicks: int
+    likes: int
+    shares: int
+    comments: int
+    follows: int
     bounce_rate: float
     pages_per_session: float
     actions_per_session: float
@@ -250,6 +257,13 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
         click_through_rate=formulas.click_through_rate(n("ad_click"), n("ad_impression")),
         open_rate=formulas.open_rate(n("email_open"), n("email_delivered")),
         sessions=sessions,
+        visit_frequency=formulas.visit_frequency(n("session_start"), customers_in_window),
+        impressions=n("ad_impression"),
+        clicks=n("ad_click"),
+        likes=n("like"),
+        shares=n("share"),
+        comments=n("comment"),
+        follows=n("follow"),
         bounce_rate=formulas.bounce_rate(bounces, sessions),
         pages_per_session=formulas.pages_per_session(n("page_view"), n("session_start")),
         actions_per_session=formulas.actions_per_session(n("action"), n("session_start")),

@@ -140,6 +140,12 @@ def week_one_engagement(activated: float, new_members: float) -> float:
     return _percent(activated, new_members)
 
 
+def visit_frequency(visits: float, customers: float) -> float:
+    """Seed 002 #16, page visit frequency: visits / customers (a visit is a session started; the
+    customers are those with any event in the same window); no customers -> 0."""
+    return _ratio(visits, customers)
+
+
 def pages_per_session(page_views: float, sessions: float) -> float:
     return _ratio(page_views, sessions)
 

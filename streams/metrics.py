@@ -57,6 +57,10 @@ KPI_GAUGES: tuple[KpiGauge, ...] = (
     KpiGauge("open_rate_percent", "Email opens / delivered x 100", "open_rate"),
     KpiGauge("sessions", "Ended sessions in the KPI window", "sessions"),
     KpiGauge("bounce_rate_percent", "Bounced / ended sessions x 100", "bounce_rate"),
+    KpiGauge("visit_frequency", "Visits (sessions started) / customers in the KPI window", "visit_frequency"),
+    *(KpiGauge("interactions", "Interactions of the type in the KPI window", field, {"type": event_type})
+      for field, event_type in (("impressions", "ad_impression"), ("clicks", "ad_click"), ("likes", "like"),
+                                ("shares", "share"), ("comments", "comment"), ("follows", "follow"))),
     KpiGauge("pages_per_session", "Page views per session", "pages_per_session"),
     KpiGauge("actions_per_session", "Actions per session", "actions_per_session"),
     KpiGauge("session_duration_seconds", "Mean session duration", "average_session_duration"),

@@ -249,3 +249,28 @@ def test_decayed_score_is_a_recency_weighted_cer_over_the_window():
     # the window is buckets day 3..32 at day 32: both purchases are out, nothing decays from outside
     assert scorer.customer("d", noon + 31 * DAY).decayed == 5 * 0.5 ** 29   # day 2 still in (days 2..31)
     assert scorer.customer("d", noon + 32 * DAY).decayed == 0.0
+
+
+def test_seed_002_interaction_totals_and_visit_frequency_hand_worked():
+    scorer = Scorer(load_config())
+    events = [
+        ev("a", "like", NOW - 1 * HOUR, count=3),
+        ev("a", "share", NOW - 2 * HOUR),
+        ev("a", "session_start", NOW - 3 * HOUR, session_id="s1"),
+        ev("b", "comment", NOW - 1 * HOUR, count=2),
+        ev("b", "follow", NOW - 1 * DAY),
+        ev("b", "like", NOW - 2 * DAY),
+        ev("b", "session_start", NOW - 2 * HOUR, session_id="s2"),
+        ev("b", "session_start", NOW - 1 * DAY, session_id="s3"),
+        ev("c", "ad_impression", NOW - 1 * HOUR, count=5),
+        ev("c", "ad_click", NOW - 2 * HOUR, count=2),
+        ev("c", "session_start", NOW - 4 * HOUR, session_id="s4"),
+    ]
+    for event in sorted(events, key=lambda e: e["ts"]):   # in time order: late events are a gate of their own
+        assert scorer.process(event, NOW).outcome is Outcome.ACCEPTED, event
+    k = scorer.kpis(NOW)
+    assert (k.likes, k.shares, k.comments, k.follows) == (4, 1, 2, 1)   # a's 3 + b's 1 likes
+    assert (k.impressions, k.clicks) == (5, 2)
+    assert k.click_through_rate == 40.0                                 # 2 / 5, from the same totals
+    assert k.customers_in_window == 3
+    assert k.visit_frequency == pytest.approx(4 / 3)                    # 4 sessions started / a, b, c

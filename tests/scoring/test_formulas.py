@@ -464,3 +464,8 @@ def test_share_below():
 )
 def test_zero_denominator_is_zero(func, args):
     assert func(*args) == 0.0
+
+
+def test_visit_frequency():
+    assert formulas.visit_frequency(12, 8) == pytest.approx(1.5)   # 12 visits by 8 customers
+    assert formulas.visit_frequency(5, 0) == 0.0                    # no customers: 0, no error
