@@ -44,6 +44,7 @@ class BusinessKpis:
     members_lost: int
     retention_rate: float
     churn_rate: float
+    turnover_rate: float                # seed 002 #29: lost / average members over the retention period
     # voice of customer
     nps: float
     nps_responses: int
@@ -245,6 +246,7 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
         members_lost=lost,
         retention_rate=formulas.retention_rate(at_start, members, new),
         churn_rate=churn,
+        turnover_rate=formulas.turnover_rate(lost, at_start, members),
         nps=formulas.nps(nps_h),
         nps_responses=sum(nps_h.values()),
         csat=formulas.csat(csat_h),

@@ -177,6 +177,15 @@ def churn_rate(lost: float, start: float) -> float:
     return _percent(lost, start)
 
 
+def turnover_rate(lost: float, start: float, end: float) -> float:
+    """Seed 002 #29: members lost during the period / the period's average members ((S + E) / 2) x 100.
+
+    Beside churn (lost / S): turnover measures the losses against the membership the period
+    actually had, so a growing base shows a lower turnover than churn. No members -> 0.
+    """
+    return _percent(lost, (start + end) / 2)
+
+
 def expected_lifespan(churn_rate_percent: float, max_periods: float) -> float:
     """Expected customer lifespan in periods = 1 / churn, capped when churn is (near) 0."""
     if churn_rate_percent <= 0:

@@ -39,6 +39,7 @@ KPI_GAUGES: tuple[KpiGauge, ...] = (
     KpiGauge("stickiness_percent", "DAU / MAU x 100", "stickiness"),
     KpiGauge("retention_rate_percent", "(E - N) / S x 100 over the retention period", "retention_rate"),
     KpiGauge("churn_rate_percent", "Members lost / members at period start x 100", "churn_rate"),
+    KpiGauge("turnover_rate_percent", "Members lost / average members over the period x 100", "turnover_rate"),
     KpiGauge("members_period_start", "Members at the start of the retention period", "members_at_start"),
     KpiGauge("members_new", "Members now who were not members at the period start", "members_new"),
     KpiGauge("members_lost", "Members at the period start who are no longer members", "members_lost"),

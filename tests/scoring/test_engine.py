@@ -81,6 +81,7 @@ def test_loyalty_and_usage_kpis_hand_worked(population):
     assert (k.members_at_start, k.members_new, k.members_lost) == (3, 2, 1)
     assert k.retention_rate == pytest.approx(200 / 3)
     assert k.churn_rate == pytest.approx(100 / 3)
+    assert k.turnover_rate == pytest.approx(100 * 1 / 3.5)   # 1 lost / ((3 + 4) / 2)
     # cohort: joins in (NOW-37d, NOW-7d] = m4, m5; only m4 active in its first week
     assert (k.new_members, k.week_one_engagement) == (2, 50.0)
     assert k.feature_usage == {"*": 25.0, "search": 25.0}  # c6 of the 4 active in the window

@@ -469,3 +469,8 @@ def test_zero_denominator_is_zero(func, args):
 def test_visit_frequency():
     assert formulas.visit_frequency(12, 8) == pytest.approx(1.5)   # 12 visits by 8 customers
     assert formulas.visit_frequency(5, 0) == 0.0                    # no customers: 0, no error
+
+
+def test_turnover_rate():
+    assert formulas.turnover_rate(10, 100, 140) == pytest.approx(100 * 10 / 120)   # 10 lost of 120 on average
+    assert formulas.turnover_rate(3, 0, 0) == 0.0                                  # no members: 0, no error
