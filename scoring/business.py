@@ -11,13 +11,27 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from scoring import formulas
-from scoring.catalogue import SENTIMENTS, SURVEY_SCALES
+from scoring.catalogue import PASSIVE_TYPES, SENTIMENTS, SURVEY_SCALES
 from scoring.config import Config
-from scoring.contributions import ANY_FEATURE, FCR_KEY, count_key, sentiment_key, survey_key, value_key, valued_key
+from scoring.contributions import (
+    ANY_FEATURE,
+    FCR_KEY,
+    OTHER,
+    channel_key,
+    channel_survey_key,
+    count_key,
+    labels,
+    scan_device_key,
+    scan_location_key,
+    sentiment_key,
+    survey_key,
+    value_key,
+    valued_key,
+)
 from scoring.events import VALUE_SCALE
 from scoring.scores import MAU_WINDOW_MS, score_card, was_activated
 from scoring.standing import ES_SCALE, es_micro
-from scoring.state import BOUNCES, SESSIONS, CustomerState
+from scoring.state import ACTIVATED_SESSIONS, BOUNCES, SESSIONS, CustomerState
 from scoring.timeutil import DAY
 from scoring.windows import window_start_bucket, window_start_ms
 
@@ -50,6 +64,9 @@ class BusinessKpis:
     nps_responses: int
     csat: float
     csat_responses: int
+    csat_overall: float                 # seed 002 #12: CSAT per channel weighted by its share of interactions
+    csat_by_channel: dict[str, float]
+    channel_interactions: dict[str, int]
     ces: float
     ces_responses: int
     social_sentiment: float
@@ -66,7 +83,17 @@ class BusinessKpis:
     shares: int
     comments: int
     follows: int
+    customer_interactions: int          # events the customer initiated (not the passive types)
+    brand_searches: int                 # seed 002 #27 and share of voice
+    competitor_searches: int
+    share_of_voice: float
+    brand_search_rate: float
+    scans: int                          # seed 002 #13: digital business card scans, by device and place
+    scans_by_device: dict[str, int]
+    scans_by_location: dict[str, int]
     bounce_rate: float
+    activation_rate: float              # seed 002 #33: sessions with an action / sessions
+    abandonment_rate: float             # seed 002 #35: sessions left after 2+ pages without an action
     pages_per_session: float
     actions_per_session: float
     average_session_duration: float
@@ -212,9 +239,10 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
     def n(type_name: str) -> int:
         return totals.get(count_key(type_name), 0)
 
-    def histogram(survey: str) -> dict[int, int]:
+    def histogram(survey: str, channel: str | None = None) -> dict[int, int]:
         low, high = SURVEY_SCALES[survey]
-        return {s: totals.get(survey_key(survey, s), 0) for s in range(low, high + 1)}
+        return {s: totals.get(survey_key(survey, s) if channel is None else channel_survey_key(channel, s), 0)
+                for s in range(low, high + 1)}
 
     def sentiment(type_name: str) -> float:
         counts = {s: totals.get(sentiment_key(type_name, s), 0) for s in SENTIMENTS}
@@ -227,6 +255,11 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
     atv = formulas.average_transaction_value(revenue, transactions)
     frequency = formulas.purchase_frequency(transactions, purchasers)
     nps_h, csat_h, ces_h = histogram("nps_response"), histogram("csat_response"), histogram("ces_response")
+    channels = {c: (histogram("csat_response", c), totals.get(channel_key(c), 0))
+                for c in (*config.kpis.channels, OTHER)}
+    activated_sessions = totals.get(ACTIVATED_SESSIONS, 0)
+    brand, competitor = n("brand_search"), n("competitor_search")
+    interactions = sum(n(t) for t in config.known_types - PASSIVE_TYPES)
 
     return BusinessKpis(
         as_of_ms=as_of_ms,
@@ -251,6 +284,9 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
         nps_responses=sum(nps_h.values()),
         csat=formulas.csat(csat_h),
         csat_responses=sum(csat_h.values()),
+        csat_overall=formulas.csat_across_channels(channels),
+        csat_by_channel={c: formulas.csat(h) for c, (h, _) in channels.items()},
+        channel_interactions={c: i for c, (_, i) in channels.items()},
         ces=formulas.ces(ces_h),
         ces_responses=sum(ces_h.values()),
         social_sentiment=sentiment("social_mention"),
@@ -266,7 +302,17 @@ def kpis_from(agg: Aggregates, as_of_ms: int, config: Config) -> BusinessKpis:
         shares=n("share"),
         comments=n("comment"),
         follows=n("follow"),
+        customer_interactions=interactions,
+        brand_searches=brand,
+        competitor_searches=competitor,
+        share_of_voice=formulas.share_of_voice(brand, competitor),
+        brand_search_rate=formulas.brand_search_rate(brand, interactions),
+        scans=n("scan"),
+        scans_by_device={d: totals.get(scan_device_key(d), 0) for d in labels(config.kpis.scan_devices)},
+        scans_by_location={p: totals.get(scan_location_key(p), 0) for p in labels(config.kpis.scan_locations)},
         bounce_rate=formulas.bounce_rate(bounces, sessions),
+        activation_rate=formulas.activation_rate(activated_sessions, sessions),
+        abandonment_rate=formulas.abandonment_rate(sessions - bounces - activated_sessions, sessions),
         pages_per_session=formulas.pages_per_session(n("page_view"), n("session_start")),
         actions_per_session=formulas.actions_per_session(n("action"), n("session_start")),
         average_session_duration=formulas.average_session_duration(

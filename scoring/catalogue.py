@@ -18,6 +18,7 @@ class Group(StrEnum):
     COMMERCE = "commerce"
     VOICE_OF_CUSTOMER = "voice_of_customer"
     SUPPORT = "support"
+    IN_PERSON = "in_person"
     CUSTOM = "custom"
 
 
@@ -68,6 +69,9 @@ BUILTIN_TYPES: dict[str, TypeRule] = {
     "ad_impression": TypeRule(Group.MARKETING),
     "ad_click": TypeRule(Group.MARKETING),
     "conversion": TypeRule(Group.MARKETING),
+    # searches for our brand and for a competitor's, by the customer (share of voice, seed 002 #27)
+    "brand_search": TypeRule(Group.MARKETING),
+    "competitor_search": TypeRule(Group.MARKETING),
     # commerce (value = amount; refunds are not purchases)
     "purchase": TypeRule(Group.COMMERCE, value_required=True),
     # voice of customer
@@ -79,13 +83,17 @@ BUILTIN_TYPES: dict[str, TypeRule] = {
     # support (ticket_resolved: value = handle seconds)
     "ticket_opened": TypeRule(Group.SUPPORT),
     "ticket_resolved": TypeRule(Group.SUPPORT, first_contact_required=True),
+    # in person: a digital business card scanned (seed 002 #13; `device` and `location` optional)
+    "scan": TypeRule(Group.IN_PERSON),
 }
 
 CUSTOM_RULE = TypeRule(Group.CUSTOM)
 
 MEMBERSHIP_TYPES = frozenset({"member_joined", "member_left"})
 
-# Events a customer does not initiate: they never make a customer "active".
-PASSIVE_TYPES = frozenset({"member_joined", "member_left", "email_delivered", "ad_impression"})
+# Events a customer does not initiate: they never make a customer "active", and they are not
+# "customer interactions" (the denominator of the brand search rate and the channel shares).
+# A competitor search is the customer's, but not an interaction with us.
+PASSIVE_TYPES = frozenset({"member_joined", "member_left", "email_delivered", "ad_impression", "competitor_search"})
 
 SURVEY_SCALES = {"nps_response": (0, 10), "csat_response": (1, 5), "ces_response": (1, 7)}

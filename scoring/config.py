@@ -72,6 +72,9 @@ class KpiConfig:
     max_lifespan_periods: float
     features: tuple[str, ...]
     segments: tuple[str, ...]
+    channels: tuple[str, ...]          # channel labels kept one by one; others count as "other"
+    scan_devices: tuple[str, ...]      # scan device labels kept one by one; others "other"
+    scan_locations: tuple[str, ...]    # scan location labels kept one by one; others "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +290,9 @@ def build_config(raw: Mapping[str, Any]) -> Config:
             window_ms=window("kpis.window"), retention_period_ms=window("kpis.retention_period"),
             activation_period_ms=window("kpis.activation_period"),
             max_lifespan_periods=r.number("kpis.max_lifespan_periods", 1, None),
-            features=r.label_list("kpis.features"), segments=r.label_list("kpis.segments")),
+            features=r.label_list("kpis.features"), segments=r.label_list("kpis.segments"),
+            channels=r.label_list("kpis.channels"), scan_devices=r.label_list("kpis.scan_devices"),
+            scan_locations=r.label_list("kpis.scan_locations")),
         time=TimeConfig(allowed_lateness_ms=lateness, max_future_skew_ms=r.duration("time.max_future_skew"),
                         dedup_horizon_ms=dedup),
         alerts=alerts,
@@ -328,7 +333,8 @@ def config_mapping(config: Config) -> dict[str, Any]:
         "kpis": {"window": duration(kpis.window_ms), "retention_period": duration(kpis.retention_period_ms),
                  "activation_period": duration(kpis.activation_period_ms),
                  "max_lifespan_periods": kpis.max_lifespan_periods, "features": list(kpis.features),
-                 "segments": list(kpis.segments)},
+                 "segments": list(kpis.segments), "channels": list(kpis.channels),
+                 "scan_devices": list(kpis.scan_devices), "scan_locations": list(kpis.scan_locations)},
         "time": {"allowed_lateness": duration(time.allowed_lateness_ms),
                  "max_future_skew": duration(time.max_future_skew_ms),
                  "dedup_horizon": duration(time.dedup_horizon_ms)},

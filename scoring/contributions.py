@@ -14,13 +14,23 @@ Counter keys (per time bucket):
     s.<survey>.<score>       survey histogram, e.g. s.nps_response.9
     sent.<type>.<sentiment>  review / social_mention sentiment counts
     fcr                      tickets resolved at first contact
+    ch.<channel>             customer interactions on a channel (events naming one; not
+                             the passive types)
+    cs.<channel>.<score>     CSAT histogram of the answers given on a channel
+    scan.device.<device>     scans by device type
+    scan.location.<place>    scans by location
+
+Channel, device and location become counter keys (and metric labels) only from the
+configured allow-lists ([kpis] channels, scan_devices, scan_locations): any other value
+counts as "other", so a producer cannot grow the key space. A scan without a device or
+location counts as "unknown".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scoring.catalogue import SURVEY_SCALES
+from scoring.catalogue import PASSIVE_TYPES, SURVEY_SCALES
 from scoring.config import Config
 from scoring.events import VALUE_SCALE, Event
 from scoring.windows import bucket_of
@@ -51,6 +61,35 @@ def sentiment_key(type_name: str, sentiment: str) -> str:
 
 
 FCR_KEY = "fcr"
+OTHER, UNKNOWN = "other", "unknown"
+
+
+def label_of(value: str | None, allowed: tuple[str, ...]) -> str:
+    """A free-text field as a bounded label: itself if allowed, else "other"; absent: "unknown"."""
+    if value is None:
+        return UNKNOWN
+    return value if value in allowed else OTHER
+
+
+def labels(allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """Every label `label_of` can give for an allow-list (what the KPIs report, in order)."""
+    return (*allowed, OTHER, UNKNOWN)
+
+
+def channel_key(channel: str) -> str:
+    return f"ch.{channel}"
+
+
+def channel_survey_key(channel: str, score: int) -> str:
+    return f"cs.{channel}.{score}"
+
+
+def scan_device_key(device: str) -> str:
+    return f"scan.device.{device}"
+
+
+def scan_location_key(location: str) -> str:
+    return f"scan.location.{location}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +125,15 @@ def contribution(event: Event, config: Config) -> Contribution:
         counters.append((sentiment_key(t, event.sentiment), n))
     if t == "ticket_resolved" and event.first_contact:
         counters.append((FCR_KEY, n))
+    kpis = config.kpis
+    if event.channel is not None and t not in PASSIVE_TYPES:
+        channel = label_of(event.channel, kpis.channels)
+        counters.append((channel_key(channel), n))
+        if t == "csat_response" and event.value_milli is not None:
+            counters.append((channel_survey_key(channel, event.value_milli // VALUE_SCALE), n))
+    if t == "scan":
+        counters.append((scan_device_key(label_of(event.device, kpis.scan_devices)), n))
+        counters.append((scan_location_key(label_of(event.location, kpis.scan_locations)), n))
 
     features: tuple[str, ...] = ()
     if t == "feature_used" and event.feature is not None:

@@ -39,6 +39,9 @@ class Event:
     segment: str | None = None
     sentiment: str | None = None
     first_contact: bool | None = None
+    channel: str | None = None       # where the interaction happened (web, app, phone ...)
+    device: str | None = None        # a scan's device type
+    location: str | None = None      # a scan's place (an event, a store)
 
     @property
     def value(self) -> float | None:
@@ -56,7 +59,8 @@ class Event:
             out["count"] = self.count
         if self.value_milli is not None:
             out["value"] = self.value
-        for name in ("account_id", "session_id", "feature", "segment", "sentiment", "first_contact"):
+        for name in ("account_id", "session_id", "feature", "segment", "sentiment", "first_contact", "channel",
+                     "device", "location"):
             field_value = getattr(self, name)
             if field_value is not None:
                 out[name] = field_value
@@ -124,6 +128,9 @@ def validate_event(obj: Any, config: Config) -> Event:
         segment=_identifier(obj, "segment", limit, required=False),
         sentiment=sentiment,
         first_contact=first_contact,
+        channel=_identifier(obj, "channel", limit, required=False),
+        device=_identifier(obj, "device", limit, required=False),
+        location=_identifier(obj, "location", limit, required=False),
     )
 
 

@@ -164,6 +164,26 @@ def bounce_rate(bounces: float, sessions: float) -> float:
     return _percent(bounces, sessions)
 
 
+def activation_rate(activated: float, sessions: float) -> float:
+    """Seed 002 #33: ended sessions in which the customer took an action / ended sessions x 100.
+
+    The seed divides "interactions that resulted in an action" by all interactions; the
+    interaction that can end in an action or not is a visit, so the standard web reading
+    is used: the share of sessions with at least one `action`. No sessions -> 0.
+    """
+    return _percent(activated, sessions)
+
+
+def abandonment_rate(abandoned: float, sessions: float) -> float:
+    """Seed 002 #35: ended sessions left without an action after more than one page / sessions x 100.
+
+    Distinguished from bounce: a bounce leaves after one page (or none) without an action;
+    an abandonment browsed further and still left without one. Bounce, abandonment and
+    activation rates add up to 100 % of ended sessions. No sessions -> 0.
+    """
+    return _percent(abandoned, sessions)
+
+
 # --- membership over a period (seeds 002, 003) ---------------------------------------------
 
 
@@ -217,6 +237,20 @@ def ces(scores: Iterable[float] | Mapping[int, int]) -> float:
     return _ratio(sum(s * n for s, n in counts.items()), sum(counts.values()))
 
 
+def csat_across_channels(channels: Mapping[str, tuple[Mapping[int, int], float]]) -> float:
+    """Seed 002 #12, overall CSAT: each channel's CSAT weighted by its share of the customer
+    interactions, over the channels that have CSAT answers; `channels` maps a channel to
+    (its CSAT histogram, its interactions). No channel with both -> 0.
+
+    A channel without answers has no CSAT to weight, so the shares are taken among the
+    channels that have one (the weights add up to 1).
+    """
+    rated = [(csat(histogram), interactions) for histogram, interactions in channels.values()
+             if interactions > 0 and sum(histogram.values()) > 0]
+    return _ratio(math.fsum(score * interactions for score, interactions in rated),
+                  math.fsum(interactions for _, interactions in rated))
+
+
 def sentiment_score(positive: float, negative: float, total: float) -> float:
     """(positive - negative) / total x 100, -100..100; no mentions -> 0."""
     return _percent(positive - negative, total)
@@ -235,6 +269,17 @@ def click_through_rate(clicks: float, impressions: float) -> float:
 
 def open_rate(opens: float, delivered: float) -> float:
     return _percent(opens, delivered)
+
+
+def share_of_voice(brand_searches: float, competitor_searches: float) -> float:
+    """Seed 002 #27, search share of voice: searches for the brand / searches for the brand and
+    its competitors x 100; none -> 0."""
+    return _percent(brand_searches, brand_searches + competitor_searches)
+
+
+def brand_search_rate(brand_searches: float, interactions: float) -> float:
+    """Seed 002 #27 as written: brand searches / all customer interactions x 100; none -> 0."""
+    return _percent(brand_searches, interactions)
 
 
 # --- commerce -----------------------------------------------------------------------------

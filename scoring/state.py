@@ -22,7 +22,8 @@ from scoring.windows import bucket_of, retained_from_bucket
 
 @dataclass(slots=True)
 class SessionStats:
-    """One web/app session. A session *bounces* when it ended with at most one page view and no action."""
+    """One web/app session. An ended session is *activated* when it holds an action; else it
+    *bounced* with at most one page view, or was *abandoned* after more (seed 002 #33, #35)."""
 
     anchor_ms: int           # earliest event time seen for the session: it counts in that bucket
     pages: int = 0
@@ -37,9 +38,17 @@ class SessionStats:
     def terms(self) -> tuple[int, int, int, bool, int]:
         return self.anchor_ms, self.pages, self.actions, self.ended, self.last_ms
 
-    def counts(self, bucket_ms: int) -> tuple[int, int, int]:
-        """(bucket, sessions, bounces): what the session adds to its bucket's counters."""
-        return self.anchor_ms // bucket_ms, int(self.ended), int(self.bounced)
+    @property
+    def activated(self) -> bool:
+        return self.ended and self.actions > 0
+
+    def counts(self, bucket_ms: int) -> tuple[int, tuple[tuple[str, int], ...]]:
+        """(bucket, counters): what the session adds to its bucket's counters (an open one: nothing)."""
+        if not self.ended:
+            return self.anchor_ms // bucket_ms, ()
+        return self.anchor_ms // bucket_ms, (
+            (SESSIONS, 1), *(((BOUNCES, 1),) if self.bounced else ()),
+            *(((ACTIVATED_SESSIONS, 1),) if self.activated else ()))
 
     def add(self, delta: SessionDelta) -> None:
         self.anchor_ms = min(self.anchor_ms, delta.ts_ms)
@@ -49,7 +58,8 @@ class SessionStats:
         self.ended = self.ended or delta.ended
 
 
-SESSIONS, BOUNCES = "sessions", "bounces"   # counter keys: ended sessions and bounces anchored in a bucket
+# counter keys: ended sessions, bounces and activated sessions anchored in a bucket
+SESSIONS, BOUNCES, ACTIVATED_SESSIONS = "sessions", "bounces", "sessions_activated"
 
 
 @dataclass(slots=True)
@@ -186,10 +196,10 @@ class CustomerState:
         session.add(delta)
         after = session.counts(bucket_ms)
         if after != before:
-            for counted, sign in ((before, -1), (after, 1)):
-                if counted is not None and counted[1]:               # only ended sessions count
-                    bucket, _, bounced = counted
-                    self._count(bucket, ((SESSIONS, sign), (BOUNCES, sign)) if bounced else ((SESSIONS, sign),))
+            if before is not None and before[1]:
+                self._count(before[0], tuple((key, -amount) for key, amount in before[1]))
+            if after[1]:
+                self._count(*after)
         if self.sessions_by_last is not None:
             heapq.heappush(self.sessions_by_last, (session.last_ms, sid))
 

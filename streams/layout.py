@@ -11,7 +11,8 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{s}:f:<customer>         HASH   d: the customer's small facts (JSON), st: its standing
                                         (JSON), v: write token (a random integer, new with every write)
     <p>:{s}:b:<customer>         HASH   per-bucket counters, field "<bucket>|<counter>" -> int
-                                        (with "sessions" and "bounces": ended sessions anchored there)
+                                        (with "sessions", "bounces" and "sessions_activated": ended
+                                        sessions anchored there)
     <p>:{s}:ss:<customer>        HASH   sessions a late event may still change (closed a lateness
                                         after their newest event), id -> "anchor,pages,actions,ended,last"
     <p>:{s}:seen:<customer>      ZSET   event ids within the dedup horizon, score = event time
@@ -54,7 +55,7 @@ from scoring.deltas import CustomerDelta, Facts, Stored
 from scoring.standing import Standing, bottom_key, risk_key
 from scoring.state import CustomerState, SessionStats
 
-FORMAT = 3
+FORMAT = 4   # 4: activated sessions counted per bucket (seed 002 #33, #35)
 SHARDS = 16
 
 

@@ -3,8 +3,8 @@
 Business KPI gauges are computed from the shared aggregates in Redis (at most once per
 ENGAGE_KPI_INTERVAL_S) and read at scrape time, so every worker reports the same values
 and a sum over workers never double-counts a customer. Labels are bounded: reason,
-rule, window, tier, band, survey, source, feature (configured allow-list) — never a
-customer or account id.
+rule, window, tier, band, survey, source, type; feature, channel, device and location
+from configured allow-lists (others are "other") — never a customer or account id.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ class KpiGauge:
     help: str
     field: str                     # BusinessKpis field
     labels: Mapping[str, str] | None = None
-    key: str | None = None         # for mapping-valued fields
+
+
+@dataclass(frozen=True)
+class KpiFamily:
+    """A mapping-valued BusinessKpis field as one gauge per key, the key as `label`."""
+
+    name: str                      # without the engagement_ prefix
+    help: str
+    field: str
+    label: str
 
 
 KPI_GAUGES: tuple[KpiGauge, ...] = (
@@ -47,6 +56,8 @@ KPI_GAUGES: tuple[KpiGauge, ...] = (
     KpiGauge("new_member_cohort", "New members in the week-1 cohort", "new_members"),
     KpiGauge("nps", "Net promoter score, -100..100", "nps"),
     KpiGauge("csat_percent", "% of CSAT answers 4-5", "csat"),
+    KpiGauge("csat_overall_percent", "CSAT per channel weighted by the channel's share of interactions",
+             "csat_overall"),
     KpiGauge("ces", "Mean customer effort score, 1-7", "ces"),
     KpiGauge("survey_responses", "Survey answers in the KPI window", "nps_responses", {"survey": "nps"}),
     KpiGauge("survey_responses", "Survey answers in the KPI window", "csat_responses", {"survey": "csat"}),
@@ -58,10 +69,20 @@ KPI_GAUGES: tuple[KpiGauge, ...] = (
     KpiGauge("open_rate_percent", "Email opens / delivered x 100", "open_rate"),
     KpiGauge("sessions", "Ended sessions in the KPI window", "sessions"),
     KpiGauge("bounce_rate_percent", "Bounced / ended sessions x 100", "bounce_rate"),
+    KpiGauge("activation_rate_percent", "Ended sessions with an action / ended sessions x 100", "activation_rate"),
+    KpiGauge("abandonment_rate_percent", "Ended sessions left after 2+ pages without an action / ended sessions "
+             "x 100", "abandonment_rate"),
     KpiGauge("visit_frequency", "Visits (sessions started) / customers in the KPI window", "visit_frequency"),
     *(KpiGauge("interactions", "Interactions of the type in the KPI window", field, {"type": event_type})
       for field, event_type in (("impressions", "ad_impression"), ("clicks", "ad_click"), ("likes", "like"),
                                 ("shares", "share"), ("comments", "comment"), ("follows", "follow"))),
+    KpiGauge("customer_interactions", "Events the customers initiated in the KPI window (passive types "
+             "excluded)", "customer_interactions"),
+    KpiGauge("brand_searches", "Searches for the brand in the KPI window", "brand_searches"),
+    KpiGauge("competitor_searches", "Searches for a competitor in the KPI window", "competitor_searches"),
+    KpiGauge("share_of_voice_percent", "Brand searches / (brand + competitor searches) x 100", "share_of_voice"),
+    KpiGauge("brand_search_rate_percent", "Brand searches / customer interactions x 100", "brand_search_rate"),
+    KpiGauge("scans", "Digital business card scans in the KPI window", "scans"),
     KpiGauge("pages_per_session", "Page views per session", "pages_per_session"),
     KpiGauge("actions_per_session", "Actions per session", "actions_per_session"),
     KpiGauge("session_duration_seconds", "Mean session duration", "average_session_duration"),
@@ -81,6 +102,17 @@ KPI_GAUGES: tuple[KpiGauge, ...] = (
     KpiGauge("engagement_score_median", "Median engagement score (0-100)", "median_es"),
     KpiGauge("cer_mean", "Mean customer engagement rate", "mean_cer"),
     KpiGauge("cer_below_benchmark_percent", "% of customers with CER below the benchmark", "below_benchmark_share"),
+)
+
+KPI_FAMILIES: tuple[KpiFamily, ...] = (
+    KpiFamily("customers_by_tier", "Customers per engagement tier", "tier_counts", "tier"),
+    KpiFamily("feature_usage_percent", "Users of the feature / active users x 100 ('*' = any)", "feature_usage",
+              "feature"),
+    KpiFamily("csat_by_channel_percent", "% of the channel's CSAT answers 4-5", "csat_by_channel", "channel"),
+    KpiFamily("channel_interactions", "Customer interactions on the channel in the KPI window",
+              "channel_interactions", "channel"),
+    KpiFamily("scans_by_device", "Scans by device type in the KPI window", "scans_by_device", "device"),
+    KpiFamily("scans_by_location", "Scans by location in the KPI window", "scans_by_location", "location"),
 )
 
 PREFIX = "engagement_"
@@ -116,12 +148,10 @@ class KpiCollector(Collector):
         lines = family("aer_reference_percent", "AER benchmark lines (seed 000)", ["benchmark"])
         for name, value in sorted(self.reference_lines.items()):
             lines.add_metric([name], float(value))
-        tiers = family("customers_by_tier", "Customers per engagement tier", ["tier"])
-        for tier, count in sorted(snap["tier_counts"].items()):  # type: ignore[union-attr]
-            tiers.add_metric([tier], float(count))
-        usage = family("feature_usage_percent", "Users of the feature / active users x 100 ('*' = any)", ["feature"])
-        for feature, value in sorted(snap["feature_usage"].items()):  # type: ignore[union-attr]
-            usage.add_metric([feature], float(value))
+        for kpi in KPI_FAMILIES:
+            gauges = family(kpi.name, kpi.help, [kpi.label])
+            for key, value in sorted(snap[kpi.field].items()):  # type: ignore[union-attr]
+                gauges.add_metric([key], float(value))
         yield from families.values()
 
 

@@ -46,12 +46,16 @@ TYPE_MIX: dict[str, float] = {
     "like": 10, "follow": 2, "comment": 3, "share": 2, "mention": 1, "tag": 1, "reach_out": 1,
     "points_earned": 5, "points_redeemed": 1.5,
     "email_delivered": 5, "email_open": 2.5, "email_click": 1, "ad_impression": 6, "ad_click": 0.6,
-    "conversion": 0.4, "purchase": 1.2,
+    "conversion": 0.4, "brand_search": 0.4, "competitor_search": 0.6, "purchase": 1.2,
     "nps_response": 0.3, "csat_response": 0.3, "ces_response": 0.2, "review": 0.2, "social_mention": 0.5,
-    "ticket_opened": 0.3, "ticket_resolved": 0.3,
+    "ticket_opened": 0.3, "ticket_resolved": 0.3, "scan": 0.3,
 }
 FEATURES = ("search", "export", "dashboards", "alerts", "api", "sso")
 SEGMENTS = ("smb", "mid_market", "enterprise")
+# "kiosk" and "watch" are off the default allow-lists: they count as "other"
+CHANNELS = ("web", "web", "app", "app", "email", "phone", "chat", "social", "in_store", "kiosk")
+DEVICES = ("ios", "ios", "android", "android", "desktop", "watch")
+LOCATIONS = ("expo_berlin", "expo_austin", "store_nyc")
 
 
 @dataclass
@@ -125,7 +129,7 @@ class TrafficGenerator:
 
             event = self._next_event(rng, customer, ts, types, type_cumulative)
             event["event_id"] = f"{s.prefix}e{next(serial)}"
-            customer.last_ts = max(customer.last_ts, ts)
+            customer.last_ts = max(customer.last_ts, event["ts"])   # a join may carry its earlier, original time
             payload = orjson.dumps(event)
             sent.append(payload)
             if len(sent) > 200:  # duplicates are retries and redeliveries of recent messages
@@ -193,6 +197,13 @@ class TrafficGenerator:
         elif kind == "ticket_resolved":
             event["first_contact"] = rng.random() < 0.7
             event["value"] = round(rng.uniform(60, 3600))
+        elif kind == "scan":
+            if rng.random() < 0.9:
+                event["device"] = rng.choice(DEVICES)
+            if rng.random() < 0.8:
+                event["location"] = rng.choice(LOCATIONS)
+        if rng.random() < 0.6:
+            event["channel"] = rng.choice(CHANNELS)
         return event
 
 

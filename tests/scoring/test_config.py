@@ -28,8 +28,9 @@ SPEC_TYPES = {
     "purchase",
     "nps_response", "csat_response", "ces_response", "review", "social_mention",
     "ticket_opened", "ticket_resolved",
+    "brand_search", "competitor_search", "scan",     # seed 002 #13, #27 (issue 15)
 }
-PASSIVE = {"member_joined", "member_left", "email_delivered", "ad_impression"}
+PASSIVE = {"member_joined", "member_left", "email_delivered", "ad_impression", "competitor_search"}
 
 
 # --- defaults ---------------------------------------------------------------------------------

@@ -275,3 +275,84 @@ def test_seed_002_interaction_totals_and_visit_frequency_hand_worked():
     assert k.click_through_rate == 40.0                                 # 2 / 5, from the same totals
     assert k.customers_in_window == 3
     assert k.visit_frequency == pytest.approx(4 / 3)                    # 4 sessions started / a, b, c
+
+
+def test_seed_002_sessions_activation_abandonment_and_bounce_partition_ended_sessions():
+    scorer = Scorer(load_config())
+    events = [
+        # s1: one page, no action: a bounce
+        ev("a", "session_start", NOW - 5 * HOUR, session_id="s1"),
+        ev("a", "page_view", NOW - 5 * HOUR, session_id="s1"),
+        ev("a", "session_end", NOW - 5 * HOUR + 60_000, session_id="s1", value=60),
+        # s2: three pages, no action: abandoned
+        ev("a", "session_start", NOW - 4 * HOUR, session_id="s2"),
+        ev("a", "page_view", NOW - 4 * HOUR, session_id="s2", count=3),
+        ev("a", "session_end", NOW - 4 * HOUR + 60_000, session_id="s2", value=60),
+        # s3: one page and an action: activated (not a bounce)
+        ev("b", "session_start", NOW - 3 * HOUR, session_id="s3"),
+        ev("b", "page_view", NOW - 3 * HOUR, session_id="s3"),
+        ev("b", "action", NOW - 3 * HOUR, session_id="s3"),
+        ev("b", "session_end", NOW - 3 * HOUR + 60_000, session_id="s3", value=60),
+        # s4: two pages, then (below, late) an action: abandoned until the action arrives
+        ev("b", "session_start", NOW - 2 * HOUR, session_id="s4"),
+        ev("b", "page_view", NOW - 2 * HOUR, session_id="s4", count=2),
+        ev("b", "session_end", NOW - 2 * HOUR + 60_000, session_id="s4", value=60),
+        # s5: still open: not counted anywhere
+        ev("c", "session_start", NOW - 1 * HOUR, session_id="s5"),
+        ev("c", "action", NOW - 1 * HOUR, session_id="s5"),
+    ]
+    for event in events:
+        assert scorer.process(event, NOW).outcome is Outcome.ACCEPTED, event
+    k = scorer.kpis(NOW)
+    assert k.sessions == 4
+    assert (k.bounce_rate, k.activation_rate, k.abandonment_rate) == (25.0, 25.0, 50.0)   # s1; s3; s2, s4
+    late = ev("b", "action", NOW - 2 * HOUR + 30_000, session_id="s4")
+    assert scorer.process(late, NOW).outcome is Outcome.ACCEPTED
+    k = scorer.kpis(NOW)
+    assert (k.bounce_rate, k.activation_rate, k.abandonment_rate) == (25.0, 50.0, 25.0)   # s4 moved over
+
+
+def test_seed_002_csat_across_channels_hand_worked():
+    scorer = Scorer(load_config())          # channels: web, app, email, phone, chat, social, in_store
+    events = [
+        ev("a", "like", NOW - 1 * HOUR, channel="web", count=5),
+        ev("a", "csat_response", NOW - 1 * HOUR, channel="web", value=5),
+        ev("a", "csat_response", NOW - 2 * HOUR, channel="web", value=2),
+        ev("b", "page_view", NOW - 1 * HOUR, channel="phone"),
+        ev("b", "csat_response", NOW - 3 * HOUR, channel="phone", value=4),
+        ev("c", "comment", NOW - 1 * HOUR, channel="kiosk", count=2),          # not allowed: "other"
+        ev("c", "csat_response", NOW - 2 * HOUR, value=1),                     # no channel: overall CSAT only
+        ev("c", "ad_impression", NOW - 2 * HOUR, channel="web", count=50),     # passive: not an interaction
+    ]
+    for event in sorted(events, key=lambda e: e["ts"]):
+        assert scorer.process(event, NOW).outcome is Outcome.ACCEPTED, event
+    k = scorer.kpis(NOW)
+    assert k.channel_interactions["web"] == 7 and k.channel_interactions["phone"] == 2    # the answers count too
+    assert k.channel_interactions["other"] == 2 and "kiosk" not in k.channel_interactions
+    assert (k.csat_by_channel["web"], k.csat_by_channel["phone"], k.csat_by_channel["other"]) == (50.0, 100.0, 0.0)
+    assert k.csat_overall == pytest.approx((50 * 7 + 100 * 2) / 9)         # "other" has no answers: left out
+    assert k.csat == 50.0                                                  # 5 and 4 of 5, 2, 4, 1
+
+
+def test_seed_002_scans_brand_searches_and_share_of_voice_hand_worked():
+    config = load_config(overrides={"kpis": {"scan_locations": ["expo_berlin"]}})
+    scorer = Scorer(config)
+    events = [
+        ev("a", "scan", NOW - 1 * HOUR, device="ios", location="expo_berlin"),
+        ev("a", "scan", NOW - 2 * HOUR, device="watch", location="expo_austin", count=2),
+        ev("b", "scan", NOW - 3 * HOUR),
+        ev("a", "brand_search", NOW - 1 * HOUR, count=3),
+        ev("b", "competitor_search", NOW - 1 * HOUR, count=9),
+        ev("b", "like", NOW - 2 * HOUR, count=6),
+        ev("b", "email_delivered", NOW - 2 * HOUR, count=40),
+    ]
+    for event in sorted(events, key=lambda e: e["ts"]):
+        assert scorer.process(event, NOW).outcome is Outcome.ACCEPTED, event
+    k = scorer.kpis(NOW)
+    assert k.scans == 4
+    assert k.scans_by_device == {"ios": 1, "android": 0, "desktop": 0, "other": 2, "unknown": 1}
+    assert k.scans_by_location == {"expo_berlin": 1, "other": 2, "unknown": 1}
+    assert (k.brand_searches, k.competitor_searches) == (3, 9)
+    assert k.share_of_voice == pytest.approx(25.0)                        # 3 / (3 + 9)
+    assert k.customer_interactions == 4 + 3 + 6                           # scans, brand searches, likes
+    assert k.brand_search_rate == pytest.approx(100 * 3 / 13)

@@ -52,6 +52,10 @@ SPEC_TYPES: dict[str, dict] = {
     "social_mention": {"sentiment": "negative"},
     "ticket_opened": {},
     "ticket_resolved": {"first_contact": True},
+    # seed 002 #13, #27 (issue 15): device, location and channel are optional
+    "brand_search": {},
+    "competitor_search": {},
+    "scan": {},
 }
 
 PER_TYPE_REQUIRED = [(type_name, field) for type_name, extra in SPEC_TYPES.items() for field in extra]
@@ -86,7 +90,7 @@ def without(obj: dict, field: str) -> dict:
 
 def test_catalogue_matches_the_spec_type_list():
     assert set(BUILTIN_TYPES) == set(SPEC_TYPES)
-    assert len(SPEC_TYPES) == 30
+    assert len(SPEC_TYPES) == 33
 
 
 @pytest.mark.parametrize("type_name", sorted(BUILTIN_TYPES))
@@ -653,3 +657,19 @@ def test_scorer_reports_decode_rejections():
     result = scorer.process(base("like", count=0), T)
     assert (result.outcome, result.reason) == (Outcome.REJECTED, Reason.OUT_OF_RANGE)
     assert scorer.customers == {}
+
+
+def test_channel_device_and_location_are_optional_identifiers_kept_as_given():
+    event = decode_event(raw(base("scan", channel="in_store", device="ios", location="Expo Hall 2")), CONFIG)
+    assert (event.channel, event.device, event.location) == ("in_store", "ios", "Expo Hall 2")
+    assert decode_event(raw(event.to_dict()), CONFIG) == event
+    plain = decode_event(raw(base("scan")), CONFIG)
+    assert (plain.channel, plain.device, plain.location) == (None, None, None)
+
+
+@pytest.mark.parametrize("name", ["channel", "device", "location"])
+@pytest.mark.parametrize("bad", [7, "", "{web}", " web"])
+def test_a_bad_channel_device_or_location_is_an_invalid_field_named(name, bad):
+    with pytest.raises(EventRejected) as info:
+        decode_event(raw(base("scan", **{name: bad})), CONFIG)
+    assert info.value.reason is Reason.INVALID_FIELD and info.value.field == name

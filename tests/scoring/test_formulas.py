@@ -474,3 +474,26 @@ def test_visit_frequency():
 def test_turnover_rate():
     assert formulas.turnover_rate(10, 100, 140) == pytest.approx(100 * 10 / 120)   # 10 lost of 120 on average
     assert formulas.turnover_rate(3, 0, 0) == 0.0                                  # no members: 0, no error
+
+
+def test_activation_and_abandonment_rates():
+    assert formulas.activation_rate(3, 12) == pytest.approx(25.0)     # 3 of 12 sessions held an action
+    assert formulas.abandonment_rate(6, 12) == pytest.approx(50.0)    # 6 browsed 2+ pages and left without one
+    assert formulas.activation_rate(1, 0) == formulas.abandonment_rate(1, 0) == 0.0   # no sessions: 0
+
+
+def test_csat_across_channels_weights_each_channel_by_its_interactions():
+    web = ({4: 3, 2: 1}, 300)        # CSAT 75 on 300 interactions
+    phone = ({5: 1, 1: 1}, 100)      # CSAT 50 on 100
+    chat = ({}, 600)                 # no answers: no CSAT to weight, left out
+    assert formulas.csat_across_channels({"web": web, "phone": phone, "chat": chat}) == pytest.approx(
+        (75 * 300 + 50 * 100) / 400)
+    assert formulas.csat_across_channels({"email": ({5: 2}, 0)}) == 0.0     # answers, no interactions
+    assert formulas.csat_across_channels({}) == 0.0
+
+
+def test_share_of_voice_and_brand_search_rate():
+    assert formulas.share_of_voice(30, 90) == pytest.approx(25.0)      # 30 of 120 searches name the brand
+    assert formulas.share_of_voice(0, 0) == 0.0
+    assert formulas.brand_search_rate(30, 600) == pytest.approx(5.0)
+    assert formulas.brand_search_rate(3, 0) == 0.0

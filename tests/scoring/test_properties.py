@@ -89,6 +89,12 @@ def event_bodies(draw, ts, types=TYPES):
         event["account_id"] = draw(st.sampled_from(ACCOUNTS))
     if draw(st.integers(0, 5)) == 0:
         event["segment"] = draw(st.sampled_from(("smb", "enterprise")))
+    if draw(st.integers(0, 2)) == 0:
+        event["channel"] = draw(st.sampled_from(("web", "phone", "kiosk")))     # kiosk: off the allow-list
+    if type_name == "scan":
+        for name, values in (("device", ("ios", "watch")), ("location", ("expo", "store"))):
+            if draw(st.booleans()):
+                event[name] = draw(st.sampled_from(values))
     return event
 
 

@@ -23,7 +23,7 @@ from streams.traffic import Kind, TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY, HOUR
 from devstack import stack as local
 from streams.codec import original_bytes
-from streams.metrics import KPI_GAUGES
+from streams.metrics import KPI_FAMILIES, KPI_GAUGES
 from streams.producer import partition_of
 from tests.streams.support import ApiProcess, WorkerProcess, consume_all, now_ms, pipeline_settings, redis_records, without_ids
 from tests.builders import CONFIG
@@ -125,8 +125,11 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
             labels = ",".join(f'{k}="{v}"' for k, v in (gauge.labels or {}).items())
             name = f"engagement_{gauge.name}" + (f"{{{labels}}}" if labels else "")
             assert metrics[name] == pytest.approx(expected_kpis[gauge.field], rel=1e-12, abs=1e-12), name
-        for tier, count in expected_kpis["tier_counts"].items():
-            assert metrics[f'engagement_customers_by_tier{{tier="{tier}"}}'] == count
+        for family in KPI_FAMILIES:
+            assert expected_kpis[family.field], family.field      # the traffic fills every family
+            for key, value in expected_kpis[family.field].items():
+                name = f'engagement_{family.name}{{{family.label}="{key}"}}'
+                assert metrics[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
         assert metrics[f'engagement_aer_band{{band="{expected_kpis["aer_band"]}"}}'] == 1.0
 
     # no customer or account id anywhere in the exposition (every id of this run carries `unique`)

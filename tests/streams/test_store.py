@@ -131,6 +131,22 @@ def test_a_prefix_in_the_old_layout_is_refused(open_store):
     asyncio.run(run())
 
 
+def test_a_prefix_in_format_3_is_refused_and_a_reader_leaves_it_be(open_store):
+    """Format 4 counts activated sessions per bucket: format 3's counters lack them, and a session
+    activated after an upgrade would un-count what was never counted, so the worker refuses it."""
+    async def run() -> None:
+        store = open_store()
+        await store.redis.hset(store.keys.meta, mapping={"format": 3, "shards": 16})
+        with pytest.raises(LayoutError, match=r"format 3 .*format 4.*engage replay"):
+            await store.check_layout()
+        with pytest.raises(LayoutError, match="engage replay"):
+            await store.check_layout(claim=False)
+        assert await store.redis.hget(store.keys.meta, "format") == b"3"
+        await store.close()
+
+    asyncio.run(run())
+
+
 def test_top_leaderboard_ties_are_broken_by_ascending_id_across_shards(open_store, unique):
     """Equal ES and CER at the top: the sorted sets hold the bottom order; top reads them backwards
     and must still list tied customers by ascending id, across shards."""
