@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from scoring import formulas
 from scoring.config import Config, ScoringConfig
@@ -162,7 +163,8 @@ class AccountCard:
     tier: formulas.Tier
     below_benchmark: bool
     tiers: dict[str, int]
-    breakdown: tuple[TypeScore, ...]   # counts and CER summed over users; m_k and ES points their mean
+    breakdown: tuple[TypeScore, ...] | None   # counts and CER summed over users; m_k and ES points their
+                                               # mean (None: a summary, read from stored standings)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -175,34 +177,53 @@ class AccountCard:
             "tier": self.tier.value,
             "below_benchmark": self.below_benchmark,
             "tiers": self.tiers,
-            "breakdown": [t.to_dict() for t in self.breakdown],
+            **({} if self.breakdown is None else {"breakdown": [t.to_dict() for t in self.breakdown]}),
         }
+
+
+class Rolled(Protocol):
+    """What an account roll-up needs of each user: a score card, or a stored standing."""
+
+    @property
+    def es(self) -> float: ...
+    @property
+    def cer(self) -> float: ...
+    @property
+    def tier(self) -> formulas.Tier: ...
+    @property
+    def active(self) -> bool: ...
+
+
+def account_summary(account_id: str, users: Iterable[Rolled], as_of_ms: int, scoring: ScoringConfig) -> AccountCard:
+    """The account roll-up without its per-type breakdown (batch lookups read it from the users'
+    stored standings, which carry no counts)."""
+    users = list(users)
+    tiers = {t.value: 0 for t in formulas.Tier}
+    for user in users:
+        tiers[user.tier.value] += 1
+    cer = sum(u.cer for u in users)
+    es = formulas.mean(u.es for u in users)
+    return AccountCard(
+        account_id=account_id,
+        as_of_ms=as_of_ms,
+        users=len(users),
+        active_users=sum(1 for u in users if u.active),
+        cer=cer,
+        es=es,
+        tier=formulas.tier(es, scoring.tier_excellent, scoring.tier_moderate),
+        below_benchmark=cer < scoring.benchmark_cer * max(len(users), 1),
+        tiers=tiers,
+        breakdown=None,
+    )
 
 
 def account_card(account_id: str, cards: Iterable[ScoreCard], as_of_ms: int, scoring: ScoringConfig) -> AccountCard:
     """Roll up the score cards of an account's users (every user whose newest account_id is it)."""
     cards = list(cards)
-    users = len(cards)
-    cer = sum(c.cer for c in cards)
-    es = formulas.mean(c.es for c in cards)
-    tiers = {t.value: 0 for t in formulas.Tier}
-    for card in cards:
-        tiers[card.tier.value] += 1
     rows = []
     for name, weight in sorted(scoring.weights.items()):
         count = sum(c.counts.get(name, 0) for c in cards)
         component = formulas.mean(formulas.engagement_component(c.counts.get(name, 0), scoring.targets[name]) for c in cards)
         rows.append(TypeScore(name, count, weight, count * weight, component, weight * component / scoring.total_weight))
-    return AccountCard(
-        account_id=account_id,
-        as_of_ms=as_of_ms,
-        users=users,
-        active_users=sum(1 for c in cards if c.active),
-        cer=cer,
-        es=es,
-        tier=formulas.tier(es, scoring.tier_excellent, scoring.tier_moderate),
-        below_benchmark=cer < scoring.benchmark_cer * max(users, 1),
-        tiers=tiers,
-        breakdown=tuple(rows),
-    )
+    return replace(account_summary(account_id, cards, as_of_ms, scoring), breakdown=tuple(rows))
 

@@ -3,8 +3,9 @@
 Every read takes an optional `as_of` (epoch ms; default now) so a score can be asked for
 at a fixed instant and compared exactly. Errors are JSON too: unknown id -> 404, bad
 parameter -> 400 with a message. The handlers are plain async functions, and `routes` is
-the one table of paths: a worker's Faust views (:mod:`streams.views`) and the standalone
-read API (`engage api`, :mod:`streams.api_server`) both serve it.
+the one table of paths and methods: a worker's Faust views (:mod:`streams.views`) and the
+standalone read API (`engage api`, :mod:`streams.api_server`) both serve it, and
+:mod:`streams.openapi` describes it.
 """
 
 from __future__ import annotations
@@ -13,21 +14,33 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from scoring.business import kpis_from
 from scoring.config import Config
 from scoring.events import id_problem
-from scoring.scores import account_card, score_card
+from scoring.scores import account_card, account_summary, score_card
+from scoring.standing import Standing
 from scoring.timeutil import MAX_EPOCH_MS
 from scoring.windows import bucket_of
 from streams.clock import now_ms
 from streams.ports import ReadStore
 
 MAX_LIMIT = 1000
+MAX_BATCH_IDS = 1000
 log = logging.getLogger("engage.api")
 
-Handler = Callable[[Mapping[str, str], Mapping[str, str]], Awaitable[Any]]   # (query, path parameters) -> body
+Handler = Callable[[Mapping[str, str], Mapping[str, str], bytes], Awaitable[Any]]   # (query, path params, body)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str          # GET or POST
+    path: str            # aiohttp's pattern syntax
+    handler: Handler
 
 
 class ApiError(Exception):
@@ -74,8 +87,8 @@ async def customer(store: ReadStore, config: Config, customer_id: str, as_of_ms:
 
 
 async def account(store: ReadStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
-    members = await store.account_members(check_id(account_id, "account id", config))
-    loaded = await store.load(members)
+    members = await store.account_members([check_id(account_id, "account id", config)])
+    loaded = await store.load(members[account_id])
     cards = [score_card(s.state, as_of_ms, config, detail=False) for s in loaded.stored.values()
              if s.state.account_id == account_id]
     if not cards:
@@ -96,6 +109,56 @@ def live(as_of_ms: int, now_ms: int, config: Config) -> int:
     return as_of_ms
 
 
+def parse_ids(body: bytes, config: Config) -> list[str]:
+    """A batch lookup's body, `{"ids": [...]}`: 1..MAX_BATCH_IDS ids (integers as decimal strings,
+    repeats once, in the order given); an id no event could carry is a 400 naming its place."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("ids"), list):
+        raise ApiError(400, 'the body must be a JSON object {"ids": [...]}')
+    ids = doc["ids"]
+    if not 1 <= len(ids) <= MAX_BATCH_IDS:
+        raise ApiError(400, f"ids must hold 1..{MAX_BATCH_IDS} ids (got {len(ids)})")
+    out = []
+    for i, value in enumerate(ids):
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            value = str(value)
+        if not isinstance(value, str):
+            raise ApiError(400, f"ids[{i}] must be a string or a non-negative integer")
+        out.append(check_id(value, f"ids[{i}]", config))
+    return list(dict.fromkeys(out))
+
+
+def standing_row(standing: Standing) -> dict[str, object]:
+    """A customer as the cross-customer reads list it: its stored standing and active alerts."""
+    return {**standing.summary(), "alerts": list(standing.alerts)}
+
+
+async def customers_batch(store: ReadStore, ids: list[str], as_of_ms: int) -> dict[str, Any]:
+    """Many customers in one read (one pipelined HGET each): their stored standings, kept current
+    like the leaderboards; ids with no state are listed in `unknown`, not an error."""
+    standings = await store.standings(ids)
+    return {"as_of": as_of_ms, "customers": [standing_row(standings[c]) for c in ids if c in standings],
+            "unknown": [c for c in ids if c not in standings]}
+
+
+async def accounts_batch(store: ReadStore, config: Config, ids: list[str], as_of_ms: int) -> dict[str, Any]:
+    """Many accounts in one read: each account's roll-up (GET /accounts/{id} without the per-type
+    breakdown) from its users' stored standings; accounts with no user are listed in `unknown`."""
+    members = await store.account_members(ids)
+    standings = await store.standings(sorted({c for users in members.values() for c in users}))
+    found, unknown = [], []
+    for aid in ids:
+        users = [standings[c] for c in members[aid] if c in standings and standings[c].account_id == aid]
+        if users:
+            found.append(account_summary(aid, users, as_of_ms, config.scoring).to_dict())
+        else:
+            unknown.append(aid)
+    return {"as_of": as_of_ms, "accounts": found, "unknown": unknown}
+
+
 async def leaderboard(store: ReadStore, config: Config, order: str, limit: int, as_of_ms: int) -> dict[str, Any]:
     if order not in ("top", "bottom"):
         raise ApiError(400, "order must be 'top' or 'bottom'")
@@ -109,7 +172,7 @@ async def at_risk(store: ReadStore, config: Config, limit: int, as_of_ms: int) -
     """Customers with an alert condition still active, lowest engagement score first."""
     ids, total = await asyncio.gather(store.ranked("risk", limit), store.count("risk"))
     standings = await store.standings(ids)
-    rows = [{**standings[c].summary(), "alerts": list(standings[c].alerts)} for c in ids if c in standings]
+    rows = [standing_row(standings[c]) for c in ids if c in standings]
     return {"as_of": as_of_ms, "customers": rows, "total": total}
 
 
@@ -147,32 +210,39 @@ class LatestKpis:
         return self._body
 
 
-def routes(store: ReadStore, config: Config, latest: LatestKpis) -> dict[str, Handler]:
-    """Every API path (in aiohttp's pattern syntax) and its handler: the bearer-token guard,
-    the page and health routes are the server's own. `/kpis` without `as_of` is `latest`'s."""
+def routes(store: ReadStore, config: Config, latest: LatestKpis) -> list[Route]:
+    """Every API route and its handler: the bearer-token guard, the page, health, metrics and
+    the OpenAPI document are the server's own. `/kpis` without `as_of` is `latest`'s."""
 
     def live_as_of(query: Mapping[str, str]) -> int:
         now = now_ms()
         return live(parse_as_of(query, now), now, config)
 
-    async def recent_alerts(query: Mapping[str, str], _: Mapping[str, str]) -> dict[str, Any]:
+    async def recent_alerts(query: Mapping[str, str], _: Mapping[str, str], __: bytes) -> dict[str, Any]:
         return {"alerts": await store.recent_alerts(parse_limit(query, 20))}
 
-    return {
-        "/customers/{customer_id}": lambda q, p: customer(store, config, p["customer_id"], parse_as_of(q, now_ms())),
-        "/accounts/{account_id}": lambda q, p: account(store, config, p["account_id"], parse_as_of(q, now_ms())),
-        "/leaderboard": lambda q, p: leaderboard(store, config, q.get("order", "top"), parse_limit(q),
-                                                 live_as_of(q)),
-        "/at-risk": lambda q, p: at_risk(store, config, parse_limit(q, 50), live_as_of(q)),
-        "/kpis": lambda q, p: kpis(store, config, live_as_of(q)) if q.get("as_of") else latest.get(),
-        "/alerts/recent": recent_alerts,
-    }
+    return [
+        Route("GET", "/customers/{customer_id}",
+              lambda q, p, _: customer(store, config, p["customer_id"], parse_as_of(q, now_ms()))),
+        Route("GET", "/accounts/{account_id}",
+              lambda q, p, _: account(store, config, p["account_id"], parse_as_of(q, now_ms()))),
+        Route("POST", "/customers:batch", lambda q, p, body: customers_batch(store, parse_ids(body, config),
+                                                                            live_as_of(q))),
+        Route("POST", "/accounts:batch", lambda q, p, body: accounts_batch(store, config, parse_ids(body, config),
+                                                                          live_as_of(q))),
+        Route("GET", "/leaderboard", lambda q, p, _: leaderboard(store, config, q.get("order", "top"),
+                                                                 parse_limit(q), live_as_of(q))),
+        Route("GET", "/at-risk", lambda q, p, _: at_risk(store, config, parse_limit(q, 50), live_as_of(q))),
+        Route("GET", "/kpis", lambda q, p, _: kpis(store, config, live_as_of(q)) if q.get("as_of") else latest.get()),
+        Route("GET", "/alerts/recent", recent_alerts),
+    ]
 
 
-async def answer(handler: Handler, query: Mapping[str, str], params: Mapping[str, str]) -> tuple[int, Any]:
+async def answer(handler: Handler, query: Mapping[str, str], params: Mapping[str, str],
+                 body: bytes = b"") -> tuple[int, Any]:
     """(status, JSON body) of a request: an ApiError is its own status, anything else a JSON 500."""
     try:
-        return 200, await handler(query, params)
+        return 200, await handler(query, params, body)
     except ApiError as err:
         return err.status, {"error": err.message, "status": err.status}
     except Exception:  # noqa: BLE001 - never a bare 500 page

@@ -18,16 +18,22 @@ import orjson
 from aiohttp import web
 
 from scoring.config import Config
-from streams import api, security
+from streams import api, openapi, security
 from streams.settings import Settings
 from streams.store import RedisStore
 from streams.views import PAGE
 
 log = logging.getLogger("engage.api")
+OPEN_PATHS = ("/", "/healthz", "/readyz", "/openapi.json")   # what a worker leaves open too
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
+
+
+def not_allowed(request: web.Request, allowed: set[str]) -> web.Response:
+    return _json({"error": f"{request.method} is not allowed on {request.path[:200]}", "status": 405}, 405,
+                 {"Allow": ", ".join(sorted(allowed))})
 
 
 def create_api(settings: Settings, config: Config, store: RedisStore) -> web.Application:
@@ -36,25 +42,34 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         """The API routes and unknown paths need the bearer token when one is set (as a worker's)."""
-        if request.path not in ("/", "/healthz", "/readyz"):
+        if request.path not in OPEN_PATHS:
             header = request.headers.get("Authorization")
             if not security.bearer_ok(header, token):
                 return _json(security.UNAUTHORIZED, 401, {"WWW-Authenticate": security.challenge(header)})
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPMethodNotAllowed as exc:    # JSON like every other error
+            return not_allowed(request, exc.allowed_methods)
 
     app = web.Application(middlewares=[guard])
 
-    def route(handler: api.Handler) -> Any:
-        async def serve(request: web.Request) -> web.Response:
-            status, body = await api.answer(handler, request.query, request.match_info)
-            return _json(body, status)
-        return serve
+    def serve(route: api.Route) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read() if route.method == "POST" else b""
+            status, answer = await api.answer(route.handler, request.query, request.match_info, body)
+            return _json(answer, status)
+        return handle
 
-    for path, handler in api.routes(store, config, api.LatestKpis(store, config, settings.kpi_interval_s)).items():
-        app.router.add_get(path, route(handler))
+    methods: dict[str, set[str]] = {}
+    for route in api.routes(store, config, api.LatestKpis(store, config, settings.kpi_interval_s)):
+        app.router.add_route(route.method, route.path, serve(route))
+        methods.setdefault(route.path, set()).add(route.method)
 
     async def page(_: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html")
+
+    async def openapi_json(_: web.Request) -> web.Response:
+        return _json(openapi.document())
 
     async def healthz(_: web.Request) -> web.Response:
         return _json({"status": "ok", "api": settings.key_prefix})
@@ -67,9 +82,12 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
         return _json({"ready": True, "detail": "ok"})
 
     async def not_found(request: web.Request) -> web.Response:
+        if request.path in methods:        # e.g. GET /customers:batch (the catch-all matched it first)
+            return not_allowed(request, methods[request.path])
         return _json({"error": f"no such route: {request.path[:201]}", "status": 404}, 404)
 
     app.router.add_get("/", page)
+    app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/{path:.*}", not_found)

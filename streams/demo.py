@@ -154,6 +154,8 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
                 time.sleep(0.5)
         traffic = TrafficSettings(customers=demo.customers, accounts=demo.accounts, seed=demo.seed)
         echo(f"Worker ready: API {base}/kpis  metrics {base}/metrics  (log: {worker_log})")
+        echo(f"  many customers at once: curl -s -X POST {base}/customers:batch -d '{{\"ids\": [\"c1\", \"c2\"]}}'"
+             f"  (every route: {base}/openapi.json)")
         echo(f"Backfilling {demo.backfill:,} events of the last 7 days ...")
         generate(settings, GenerateOptions(count=demo.backfill, rate=None, traffic=traffic, progress=False))
         live_count = int(demo.rate * demo.duration_s) if demo.duration_s else 10**12

@@ -323,12 +323,15 @@ class RedisStore:
             raws = await pipe.execute()
         return {cid: Standing.from_dict(cid, orjson.loads(raw)) for cid, raw in zip(customer_ids, raws) if raw}
 
-    async def account_members(self, account_id: str) -> list[str]:
+    async def account_members(self, account_ids: list[str]) -> dict[str, list[str]]:
+        """Each account's customers (sorted), from its per-shard sets: one round trip for all."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for shard in range(SHARDS):
-                pipe.smembers(self.keys.account(shard, account_id))
-            replies = await pipe.execute()
-        return sorted(m.decode() for members in replies for m in members)
+            for account_id in account_ids:
+                for shard in range(SHARDS):
+                    pipe.smembers(self.keys.account(shard, account_id))
+            replies = iter(await pipe.execute())
+        return {account_id: sorted(m.decode() for _ in range(SHARDS) for m in next(replies))
+                for account_id in account_ids}
 
     # --- cross-customer reads: sorted sets and sums, never a scan ------------------------------
 

@@ -2,7 +2,7 @@
 
 The API's paths are `streams.api.routes`, served the same by `engage api`. API routes need
 `Authorization: Bearer <ENGAGE_API_TOKEN>` when a token is set; `/healthz`,
-`/readyz` and `/` stay open, `/metrics` too unless `ENGAGE_METRICS_AUTH=true`.
+`/readyz`, `/openapi.json` and `/` stay open, `/metrics` too unless `ENGAGE_METRICS_AUTH=true`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from streams import api, security
+from streams import api, openapi, security
 from streams.worker import Runtime
 
 PAGE = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
@@ -36,15 +36,26 @@ def add_routes(app: faust.App, runtime: Runtime) -> None:
 
     MetricsBase = Guarded if runtime.settings.metrics_auth else View
 
-    def api_view(handler: api.Handler) -> type[View]:
-        class ApiView(Guarded):
-            async def get(self, request: Request, **params: str) -> Response:
-                status, body = await api.answer(handler, request.query, params)
-                return self.json(body, status=status)
-        return ApiView
+    def api_view(route: api.Route) -> type[View]:
+        async def serve(self: View, request: Request, **params: str) -> Response:
+            body = await request.read() if route.method == "POST" else b""   # type: ignore[attr-defined]
+            status, answer = await api.answer(route.handler, request.query, params, body)
+            return self.json(answer, status=status)
 
-    for path, handler in api.routes(store, config, runtime.latest_kpis).items():
-        app.page(path, name=f"api {path}")(api_view(handler))
+        async def refuse(self: View, request: Request, **params: str) -> Response:
+            return self.json({"error": f"{request.method} is not allowed on {request.path[:200]}", "status": 405},
+                             status=405, headers={"Allow": route.method})
+
+        other = "post" if route.method == "GET" else "get"
+        return type("ApiView", (Guarded,), {route.method.lower(): serve, other: refuse})
+
+    for route in api.routes(store, config, runtime.latest_kpis):
+        app.page(route.path, name=f"api {route.path}")(api_view(route))
+
+    @app.page("/openapi.json")
+    class OpenApiView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(openapi.document())
 
     @app.page("/")
     class PageView(View):

@@ -23,9 +23,11 @@ from streams.traffic import Kind, TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY, HOUR
 from devstack import stack as local
 from streams.codec import original_bytes
+from streams import openapi
 from streams.metrics import KPI_FAMILIES, KPI_GAUGES
 from streams.producer import partition_of
 from tests.streams.support import ApiProcess, WorkerProcess, consume_all, now_ms, pipeline_settings, redis_records, without_ids
+from tests.openapi_check import schema_errors
 from tests.builders import CONFIG
 
 pytestmark = pytest.mark.services
@@ -90,27 +92,56 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
     for reason, count in reasons.items():
         assert summed[f'engagement_events_rejected_total{{reason="{reason}"}}'] == count, reason
 
-    # every API response equals the core's, at a fixed as_of, from every worker and `engage api`
+    # every API response equals the core's, at a fixed as_of, from every worker and `engage api`,
+    # and matches its schema in GET /openapi.json
     as_of = done_at
     for worker in (*workers, *readers):
+        assert worker.get("/openapi.json") == (200, json.loads(orjson.dumps(openapi.document())))
+        alerts_active = {}
         for cid in reference.customers:
             status, body = worker.get(f"/customers/{urllib.parse.quote(cid)}?as_of={as_of}")
-            assert status == 200
-            body.pop("alerts_active")
+            assert status == 200 and schema_errors("GET", "/customers/{customer_id}", 200, body) == []
+            alerts_active[cid] = body.pop("alerts_active")
             assert body == json.loads(orjson.dumps(reference.customer(cid, as_of).to_dict())), cid
-        accounts = {s.account_id for s in reference.customers.values() if s.account_id}
+        accounts = sorted({s.account_id for s in reference.customers.values() if s.account_id})
         for aid in accounts:
             status, body = worker.get(f"/accounts/{aid}?as_of={as_of}")
-            assert status == 200
+            assert status == 200 and schema_errors("GET", "/accounts/{account_id}", 200, body) == []
             assert body == json.loads(orjson.dumps(reference.account(aid, as_of).to_dict())), aid
         for order in ("top", "bottom"):
             status, body = worker.get(f"/leaderboard?order={order}&limit=15&as_of={as_of}")
             expected = reference.leaderboard(as_of, limit=15, bottom=order == "bottom")
             assert status == 200 and [c["customer_id"] for c in body["customers"]] == [c.customer_id for c in expected]
+            assert schema_errors("GET", "/leaderboard", 200, body) == []
         status, body = worker.get(f"/kpis?as_of={as_of}")
         assert status == 200 and body == json.loads(orjson.dumps(reference.kpis(as_of).to_dict()))
-        assert worker.get("/customers/nobody-at-all")[0] == 404
+        assert schema_errors("GET", "/kpis", 200, body) == []
+        for path in ("/at-risk", "/alerts/recent"):
+            status, body = worker.get(path)
+            assert status == 200 and schema_errors("GET", path, 200, body) == [], path
+        status, body = worker.get("/customers/nobody-at-all")
+        assert status == 404 and schema_errors("GET", "/customers/{customer_id}", 404, body) == []
         assert worker.get("/leaderboard?order=sideways")[0] == 400
+
+        # batch lookups: every customer and account at once, and ids nobody has, listed apart
+        ids = sorted(reference.customers)
+        status, body = worker.post("/customers:batch", {"ids": [f"{unique}-nobody", *ids]})
+        assert status == 200 and schema_errors("POST", "/customers:batch", 200, body) == []
+        assert body["unknown"] == [f"{unique}-nobody"] and [r["customer_id"] for r in body["customers"]] == ids
+        for row in body["customers"]:
+            card = reference.customer(row["customer_id"], body["as_of"])
+            assert row == {"customer_id": card.customer_id, "account_id": card.account_id, "es": round(card.es, 6),
+                           "tier": card.tier.value, "cer": card.cer, "active": card.active,
+                           "alerts": alerts_active[card.customer_id]}
+        status, body = worker.post("/accounts:batch", {"ids": [*accounts, f"{unique}-no-account"]})
+        assert status == 200 and schema_errors("POST", "/accounts:batch", 200, body) == []
+        assert body["unknown"] == [f"{unique}-no-account"] and [a["account_id"] for a in body["accounts"]] == accounts
+        for summary in body["accounts"]:
+            full = json.loads(orjson.dumps(reference.account(summary["account_id"], body["as_of"]).to_dict()))
+            full.pop("breakdown")
+            assert summary == full
+        status, body = worker.post("/customers:batch", {"ids": []})
+        assert status == 400 and schema_errors("POST", "/customers:batch", 400, body) == []
 
     # /metrics KPI gauges equal the core's KPIs at the snapshot's instant, identical on every worker
     def fresh(worker):

@@ -43,11 +43,13 @@ API_ROUTES = ["/kpis", "/leaderboard?limit=3", "/at-risk", "/alerts/recent", "/c
               "/no/such/route"]
 
 
-def http(url: str, token: str | None = None, raw_header: str | None = None) -> tuple[int, dict, object]:
+def http(url: str, token: str | None = None, raw_header: str | None = None,
+         data: bytes | None = None) -> tuple[int, dict, object]:
+    """GET `url` (POST `data` when given) with a bearer token or a raw Authorization header."""
     headers = {"Authorization": raw_header if raw_header is not None else f"Bearer {token}"} if (
         token or raw_header is not None) else {}
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=30) as response:
             status, head, body = response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as err:
         status, head, body = err.code, dict(err.headers), err.read()
@@ -172,6 +174,13 @@ def test_the_bearer_token_guards_the_api_and_metrics_when_asked(secured):
         expected = 404 if path == "/no/such/route" or path.startswith("/accounts/none") else 200
         assert status == expected, (path, status, body)
     assert http(guarded.url + "/kpis", raw_header=f"bearer  {token} ")[0] == 200   # scheme is case-insensitive
+    ids = json.dumps({"ids": [customer["customer_id"]]}).encode()
+    for path in ("/customers:batch", "/accounts:batch"):             # the batch lookups: POST, guarded the same
+        for header in (None, f"Bearer {token}x", "Bearer "):
+            assert http(guarded.url + path, raw_header=header, data=ids)[0] == 401, (path, header)
+        assert http(guarded.url + path, token, data=ids)[0] == 200, path
+    status, _, doc = http(guarded.url + "/openapi.json")                  # the schema is no secret
+    assert status == 200 and doc["openapi"] == "3.1.0"
     for worker in (guarded, other):                       # probes stay open
         assert http(worker.url + "/healthz")[0] == 200 and http(worker.url + "/readyz")[0] == 200
         status, _, page = http(worker.url + "/")

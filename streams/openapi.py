@@ -1,0 +1,183 @@
+"""`GET /openapi.json`: the OpenAPI 3.1 description of every HTTP route, for generated clients.
+
+One document for a worker and `engage api` (they serve the same routes). The response
+schemas are closed (`additionalProperties: false`) where the body is ours field by field,
+and the suite checks real responses against them (tests/streams/test_pipeline.py), so a
+field added to a response without its schema fails a test instead of surprising a client.
+The KPI object's schema is read off :class:`scoring.business.BusinessKpis`, its one home.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from functools import cache
+from typing import Any
+
+from scoring.alerts import Rule
+from scoring.business import BusinessKpis
+from scoring.formulas import Tier
+from streams.api import MAX_BATCH_IDS, MAX_LIMIT
+
+TITLE = "Engagement scorer API"
+VERSION = "4"     # the state format this release writes; bumped with any incompatible change
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A closed object schema: these properties and no others."""
+    return {"type": "object", "properties": {**required, **(optional or {})}, "required": list(required),
+            "additionalProperties": False}
+
+
+INT, NUM, STR, BOOL = {"type": "integer"}, {"type": "number"}, {"type": "string"}, {"type": "boolean"}
+MS = {"type": "integer", "description": "epoch milliseconds"}
+OPT_MS = {"type": ["integer", "null"], "description": "epoch milliseconds"}
+OPT_STR = {"type": ["string", "null"]}
+TIER = {"type": "string", "enum": [t.value for t in Tier]}
+
+_PYTHON_TYPES = {int: INT, float: NUM, str: STR, bool: BOOL}
+
+
+def _schema_of(annotation: Any) -> dict[str, Any]:
+    """JSON Schema of a BusinessKpis field's type (numbers, strings, str-keyed mappings of them)."""
+    if annotation in _PYTHON_TYPES:
+        return _PYTHON_TYPES[annotation]
+    if typing.get_origin(annotation) is dict:
+        _, value = typing.get_args(annotation)
+        return {"type": "object", "additionalProperties": _schema_of(value)}
+    raise TypeError(f"no JSON schema for {annotation!r}")
+
+
+def _kpis_schema() -> dict[str, Any]:
+    hints = typing.get_type_hints(BusinessKpis)
+    return _obj({f.name: _schema_of(hints[f.name]) for f in dataclasses.fields(BusinessKpis)})
+
+
+_TYPE_SCORE = _obj({"type": STR, "count": INT, "weight": NUM, "cer": NUM, "component": NUM, "es": NUM})
+_STANDING = {"customer_id": STR, "account_id": OPT_STR, "es": NUM, "tier": TIER, "cer": NUM, "active": BOOL}
+_ACCOUNT = {"account_id": STR, "as_of": MS, "users": INT, "active_users": INT, "cer": NUM, "es": NUM,
+            "tier": TIER, "below_benchmark": BOOL,
+            "tiers": {"type": "object", "additionalProperties": INT}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": STR, "status": INT}),
+    "TypeScore": _TYPE_SCORE,
+    "ScoreCard": _obj({
+        "customer_id": STR, "as_of": MS, "cer": NUM, "es": NUM, "tier": TIER, "below_benchmark": BOOL,
+        "decayed": {"type": ["number", "null"]}, "active": BOOL, "member": BOOL, "last_event": OPT_MS,
+        "last_active": OPT_MS, "account_id": OPT_STR, "segment": OPT_STR,
+        "breakdown": {"type": "array", "items": _ref("TypeScore")},
+        "alerts_active": {"type": "array", "items": {"type": "string", "enum": [r.value for r in Rule]}},
+    }),
+    "AccountCard": _obj({**_ACCOUNT, "breakdown": {"type": "array", "items": _ref("TypeScore")}}),
+    "AccountSummary": _obj(_ACCOUNT),
+    "Standing": _obj(_STANDING),
+    "StandingWithAlerts": _obj({**_STANDING, "alerts": {"type": "array", "items": STR}}),
+    "Alert": _obj({"id": {"type": "string", "description": "stable: the same alert redelivered has the same id"},
+                   "rule": {"type": "string", "enum": [r.value for r in Rule]}, "customer_id": STR,
+                   "account_id": OPT_STR, "as_of": MS, "before": {"type": "object"}, "after": {"type": "object"},
+                   "breakdown": {"type": "array", "items": _ref("TypeScore")}}),
+    "Kpis": None,      # filled from BusinessKpis by document()
+    "Ids": _obj({"ids": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_IDS,
+                         "items": {"type": ["string", "integer"]},
+                         "description": "customer (or account) ids; integers are read as decimal strings"}}),
+    "CustomersBatch": _obj({"as_of": MS, "customers": {"type": "array", "items": _ref("StandingWithAlerts")},
+                            "unknown": {"type": "array", "items": STR}}),
+    "AccountsBatch": _obj({"as_of": MS, "accounts": {"type": "array", "items": _ref("AccountSummary")},
+                           "unknown": {"type": "array", "items": STR}}),
+    "Leaderboard": _obj({"as_of": MS, "order": {"type": "string", "enum": ["top", "bottom"]},
+                         "customers": {"type": "array", "items": _ref("Standing")}}),
+    "AtRisk": _obj({"as_of": MS, "customers": {"type": "array", "items": _ref("StandingWithAlerts")},
+                    "total": INT}),
+    "RecentAlerts": _obj({"alerts": {"type": "array", "items": _ref("Alert")}}),
+    "Health": {"type": "object", "properties": {"status": STR}, "required": ["status"]},
+    "Ready": _obj({"ready": BOOL, "detail": STR}),
+}
+
+_AS_OF = {"name": "as_of", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
+          "description": "epoch milliseconds; default now"}
+_LIVE_AS_OF = {**_AS_OF, "description": "epoch milliseconds within the current bucket; default now "
+                                        "(these reads are kept current, not recomputed)"}
+
+
+def _limit(default: int) -> dict[str, Any]:
+    return {"name": "limit", "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": default}}
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    meaning = {400: "a bad parameter or body", 401: "a bearer token is required (ENGAGE_API_TOKEN)",
+               404: "unknown id"}
+    return {str(code): _json("Error", meaning[code]) for code in codes}
+
+
+def _read(summary: str, schema: str, parameters: list[dict[str, Any]], *errors: int) -> dict[str, Any]:
+    return {"get": {"summary": summary, "parameters": parameters,
+                    "responses": {"200": _json(schema, summary), **_errors(401, *errors)}}}
+
+
+def _batch(summary: str, schema: str) -> dict[str, Any]:
+    return {"post": {"summary": summary, "parameters": [_LIVE_AS_OF],
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Ids")}}},
+                     "responses": {"200": _json(schema, summary), **_errors(400, 401)}}}
+
+
+PATHS: dict[str, Any] = {
+    "/customers/{customer_id}": _read("A customer's score card, computed by the core at `as_of`", "ScoreCard",
+                                      [_path_id("customer_id"), _AS_OF], 400, 404),
+    "/accounts/{account_id}": _read("An account's roll-up of its users' score cards at `as_of`", "AccountCard",
+                                    [_path_id("account_id"), _AS_OF], 400, 404),
+    "/customers:batch": _batch(f"Up to {MAX_BATCH_IDS} customers' current standings; unknown ids listed",
+                               "CustomersBatch"),
+    "/accounts:batch": _batch(f"Up to {MAX_BATCH_IDS} accounts' current roll-ups (no breakdown); unknown ids "
+                              "listed", "AccountsBatch"),
+    "/leaderboard": _read("Customers by ES (ties: CER, then id)", "Leaderboard",
+                          [{"name": "order", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["top", "bottom"], "default": "top"}},
+                           _limit(10), _LIVE_AS_OF], 400),
+    "/at-risk": _read("Customers with an alert condition active, lowest ES first", "AtRisk",
+                      [_limit(50), _LIVE_AS_OF], 400),
+    "/kpis": _read("Every business KPI", "Kpis", [_LIVE_AS_OF], 400),
+    "/alerts/recent": _read("The newest alerts, newest first", "RecentAlerts", [_limit(20)], 400),
+    "/healthz": {"get": {"summary": "The process is up", "security": [],
+                         "responses": {"200": _json("Health", "up")}}},
+    "/readyz": {"get": {"summary": "Ready to serve: Redis answers (a worker: and its batches apply)",
+                        "security": [], "responses": {"200": _json("Ready", "ready"),
+                                                      "503": _json("Ready", "not ready, and why")}}},
+    "/metrics": {"get": {"summary": "Prometheus exposition (a worker; guarded when ENGAGE_METRICS_AUTH=true)",
+                         "security": [], "responses": {"200": {"description": "text exposition format",
+                                                               "content": {"text/plain": {"schema": STR}}}}}},
+    "/openapi.json": {"get": {"summary": "This document", "security": [],
+                              "responses": {"200": {"description": "OpenAPI 3.1",
+                                                    "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    "/": {"get": {"summary": "The live page", "security": [],
+                  "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": STR}}}}}},
+}
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (built once: it depends only on the code)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": VERSION,
+                 "description": "Live per-customer engagement scores, leaderboards, alerts and business KPIs. "
+                                "Errors are JSON `{error, status}`."},
+        "paths": PATHS,
+        "components": {"schemas": {**SCHEMAS, "Kpis": _kpis_schema()},
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "description": "ENGAGE_API_TOKEN, when one is set"}}},
+        "security": [{"bearer": []}],
+    }
