@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from scoring import formulas
 from scoring.config import Config
+from scoring.explain import Explanation, explain
 from scoring.scores import ScoreCard, breakdown, score_card, was_activated
 from scoring.state import CustomerState
 from scoring.windows import window_start_bucket
@@ -37,6 +38,7 @@ class View:
     es_reference: float            # ES as of (as_of - alerts.score_drop_window)
     joined_ms: int | None          # start of the current membership; None when not a member
     activated: bool                # activity within alerts.activation after joining (True if not a new member)
+    state: CustomerState           # what an alert's explanation is computed from, if one fires
 
     @property
     def tier(self) -> formulas.Tier:
@@ -73,6 +75,7 @@ class Alert:
     before: dict[str, object]
     after: dict[str, object]
     breakdown: tuple[dict[str, object], ...]
+    why: Explanation                      # the reasons, as data and as one sentence (scoring.explain)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -83,6 +86,7 @@ class Alert:
             "before": self.before,
             "after": self.after,
             "breakdown": list(self.breakdown),
+            "why": self.why.to_dict(),
         }
 
 
@@ -103,6 +107,7 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
                                                config.scoring.total_weight),
         joined_ms=joined,
         activated=not new_member or activation is None or was_activated(state, joined, config, activation),
+        state=state,
     )
 
 
@@ -119,13 +124,20 @@ def evaluate(
     fired: list[Alert] = []
     cfg = config.alerts
 
-    rows: list[tuple[dict[str, object], ...]] = []     # the breakdown, built once if anything fires
+    built: list[tuple[tuple[dict[str, object], ...], Explanation]] = []   # built once if anything fires
+    card = current.card
+    now = {"tier": card.tier.value, "es": card.es}
+    last = now if previous is None else {"tier": previous.tier.value, "es": previous.es}
 
     def alert(rule: Rule, before: dict[str, object], after: dict[str, object]) -> None:
-        if not rows:
-            rows.append(tuple(t.to_dict() for t in breakdown(current.card.counts, config.scoring)))
-        fired.append(Alert(rule, current.card.customer_id, current.card.account_id, current.card.as_of_ms,
-                           before, after, rows[0]))
+        """Every alert carries the tier and ES before (the last evaluation; a score drop: its
+        reference) and now, with its rule's own facts beside them."""
+        if not built:
+            built.append((tuple(t.to_dict() for t in breakdown(card.counts, config.scoring)),
+                          explain(current.state, card.as_of_ms, config, card)))
+        rows, why = built[0]
+        fired.append(Alert(rule, card.customer_id, card.account_id, card.as_of_ms, {**last, **before},
+                           {**now, **after}, rows, why))
 
     # tier downgrade: fires on a drop below the previous tier, again on a further drop,
     # and re-arms once the tier is back at the tier the episode started from.
@@ -150,8 +162,9 @@ def evaluate(
             100.0 * (reference - current.card.es) / reference > cfg.score_drop_percent
         )
         if dropping and not state.active:
-            alert(Rule.SCORE_DROP, {"es": reference}, {"es": current.card.es,
-                  "drop_percent": 100.0 * (reference - current.card.es) / reference})
+            alert(Rule.SCORE_DROP, {"tier": formulas.tier(reference, config.scoring.tier_excellent,
+                                                          config.scoring.tier_moderate).value, "es": reference},
+                  {"drop_percent": 100.0 * (reference - current.card.es) / reference})
         out[Rule.SCORE_DROP] = state if state.active == dropping else replace(state, active=dropping)
 
     # inactivity: a member with no activity for alerts.inactivity (since joining if never active).

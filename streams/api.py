@@ -22,6 +22,7 @@ import orjson
 from scoring.business import kpis_from
 from scoring.config import Config
 from scoring.events import id_problem
+from scoring.explain import explain
 from scoring.scores import account_card, account_summary, score_card
 from scoring.standing import Standing
 from scoring.timeutil import MAX_EPOCH_MS
@@ -81,8 +82,10 @@ async def customer(store: ReadStore, config: Config, customer_id: str, as_of_ms:
     stored = (await store.load([cid])).stored.get(cid)
     if stored is None:
         raise ApiError(404, f"unknown customer {customer_id!r}")
-    body = score_card(stored.state, as_of_ms, config).to_dict()
+    card = score_card(stored.state, as_of_ms, config)
+    body = card.to_dict()
     body["alerts_active"] = sorted(rule for rule, s in stored.alert_states.items() if s.active)
+    body["why"] = explain(stored.state, as_of_ms, config, card).to_dict()
     return body
 
 

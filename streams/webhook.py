@@ -35,11 +35,13 @@ def slack_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
     change = f"{_brief(alert.get('before', {}))} → {_brief(alert.get('after', {}))}"
     top = sorted((row for row in alert.get("breakdown", []) if row.get("count")), key=lambda r: -r.get("es", 0))[:3]
     drivers = ", ".join(f"{r['type']} {r['count']}" for r in top) or "no scored activity in the window"
-    text = f"{title}: {who}: {change}"
+    why = alert.get("why") if isinstance(alert.get("why"), Mapping) else {}
+    sentence = str(why.get("sentence") or change)     # an alert recorded before explanations: the change
+    text = f"{title}: {who}: {sentence}"
     return {
         "text": text,
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{who}\n{change}"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{who}\n{sentence}"}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Top drivers: {drivers}"}]},
         ],
         "id": alert_id(alert),

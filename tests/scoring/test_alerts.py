@@ -5,6 +5,7 @@ from __future__ import annotations
 from scoring.alerts import Rule, RuleState, evaluate, view
 from scoring.config import default_mapping, load_config
 from scoring.engine import Scorer
+from scoring.explain import explain
 from scoring.timeutil import DAY, HOUR
 from tests.builders import DAY0, ev
 
@@ -163,3 +164,45 @@ def test_long_standing_members_are_not_reported_as_not_activated():
         fired += scorer.process(event, now).alerts
     fired += scorer.sweep(now + HOUR)
     assert [(a.rule, a.customer_id) for a in fired] == [(Rule.NOT_ACTIVATED, "recent")]
+
+
+def test_an_alert_explains_itself_hand_worked():
+    """ES = (10 x likes + 10 x comments, each capped at 100) / 2 over a 3-day window, compared with
+    the window 2 days earlier."""
+    config = likes_only(weights={"comment": 1}, targets={"comment": 10},
+                        alerts={"score_drop_percent": 0, "score_drop_window": "2d", "inactivity": "off",
+                                "activation": "off"})
+    scorer = Scorer(config)
+    t = DAY0 + 12 * HOUR
+    scorer.process(ev("c", "like", t, count=8, account_id="acme"), t)      # ES (80 + 0) / 2
+    scorer.process(ev("c", "comment", t, count=4), t)                      # ES (80 + 40) / 2 = 60
+    scorer.process(ev("c", "like", t + DAY, count=2), t + DAY)             # 10 likes: ES 70, moderate
+    # day 3: day 0 left the window (likes 2, comments 0: ES 10, low); an NPS answer of 4 arrives
+    result = scorer.process(ev("c", "nps_response", t + 3 * DAY, value=4), t + 3 * DAY)
+    [alert] = result.alerts
+    assert alert.rule is Rule.TIER_DOWNGRADE
+    assert alert.before == {"tier": "moderate", "es": 70.0} and alert.after == {"tier": "low", "es": 10.0}
+    why = alert.why
+    assert why.sentence == ("ES 70.0 → 10.0 (moderate → low) over 2 days: likes −80 %, comments −100 %, NPS 4")
+    assert (why.es_before, why.tier_before.value, why.es_now, why.tier_now.value) == (70.0, "moderate", 10.0, "low")
+    assert [(d.type, d.before, d.now, d.es_points_before, d.es_points_now) for d in why.drivers] == [
+        ("like", 10, 2, 50.0, 10.0), ("comment", 4, 0, 20.0, 0.0)]          # the biggest loss of ES points first
+    assert why.since_ms == t + DAY and why.nps == 4.0 and why.csat is None and why.quiet_days is None
+    assert alert.to_dict()["why"] == why.to_dict() and why.to_dict()["drivers"][0]["change_percent"] == -80.0
+
+
+def test_an_explanation_names_a_long_silence_and_an_unhappy_answer():
+    config = likes_only(alerts={"score_drop_percent": 0, "inactivity": "off", "activation": "off"})
+    scorer = Scorer(config)
+    t = DAY0 + 12 * HOUR
+    scorer.process(ev("q", "member_joined", t), t)
+    scorer.process(ev("q", "csat_response", t + HOUR, value=2), t + HOUR)      # csat is an activity type too
+    soon = explain(scorer.customers["q"], t + HOUR + DAY, config)           # the answer is in the 3-day window
+    assert (soon.csat, soon.quiet_days) == (2.0, None) and soon.sentence.endswith(": CSAT 2/5")
+    later = explain(scorer.customers["q"], t + HOUR + 9 * DAY, config)      # out of it; 9 days quiet
+    assert (later.csat, later.quiet_days, later.drivers) == (None, 9, ())
+    assert later.sentence.endswith(": no activity for 9 days")
+    quiet = Scorer(config)
+    quiet.process(ev("n", "member_joined", t), t)
+    assert explain(quiet.customers["n"], t + 12 * DAY, config).sentence == (
+        "ES 0.0 → 0.0 (still low) over 7 days: never active since joining 12 days ago")

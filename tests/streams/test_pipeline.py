@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 
 from scoring.config import load_config
 from scoring.engine import Outcome, Result, Scorer
+from scoring.explain import explain
 from scoring.messages import unpack
 from scoring.messages import pack
 from streams.traffic import Kind, TrafficGenerator, TrafficSettings, batched
@@ -102,7 +103,9 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
             status, body = worker.get(f"/customers/{urllib.parse.quote(cid)}?as_of={as_of}")
             assert status == 200 and schema_errors("GET", "/customers/{customer_id}", 200, body) == []
             alerts_active[cid] = body.pop("alerts_active")
+            why = body.pop("why")
             assert body == json.loads(orjson.dumps(reference.customer(cid, as_of).to_dict())), cid
+            assert why == json.loads(orjson.dumps(explain(reference.customers[cid], as_of, CONFIG).to_dict())), cid
         accounts = sorted({s.account_id for s in reference.customers.values() if s.account_id})
         for aid in accounts:
             status, body = worker.get(f"/accounts/{aid}?as_of={as_of}")
@@ -177,7 +180,10 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
     for alert in alerts:
         assert alert["rule"] in {"tier_downgrade", "score_drop", "inactive", "not_activated"}
         assert alert["customer_id"] in reference.customers and alert["breakdown"]
-        assert set(alert) >= {"before", "after", "as_of", "account_id"}
+        assert set(alert) >= {"before", "after", "as_of", "account_id", "why"}
+        assert {"tier", "es"} <= set(alert["before"]) and {"tier", "es"} <= set(alert["after"])
+        assert alert["why"]["sentence"].startswith("ES ") and schema_errors(
+            "GET", "/alerts/recent", 200, {"alerts": [alert]}) == []
 
     # the DLQ holds exactly the rejected messages, each with its reason and original bytes
     dlq = consume_all(stack, f"{unique}.engagement.events.dlq")

@@ -15,6 +15,7 @@ import pytest
 
 from scoring import standing as ranking
 from scoring.config import load_config
+from scoring.explain import explain
 from scoring.engine import Scorer
 from scoring.messages import unpack
 from scoring.standing import standing
@@ -44,6 +45,7 @@ async def compare(store: RedisStore, reference: Scorer, as_of: int) -> None:
     for cid in reference.customers:
         body = await api.customer(store, CONFIG, cid, as_of)
         body.pop("alerts_active")
+        assert body.pop("why") == same_json(explain(reference.customers[cid], as_of, CONFIG).to_dict()), cid
         assert body == same_json(reference.customer(cid, as_of).to_dict()), cid
     for aid in {s.account_id for s in reference.customers.values() if s.account_id}:
         assert await api.account(store, CONFIG, aid, as_of) == same_json(reference.account(aid, as_of).to_dict())

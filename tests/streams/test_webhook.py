@@ -31,6 +31,14 @@ def test_slack_payload_reads_well_and_keeps_the_alert():
     assert alert_id({**ALERT, "as_of": 1}) != alert_id(ALERT)
 
 
+def test_the_webhook_message_carries_the_alerts_sentence():
+    sentence = "ES 81.5 → 70.2 (excellent → moderate) over 7 days: likes −62 %, no activity for 9 days, NPS 4"
+    explained = {**ALERT, "why": {"sentence": sentence, "drivers": []}}
+    payload = slack_payload(explained)
+    assert payload["text"] == f"Tier downgrade: customer `c1` (account `a1`): {sentence}"
+    assert sentence in payload["blocks"][0]["text"]["text"] and payload["alert"] == explained
+
+
 @pytest.mark.parametrize("raw", [b"", b"not json", b"[1]", b'{"rule": "inactive"}', b'{"customer_id": "c", "rule": 3}',
                                  b'{"customer_id": "c", "rule": "inactive"}'])
 def test_a_record_that_is_not_an_alert_is_recognised(raw):

@@ -1,0 +1,159 @@
+"""Why a customer's score moved: the data and the one sentence an alert carries.
+
+A customer-success manager reading an alert needs the reasons, not a score: which
+activities fell, how long the customer has been quiet, what it last told a survey.
+:func:`explain` compares the scoring window as it was one `alerts.score_drop_window` ago
+with the window now, type by type, in ES points (what each type adds to ES), and names
+the types that lost the most; then days without activity, and a detractor's NPS or an
+unsatisfied CSAT answer in the window. Every number comes from the customer's counters:
+nothing is stored for it, so `GET /customers/{id}` explains any `as_of` the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from scoring import formulas
+from scoring.catalogue import SURVEY_SCALES
+from scoring.config import Config
+from scoring.contributions import count_key, survey_key
+from scoring.scores import ScoreCard, score_card
+from scoring.state import CustomerState
+from scoring.timeutil import DAY, format_duration
+from scoring.windows import bucket_of, window_start_bucket
+
+MAX_DRIVERS = 3
+QUIET_DAYS = 7          # a week without activity is worth saying
+NPS_DETRACTOR = 6       # mean NPS answer at or below: a detractor's
+CSAT_UNSATISFIED = 2    # mean CSAT answer at or below: unsatisfied
+
+# How a type reads in a sentence ("likes -62 %"); others: the type name with spaces.
+LABELS = {
+    "like": "likes", "comment": "comments", "share": "shares", "follow": "follows", "mention": "mentions",
+    "tag": "tags", "reach_out": "reach-outs", "session_start": "visits", "page_view": "page views",
+    "action": "actions", "feature_used": "feature uses", "points_earned": "points earned",
+    "points_redeemed": "points redeemed", "email_open": "email opens", "email_click": "email clicks",
+    "ad_click": "ad clicks", "conversion": "conversions", "purchase": "purchases", "nps_response": "NPS answers",
+    "csat_response": "CSAT answers", "ces_response": "CES answers", "review": "reviews",
+    "social_mention": "social mentions", "ticket_opened": "tickets opened", "ticket_resolved": "tickets resolved",
+    "brand_search": "brand searches", "scan": "card scans",
+}
+
+
+def label(type_name: str) -> str:
+    return LABELS.get(type_name, type_name.replace("_", " "))
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """One weighted type's count and ES points then and now."""
+
+    type: str
+    before: int
+    now: int
+    es_points_before: float
+    es_points_now: float
+
+    @property
+    def change_percent(self) -> float | None:
+        return None if self.before == 0 else 100.0 * (self.now - self.before) / self.before
+
+    def phrase(self) -> str:
+        change = self.change_percent
+        if change is None:
+            return f"{label(self.type)} 0 → {self.now:,}"
+        return f"{label(self.type)} {change:+.0f} %".replace("-", "−")
+
+    def to_dict(self) -> dict[str, object]:
+        change = self.change_percent
+        return {"type": self.type, "before": self.before, "now": self.now,
+                "change_percent": None if change is None else round(change, 6),
+                "es_points_before": round(self.es_points_before, 6), "es_points_now": round(self.es_points_now, 6)}
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    sentence: str
+    since_ms: int                    # the instant compared with: as_of - alerts.score_drop_window
+    es_before: float
+    tier_before: formulas.Tier
+    es_now: float
+    tier_now: formulas.Tier
+    drivers: tuple[Driver, ...]      # the types that lost the most ES points (up to MAX_DRIVERS)
+    quiet_days: int | None           # whole days without activity (since joining if never active), if >= QUIET_DAYS
+    nps: float | None                # mean NPS answer in the window, if a detractor's
+    csat: float | None               # mean CSAT answer in the window, if unsatisfied
+
+    def to_dict(self) -> dict[str, object]:
+        return {"sentence": self.sentence, "since": self.since_ms, "es_before": round(self.es_before, 6),
+                "tier_before": self.tier_before.value, "es_now": round(self.es_now, 6),
+                "tier_now": self.tier_now.value, "drivers": [d.to_dict() for d in self.drivers],
+                "quiet_days": self.quiet_days, "nps": self.nps, "csat": self.csat}
+
+
+def _window_totals(state: CustomerState, first: int, last: int) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for bucket, counters in state.buckets.items():
+        if first <= bucket <= last:
+            for key, amount in counters.items():
+                totals[key] = totals.get(key, 0) + amount
+    return totals
+
+
+def _mean_answer(totals: Mapping[str, int], survey: str) -> float | None:
+    low, high = SURVEY_SCALES[survey]
+    answers = {s: totals.get(survey_key(survey, s), 0) for s in range(low, high + 1)}
+    responses = sum(answers.values())
+    return None if responses == 0 else sum(s * n for s, n in answers.items()) / responses
+
+
+def _span(ms: int) -> str:
+    return f"{ms // DAY} days" if ms % DAY == 0 else format_duration(ms)
+
+
+def explain(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard | None = None) -> Explanation:
+    """Why the customer's ES is what it is at `as_of_ms`, against one score-drop window earlier."""
+    scoring, bucket_ms = config.scoring, config.scoring.bucket_ms
+    card = card or score_card(state, as_of_ms, config, detail=False)
+    since = as_of_ms - config.alerts.score_drop_window_ms
+    then = _window_totals(state, window_start_bucket(since, scoring.window_ms, bucket_ms), bucket_of(since, bucket_ms))
+    now = _window_totals(state, window_start_bucket(as_of_ms, scoring.window_ms, bucket_ms),
+                         bucket_of(as_of_ms, bucket_ms))
+    before_counts = {t: then.get(count_key(t), 0) for t in scoring.weights}
+    es_before = formulas.engagement_score(before_counts, scoring.weights, scoring.targets, scoring.total_weight)
+
+    def points(count: int, type_name: str) -> float:
+        weight = scoring.weights[type_name]
+        return weight * formulas.engagement_component(count, scoring.targets[type_name]) / scoring.total_weight
+
+    moved = [Driver(t, before_counts[t], card.counts.get(t, 0), points(before_counts[t], t),
+                    points(card.counts.get(t, 0), t))
+             for t in sorted(scoring.weights) if scoring.weights[t] > 0]
+    drivers = tuple(sorted((d for d in moved if d.es_points_now < d.es_points_before),
+                           key=lambda d: (d.es_points_now - d.es_points_before, d.type))[:MAX_DRIVERS])
+
+    joined = state.membership_start(as_of_ms)
+    quiet_from = card.last_active_ms if card.last_active_ms is not None else joined
+    quiet_days = None if quiet_from is None else (as_of_ms - quiet_from) // DAY
+    if quiet_days is not None and quiet_days < QUIET_DAYS:
+        quiet_days = None
+    nps = _mean_answer(now, "nps_response")
+    csat = _mean_answer(now, "csat_response")
+    nps = nps if nps is not None and nps <= NPS_DETRACTOR else None
+    csat = csat if csat is not None and csat <= CSAT_UNSATISFIED else None
+
+    tier_before = formulas.tier(es_before, scoring.tier_excellent, scoring.tier_moderate)
+    reasons = [d.phrase() for d in drivers]
+    if quiet_days is not None:
+        reasons.append(f"no activity for {quiet_days} days" if card.last_active_ms is not None
+                       else f"never active since joining {quiet_days} days ago")
+    if nps is not None:
+        reasons.append(f"NPS {nps:.3g}")
+    if csat is not None:
+        reasons.append(f"CSAT {csat:.3g}/5")
+    tiers = (f"{tier_before.value} → {card.tier.value}" if tier_before is not card.tier
+             else f"still {card.tier.value}")
+    sentence = (f"ES {es_before:.1f} → {card.es:.1f} ({tiers}) over {_span(config.alerts.score_drop_window_ms)}: "
+                + (", ".join(reasons) if reasons else "no scored activity fell"))
+    return Explanation(sentence, since, es_before, tier_before, card.es, card.tier, drivers, quiet_days, nps, csat)
