@@ -121,6 +121,18 @@ class BusinessKpis:
         return asdict(self)
 
 
+# The headline KPIs a trend keeps per bucket (the live page's small charts: GET /kpis/trend).
+TREND_FIELDS = ("aer", "members", "active_members", "dau", "wau", "mau", "stickiness", "nps", "nps_responses",
+                "csat", "mean_es", "tier_counts")
+
+
+def trend_point(kpis: Mapping[str, object], config: Config) -> tuple[int, dict[str, object]]:
+    """(bucket, point): what a trend records of KPIs computed for `kpis["as_of_ms"]`. The newest
+    record in a bucket stands for it, so a bucket's point is its KPIs as last computed in it."""
+    as_of = int(kpis["as_of_ms"])  # type: ignore[call-overload]
+    return as_of // config.scoring.bucket_ms, {"as_of_ms": as_of, **{k: kpis[k] for k in TREND_FIELDS}}
+
+
 def business_kpis(states: Iterable[CustomerState], as_of_ms: int, config: Config) -> BusinessKpis:
     states = list(states)
     bucket_ms = config.scoring.bucket_ms

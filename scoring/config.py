@@ -125,6 +125,7 @@ class Config:
     alerts: AlertConfig
     limits: Limits
     activity_types: frozenset[str]
+    history_ms: int                  # [history] horizon: how far back score history reaches
     known_types: frozenset[str] = field(default=frozenset())
     custom_types: frozenset[str] = field(default=frozenset())
     retention_ms: int = field(init=False, default=0)  # derived: see _retention (read on every event)
@@ -145,6 +146,7 @@ class Config:
             kpis.window_ms,
             kpis.retention_period_ms + kpis.activation_period_ms,
             kpis.activation_period_ms + (self.alerts.activation_ms or 0),
+            self.scoring.window_ms + self.history_ms,     # the oldest history point's window
         ) + self.scoring.bucket_ms
 
     def is_known_type(self, name: str) -> bool:
@@ -302,6 +304,7 @@ def build_config(raw: Mapping[str, Any]) -> Config:
             max_id_length=r.integer("limits.max_id_length", minimum=8),
             max_count=r.integer("limits.max_count", minimum=1), max_value=r.number("limits.max_value", 1, None)),
         activity_types=activity_types,
+        history_ms=window("history.horizon"),
         known_types=known,
         custom_types=custom,
     )
@@ -342,6 +345,7 @@ def config_mapping(config: Config) -> dict[str, Any]:
                    "score_drop_window": duration(alerts.score_drop_window_ms),
                    "score_drop_min_reference": alerts.score_drop_min_reference,
                    "inactivity": duration(alerts.inactivity_ms), "activation": duration(alerts.activation_ms)},
+        "history": {"horizon": duration(config.history_ms)},
         "limits": {"max_event_bytes": limits.max_event_bytes, "max_message_bytes": limits.max_message_bytes,
                    "max_batch_events": limits.max_batch_events, "max_id_length": limits.max_id_length,
                    "max_count": limits.max_count, "max_value": limits.max_value},

@@ -4,7 +4,8 @@ A customer-success manager reading an alert needs the reasons, not a score: whic
 activities fell, how long the customer has been quiet, what it last told a survey.
 :func:`explain` compares the scoring window as it was one `alerts.score_drop_window` ago
 with the window now, type by type, in ES points (what each type adds to ES), and names
-the types that lost the most; then days without activity, and a detractor's NPS or an
+the types that moved ES the most in the direction it moved (for an alert: the biggest
+losses); then days without activity, and a detractor's NPS or an
 unsatisfied CSAT answer in the window. Every number comes from the customer's counters:
 nothing is stored for it, so `GET /customers/{id}` explains any `as_of` the same way.
 """
@@ -80,7 +81,7 @@ class Explanation:
     tier_before: formulas.Tier
     es_now: float
     tier_now: formulas.Tier
-    drivers: tuple[Driver, ...]      # the types that lost the most ES points (up to MAX_DRIVERS)
+    drivers: tuple[Driver, ...]      # the types that moved ES most its way: losses if it fell (up to MAX_DRIVERS)
     quiet_days: int | None           # whole days without activity (since joining if never active), if >= QUIET_DAYS
     nps: float | None                # mean NPS answer in the window, if a detractor's
     csat: float | None               # mean CSAT answer in the window, if unsatisfied
@@ -130,8 +131,10 @@ def explain(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard
     moved = [Driver(t, before_counts[t], card.counts.get(t, 0), points(before_counts[t], t),
                     points(card.counts.get(t, 0), t))
              for t in sorted(scoring.weights) if scoring.weights[t] > 0]
-    drivers = tuple(sorted((d for d in moved if d.es_points_now < d.es_points_before),
-                           key=lambda d: (d.es_points_now - d.es_points_before, d.type))[:MAX_DRIVERS])
+    # the types that moved ES the most in the direction it moved (an alert: the biggest losses)
+    sign = 1 if card.es > es_before else -1
+    drivers = tuple(sorted((d for d in moved if sign * (d.es_points_now - d.es_points_before) > 0),
+                           key=lambda d: (-sign * (d.es_points_now - d.es_points_before), d.type))[:MAX_DRIVERS])
 
     joined = state.membership_start(as_of_ms)
     quiet_from = card.last_active_ms if card.last_active_ms is not None else joined
@@ -155,5 +158,5 @@ def explain(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard
     tiers = (f"{tier_before.value} → {card.tier.value}" if tier_before is not card.tier
              else f"still {card.tier.value}")
     sentence = (f"ES {es_before:.1f} → {card.es:.1f} ({tiers}) over {_span(config.alerts.score_drop_window_ms)}: "
-                + (", ".join(reasons) if reasons else "no scored activity fell"))
+                + (", ".join(reasons) if reasons else "no scored activity changed"))
     return Explanation(sentence, since, es_before, tier_before, card.es, card.tier, drivers, quiet_days, nps, csat)

@@ -23,10 +23,11 @@ from scoring.business import kpis_from
 from scoring.config import Config
 from scoring.events import id_problem
 from scoring.explain import explain
+from scoring.history import account_history, customer_history
 from scoring.scores import account_card, account_summary, score_card
 from scoring.standing import Standing
 from scoring.timeutil import MAX_EPOCH_MS
-from scoring.windows import bucket_of
+from scoring.windows import bucket_of, window_start_bucket
 from streams.clock import now_ms
 from streams.ports import ReadStore
 
@@ -112,6 +113,25 @@ def live(as_of_ms: int, now_ms: int, config: Config) -> int:
     return as_of_ms
 
 
+async def customer_trend(store: ReadStore, config: Config, customer_id: str, as_of_ms: int) -> dict[str, Any]:
+    """ES, CER and tier at the end of each bucket over history.horizon, and the change over 7 and 30 days."""
+    cid = check_id(customer_id, "customer id", config)
+    stored = (await store.load([cid])).stored.get(cid)
+    if stored is None:
+        raise ApiError(404, f"unknown customer {customer_id!r}")
+    return {"customer_id": cid, **customer_history(stored.state, as_of_ms, config).to_dict()}
+
+
+async def account_trend(store: ReadStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
+    """The account's users' histories rolled up per point (its users: those whose newest account it is)."""
+    members = await store.account_members([check_id(account_id, "account id", config)])
+    loaded = await store.load(members[account_id])
+    states = [s.state for s in loaded.stored.values() if s.state.account_id == account_id]
+    if not states:
+        raise ApiError(404, f"unknown account {account_id!r}")
+    return {"account_id": account_id, "users": len(states), **account_history(states, as_of_ms, config).to_dict()}
+
+
 def parse_ids(body: bytes, config: Config) -> list[str]:
     """A batch lookup's body, `{"ids": [...]}`: 1..MAX_BATCH_IDS ids (integers as decimal strings,
     repeats once, in the order given); an id no event could carry is a 400 naming its place."""
@@ -193,8 +213,11 @@ class LatestKpis:
     own. The body's `as_of_ms` says which instant it describes; `/kpis?as_of=` is always exact.
     """
 
-    def __init__(self, store: ReadStore, config: Config, interval_s: float) -> None:
-        self.store, self.config, self.interval_s = store, config, interval_s
+    def __init__(self, store: ReadStore, config: Config, interval_s: float,
+                 record: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
+        """`record`: what a worker does with each fresh answer (keep its trend point); a reader
+        (`engage api`) never writes, so it passes none."""
+        self.store, self.config, self.interval_s, self.record = store, config, interval_s, record
         self._body: dict[str, Any] | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
@@ -209,8 +232,19 @@ class LatestKpis:
                     began = time.monotonic()
                     self._body = await kpis(self.store, self.config, now_ms())
                     self._at = began
+                    if self.record is not None:
+                        await self.record(self._body)
         assert self._body is not None
         return self._body
+
+
+async def kpi_trend(store: ReadStore, config: Config, as_of_ms: int) -> dict[str, Any]:
+    """The headline KPIs per bucket over kpis.window, oldest first: each bucket's KPIs as last
+    computed in it by a worker (the live page's trend charts)."""
+    first = window_start_bucket(as_of_ms, config.kpis.window_ms, config.scoring.bucket_ms)
+    trend = await store.kpi_trend()
+    return {"as_of": as_of_ms, "bucket_ms": config.scoring.bucket_ms,
+            "points": [{"bucket": b, **trend[b]} for b in sorted(trend) if first <= b <= as_of_ms // config.scoring.bucket_ms]}
 
 
 def routes(store: ReadStore, config: Config, latest: LatestKpis) -> list[Route]:
@@ -229,6 +263,10 @@ def routes(store: ReadStore, config: Config, latest: LatestKpis) -> list[Route]:
               lambda q, p, _: customer(store, config, p["customer_id"], parse_as_of(q, now_ms()))),
         Route("GET", "/accounts/{account_id}",
               lambda q, p, _: account(store, config, p["account_id"], parse_as_of(q, now_ms()))),
+        Route("GET", "/customers/{customer_id}/history",
+              lambda q, p, _: customer_trend(store, config, p["customer_id"], parse_as_of(q, now_ms()))),
+        Route("GET", "/accounts/{account_id}/history",
+              lambda q, p, _: account_trend(store, config, p["account_id"], parse_as_of(q, now_ms()))),
         Route("POST", "/customers:batch", lambda q, p, body: customers_batch(store, parse_ids(body, config),
                                                                             live_as_of(q))),
         Route("POST", "/accounts:batch", lambda q, p, body: accounts_batch(store, config, parse_ids(body, config),
@@ -237,6 +275,7 @@ def routes(store: ReadStore, config: Config, latest: LatestKpis) -> list[Route]:
                                                                  parse_limit(q), live_as_of(q))),
         Route("GET", "/at-risk", lambda q, p, _: at_risk(store, config, parse_limit(q, 50), live_as_of(q))),
         Route("GET", "/kpis", lambda q, p, _: kpis(store, config, live_as_of(q)) if q.get("as_of") else latest.get()),
+        Route("GET", "/kpis/trend", lambda q, p, _: kpi_trend(store, config, live_as_of(q))),
         Route("GET", "/alerts/recent", recent_alerts),
     ]
 

@@ -112,6 +112,10 @@ class Keys:
     def recent_alerts(self) -> str:
         return f"{self.prefix}:{{g}}:alerts:recent"
 
+    @property
+    def kpi_trend(self) -> str:
+        return f"{self.prefix}:{{g}}:kpis:trend"
+
 
 # --- encoding of the per-customer pieces -------------------------------------------------------
 

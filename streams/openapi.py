@@ -91,6 +91,16 @@ SCHEMAS: dict[str, Any] = {
                    "account_id": OPT_STR, "as_of": MS, "before": {"type": "object"}, "after": {"type": "object"},
                    "breakdown": {"type": "array", "items": _ref("TypeScore")}, "why": _ref("Explanation")}),
     "Kpis": None,      # filled from BusinessKpis by document()
+    "HistoryPoint": _obj({"at": MS, "es": NUM, "cer": NUM, "tier": TIER}),
+    "CustomerHistory": _obj({"customer_id": STR, "as_of": MS, "points": {"type": "array", "items": _ref("HistoryPoint")},
+                             "change": _ref("Trend")}),
+    "AccountHistory": _obj({"account_id": STR, "users": INT, "as_of": MS,
+                            "points": {"type": "array", "items": _ref("HistoryPoint")}, "change": _ref("Trend")}),
+    "Trend": _obj({"7d": {"type": ["number", "null"]}, "30d": {"type": ["number", "null"]}}),
+    "TrendPoint": _obj({"bucket": INT, "as_of_ms": MS, "aer": NUM, "members": INT, "active_members": INT,
+                        "dau": INT, "wau": INT, "mau": INT, "stickiness": NUM, "nps": NUM, "nps_responses": INT,
+                        "csat": NUM, "mean_es": NUM, "tier_counts": {"type": "object", "additionalProperties": INT}}),
+    "KpiTrend": _obj({"as_of": MS, "bucket_ms": INT, "points": {"type": "array", "items": _ref("TrendPoint")}}),
     "Ids": _obj({"ids": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_IDS,
                          "items": {"type": ["string", "integer"]},
                          "description": "customer (or account) ids; integers are read as decimal strings"}}),
@@ -148,6 +158,11 @@ PATHS: dict[str, Any] = {
                                       [_path_id("customer_id"), _AS_OF], 400, 404),
     "/accounts/{account_id}": _read("An account's roll-up of its users' score cards at `as_of`", "AccountCard",
                                     [_path_id("account_id"), _AS_OF], 400, 404),
+    "/customers/{customer_id}/history": _read("ES, CER and tier at the end of each bucket over history.horizon, "
+                                              "and the change over 7 and 30 days", "CustomerHistory",
+                                              [_path_id("customer_id"), _AS_OF], 400, 404),
+    "/accounts/{account_id}/history": _read("The account's users' histories rolled up per point (ES mean, CER "
+                                            "sum)", "AccountHistory", [_path_id("account_id"), _AS_OF], 400, 404),
     "/customers:batch": _batch(f"Up to {MAX_BATCH_IDS} customers' current standings; unknown ids listed",
                                "CustomersBatch"),
     "/accounts:batch": _batch(f"Up to {MAX_BATCH_IDS} accounts' current roll-ups (no breakdown); unknown ids "
@@ -159,6 +174,8 @@ PATHS: dict[str, Any] = {
     "/at-risk": _read("Customers with an alert condition active, lowest ES first", "AtRisk",
                       [_limit(50), _LIVE_AS_OF], 400),
     "/kpis": _read("Every business KPI", "Kpis", [_LIVE_AS_OF], 400),
+    "/kpis/trend": _read("The headline KPIs per bucket over kpis.window, each bucket's as last computed in it by "
+                         "a worker", "KpiTrend", [_LIVE_AS_OF], 400),
     "/alerts/recent": _read("The newest alerts, newest first", "RecentAlerts", [_limit(20)], 400),
     "/healthz": {"get": {"summary": "The process is up", "security": [],
                          "responses": {"200": _json("Health", "up")}}},

@@ -487,6 +487,19 @@ class RedisStore:
                 pipe.ltrim(self.keys.recent_alerts, 0, keep - 1)
                 await pipe.execute()
 
+    async def record_kpi_trend(self, bucket: int, point: Mapping[str, object], oldest_bucket: int) -> None:
+        """The bucket's trend point (the newest record wins), and the points before `oldest_bucket` dropped."""
+        key = self.keys.kpi_trend
+        stale = [f for f in await self.redis.hkeys(key) if int(f) < oldest_bucket]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, str(bucket), orjson.dumps(point))
+            if stale:
+                pipe.hdel(key, *stale)
+            await pipe.execute()
+
+    async def kpi_trend(self) -> dict[int, dict[str, object]]:
+        return {int(f): orjson.loads(v) for f, v in (await self.redis.hgetall(self.keys.kpi_trend)).items()}
+
     async def recent_alerts(self, limit: int) -> list[dict[str, object]]:
         return [orjson.loads(raw) for raw in await self.redis.lrange(self.keys.recent_alerts, 0, limit - 1)]
 

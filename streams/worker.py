@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from prometheus_client import generate_latest
 
+from scoring.business import trend_point
 from scoring.config import Config, config_mapping
 from scoring.engine import Outcome, Result
 from scoring.reasons import Reason
@@ -59,7 +60,7 @@ class Runtime:
         self.positions: dict[tuple[str, int], int] = {}   # next offset to process, per partition
         self._conflicts_seen = 0
         self._cache_seen = (0, 0, 0)
-        self.latest_kpis = api.LatestKpis(store, config, settings.kpi_interval_s)
+        self.latest_kpis = api.LatestKpis(store, config, settings.kpi_interval_s, record=self.record_trend)
         self.rescoring = False
         self.stall = StallWatch(settings.stall_after_s)
 
@@ -161,7 +162,9 @@ class Runtime:
             log.warning("scoring config changed: re-scoring the standings of %d customers in the background", marked)
 
     async def sweep(self) -> None:
-        """Re-score the customers that time alone has changed (due), and publish their alerts."""
+        """Re-score the customers that time alone has changed (due), and publish their alerts;
+        then the KPIs for now (at most once per KPI interval), so every bucket gets its trend point
+        even when nothing scrapes /metrics."""
         swept = await self.processor.sweep(now_ms())
         if swept.outputs:
             await self.retry("publish", lambda: self.publish(swept))
@@ -169,6 +172,12 @@ class Runtime:
             self.metrics.alerts.labels(rule=alert.rule.value).inc()
         self.metrics.sweeps.inc()
         self._observe_cache()
+        await self.latest_kpis.get()
+
+    async def record_trend(self, kpis: dict[str, Any]) -> None:
+        """Keep the headline KPIs of this bucket (GET /kpis/trend), dropping points past the KPI window."""
+        bucket, point = trend_point(kpis, self.config)
+        await self.store.record_kpi_trend(bucket, point, bucket - self.config.kpis.window_ms // self.config.scoring.bucket_ms)
 
     async def metrics_payload(self) -> bytes:
         """KPI gauges from the shared aggregates (computed at most once per ENGAGE_KPI_INTERVAL_S), pipeline metrics.

@@ -32,7 +32,7 @@ SHORT_OVERRIDES = {
     "kpis": {"features": ["search"], "window": "3d", "retention_period": "2d", "activation_period": "1d"},
     "scoring": {"window": "3d", "bucket": "1h"}, "aer": {"window": "2d"},
     "alerts": {"score_drop_window": "1d", "inactivity": "2d", "activation": "1d"},
-    "time": {"allowed_lateness": "6h", "dedup_horizon": "12h"},
+    "time": {"allowed_lateness": "6h", "dedup_horizon": "12h"}, "history": {"horizon": "1d"},
 }
 SHORT = load_config(overrides=SHORT_OVERRIDES)
 

@@ -79,7 +79,7 @@ def test_config_show_reflects_overrides(tmp_path: Path):
     assert shown["scoring"]["decay_half_life"] == "off"
     assert shown["weights"]["like"] == 0 and shown["weights"]["follow"] == 3      # tracked, not scored
     assert {"kpis", "alerts", "limits"} <= set(shown) and shown["aer"]["reference_lines"]["saas"] == 25
-    assert shown["scoring"]["weight_max"] == 10 and shown["derived"]["retention"] == "38d"
+    assert shown["scoring"]["weight_max"] == 10 and shown["derived"]["retention"] == "45d"   # 14 d window + 30 d history + a bucket
 
 
 def test_bad_flag_value_is_a_usage_error():

@@ -18,6 +18,7 @@ from kafka import KafkaProducer
 from scoring.config import load_config
 from scoring.engine import Outcome, Result, Scorer
 from scoring.explain import explain
+from scoring.history import account_history, customer_history
 from scoring.messages import unpack
 from scoring.messages import pack
 from streams.traffic import Kind, TrafficGenerator, TrafficSettings, batched
@@ -111,6 +112,17 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
             status, body = worker.get(f"/accounts/{aid}?as_of={as_of}")
             assert status == 200 and schema_errors("GET", "/accounts/{account_id}", 200, body) == []
             assert body == json.loads(orjson.dumps(reference.account(aid, as_of).to_dict())), aid
+        for cid in sorted(reference.customers)[:20]:
+            status, body = worker.get(f"/customers/{urllib.parse.quote(cid)}/history?as_of={as_of}")
+            assert status == 200 and schema_errors("GET", "/customers/{customer_id}/history", 200, body) == []
+            expected = customer_history(reference.customers[cid], as_of, CONFIG).to_dict()
+            assert body == json.loads(orjson.dumps({"customer_id": cid, **expected})), cid
+        for aid in accounts:
+            status, body = worker.get(f"/accounts/{aid}/history?as_of={as_of}")
+            assert status == 200 and schema_errors("GET", "/accounts/{account_id}/history", 200, body) == []
+            users = [s for s in reference.customers.values() if s.account_id == aid]
+            expected = account_history(users, as_of, CONFIG).to_dict()
+            assert body == json.loads(orjson.dumps({"account_id": aid, "users": len(users), **expected})), aid
         for order in ("top", "bottom"):
             status, body = worker.get(f"/leaderboard?order={order}&limit=15&as_of={as_of}")
             expected = reference.leaderboard(as_of, limit=15, bottom=order == "bottom")

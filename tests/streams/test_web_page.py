@@ -70,10 +70,34 @@ def test_live_page_shows_the_api_values_and_looks_customers_up(stack, unique, tm
         _, recent = worker.get("/alerts/recent?limit=10")
         assert len(cells("#alerts tr")) == len(recent["alerts"]) > 0
 
+        # the trend charts: one point per day recorded, the newest value beside each chart
+        _, trend = worker.get("/kpis/trend")
+        assert trend["points"]
+        wait.until(lambda d: d.find_elements(By.ID, "trend-aer"))
+        charts = browser.execute_script(      # one call: the page re-renders every 2 s
+            "return ['trend-aer', 'trend-stickiness', 'trend-nps', 'trend-tiers'].map(id => "
+            "[Number(document.getElementById(id).dataset.points), document.getElementById(id)"
+            ".querySelectorAll('polyline').length])")
+        recorded = len(worker.get("/kpis/trend")[1]["points"])
+        assert [points for points, _ in charts] == [recorded] * 4 and [lines for _, lines in charts] == [1, 1, 1, 2]
+
+        # a click on a leaderboard row shows that customer: card, sparkline of its history, why
+        clicked = browser.execute_script(
+            "const row = document.querySelector('#bottom tr[data-id]'); row.click(); return row.dataset.id")
+        wait.until(lambda d: d.find_elements(By.ID, "sparkline"))
+        _, history = worker.get(f"/customers/{clicked}/history")
+        _, card = worker.get(f"/customers/{clicked}")
+        assert text("lookup-name") == clicked and text("lookup-why") == card["why"]["sentence"]
+        assert browser.execute_script("return Number(document.getElementById('sparkline').dataset.points)") == \
+            len(history["points"]) == 31
+        change = history["change"]["7d"]
+        assert text("change-7d") == ("–" if change is None else f"{'+' if change >= 0 else ''}{change:.1f}")
+
         best = worker.get("/leaderboard?order=top&limit=1")[1]["customers"][0]["customer_id"]
+        browser.find_element(By.ID, "lookup-id").clear()
         browser.find_element(By.ID, "lookup-id").send_keys(best)
         browser.find_element(By.ID, "lookup-go").click()
-        wait.until(lambda d: d.find_elements(By.ID, "lookup-es"))
+        wait.until(lambda d: d.execute_script("return document.getElementById('lookup-name')?.innerText") == best)
         _, card = worker.get(f"/customers/{best}")
         assert text("lookup-name") == best and text("lookup-es") == f"{card['es']:.2f}"
         assert [row[0] for row in cells("#breakdown tr")[1:]] == [

@@ -141,3 +141,24 @@ def test_metrics_are_served_when_redis_cannot_answer_and_the_kpi_gauges_keep_the
     kpis = [f"engagement_{gauge.name}" for gauge in KPI_GAUGES]
     kpi_lines = lambda text: sorted(line for line in text.splitlines() if line.startswith(tuple(kpis)))  # noqa: E731
     assert kpi_lines(after) == kpi_lines(before) and "engagement_active_customers{window=\"1d\"} 2.0" in before
+
+
+def test_a_sweep_records_the_buckets_kpi_trend_point_and_drops_points_past_the_kpi_window():
+    from scoring.business import trend_point
+    from streams import api
+    from tests.openapi_check import schema_errors
+
+    memory, producer = MemoryRedis(), RecordingProducer()
+    worker = runtime(memory, producer)
+    at = now_ms() - 60_000
+    asyncio.run(worker.handle(batch(ev("c1", "like", at, event_id="e1"), ev("c2", "nps_response", at, value=9))))
+    stale = at // CONFIG.scoring.bucket_ms - 40                     # 40 days back: past the 30-day KPI window
+    asyncio.run(worker.store.record_kpi_trend(stale, {"as_of_ms": 0}, 0))
+    asyncio.run(worker.sweep())
+    body = asyncio.run(worker.latest_kpis.get())                    # the answer the sweep computed and recorded
+    bucket, point = trend_point(body, CONFIG)
+    assert point["dau"] == 2 and point["nps"] == 100.0
+    assert asyncio.run(worker.store.kpi_trend()) == {bucket: orjson.loads(orjson.dumps(point))}
+    answer = asyncio.run(api.kpi_trend(worker.store, CONFIG, body["as_of_ms"]))
+    assert answer["points"] == [orjson.loads(orjson.dumps({"bucket": bucket, **point}))]
+    assert schema_errors("GET", "/kpis/trend", 200, answer) == []
