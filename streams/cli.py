@@ -89,12 +89,12 @@ def main(ctx: click.Context, config_path: str | None) -> None:
               help="No services: run the pure core over generated traffic on a simulated clock.")
 @click.option("--customers", type=click.IntRange(1, 10_000_000), default=600, show_default=True)
 @click.option("--accounts", type=click.IntRange(1, 1_000_000), default=60, show_default=True)
-@click.option("--events", type=click.IntRange(1, 100_000_000), default=40000, show_default=True,
+@click.option("--events", type=click.IntRange(1, 100_000_000), default=80000, show_default=True,
               help="Offline: events to score.")
 @click.option("--days", type=click.IntRange(1, 3650), default=45, show_default=True,
               help="Offline: simulated days the events are spread over.")
-@click.option("--backfill", type=click.IntRange(0, 10_000_000), default=5000, show_default=True,
-              help="Live: history events (last 7 days) sent before the live traffic.")
+@click.option("--backfill", type=click.IntRange(0, 10_000_000), default=60000, show_default=True,
+              help="Live: history events (last 40 days) sent before the live traffic.")
 @click.option("--rate", type=click.FloatRange(1, 1_000_000), default=200.0, show_default=True,
               help="Live: events per second.")
 @click.option("--duration", type=click.FloatRange(0, 86400), default=60.0, show_default=True,

@@ -7,9 +7,11 @@ prints the live state as it goes; it needs no services.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from scoring.alerts import Alert
 from scoring.config import Config
 from scoring.engine import Outcome, Scorer
 from streams.traffic import TrafficGenerator, TrafficSettings
@@ -21,8 +23,8 @@ from streams import render
 class DemoSettings:
     customers: int = 600
     accounts: int = 60
-    events: int = 40000
-    days: int = 45
+    events: int = 80000
+    days: int = 45                     # >= 35: retention, churn and week-1 need a month-old cohort
     seed: int = 7
     start_ms: int = 1_790_000_000_000  # 2026-09-21, a fixed start keeps runs reproducible
 
@@ -30,9 +32,10 @@ class DemoSettings:
 def run_offline(config: Config, settings: DemoSettings, echo: Callable[[str], None]) -> Scorer:
     scorer = Scorer(config)
     traffic = TrafficGenerator(TrafficSettings(customers=settings.customers, accounts=settings.accounts,
-                                               seed=settings.seed))
+                                               seed=settings.seed, population="personas"))
     outcomes: Counter[str] = Counter()
     alerts: Counter[str] = Counter()
+    latest: dict[str, Alert] = {}          # the newest alert of each rule
     next_tick = settings.start_ms + DAY
     echo(f"Scoring {settings.events:,} generated events for {settings.customers:,} customers "
          f"over {settings.days} simulated days (offline: pure core, no services)\n")
@@ -44,15 +47,31 @@ def run_offline(config: Config, settings: DemoSettings, echo: Callable[[str], No
         while now >= next_tick:
             for alert in scorer.sweep(next_tick):
                 alerts[alert.rule.value] += 1
+                latest[alert.rule.value] = alert
             _status(echo, scorer, next_tick, index, outcomes, alerts)
             next_tick += DAY
         result = scorer.process(message.value, now)
         outcomes[result.outcome.value if result.outcome is not Outcome.REJECTED else f"rejected:{result.reason}"] += 1
         for alert in result.alerts:
             alerts[alert.rule.value] += 1
+            latest[alert.rule.value] = alert
     _status(echo, scorer, now, settings.events, outcomes, alerts)
     _summary(echo, scorer, now, outcomes, alerts)
+    if latest:
+        echo(alert_story([a.to_dict() for a in latest.values()]))
     return scorer
+
+
+STORY_ORDER = ("tier_downgrade", "score_drop", "inactive", "not_activated")   # the most telling first
+
+
+def alert_story(alerts: list[Mapping[str, Any]]) -> str:
+    """The demo's last word: one real alert (the newest of the most telling rule) and why it fired."""
+    alert = min(alerts, key=lambda a: (STORY_ORDER.index(str(a["rule"])) if a["rule"] in STORY_ORDER else 9,
+                                       -int(a["as_of"])))
+    why = alert.get("why") or {}
+    return (f"\nLatest alert: {alert['rule']} for {alert['customer_id']} at {format_rfc3339(int(alert['as_of']))}\n"
+            f"  {why.get('sentence', '')}")
 
 
 def _status(echo: Callable[[str], None], scorer: Scorer, at: int, seen: int,
@@ -91,7 +110,8 @@ def _summary(echo: Callable[[str], None], scorer: Scorer, now: int, outcomes: Co
 class LiveDemoSettings:
     customers: int = 600
     accounts: int = 60
-    backfill: int = 5000          # events spread over the last week, sent first
+    backfill: int = 60000         # events spread over the last 40 days, sent first (a month-old cohort)
+    backfill_days: int = 40
     rate: float = 200.0           # live events per second afterwards
     duration_s: float = 60.0      # how long the live part runs (0 = until Ctrl-C)
     refresh_s: float = 2.0
@@ -152,16 +172,19 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the worker did not become ready; see {worker_log}") from None
                 time.sleep(0.5)
-        traffic = TrafficSettings(customers=demo.customers, accounts=demo.accounts, seed=demo.seed)
+        traffic = TrafficSettings(customers=demo.customers, accounts=demo.accounts, seed=demo.seed,
+                                  population="personas")
         echo(f"Worker ready: API {base}/kpis  metrics {base}/metrics  (log: {worker_log})")
         echo(f"  many customers at once: curl -s -X POST {base}/customers:batch -d '{{\"ids\": [\"c1\", \"c2\"]}}'"
              f"  (every route: {base}/openapi.json)")
-        echo(f"Backfilling {demo.backfill:,} events of the last 7 days ...")
-        generate(settings, GenerateOptions(count=demo.backfill, rate=None, traffic=traffic, progress=False))
+        echo(f"Backfilling {demo.backfill:,} events of the last {demo.backfill_days} days ...")
+        generate(settings, GenerateOptions(count=demo.backfill, rate=None, history_ms=demo.backfill_days * DAY,
+                                           traffic=traffic, progress=False))
         live_count = int(demo.rate * demo.duration_s) if demo.duration_s else 10**12
         live = threading.Thread(target=generate, daemon=True, args=(settings, GenerateOptions(
             count=live_count, rate=demo.rate, progress=False,
-            traffic=TrafficSettings(customers=demo.customers, accounts=demo.accounts, seed=demo.seed + 1))))
+            traffic=TrafficSettings(customers=demo.customers, accounts=demo.accounts, seed=demo.seed + 1,
+                                    population="personas"))))
         live.start()
         started = time.monotonic()
         tty = sys.stdout.isatty()
@@ -171,6 +194,9 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
         _render_live(echo, get, base, BusinessKpis, False, time.monotonic() - started, headers)
         echo(f"\nDone. The stack keeps running (`./engage stack down` stops it); "
              f"`./engage worker` serves {base} again.")
+        recent = get("/alerts/recent?limit=100")["alerts"]
+        if recent:
+            echo(alert_story(recent))
     except KeyboardInterrupt:
         echo("\nStopped.")
     finally:

@@ -490,7 +490,7 @@ class RedisStore:
     async def record_kpi_trend(self, bucket: int, point: Mapping[str, object], oldest_bucket: int) -> None:
         """The bucket's trend point (the newest record wins), and the points before `oldest_bucket` dropped."""
         key = self.keys.kpi_trend
-        stale = [f for f in await self.redis.hkeys(key) if int(f) < oldest_bucket]
+        stale = [f for f in await self.redis.hgetall(key) if int(f) < oldest_bucket]   # ~31 small fields
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, str(bucket), orjson.dumps(point))
             if stale:

@@ -1,7 +1,9 @@
 """Realistic synthetic traffic, deterministic for a seed. Pure: time is passed in.
 
-Zipf-distributed activity over N customers grouped into accounts, a mix of every
-built-in event type (membership, sessions with page views and actions, surveys,
+Zipf-distributed activity over N customers grouped into accounts (or, with
+`population="personas"`, a believable population: a few champions, engaged and casual
+customers, a churning tail whose activity fades out and who leave, and dormant members),
+a mix of every built-in event type (membership, sessions with page views and actions, surveys,
 purchases, support tickets, marketing), plus a small share of duplicates, events
 delayed within the allowed lateness, events late beyond it and malformed messages,
 so every path of the scorer is exercised. Used by `engage demo`, `engage generate`,
@@ -11,6 +13,7 @@ the tests and the benchmarks.
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -73,6 +76,30 @@ class TrafficSettings:
     max_delay_ms: int = 6 * HOUR      # for DELAYED events; keep below the allowed lateness
     late_by_ms: int = 3 * DAY         # for LATE events; keep above the allowed lateness
     prefix: str = ""                  # prepended to customer/account/event ids (test isolation)
+    population: str = "zipf"          # "zipf": activity by rank; "personas": see PERSONAS
+    population_seed: int = 7          # who is which persona: fixed apart from `seed`, so a backfill
+                                      # and the live traffic after it (another seed) agree
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A kind of customer: its share of the population and how active it is (relative rate)."""
+
+    name: str
+    share: float
+    rate: float
+    fades: bool = False      # activity fades out from a random point to nothing, and members leave
+
+
+PERSONAS = (
+    Persona("champion", 0.05, 14.0),
+    Persona("engaged", 0.15, 7.0),
+    Persona("regular", 0.25, 3.5),
+    Persona("casual", 0.25, 1.2),
+    Persona("fading", 0.18, 3.0, fades=True),
+    Persona("dormant", 0.12, 0.1),
+)
+FADE_MS = 10 * DAY               # how long a fading customer takes from its usual rate to nothing
 
 
 @dataclass
@@ -86,6 +113,8 @@ class _Customer:
     left: bool = False
     session: str | None = None
     last_ts: int = 0
+    rate: float = 1.0                 # relative activity (personas); fades to 0 after fade_from
+    fade_from: int | None = None
 
 
 @dataclass
@@ -98,7 +127,17 @@ class TrafficGenerator:
         s = self.settings
         rng = random.Random(s.seed)
         customers = [self._customer(rng, i, start_ms, span_ms) for i in range(s.customers)]
+        personas = s.population == "personas"
+        schedule: list[tuple[int, int]] = []      # (when, customer index): joins and leaves that must happen
+        if personas:
+            for index, customer in enumerate(customers):
+                self._cast(customer, index, start_ms, span_ms)
+                for at in (customer.joins_at, customer.leaves_at):
+                    if at is not None:
+                        schedule.append((max(at, start_ms), index))
+            heapq.heapify(schedule)
         cumulative = list(itertools.accumulate(1.0 / (rank + 1) ** s.zipf_exponent for rank in range(s.customers)))
+        day = None
         types, type_weights = zip(*TYPE_MIX.items())
         type_cumulative = list(itertools.accumulate(type_weights))
         sent: list[bytes] = []
@@ -119,7 +158,12 @@ class TrafficGenerator:
                 continue
             roll -= s.duplicate_share
 
+            if personas and now // DAY != day:       # activity weights change as the fading fade
+                day = now // DAY
+                cumulative = list(itertools.accumulate(_weight(c, now) for c in customers))
             customer = customers[bisect.bisect_left(cumulative, rng.random() * cumulative[-1])]
+            if schedule and schedule[0][0] <= now and roll >= s.delayed_share + s.late_share:
+                customer = customers[heapq.heappop(schedule)[1]]   # a membership change due: on time
             kind, ts = Kind.VALID, now
             if roll < s.delayed_share:
                 kind, ts = Kind.DELAYED, now - rng.randrange(1, s.max_delay_ms)
@@ -151,6 +195,23 @@ class TrafficGenerator:
             joins_at=joins_at,
             leaves_at=leaves_at,
         )
+
+    def _cast(self, c: _Customer, index: int, start_ms: int, span_ms: int) -> None:
+        """Give a customer its persona (by its index and the population seed alone)."""
+        rng = random.Random(f"{self.settings.population_seed}:{index}")
+        roll, persona = rng.random(), PERSONAS[-1]
+        for candidate in PERSONAS:
+            if roll < candidate.share:
+                persona = candidate
+                break
+            roll -= candidate.share
+        c.rate = persona.rate * rng.lognormvariate(0.0, 0.35)      # spread within a persona
+        if persona.fades:
+            c.fade_from = start_ms + int(rng.uniform(0.1, 0.7) * span_ms)
+            if c.joins_at is not None and rng.random() < 0.6:       # most fading members leave
+                c.leaves_at = c.fade_from + FADE_MS
+        if persona.name == "dormant" and c.joins_at is None:      # dormant members: joined, then quiet
+            c.joins_at = start_ms - int(rng.uniform(0.0, 0.5) * span_ms)
 
     def _next_event(
         self, rng: random.Random, c: _Customer, ts: int, types: tuple[str, ...], cumulative: list[float]
@@ -205,6 +266,12 @@ class TrafficGenerator:
         if rng.random() < 0.6:
             event["channel"] = rng.choice(CHANNELS)
         return event
+
+
+def _weight(c: _Customer, now: int) -> float:
+    if c.fade_from is None or now <= c.fade_from:
+        return c.rate
+    return c.rate * max(0.0, 1.0 - (now - c.fade_from) / FADE_MS) + 1e-9     # never all zero
 
 
 def _malformed(rng: random.Random, prefix: str, serial: int, now: int) -> bytes:

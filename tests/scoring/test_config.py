@@ -73,8 +73,8 @@ def test_default_weights_include_seed_001_and_leave_zero_weights_unscored():
     for name, weight in {"follow": 3, "like": 1, "comment": 2, "reach_out": 2, "tag": 2}.items():
         assert c.scoring.weights[name] == weight
     assert "ticket_opened" not in c.scoring.weights and "ticket_resolved" not in c.scoring.weights
-    # (seed 001 example targets)
-    assert (c.scoring.targets["follow"], c.scoring.targets["like"], c.scoring.targets["comment"]) == (10, 300, 35)
+    # targets: what a very engaged customer does in a month (seed 001's counts are its CER example, not targets)
+    assert (c.scoring.targets["follow"], c.scoring.targets["like"], c.scoring.targets["comment"]) == (3, 75, 10)
 
 
 def test_weights_and_targets_match_defaults_toml():

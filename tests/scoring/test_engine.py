@@ -135,14 +135,14 @@ def test_score_distribution_and_account_roll_up(population):
 def test_breakdown_explains_the_score():
     config = CONFIG
     scorer = Scorer(config)
-    for type_, n in [("follow", 10), ("like", 300), ("comment", 35), ("reach_out", 5), ("tag", 3)]:
+    for type_, n in [("follow", 10), ("like", 300), ("comment", 35), ("reach_out", 5), ("tag", 3), ("share", 1)]:
         scorer.process(ev("G", type_, NOW, count=n), NOW)
     card = scorer.customer("G", NOW)
     rows = {row.type: row for row in card.breakdown}
-    assert sum(row.cer for row in card.breakdown) == card.cer == 416
+    assert sum(row.cer for row in card.breakdown) == card.cer == 416 + 3
     assert sum(row.es for row in card.breakdown) == pytest.approx(card.es)
-    assert rows["like"].component == 100.0           # 300 likes reach the default target of 300
-    assert rows["tag"].component == pytest.approx(60.0)  # 3 of 5
+    assert rows["like"].component == 100.0                   # 300 likes pass the default target of 75: capped
+    assert rows["share"].component == pytest.approx(100 / 3)  # 1 of 3
     assert rows["purchase"].count == 0 and rows["purchase"].es == 0.0
     assert card.tier is formulas.tier(card.es)
 

@@ -51,9 +51,9 @@ def test_seed_001_through_the_scorer_with_default_config():
     #   social 3+1+2+3+2+2+2 = 15, web 1+1+2+3 = 7, loyalty 2+3 = 5,
     #   marketing email_open 1 + email_click 2 + ad_click 1 + conversion 5 = 9,
     #   commerce 5, voice 2+2+1+3+2 = 10  -> 15+7+5+9+5+10 = 51.
-    # Components: follow 10/10 -> 100 (w3), like 300/300 -> 100 (w1), comment 35/35 -> 100 (w2),
-    # reach_out 5/5 -> 100 (w2), tag 3/5 -> 60 (w2): 300 + 100 + 200 + 200 + 120 = 920.
-    assert card.es == pytest.approx(920 / 51)
+    # Components with the default targets (follow 3, like 75, comment 10, reach_out 2, tag 2): every
+    # count reaches its target -> 100 each: 3*100 + 1*100 + 2*100 + 2*100 + 2*100 = 1000.
+    assert card.es == pytest.approx(1000 / 51)
     assert card.tier is Tier.LOW
 
 

@@ -102,9 +102,6 @@ class MemoryRedis:
     def _hgetall(self, key: Any) -> dict[bytes, bytes]:
         return dict(self.data.get(_b(key), {}))
 
-    def _hkeys(self, key: Any) -> list[bytes]:
-        return list(self.data.get(_b(key), {}))
-
     def _hlen(self, key: Any) -> int:
         return len(self.data.get(_b(key), {}))
 
