@@ -42,6 +42,7 @@ SUM_HASHES = (Path(__file__).parent / "lua" / "sum_hashes.lua").read_text(encodi
 RANK_PROBE = (Path(__file__).parent / "lua" / "rank_probe.lua").read_text(encoding="utf-8")
 OUTBOX_SETTLE = (Path(__file__).parent / "lua" / "outbox_settle.lua").read_text(encoding="utf-8")
 OUTBOX_CLAIM = (Path(__file__).parent / "lua" / "outbox_claim.lua").read_text(encoding="utf-8")
+READ_MANY = (Path(__file__).parent / "lua" / "read_many.lua").read_text(encoding="utf-8")
 
 
 class LayoutError(RuntimeError):
@@ -64,6 +65,7 @@ class RedisStore:
         self._probe = client.register_script(RANK_PROBE)
         self._settle_outbox = client.register_script(OUTBOX_SETTLE)
         self._claim_outbox = client.register_script(OUTBOX_CLAIM)
+        self._read_many = client.register_script(READ_MANY)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "eng", cluster: bool = False, **options: Any) -> RedisStore:
@@ -317,21 +319,26 @@ class RedisStore:
             return sum(await pipe.execute())
 
     async def standings(self, customer_ids: list[str]) -> dict[str, Standing]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cid in customer_ids:
-                pipe.hget(self.keys.facts(cid), "st")
-            raws = await pipe.execute()
-        return {cid: Standing.from_dict(cid, orjson.loads(raw)) for cid, raw in zip(customer_ids, raws) if raw}
+        """The stored standings of those customers that have one: a read_many call per shard."""
+        by_shard: dict[int, list[str]] = {}
+        for cid in dict.fromkeys(customer_ids):
+            by_shard.setdefault(self.keys.shard_of(cid), []).append(cid)
+        groups = list(by_shard.values())
+        replies = await asyncio.gather(*(self._read_many(keys=[self.keys.facts(c) for c in cids], args=["HGET", "st"])
+                                         for cids in groups))
+        return {cid: Standing.from_dict(cid, orjson.loads(raw))
+                for cids, raws in zip(groups, replies) for cid, raw in zip(cids, raws) if raw}
 
     async def account_members(self, account_ids: list[str]) -> dict[str, list[str]]:
-        """Each account's customers (sorted), from its per-shard sets: one round trip for all."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for account_id in account_ids:
-                for shard in range(SHARDS):
-                    pipe.smembers(self.keys.account(shard, account_id))
-            replies = iter(await pipe.execute())
-        return {account_id: sorted(m.decode() for _ in range(SHARDS) for m in next(replies))
-                for account_id in account_ids}
+        """Each account's customers (sorted), from its per-shard sets: a read_many call per shard."""
+        ids = list(dict.fromkeys(account_ids))
+        replies = await asyncio.gather(*(self._read_many(keys=[self.keys.account(shard, a) for a in ids],
+                                                         args=["SMEMBERS"]) for shard in range(SHARDS))) if ids else []
+        members: dict[str, list[str]] = {a: [] for a in ids}
+        for per_account in replies:
+            for account_id, found in zip(ids, per_account):
+                members[account_id].extend(m.decode() for m in found)
+        return {a: sorted(members[a]) for a in account_ids}
 
     # --- cross-customer reads: sorted sets and sums, never a scan ------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from streams.store import APPLY, OUTBOX_CLAIM, OUTBOX_SETTLE, RANK_PROBE, SUM_HASHES
+from streams.store import APPLY, OUTBOX_CLAIM, OUTBOX_SETTLE, RANK_PROBE, READ_MANY, SUM_HASHES
 
 
 def _b(value: Any) -> bytes:
@@ -40,7 +40,7 @@ class MemoryRedis:
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}       # hash: dict, zset: dict member -> score, set: set, list: list
         self.scripts = {APPLY: self._apply, OUTBOX_SETTLE: self._settle, OUTBOX_CLAIM: self._claim,
-                        SUM_HASHES: self._sum_hashes, RANK_PROBE: self._rank_probe}
+                        SUM_HASHES: self._sum_hashes, RANK_PROBE: self._rank_probe, READ_MANY: self._read_many}
 
     # --- client plumbing ------------------------------------------------------------------
 
@@ -236,6 +236,11 @@ class MemoryRedis:
             for field, value in self.data.get(key, {}).items():
                 totals[field] = totals.get(field, 0) + int(value)
         return [item for field, total in totals.items() for item in (field, total)]
+
+    def _read_many(self, keys: list[bytes], args: list) -> list:
+        if _b(args[0]) == b"HGET":
+            return [self.data.get(key, {}).get(_b(args[1])) for key in keys]
+        return [list(self.data.get(key, set())) for key in keys]
 
     def _rank_probe(self, keys: list[bytes], args: list) -> list[bytes | int]:
         lo, hi, bounds = _b(args[0]), _b(args[1]), [_b(bound) for bound in args[2:]]

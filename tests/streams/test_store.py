@@ -104,7 +104,7 @@ def test_batches_and_due_rescores_equal_the_core(open_store, unique):
             now += HOUR // 10
         await compare(store, reference, now)
         # time passes: buckets leave windows, deadlines pass; only due customers are re-scored
-        for gap in (2 * DAY, 2 * DAY, 2 * DAY, 40 * DAY):     # the last: everyone dormant, history evicted
+        for gap in (2 * DAY, 2 * DAY, 2 * DAY, 70 * DAY):     # the last: everyone dormant, history evicted (61 d)
             now += gap
             due = {c for c, s in reference.customers.items()}
             fired = (await processor.sweep(now)).alerts
