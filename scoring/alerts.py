@@ -101,10 +101,11 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
     # Only a membership that began inside the retention horizon is "new": for older ones
     # the buckets that would show activation are gone, and the question no longer applies.
     new_member = joined is not None and joined > as_of_ms - config.retention_ms + config.scoring.bucket_ms
+    scorecard = config.scorecard(state.segment_name)
     return View(
         card=card,
-        es_reference=formulas.engagement_score(reference, config.scoring.weights, config.scoring.targets,
-                                               config.scoring.total_weight),
+        es_reference=formulas.engagement_score(reference, scorecard.weights, scorecard.targets,
+                                               scorecard.total_weight),
         joined_ms=joined,
         activated=not new_member or activation is None or was_activated(state, joined, config, activation),
         state=state,
@@ -133,7 +134,7 @@ def evaluate(
         """Every alert carries the tier and ES before (the last evaluation; a score drop: its
         reference) and now, with its rule's own facts beside them."""
         if not built:
-            built.append((tuple(t.to_dict() for t in breakdown(card.counts, config.scoring)),
+            built.append((tuple(t.to_dict() for t in breakdown(card.counts, config.scorecard(card.segment))),
                           explain(current.state, card.as_of_ms, config, card)))
         rows, why = built[0]
         fired.append(Alert(rule, card.customer_id, card.account_id, card.as_of_ms, {**last, **before},
@@ -162,8 +163,9 @@ def evaluate(
             100.0 * (reference - current.card.es) / reference > cfg.score_drop_percent
         )
         if dropping and not state.active:
-            alert(Rule.SCORE_DROP, {"tier": formulas.tier(reference, config.scoring.tier_excellent,
-                                                          config.scoring.tier_moderate).value, "es": reference},
+            scorecard = config.scorecard(card.segment)
+            alert(Rule.SCORE_DROP, {"tier": formulas.tier(reference, scorecard.tier_excellent,
+                                                          scorecard.tier_moderate).value, "es": reference},
                   {"drop_percent": 100.0 * (reference - current.card.es) / reference})
         out[Rule.SCORE_DROP] = state if state.active == dropping else replace(state, active=dropping)
 

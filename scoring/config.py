@@ -126,6 +126,7 @@ class Config:
     limits: Limits
     activity_types: frozenset[str]
     history_ms: int                  # [history] horizon: how far back score history reaches
+    scorecards: Mapping[str, ScoringConfig] = field(default_factory=dict)   # segment -> its scorecard
     known_types: frozenset[str] = field(default=frozenset())
     custom_types: frozenset[str] = field(default=frozenset())
     retention_ms: int = field(init=False, default=0)  # derived: see _retention (read on every event)
@@ -152,6 +153,11 @@ class Config:
     def is_known_type(self, name: str) -> bool:
         return name in self.known_types
 
+    def scorecard(self, segment: str | None) -> ScoringConfig:
+        """The weights, targets and tiers a customer of `segment` is scored by: its segment's
+        scorecard ([scorecards.<segment>]) or, without one, the default ([weights], [targets], [tiers])."""
+        return self.scorecards.get(segment, self.scoring) if segment is not None else self.scoring
+
 
 def default_mapping() -> dict[str, Any]:
     text = resources.files("scoring").joinpath("defaults.toml").read_text(encoding="utf-8")
@@ -176,7 +182,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
 
 
 # Tables whose keys are free-form (event type names / labels) rather than fixed settings.
-_OPEN_TABLES = {"weights", "targets", "aer.reference_lines"}
+_OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards"}
+SCORECARD_TABLES = ("weights", "targets", "tiers")
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str) -> None:
@@ -213,36 +220,61 @@ def build_config(raw: Mapping[str, Any]) -> Config:
     if weight_max < weight_min:
         raise ConfigError("scoring.weight_max", "must be >= scoring.weight_min")
 
-    weights: dict[str, int] = {}
-    for name, value in r.table("weights").items():
-        key = f"weights.{name}"
+    for name in r.table("weights"):
         if not TYPE_NAME.match(name):
-            raise ConfigError(key, "type names are lower-case letters, digits, '_', '.', '-' (max 64)")
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"must be an integer weight (got {value!r})")
-        if value != 0 and not weight_min <= value <= weight_max:
-            raise ConfigError(key, f"must be 0 or within the weight scale {weight_min}..{weight_max} (got {value})")
-        if value:
-            weights[name] = value
-    if not weights:
-        raise ConfigError("weights", "at least one event type needs a non-zero weight")
+            raise ConfigError(f"weights.{name}", "type names are lower-case letters, digits, '_', '.', '-' (max 64)")
     custom = frozenset(n for n in r.table("weights") if n not in BUILTIN_TYPES)
     known = frozenset(BUILTIN_TYPES) | custom
 
-    targets: dict[str, float] = {}
-    for name, value in r.table("targets").items():
-        key = f"targets.{name}"
-        if name not in known:
-            raise ConfigError(key, "not a built-in type and not given a weight")
-        targets[name] = _positive_number(key, value)
-    for name in weights:
-        if name not in targets:
-            raise ConfigError(f"targets.{name}", "every type with a non-zero weight needs a target")
+    def card(prefix: str, tables: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, float],
+                                                                            float, float]:
+        """Weights, targets and tiers of one scorecard, each error naming its key under `prefix`."""
+        weights: dict[str, int] = {}
+        for name, value in tables["weights"].items():
+            key = f"{prefix}weights.{name}"
+            if name not in known:
+                raise ConfigError(key, "unknown event type (a custom type needs a weight in [weights] first)")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(key, f"must be an integer weight (got {value!r})")
+            if value != 0 and not weight_min <= value <= weight_max:
+                raise ConfigError(key, f"must be 0 or within the weight scale {weight_min}..{weight_max} "
+                                       f"(got {value})")
+            if value:
+                weights[name] = value
+        if not weights:
+            raise ConfigError(f"{prefix}weights", "at least one event type needs a non-zero weight")
+        targets: dict[str, float] = {}
+        for name, value in tables["targets"].items():
+            key = f"{prefix}targets.{name}"
+            if name not in known:
+                raise ConfigError(key, "not a built-in type and not given a weight")
+            targets[name] = _positive_number(key, value)
+        for name in weights:
+            if name not in targets:
+                raise ConfigError(f"{prefix}targets.{name}", "every type with a non-zero weight needs a target")
+        tiers = _Reader({"tiers": tables["tiers"]})
+        try:
+            excellent, moderate = tiers.number("tiers.excellent", 0, 100), tiers.number("tiers.moderate", 0, 100)
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}{exc.key}", str(exc).split(": ", 1)[1]) from None
+        if moderate > excellent:
+            raise ConfigError(f"{prefix}tiers.moderate", "must be <= tiers.excellent")
+        return weights, targets, excellent, moderate
 
-    excellent = r.number("tiers.excellent", 0, 100)
-    moderate = r.number("tiers.moderate", 0, 100)
-    if moderate > excellent:
-        raise ConfigError("tiers.moderate", "must be <= tiers.excellent")
+    base_tables = {name: r.table(name) for name in SCORECARD_TABLES}
+    weights, targets, excellent, moderate = card("", base_tables)
+    segment_cards: dict[str, tuple[dict[str, int], dict[str, float], float, float]] = {}
+    for segment, overrides in r.table("scorecards").items():
+        prefix = f"scorecards.{segment}."
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"scorecards.{segment}", "must be a table of weights, targets and tiers")
+        for name, table in overrides.items():
+            if name not in SCORECARD_TABLES:
+                raise ConfigError(f"{prefix}{name}", "unknown key (a scorecard has weights, targets and tiers)")
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"{prefix}{name}", "must be a table")
+        segment_cards[segment] = card(prefix, {name: {**base_tables[name], **overrides.get(name, {})}
+                                               for name in SCORECARD_TABLES})
 
     aer_types = r.type_list("aer.activity_types", known)
     low, high = r.number("aer.low_below", 0, 100), r.number("aer.high_above", 0, 100)
@@ -280,12 +312,16 @@ def build_config(raw: Mapping[str, Any]) -> Config:
     if max_message_bytes < max_event_bytes:
         raise ConfigError("limits.max_message_bytes", f"must be at least limits.max_event_bytes ({max_event_bytes})")
 
-    return Config(
-        scoring=ScoringConfig(
+    def scoring(weights: dict[str, int], targets: dict[str, float], excellent: float, moderate: float) -> ScoringConfig:
+        return ScoringConfig(
             window_ms=window("scoring.window"), bucket_ms=bucket_ms,
             benchmark_cer=r.number("scoring.benchmark_cer", 0, None), weight_min=weight_min, weight_max=weight_max,
             decay_half_life_ms=half_life, weights=weights, targets=targets,
-            tier_excellent=excellent, tier_moderate=moderate),
+            tier_excellent=excellent, tier_moderate=moderate)
+
+    return Config(
+        scoring=scoring(weights, targets, excellent, moderate),
+        scorecards={segment: scoring(*parts) for segment, parts in sorted(segment_cards.items())},
         aer=AerConfig(window_ms=window("aer.window"), activity_types=aer_types, low_below=low, high_above=high,
                       reference_lines=lines),
         kpis=KpiConfig(
@@ -346,6 +382,10 @@ def config_mapping(config: Config) -> dict[str, Any]:
                    "score_drop_min_reference": alerts.score_drop_min_reference,
                    "inactivity": duration(alerts.inactivity_ms), "activation": duration(alerts.activation_ms)},
         "history": {"horizon": duration(config.history_ms)},
+        "scorecards": {segment: {"weights": {n: card.weights.get(n, 0) for n in sorted(weighted | set(card.weights))},
+                                 "targets": dict(sorted(card.targets.items())),
+                                 "tiers": {"excellent": card.tier_excellent, "moderate": card.tier_moderate}}
+                       for segment, card in config.scorecards.items()},
         "limits": {"max_event_bytes": limits.max_event_bytes, "max_message_bytes": limits.max_message_bytes,
                    "max_batch_events": limits.max_batch_events, "max_id_length": limits.max_id_length,
                    "max_count": limits.max_count, "max_value": limits.max_value},

@@ -176,9 +176,12 @@ class Scorer:
         cards = [score_card(s, as_of_ms, self.config, detail=False) for s in self.customers.values() if s.account_id == account_id]
         return account_card(account_id, cards, as_of_ms, self.config.scoring) if cards else None
 
-    def leaderboard(self, as_of_ms: int, limit: int = 10, bottom: bool = False) -> list[ScoreCard]:
-        """Customers ranked by ES (ties: CER, then id), best first, or worst first when `bottom`."""
-        cards = [score_card(s, as_of_ms, self.config, detail=False) for s in self.customers.values()]
+    def leaderboard(self, as_of_ms: int, limit: int = 10, bottom: bool = False,
+                    segment: str | None = None) -> list[ScoreCard]:
+        """Customers ranked by ES (ties: CER, then id), best first, or worst first when `bottom`;
+        only `segment`'s customers when one is given."""
+        cards = [score_card(s, as_of_ms, self.config, detail=False) for s in self.customers.values()
+                 if segment is None or s.segment_name == segment]
         cards.sort(key=bottom_key if bottom else top_key)     # the one leaderboard order (scoring.standing)
         return [score_card(self.customers[c.customer_id], as_of_ms, self.config) for c in cards[:limit]]
 

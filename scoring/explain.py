@@ -115,7 +115,7 @@ def _span(ms: int) -> str:
 
 def explain(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard | None = None) -> Explanation:
     """Why the customer's ES is what it is at `as_of_ms`, against one score-drop window earlier."""
-    scoring, bucket_ms = config.scoring, config.scoring.bucket_ms
+    scoring, bucket_ms = config.scorecard(state.segment_name), config.scoring.bucket_ms
     card = card or score_card(state, as_of_ms, config, detail=False)
     since = as_of_ms - config.alerts.score_drop_window_ms
     then = _window_totals(state, window_start_bucket(since, scoring.window_ms, bucket_ms), bucket_of(since, bucket_ms))

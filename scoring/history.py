@@ -63,7 +63,7 @@ def _trend(points: tuple[HistoryPoint, ...], config: Config) -> dict[str, float 
 
 def customer_points(state: CustomerState, as_of_ms: int, config: Config) -> list[tuple[int, float, float]]:
     """(instant, ES, CER) at each point: the scoring window's counts slid one bucket at a time."""
-    scoring = config.scoring
+    scoring = config.scorecard(state.segment_name)
     width = scoring.window_ms // scoring.bucket_ms
     keys = {count_key(t): t for t in scoring.weights}
     counts: dict[str, int] = {}
@@ -87,7 +87,7 @@ def customer_points(state: CustomerState, as_of_ms: int, config: Config) -> list
 
 
 def customer_history(state: CustomerState, as_of_ms: int, config: Config) -> History:
-    sc = config.scoring
+    sc = config.scorecard(state.segment_name)
     points = tuple(HistoryPoint(at, es, cer, formulas.tier(es, sc.tier_excellent, sc.tier_moderate))
                    for at, es, cer in customer_points(state, as_of_ms, config))
     return History(as_of_ms, points, _trend(points, config))

@@ -126,26 +126,27 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
     `counts` are the window's counts when the caller has them already (a copy of
     `CustomerState.counts_from`, which keeps them running).
     """
+    card = config.scorecard(state.segment_name)          # its segment's weights, targets, tiers
     if counts is None:
         counts = dict(state.counts_from(window_start_bucket(as_of_ms, config.scoring.window_ms,
                                                             config.scoring.bucket_ms)))
-    cer = formulas.customer_engagement_rate(counts, config.scoring.weights)
-    es = formulas.engagement_score(counts, config.scoring.weights, config.scoring.targets, config.scoring.total_weight)
+    cer = formulas.customer_engagement_rate(counts, card.weights)
+    es = formulas.engagement_score(counts, card.weights, card.targets, card.total_weight)
     return ScoreCard(
         customer_id=state.customer_id,
         as_of_ms=as_of_ms,
         cer=cer,
         es=es,
-        tier=formulas.tier(es, config.scoring.tier_excellent, config.scoring.tier_moderate),
+        tier=formulas.tier(es, card.tier_excellent, card.tier_moderate),
         below_benchmark=cer < config.scoring.benchmark_cer,
-        decayed=decayed_score(state, as_of_ms, config.scoring) if detail else None,
+        decayed=decayed_score(state, as_of_ms, card) if detail else None,
         active=is_active(state, as_of_ms, config),
         member=state.is_member(as_of_ms),
         last_event_ms=state.watermark_ms,
         last_active_ms=state.last_active_ms,
         account_id=state.account_id,
         segment=state.segment_name,
-        breakdown=breakdown(counts, config.scoring) if detail else (),
+        breakdown=breakdown(counts, card) if detail else (),
         counts=counts,
     )
 

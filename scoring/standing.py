@@ -53,6 +53,7 @@ class Standing:
     member_since: int | None           # start of the current membership; None when not a member
     alerts: tuple[str, ...]            # rules whose condition is active (sorted)
     sums: Mapping[str, int]            # contribution to each of SUMS (zeros omitted)
+    segment: str | None = None         # its segment, when that segment has a leaderboard of its own
 
     @property
     def at_risk(self) -> bool:
@@ -67,12 +68,13 @@ class Standing:
     def to_dict(self) -> dict[str, object]:
         return {"es": self.es, "cer": self.cer, "tier": self.tier.value, "active": self.active,
                 "account_id": self.account_id, "scored": self.scored, "member_since": self.member_since, "alerts": list(self.alerts),
-                "sums": dict(self.sums)}
+                "sums": dict(self.sums), "segment": self.segment}
 
     @classmethod
     def from_dict(cls, customer_id: str, doc: Mapping[str, object]) -> Standing:
         return cls(customer_id, doc["es"], doc["cer"], formulas.Tier(doc["tier"]), doc["active"],  # type: ignore[arg-type]
-                   doc["account_id"], doc["scored"], doc["member_since"], tuple(doc["alerts"]), dict(doc["sums"]))  # type: ignore[arg-type]
+                   doc["account_id"], doc["scored"], doc["member_since"], tuple(doc["alerts"]), dict(doc["sums"]),  # type: ignore[arg-type]
+                   doc.get("segment"))  # type: ignore[arg-type]
 
 
 def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_ms: int, config: Config,
@@ -119,7 +121,14 @@ def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_
         account_id=card.account_id, scored=scored, member_since=state.membership_start(as_of_ms),
         alerts=tuple(sorted(rule for rule, s in alert_states.items() if s.active)),
         sums={k: v for k, v in sums.items() if v},
+        segment=state.segment_name if state.segment_name in ranked_segments(config) else None,
     )
+
+
+def ranked_segments(config: Config) -> frozenset[str]:
+    """Segments with a leaderboard of their own: those with a scorecard or listed in kpis.segments
+    (a bounded set: a producer cannot create sorted sets by inventing segments)."""
+    return frozenset(config.scorecards) | frozenset(config.kpis.segments)
 
 
 def es_micro(es: float) -> int:
@@ -242,9 +251,12 @@ def risk_key(s: Ranked) -> str:
 ORDER_KEY_ID_OFFSET = {"top": 32, "bottom": 32, "risk": 16}   # where the customer id starts in a key
 
 
-def leaderboard(standings: Iterable[Standing], limit: int, bottom: bool = False) -> list[Standing]:
-    """Customers ranked by ES (ties: CER, then id), best first, or worst first when `bottom`."""
-    return sorted(standings, key=bottom_key if bottom else top_key)[:limit]
+def leaderboard(standings: Iterable[Standing], limit: int, bottom: bool = False,
+                segment: str | None = None) -> list[Standing]:
+    """Customers ranked by ES (ties: CER, then id), best first, or worst first when `bottom`;
+    only those of `segment` when one is given."""
+    chosen = (s for s in standings if segment is None or s.segment == segment)
+    return sorted(chosen, key=bottom_key if bottom else top_key)[:limit]
 
 
 def at_risk(standings: Iterable[Standing], limit: int) -> tuple[list[Standing], int]:

@@ -25,7 +25,7 @@ from scoring.events import id_problem
 from scoring.explain import explain
 from scoring.history import account_history, customer_history
 from scoring.scores import account_card, account_summary, score_card
-from scoring.standing import Standing
+from scoring.standing import Standing, ranked_segments
 from scoring.timeutil import MAX_EPOCH_MS
 from scoring.windows import bucket_of, window_start_bucket
 from streams.clock import now_ms
@@ -182,12 +182,17 @@ async def accounts_batch(store: ReadStore, config: Config, ids: list[str], as_of
     return {"as_of": as_of_ms, "accounts": found, "unknown": unknown}
 
 
-async def leaderboard(store: ReadStore, config: Config, order: str, limit: int, as_of_ms: int) -> dict[str, Any]:
+async def leaderboard(store: ReadStore, config: Config, order: str, limit: int, as_of_ms: int,
+                      segment: str | None = None) -> dict[str, Any]:
+    """Customers by ES, overall or within a segment that has a leaderboard (each scored by its scorecard)."""
     if order not in ("top", "bottom"):
         raise ApiError(400, "order must be 'top' or 'bottom'")
-    ids = await store.ranked(order, limit)
+    if segment is not None and segment not in ranked_segments(config):
+        raise ApiError(400, f"segment {segment[:64]!r} has no leaderboard: give it a scorecard "
+                            "([scorecards.<segment>]) or list it in kpis.segments")
+    ids = await store.ranked(order, limit, segment)
     standings = await store.standings(ids)
-    return {"as_of": as_of_ms, "order": order,
+    return {"as_of": as_of_ms, "order": order, **({} if segment is None else {"segment": segment}),
             "customers": [standings[c].summary() for c in ids if c in standings]}
 
 
@@ -272,7 +277,7 @@ def routes(store: ReadStore, config: Config, latest: LatestKpis) -> list[Route]:
         Route("POST", "/accounts:batch", lambda q, p, body: accounts_batch(store, config, parse_ids(body, config),
                                                                           live_as_of(q))),
         Route("GET", "/leaderboard", lambda q, p, _: leaderboard(store, config, q.get("order", "top"),
-                                                                 parse_limit(q), live_as_of(q))),
+                                                                 parse_limit(q), live_as_of(q), q.get("segment"))),
         Route("GET", "/at-risk", lambda q, p, _: at_risk(store, config, parse_limit(q, 50), live_as_of(q))),
         Route("GET", "/kpis", lambda q, p, _: kpis(store, config, live_as_of(q)) if q.get("as_of") else latest.get()),
         Route("GET", "/kpis/trend", lambda q, p, _: kpi_trend(store, config, live_as_of(q))),

@@ -18,6 +18,8 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{s}:seen:<customer>      ZSET   event ids within the dedup horizon, score = event time
     <p>:{s}:rank                 ZSET   every customer, ordered by key: ES, CER, id (leaderboards,
                                         the median ES)
+    <p>:{s}:rank.seg:<segment>   ZSET   the same for one segment's customers (segments with a scorecard
+                                        or listed in kpis.segments)
     <p>:{s}:risk                 ZSET   customers with an active alert, lowest ES first
     <p>:{s}:active               ZSET   customer -> newest activity-type event time
     <p>:{s}:aer                  ZSET   customer -> newest AER-activity event time
@@ -85,6 +87,10 @@ class Keys:
     def shared(self, shard: int, name: str) -> str:
         """rank, risk, active, aer, members, due, sums, buckets"""
         return f"{self.tag(shard)}:{name}"
+
+    def segment_rank(self, shard: int, segment: str) -> str:
+        """The rank order of one segment's customers (segments with a leaderboard of their own)."""
+        return f"{self.tag(shard)}:rank.seg:{segment}"
 
     def feature(self, shard: int, key: str) -> str:
         return f"{self.tag(shard)}:feature:{key}"
@@ -278,6 +284,12 @@ def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new:
         if old is not None:
             ops.add("ZREM", rank, bottom_key(old))
         ops.add("ZADD", rank, 0, bottom_key(new))
+    old_segment = old.segment if old else None
+    if old_segment != new.segment or (old is not None and bottom_key(old) != bottom_key(new)):
+        if old is not None and old_segment is not None:
+            ops.add("ZREM", keys.segment_rank(shard, old_segment), bottom_key(old))
+        if new.segment is not None:
+            ops.add("ZADD", keys.segment_rank(shard, new.segment), 0, bottom_key(new))
     risk = keys.shared(shard, "risk")
     was, now = (old is not None and old.at_risk) and risk_key(old), new.at_risk and risk_key(new)
     if was != now:

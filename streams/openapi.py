@@ -109,7 +109,7 @@ SCHEMAS: dict[str, Any] = {
     "AccountsBatch": _obj({"as_of": MS, "accounts": {"type": "array", "items": _ref("AccountSummary")},
                            "unknown": {"type": "array", "items": STR}}),
     "Leaderboard": _obj({"as_of": MS, "order": {"type": "string", "enum": ["top", "bottom"]},
-                         "customers": {"type": "array", "items": _ref("Standing")}}),
+                         "customers": {"type": "array", "items": _ref("Standing")}}, {"segment": STR}),
     "AtRisk": _obj({"as_of": MS, "customers": {"type": "array", "items": _ref("StandingWithAlerts")},
                     "total": INT}),
     "RecentAlerts": _obj({"alerts": {"type": "array", "items": _ref("Alert")}}),
@@ -170,6 +170,9 @@ PATHS: dict[str, Any] = {
     "/leaderboard": _read("Customers by ES (ties: CER, then id)", "Leaderboard",
                           [{"name": "order", "in": "query", "required": False,
                             "schema": {"type": "string", "enum": ["top", "bottom"], "default": "top"}},
+                           {"name": "segment", "in": "query", "required": False, "schema": STR,
+                            "description": "only this segment's customers (a segment with a scorecard or listed "
+                                           "in kpis.segments)"},
                            _limit(10), _LIVE_AS_OF], 400),
     "/at-risk": _read("Customers with an alert condition active, lowest ES first", "AtRisk",
                       [_limit(50), _LIVE_AS_OF], 400),

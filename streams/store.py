@@ -342,18 +342,24 @@ class RedisStore:
 
     # --- cross-customer reads: sorted sets and sums, never a scan ------------------------------
 
-    async def ranked(self, order: str, limit: int) -> list[str]:
+    async def ranked(self, order: str, limit: int, segment: str | None = None) -> list[str]:
         """The first `limit` customers of an order across the shards: "bottom" (ES, CER, id
-        ascending), "top" (ES and CER descending, id ascending) or "risk".
+        ascending), "top" (ES and CER descending, id ascending) or "risk"; of one segment's
+        customers only when `segment` is given (a segment with a leaderboard of its own).
 
         One sorted set per shard holds the bottom order; "top" reads it backwards and then
         completes the last group of equal (ES, CER) in each shard, whose ids must ascend.
         """
-        name = "risk" if order == "risk" else "rank"
         offset = ORDER_KEY_ID_OFFSET[order]
+
+        def key(shard: int) -> str:
+            if segment is not None:
+                return self.keys.segment_rank(shard, segment)
+            return self.keys.shared(shard, "risk" if order == "risk" else "rank")
+
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in range(SHARDS):
-                pipe.zrange(self.keys.shared(shard, name), 0, limit - 1, desc=order == "top")
+                pipe.zrange(key(shard), 0, limit - 1, desc=order == "top")
             replies = [[m.decode() for m in members] for members in await pipe.execute()]
         if order != "top":
             return [key[offset:] for key in sorted(k for keys in replies for k in keys)[:limit]]
@@ -363,7 +369,7 @@ class RedisStore:
                 for shard, prefix in ties:
                     following = int(prefix, 16) + 1          # the first key past this (ES, CER)
                     upper = f"({following:0{offset}x}" if following < 16 ** offset else "+"
-                    pipe.zrangebylex(self.keys.shared(shard, name), f"[{prefix}", upper)
+                    pipe.zrangebylex(key(shard), f"[{prefix}", upper)
                 for (shard, _), members in zip(ties, await pipe.execute()):
                     replies[shard] = list(dict.fromkeys([*replies[shard], *(m.decode() for m in members)]))
         merged = sorted((k for keys in replies for k in keys), key=lambda k: k[offset:])

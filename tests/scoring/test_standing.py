@@ -33,6 +33,8 @@ SHORT_OVERRIDES = {
     "scoring": {"window": "3d", "bucket": "1h"}, "aer": {"window": "2d"},
     "alerts": {"score_drop_window": "1d", "inactivity": "2d", "activation": "1d"},
     "time": {"allowed_lateness": "6h", "dedup_horizon": "12h"}, "history": {"horizon": "1d"},
+    # segments change a customer's scorecard, and so its standing (issue 15)
+    "scorecards": {"enterprise": {"weights": {"like": 8, "page_view": 0}, "tiers": {"excellent": 40, "moderate": 15}}},
 }
 SHORT = load_config(overrides=SHORT_OVERRIDES)
 

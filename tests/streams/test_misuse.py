@@ -168,7 +168,7 @@ def test_an_unknown_command_is_one_line_naming_it():
 # --- config keys --------------------------------------------------------------------------
 
 DEFAULTS = tomllib.loads((Path(__file__).parents[2] / "scoring" / "defaults.toml").read_text())
-OPEN_TABLES = {"weights", "targets", "aer.reference_lines"}   # custom names are allowed in these
+OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards"}   # custom names are allowed in these
 
 
 def leaf_keys(table: dict, prefix: str = ""):
@@ -207,6 +207,20 @@ def test_an_unknown_config_key_is_named(section, tmp_path):
     path = tmp_path / "engage.toml"
     path.write_text(f"[{section}]\nfrobnicate = 1\n")
     one_line_naming(invoke(["--config", str(path), "worker"]), f"'{section}.frobnicate'", "unknown key")
+
+
+@pytest.mark.parametrize(("toml", "key"), [
+    ("[scorecards]\nenterprise = 1\n", "scorecards.enterprise"),
+    ("[scorecards.enterprise]\nfrobnicate = 1\n", "scorecards.enterprise.frobnicate"),
+    ("[scorecards.enterprise.weights]\nteleport = 3\n", "scorecards.enterprise.weights.teleport"),
+    ("[scorecards.enterprise.weights]\nlike = 99\n", "scorecards.enterprise.weights.like"),
+    ("[scorecards.enterprise.targets]\nlike = -1\n", "scorecards.enterprise.targets.like"),
+    ("[scorecards.enterprise.tiers]\nmoderate = 90\n", "scorecards.enterprise.tiers.moderate"),
+])
+def test_a_bad_segment_scorecard_is_named(toml, key, tmp_path):
+    path = tmp_path / "engage.toml"
+    path.write_text(toml)
+    one_line_naming(invoke(["--config", str(path), "worker"]), f"'{key}'")
 
 
 def test_an_unreadable_config_is_one_line(tmp_path):

@@ -383,7 +383,11 @@ def test_a_changed_scoring_config_rescores_the_stored_standings_without_a_replay
     in the background (shown by engagement_due_customers), then they equal the core's under the new config."""
     values = consumed_by_a_worker(stack, unique, tmp_path)
     changed = tmp_path / "weights.toml"
-    changed.write_text("[weights]\nlike = 10\nfollow = 1\n[tiers]\nexcellent = 50\nmoderate = 20\n")
+    changed.write_text("[weights]\nlike = 10\nfollow = 1\n[tiers]\nexcellent = 50\nmoderate = 20\n"
+                       # segment scorecards (issue 15): enterprise customers scored on product use
+                       "[scorecards.enterprise]\nweights = { feature_used = 10, like = 0, purchase = 8 }\n"
+                       "targets = { feature_used = 3 }\ntiers = { excellent = 70, moderate = 40 }\n"
+                       "[scorecards.smb.weights]\nemail_open = 6\n")
     config = load_config(changed)
     second = WorkerProcess(stack, unique, tmp_path, "w2", config=changed, sweep_s="1")
     try:
@@ -401,5 +405,18 @@ def test_a_changed_scoring_config_rescores_the_stored_standings_without_a_replay
             assert [c["es"] for c in body["customers"]] == [round(c.es, 6) for c in expected]
         status, body = second.get(f"/kpis?as_of={as_of}")
         assert status == 200 and body == json.loads(orjson.dumps(reference.kpis(as_of).to_dict()))
+        # each segment with a scorecard has its leaderboard; its customers are scored by it
+        for segment in ("enterprise", "smb"):
+            for order in ("top", "bottom"):
+                status, body = second.get(f"/leaderboard?order={order}&limit=10&segment={segment}")
+                expected = reference.leaderboard(as_of, limit=10, bottom=order == "bottom", segment=segment)
+                assert status == 200 and body["segment"] == segment and len(expected) == 10
+                assert [(c["customer_id"], c["es"], c["tier"]) for c in body["customers"]] == [
+                    (c.customer_id, round(c.es, 6), c.tier.value) for c in expected]
+            for card in expected[:3]:
+                status, body = second.get(f"/customers/{urllib.parse.quote(card.customer_id)}?as_of={as_of}")
+                assert body["segment"] == segment and body["breakdown"] == json.loads(orjson.dumps(
+                    reference.customer(card.customer_id, as_of).to_dict()))["breakdown"]
+        assert second.get("/leaderboard?segment=mid_market")[0] == 400       # no scorecard, not listed
     finally:
         second.stop()
