@@ -26,6 +26,7 @@ from scoring.explain import explain
 from scoring.history import account_history, customer_history
 from scoring.scores import account_card, account_summary, score_card
 from scoring.standing import Standing, ranked_segments
+from scoring.state import CustomerState
 from scoring.timeutil import MAX_EPOCH_MS
 from scoring.windows import bucket_of, window_start_bucket
 from streams.clock import now_ms
@@ -90,13 +91,18 @@ async def customer(store: ReadStore, config: Config, customer_id: str, as_of_ms:
     return body
 
 
-async def account(store: ReadStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
+async def account_states(store: ReadStore, config: Config, account_id: str) -> list[CustomerState]:
+    """The account's users (those whose newest account it is), read whole; 404 when it has none."""
     members = await store.account_members([check_id(account_id, "account id", config)])
     loaded = await store.load(members[account_id])
-    cards = [score_card(s.state, as_of_ms, config, detail=False) for s in loaded.stored.values()
-             if s.state.account_id == account_id]
-    if not cards:
+    states = [s.state for s in loaded.stored.values() if s.state.account_id == account_id]
+    if not states:
         raise ApiError(404, f"unknown account {account_id!r}")
+    return states
+
+
+async def account(store: ReadStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
+    cards = [score_card(s, as_of_ms, config, detail=False) for s in await account_states(store, config, account_id)]
     return account_card(account_id, cards, as_of_ms, config.scoring).to_dict()
 
 
@@ -113,7 +119,7 @@ def live(as_of_ms: int, now_ms: int, config: Config) -> int:
     return as_of_ms
 
 
-async def customer_trend(store: ReadStore, config: Config, customer_id: str, as_of_ms: int) -> dict[str, Any]:
+async def customer_history_read(store: ReadStore, config: Config, customer_id: str, as_of_ms: int) -> dict[str, Any]:
     """ES, CER and tier at the end of each bucket over history.horizon, and the change over 7 and 30 days."""
     cid = check_id(customer_id, "customer id", config)
     stored = (await store.load([cid])).stored.get(cid)
@@ -122,13 +128,9 @@ async def customer_trend(store: ReadStore, config: Config, customer_id: str, as_
     return {"customer_id": cid, **customer_history(stored.state, as_of_ms, config).to_dict()}
 
 
-async def account_trend(store: ReadStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
+async def account_history_read(store: ReadStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
     """The account's users' histories rolled up per point (its users: those whose newest account it is)."""
-    members = await store.account_members([check_id(account_id, "account id", config)])
-    loaded = await store.load(members[account_id])
-    states = [s.state for s in loaded.stored.values() if s.state.account_id == account_id]
-    if not states:
-        raise ApiError(404, f"unknown account {account_id!r}")
+    states = await account_states(store, config, account_id)
     return {"account_id": account_id, "users": len(states), **account_history(states, as_of_ms, config).to_dict()}
 
 
@@ -160,7 +162,7 @@ def standing_row(standing: Standing) -> dict[str, object]:
 
 
 async def customers_batch(store: ReadStore, ids: list[str], as_of_ms: int) -> dict[str, Any]:
-    """Many customers in one read (one pipelined HGET each): their stored standings, kept current
+    """Many customers in one read (a read_many script call per shard): their stored standings, kept current
     like the leaderboards; ids with no state are listed in `unknown`, not an error."""
     standings = await store.standings(ids)
     return {"as_of": as_of_ms, "customers": [standing_row(standings[c]) for c in ids if c in standings],
@@ -269,9 +271,9 @@ def routes(store: ReadStore, config: Config, latest: LatestKpis) -> list[Route]:
         Route("GET", "/accounts/{account_id}",
               lambda q, p, _: account(store, config, p["account_id"], parse_as_of(q, now_ms()))),
         Route("GET", "/customers/{customer_id}/history",
-              lambda q, p, _: customer_trend(store, config, p["customer_id"], parse_as_of(q, now_ms()))),
+              lambda q, p, _: customer_history_read(store, config, p["customer_id"], parse_as_of(q, now_ms()))),
         Route("GET", "/accounts/{account_id}/history",
-              lambda q, p, _: account_trend(store, config, p["account_id"], parse_as_of(q, now_ms()))),
+              lambda q, p, _: account_history_read(store, config, p["account_id"], parse_as_of(q, now_ms()))),
         Route("POST", "/customers:batch", lambda q, p, body: customers_batch(store, parse_ids(body, config),
                                                                             live_as_of(q))),
         Route("POST", "/accounts:batch", lambda q, p, body: accounts_batch(store, config, parse_ids(body, config),

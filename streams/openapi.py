@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from functools import cache
+from importlib import metadata
 from typing import Any
 
 from scoring.alerts import Rule
@@ -20,7 +21,14 @@ from scoring.formulas import Tier
 from streams.api import MAX_BATCH_IDS, MAX_LIMIT
 
 TITLE = "Engagement scorer API"
-VERSION = "4"     # the state format this release writes; bumped with any incompatible change
+
+
+def _version() -> str:
+    """The installed package's version (what a generated client pins against)."""
+    try:
+        return metadata.version("engagement-scorer")
+    except metadata.PackageNotFoundError:     # run from a checkout that was never installed
+        return "0.0.0"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -201,7 +209,7 @@ def document() -> dict[str, Any]:
     """The whole OpenAPI document (built once: it depends only on the code)."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": TITLE, "version": VERSION,
+        "info": {"title": TITLE, "version": _version(),
                  "description": "Live per-customer engagement scores, leaderboards, alerts and business KPIs. "
                                 "Errors are JSON `{error, status}`."},
         "paths": PATHS,

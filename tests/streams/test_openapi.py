@@ -159,17 +159,17 @@ def test_the_history_reads_equal_the_cores_and_an_unknown_id_is_a_404():
     at = now_ms() - 3 * 86_400_000
     store, reference, now = run_batches(ev("a", "like", at, count=30, account_id="acme"),
                                         ev("b", "comment", at + 86_400_000, account_id="acme"))
-    body = asyncio.run(api.customer_trend(store, CONFIG, "a", now))
+    body = asyncio.run(api.customer_history_read(store, CONFIG, "a", now))
     assert schema_errors("GET", "/customers/{customer_id}/history", 200, body) == []
     assert body == orjson.loads(orjson.dumps({"customer_id": "a",
                                               **customer_history(reference.customers["a"], now, CONFIG).to_dict()}))
     es_now = body["points"][-1]["es"]
     assert len(body["points"]) == 31 and es_now > 0 and body["change"] == {"7d": es_now, "30d": es_now}  # 0 before
-    body = asyncio.run(api.account_trend(store, CONFIG, "acme", now))
+    body = asyncio.run(api.account_history_read(store, CONFIG, "acme", now))
     users = [reference.customers["a"], reference.customers["b"]]
     assert body == orjson.loads(orjson.dumps({"account_id": "acme", "users": 2,
                                               **account_history(users, now, CONFIG).to_dict()}))
-    for call in (api.customer_trend(store, CONFIG, "nobody", now), api.account_trend(store, CONFIG, "nobody", now)):
+    for call in (api.customer_history_read(store, CONFIG, "nobody", now), api.account_history_read(store, CONFIG, "nobody", now)):
         with pytest.raises(api.ApiError) as info:
             asyncio.run(call)
         assert info.value.status == 404

@@ -49,7 +49,8 @@ def test_a_store_missing_a_method_is_not_one():
     (processor.BatchProcessor.__init__, "BatchStore"), (publishing.Publisher.__init__, "OutboxStore"),
     (api.customer, "ReadStore"), (api.account, "ReadStore"), (api.leaderboard, "ReadStore"),
     (api.at_risk, "ReadStore"), (api.kpis, "ReadStore"), (api.routes, "ReadStore"),
-    (api.customers_batch, "ReadStore"), (api.accounts_batch, "ReadStore"),
+    (api.customers_batch, "ReadStore"), (api.accounts_batch, "ReadStore"), (api.account_states, "ReadStore"),
+    (api.customer_history_read, "ReadStore"), (api.account_history_read, "ReadStore"), (api.kpi_trend, "ReadStore"),
 ])
 def test_the_edge_depends_on_the_protocol_not_on_redis(function, protocol):
     assert typing.get_type_hints(function)["store"] is getattr(ports, protocol)
