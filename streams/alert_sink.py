@@ -38,7 +38,10 @@ def parse_alert(raw: bytes | None) -> dict[str, Any] | None:
         alert = orjson.loads(raw or b"")
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(alert, dict) or not all(isinstance(alert.get(k), str) for k in ("rule", "customer_id")):
+    if not isinstance(alert, dict) or not isinstance(alert.get("rule"), str):
+        return None
+    if not isinstance(alert.get("customer_id"), str) and not (     # an account alert names its account
+            alert.get("customer_id") is None and isinstance(alert.get("account_id"), str)):
         return None
     return alert if "as_of" in alert else None
 

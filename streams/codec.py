@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from scoring.account_alerts import AccountAlert
 from scoring.alerts import Alert
 from scoring.scores import ScoreCard
 
@@ -76,6 +77,13 @@ def score_message(card: ScoreCard) -> bytes:
         "ts": card.as_of_ms,
         "last_event": card.last_event_ms,
     })
+
+
+def account_alert_message(alert: AccountAlert) -> bytes:
+    """An account alert on `engagement.alerts`: `customer_id` null, `account_id` set, and its id
+    (one account, one rule, one instant)."""
+    return orjson.dumps({"id": alert_id(f"account:{alert.account_id}", alert.rule.value, alert.as_of_ms),
+                         **alert.to_dict()})
 
 
 def alert_message(alert: Alert) -> bytes:

@@ -31,6 +31,10 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
                                         sweep once past the retention)
     <p>:{s}:buckets              ZSET   the buckets that have a :t: hash (score = bucket)
     <p>:{s}:acct:<account>       SET    the account's customers (by their newest account_id)
+    <p>:{s}:acct.touched         SET    accounts whose users' ES, tier or membership changed since the
+                                        sweep last evaluated them (account-level alerts)
+    <p>:{h}:acct.snap:<account>  HASH   v: write token, d: the account's last alert evaluation (JSON;
+                                        h: the account's home shard, crc32("account:" + id) % SHARDS)
     <p>:{s}:out                  HASH   the outbox: outputs written with the shard's changes and not yet
                                         acknowledged by Kafka (streams/outbox.py)
     <p>:{s}:out:at               ZSET   outbox field -> when a redrive may claim it
@@ -91,6 +95,12 @@ class Keys:
     def segment_rank(self, shard: int, segment: str) -> str:
         """The rank order of one segment's customers (segments with a leaderboard of their own)."""
         return f"{self.tag(shard)}:rank.seg:{segment}"
+
+    def account_snapshot(self, account_id: str) -> tuple[int, str]:
+        """(home shard, key) of an account's alert snapshot: in the slot of the shard its alerts'
+        outbox entries go to, so the snapshot and the alerts are one atomic write."""
+        home = self.shard_of(f"account:{account_id}")
+        return home, f"{self.tag(home)}:acct.snap:{account_id}"
 
     def feature(self, shard: int, key: str) -> str:
         return f"{self.tag(shard)}:feature:{key}"
@@ -308,3 +318,6 @@ def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new:
             ops.add("SREM", keys.account(shard, old_account), cid)
         if new.account_id:
             ops.add("SADD", keys.account(shard, new.account_id), cid)
+    touched = [a for a in {old_account, new.account_id} if a]
+    if touched and (old is None or (old.es, old.tier, old_account) != (new.es, new.tier, new.account_id)):
+        ops.add("SADD", keys.shared(shard, "acct.touched"), *touched)      # the sweep evaluates them

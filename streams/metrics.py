@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from scoring.account_alerts import AccountRule
 from scoring.alerts import Rule
 from scoring.reasons import Reason
 
@@ -166,7 +167,7 @@ class Metrics:
         self.deduplicated = Counter(PREFIX + "events_deduplicated", "Events seen before (counted once)", registry=r)
         self.rejected = Counter(PREFIX + "events_rejected", "Events sent to the dead-letter topic", ["reason"],
                                 registry=r)
-        self.alerts = Counter(PREFIX + "alerts", "Per-customer alerts published", ["rule"], registry=r)
+        self.alerts = Counter(PREFIX + "alerts", "Alerts published (customer and account rules)", ["rule"], registry=r)
         self.latency = Histogram(PREFIX + "event_latency_seconds", "Event time to applied in Redis",
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
                                           3600, 86400), registry=r)
@@ -201,7 +202,7 @@ class Metrics:
             self.cache_reads.labels(result=result)
         for reason in Reason:
             self.rejected.labels(reason=reason.value)
-        for rule in Rule:
+        for rule in (*Rule, *AccountRule):
             self.alerts.labels(rule=rule.value)
         self.kpi_gauges = KpiCollector(reference_lines)
         r.register(self.kpi_gauges)

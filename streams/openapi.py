@@ -15,6 +15,7 @@ from functools import cache
 from importlib import metadata
 from typing import Any
 
+from scoring.account_alerts import AccountRule
 from scoring.alerts import Rule
 from scoring.business import BusinessKpis
 from scoring.formulas import Tier
@@ -120,7 +121,13 @@ SCHEMAS: dict[str, Any] = {
                          "customers": {"type": "array", "items": _ref("Standing")}}, {"segment": STR}),
     "AtRisk": _obj({"as_of": MS, "customers": {"type": "array", "items": _ref("StandingWithAlerts")},
                     "total": INT}),
-    "RecentAlerts": _obj({"alerts": {"type": "array", "items": _ref("Alert")}}),
+    "AccountAlert": _obj({
+        "id": STR, "rule": {"type": "string", "enum": [r.value for r in AccountRule]}, "account_id": STR,
+        "customer_id": {"type": "null"}, "as_of": MS, "users": INT, "before": {"type": "object"},
+        "after": {"type": "object"},
+        "why": _obj({"sentence": STR, "drivers": {"type": "array", "items": _obj(
+            {"customer_id": STR, "es_before": {"type": ["number", "null"]}, "es_now": {"type": ["number", "null"]}})}})}),
+    "RecentAlerts": _obj({"alerts": {"type": "array", "items": {"anyOf": [_ref("Alert"), _ref("AccountAlert")]}}}),
     "Health": {"type": "object", "properties": {"status": STR}, "required": ["status"]},
     "Ready": _obj({"ready": BOOL, "detail": STR}),
 }

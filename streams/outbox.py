@@ -31,6 +31,7 @@ from enum import StrEnum
 
 import orjson
 
+from scoring.account_alerts import AccountAlert
 from scoring.alerts import Alert
 from scoring.scores import ScoreCard
 from streams import codec
@@ -68,6 +69,12 @@ class Output:
 def alert_output(alert: Alert) -> Output:
     output_id = codec.alert_id(alert.customer_id, alert.rule.value, alert.as_of_ms)
     return Output(f"a:{output_id}", output_id, Kind.ALERT, alert.customer_id.encode(), codec.alert_message(alert))
+
+
+def account_alert_output(alert: AccountAlert) -> Output:
+    output_id = codec.alert_id(f"account:{alert.account_id}", alert.rule.value, alert.as_of_ms)
+    return Output(f"a:{output_id}", output_id, Kind.ALERT, alert.account_id.encode(),
+                  codec.account_alert_message(alert))
 
 
 def score_output(card: ScoreCard) -> Output:

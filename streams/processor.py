@@ -14,6 +14,9 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import orjson
+
+from scoring.account_alerts import AccountAlert, AccountSnapshot, evaluate_account
 from scoring.alerts import Alert
 from scoring.config import Config
 from scoring.deltas import Settled, settle_batch, settle_due
@@ -24,7 +27,7 @@ from scoring.scores import ScoreCard
 from scoring.contributions import ANY_FEATURE
 from scoring.standing import activity_counted_from
 from scoring.windows import retained_from_bucket
-from streams.outbox import Kind, Output, alert_output, dead_letter_output, score_output
+from streams.outbox import Kind, Output, account_alert_output, alert_output, dead_letter_output, score_output
 from streams.layout import SHARDS, Keys
 from streams.state_cache import StateCache
 from streams.ports import BatchStore, Loaded
@@ -50,6 +53,7 @@ class Processed:
     cards: list[ScoreCard] = field(default_factory=list)                   # touched customers, after
     now_ms: int = 0
     outputs: list[tuple[int, Output]] = field(default_factory=list)       # (shard, output), in publish order
+    account_alerts: list[AccountAlert] = field(default_factory=list)      # the sweep's account evaluations
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for _, r in self.outcomes if r.outcome is outcome)
@@ -239,4 +243,28 @@ class BatchProcessor:
                     break
             # after the re-scores, which rewrite the facts (and activity entries) of those due
             await self.store.trim_activity(shard, counted_from, (ANY_FEATURE, *self.config.kpis.features))
+        for shard in range(SHARDS):
+            while accounts := await self.store.pop_touched_accounts(shard, chunk):
+                await self.evaluate_accounts(accounts, now_ms, swept)
         return swept
+
+    async def evaluate_accounts(self, account_ids: list[str], now_ms: int, swept: Processed) -> None:
+        """Account-level alerts for accounts whose users changed: each account's roll-up from its
+        users' stored standings against its snapshot, written with its alerts only if no other
+        worker evaluated it in between (then that evaluation stands, and nothing fires twice)."""
+        members = await self.store.account_members(account_ids)
+        standings = await self.store.standings(sorted({c for users in members.values() for c in users}))
+        snapshots = await self.store.account_snapshots(account_ids)
+        for account_id in account_ids:
+            users = {c: standings[c].es for c in members[account_id]
+                     if c in standings and standings[c].account_id == account_id}
+            version, raw = snapshots[account_id]
+            previous = AccountSnapshot.from_dict(orjson.loads(raw)) if raw else None
+            fired, snapshot = evaluate_account(previous, account_id, users, now_ms, self.config)
+            outputs = [account_alert_output(a) for a in fired] if self.outputs else []
+            home, written = await self.store.write_account(
+                account_id, version, orjson.dumps(snapshot.to_dict()), outputs, now_ms + self.outbox_grace_ms,
+                self.store.new_token())
+            if written:
+                swept.account_alerts += fired
+                swept.outputs += [(home, output) for output in outputs]

@@ -26,7 +26,7 @@ from streams.settings import Settings
 # ignores that).
 REDIS_COMMANDS = ("ping", "select", "exists", "del", "hget", "hgetall", "hset", "hincrby", "hdel",
                   "zadd", "zrem", "zrange", "zrevrange", "zrangebyscore", "zrangebylex", "zrevrangebylex", "zlexcount",
-                  "zcount", "zcard", "zmscore", "zremrangebyscore", "sadd", "srem", "smembers",
+                  "zcount", "zcard", "zmscore", "zremrangebyscore", "sadd", "srem", "smembers", "spop",
                   "lpush", "ltrim", "lrange", "multi", "exec", "discard", "evalsha", "eval", "script|load",
                   "scan", "unlink", "acl|whoami", "hlen", "info")
 

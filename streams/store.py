@@ -513,6 +513,33 @@ class RedisStore:
     async def kpi_trend(self) -> dict[int, dict[str, object]]:
         return {int(f): orjson.loads(v) for f, v in (await self.redis.hgetall(self.keys.kpi_trend)).items()}
 
+    async def pop_touched_accounts(self, shard: int, limit: int) -> list[str]:
+        """Up to `limit` accounts the shard's writes marked for evaluation, taken out of the set."""
+        popped = await self.redis.spop(self.keys.shared(shard, "acct.touched"), limit)
+        return sorted(a.decode() for a in popped or ())
+
+    async def account_snapshots(self, account_ids: list[str]) -> dict[str, tuple[str, bytes | None]]:
+        """Each account's (write token, snapshot JSON or None)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for account_id in account_ids:
+                key = self.keys.account_snapshot(account_id)[1]
+                pipe.hget(key, "v")
+                pipe.hget(key, "d")
+            replies = iter(await pipe.execute())
+        return {a: ((next(replies) or b"0").decode(), next(replies)) for a in account_ids}
+
+    async def write_account(self, account_id: str, version: str, snapshot: bytes, outputs: Iterable[Output],
+                            claimable_at_ms: int, token: str) -> tuple[int, bool]:
+        """The account's new snapshot and its alerts (into its home shard's outbox), atomically and only
+        if no other worker wrote the snapshot since `version` was read: (home shard, written)."""
+        home, key = self.keys.account_snapshot(account_id)
+        ops = Ops()
+        ops.check(key, version)
+        ops.add("HSET", key, "v", token)
+        ops.add("HSET", key, "d", snapshot)
+        outbox.record(ops, *self.keys.outbox(home), outputs, claimable_at_ms)
+        return home, await self._run(ops)
+
     async def recent_alerts(self, limit: int) -> list[dict[str, object]]:
         return [orjson.loads(raw) for raw in await self.redis.lrange(self.keys.recent_alerts, 0, limit - 1)]
 

@@ -25,13 +25,19 @@ RULE_TITLES = {
     "score_drop": "Engagement score drop",
     "inactive": "Member inactive",
     "not_activated": "New member not activated",
+    "account_tier_downgrade": "Account tier downgrade",
+    "account_score_drop": "Account engagement drop",
 }
 
 
 def slack_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
     """Slack incoming-webhook JSON (`text` + `blocks`), with the full alert under `alert`."""
     title = RULE_TITLES.get(str(alert["rule"]), str(alert["rule"]))
-    who = f"customer `{alert['customer_id']}`" + (f" (account `{alert['account_id']}`)" if alert.get("account_id") else "")
+    if alert.get("customer_id") is None:          # an account-level alert
+        who = f"account `{alert['account_id']}`"
+    else:
+        who = f"customer `{alert['customer_id']}`" + (f" (account `{alert['account_id']}`)" if alert.get("account_id")
+                                                        else "")
     change = f"{_brief(alert.get('before', {}))} → {_brief(alert.get('after', {}))}"
     top = sorted((row for row in alert.get("breakdown", []) if row.get("count")), key=lambda r: -r.get("es", 0))[:3]
     drivers = ", ".join(f"{r['type']} {r['count']}" for r in top) or "no scored activity in the window"

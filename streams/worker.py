@@ -168,7 +168,7 @@ class Runtime:
         swept = await self.processor.sweep(now_ms())
         if swept.outputs:
             await self.retry("publish", lambda: self.publish(swept))
-        for alert in swept.alerts:
+        for alert in (*swept.alerts, *swept.account_alerts):
             self.metrics.alerts.labels(rule=alert.rule.value).inc()
         self.metrics.sweeps.inc()
         self._observe_cache()

@@ -202,6 +202,13 @@ class MemoryRedis:
     def _smembers(self, key: Any) -> set[bytes]:
         return set(self.data.get(_b(key), set()))
 
+    def _spop(self, key: Any, count: int | None = None) -> list[bytes]:
+        s = self.data.get(_b(key), set())
+        taken = sorted(s)[: 1 if count is None else count]      # Redis picks at random; any pick is one
+        s.difference_update(taken)
+        self._tidy(key)
+        return taken
+
     def _lpush(self, key: Any, *values: Any) -> int:
         items = self._get(key, list)
         for value in values:

@@ -420,3 +420,68 @@ def test_a_changed_scoring_config_rescores_the_stored_standings_without_a_replay
         assert second.get("/leaderboard?segment=mid_market")[0] == 400       # no scorecard, not listed
     finally:
         second.stop()
+
+
+def test_an_accounts_fall_is_one_account_alert_per_rule_naming_the_users_that_drove_it(stack, unique, tmp_path):
+    """Account-level alerts (issue 15, item 3): two of an account's three users move to a segment
+    whose scorecard is harsh; the next sweep rolls the account up against its snapshot and fires
+    one tier downgrade and one score drop, equal to the core's evaluation, naming those two users."""
+    from scoring.account_alerts import evaluate_account
+    from scoring.config import default_mapping
+    from streams.alert_sink import parse_alert
+    from streams.webhook import slack_payload
+
+    zeros = "\n".join(f"{name} = 0" for name in default_mapping()["weights"] if name != "like")
+    path = tmp_path / "accounts.toml"
+    path.write_text(f"[weights]\nlike = 1\n{zeros}\n[targets]\nlike = 10\n"
+                    "[scorecards.harsh.targets]\nlike = 1000\n[alerts]\nactivation = \"off\"\n")
+    config = load_config(path)
+    settings = pipeline_settings(stack, unique)
+    account, users = f"{unique}-acme", [f"{unique}-u{i}" for i in range(3)]
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    serial = iter(range(100))
+
+    def send(cid: str, **fields) -> bytes:
+        value = orjson.dumps({"event_id": f"{unique}e{next(serial)}", "customer_id": cid, "type": "like",
+                              "ts": now_ms() - 60_000, "account_id": account, **fields})
+        producer.send(settings.events_topic, key=cid.encode(), value=value)
+        return value
+
+    def account_alerts() -> list[dict]:
+        return [json.loads(v) for _, v in consume_all(stack, settings.alerts_topic)
+                if json.loads(v)["rule"].startswith("account_")]
+
+    first = [send(cid, count=10) for cid in users]            # ES 100 each: the account is excellent
+    producer.flush()
+    worker = WorkerProcess(stack, unique, tmp_path, "w1", config=path, sweep_s="1")
+    try:
+        worker.wait_until(lambda: worker.metrics().get("engagement_events_consumed_total") == 3, "the first likes")
+        worker.wait_for_sweeps(2)                                 # the account's first evaluation: a snapshot
+        assert account_alerts() == []
+        second = [send(cid, segment="harsh") for cid in users[:2]]   # 11 likes against a target of 1000
+        producer.flush()
+        fired = worker.wait_until(lambda: len(account_alerts()) >= 2 and account_alerts(), "the account alerts")
+        worker.wait_for_sweeps(3)                                 # more sweeps: nothing fires twice
+        assert len(account_alerts()) == 2
+    finally:
+        producer.close()
+        worker.stop()
+
+    reference = Scorer(config)
+    at = now_ms()
+    for value in first:
+        reference.process(value, at)
+    _, snapshot = evaluate_account(None, account, {c: reference.customer(c, at).es for c in users}, at, config)
+    for value in second:
+        reference.process(value, at)
+    expected, _ = evaluate_account(snapshot, account, {c: reference.customer(c, at).es for c in users}, at, config)
+    assert [a.rule.value for a in expected] == ["account_tier_downgrade", "account_score_drop"]
+    for got, want in zip(sorted(fired, key=lambda a: a["rule"], reverse=True), expected):
+        want = json.loads(orjson.dumps(want.to_dict()))
+        assert {k: v for k, v in got.items() if k not in ("id", "as_of")} == {
+            k: v for k, v in want.items() if k != "as_of"}
+        assert [d["customer_id"] for d in got["why"]["drivers"]] == sorted(users[:2])
+        assert schema_errors("GET", "/alerts/recent", 200, {"alerts": [got]}) == []
+        parsed = parse_alert(orjson.dumps(got))
+        assert parsed == got and slack_payload(parsed)["text"].endswith(f"account `{account}`: {want['why']['sentence']}")
+    assert fired[0]["why"]["sentence"].startswith(f"account {account}: mean ES 100.0 → 34.")

@@ -72,9 +72,9 @@ async def dump(store: RedisStore) -> dict[str, object]:
         kind = name.split(":")[2] if name.count(":") >= 2 else name.lstrip(":")
         if name.endswith(":out:at"):
             kind = "out:at"
-        if kind in ("f", "b", "ss", "sums", "t", "out", "meta"):
+        if kind in ("f", "b", "ss", "sums", "t", "out", "meta", "acct.snap", "kpis"):
             content = {k: v for k, v in (await redis.hgetall(key)).items() if k != b"v"}
-        elif kind == "acct":
+        elif kind in ("acct", "acct.touched"):
             content = sorted(await redis.smembers(key))
         elif kind == "alerts":
             content = await redis.lrange(key, 0, -1)
