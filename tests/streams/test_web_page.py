@@ -69,6 +69,8 @@ def test_live_page_shows_the_api_values_and_looks_customers_up(stack, unique, tm
             assert [row[0] for row in cells(f"#{order} tr")] == [c["customer_id"] for c in board["customers"]]
         _, recent = worker.get("/alerts/recent?limit=10")
         assert len(cells("#alerts tr")) == len(recent["alerts"]) > 0
+        shown = {row[3] for row in cells("#alerts tr")}                 # each alert with its sentence
+        assert shown and shown <= {a["why"]["sentence"] for a in worker.get("/alerts/recent?limit=100")[1]["alerts"]}
 
         # the trend charts: one point per day recorded, the newest value beside each chart
         _, trend = worker.get("/kpis/trend")
