@@ -107,6 +107,7 @@ def test_live_page_shows_the_api_values_and_looks_customers_up(stack, unique, tm
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / "live-page.png"
+        browser.execute_script("window.scrollTo(0, 0)")          # the whole page from its top
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 20_000
 
