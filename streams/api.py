@@ -220,11 +220,8 @@ class LatestKpis:
     own. The body's `as_of_ms` says which instant it describes; `/kpis?as_of=` is always exact.
     """
 
-    def __init__(self, store: ReadStore, config: Config, interval_s: float,
-                 record: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
-        """`record`: what a worker does with each fresh answer (keep its trend point); a reader
-        (`engage api`) never writes, so it passes none."""
-        self.store, self.config, self.interval_s, self.record = store, config, interval_s, record
+    def __init__(self, store: ReadStore, config: Config, interval_s: float) -> None:
+        self.store, self.config, self.interval_s = store, config, interval_s
         self._body: dict[str, Any] | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
@@ -239,8 +236,6 @@ class LatestKpis:
                     began = time.monotonic()
                     self._body = await kpis(self.store, self.config, now_ms())
                     self._at = began
-                    if self.record is not None:
-                        await self.record(self._body)
         assert self._body is not None
         return self._body
 

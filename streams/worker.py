@@ -60,7 +60,7 @@ class Runtime:
         self.positions: dict[tuple[str, int], int] = {}   # next offset to process, per partition
         self._conflicts_seen = 0
         self._cache_seen = (0, 0, 0)
-        self.latest_kpis = api.LatestKpis(store, config, settings.kpi_interval_s, record=self.record_trend)
+        self.latest_kpis = api.LatestKpis(store, config, settings.kpi_interval_s)
         self.rescoring = False
         self.stall = StallWatch(settings.stall_after_s)
 
@@ -163,8 +163,8 @@ class Runtime:
 
     async def sweep(self) -> None:
         """Re-score the customers that time alone has changed (due), and publish their alerts;
-        then the KPIs for now (at most once per KPI interval), so every bucket gets its trend point
-        even when nothing scrapes /metrics."""
+        then record this bucket's KPI trend point. Here and not with every KPI answer: a write on
+        the /metrics path would hang every scrape while Redis refuses writes."""
         swept = await self.processor.sweep(now_ms())
         if swept.outputs:
             await self.retry("publish", lambda: self.publish(swept))
@@ -172,7 +172,7 @@ class Runtime:
             self.metrics.alerts.labels(rule=alert.rule.value).inc()
         self.metrics.sweeps.inc()
         self._observe_cache()
-        await self.latest_kpis.get()
+        await self.record_trend(await self.latest_kpis.get())
 
     async def record_trend(self, kpis: dict[str, Any]) -> None:
         """Keep the headline KPIs of this bucket (GET /kpis/trend), dropping points past the KPI window."""

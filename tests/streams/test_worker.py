@@ -162,3 +162,22 @@ def test_a_sweep_records_the_buckets_kpi_trend_point_and_drops_points_past_the_k
     answer = asyncio.run(api.kpi_trend(worker.store, CONFIG, body["as_of_ms"]))
     assert answer["points"] == [orjson.loads(orjson.dumps({"bucket": bucket, **point}))]
     assert schema_errors("GET", "/kpis/trend", 200, answer) == []
+
+
+def test_a_metrics_scrape_never_writes_to_redis():
+    """A write on the /metrics path would hang every scrape while Redis refuses writes (CLIENT PAUSE
+    WRITE, a full maxmemory): the scrape reads only; the KPI trend point is recorded by the sweep."""
+    memory, producer = MemoryRedis(), RecordingProducer()
+    worker = runtime(memory, producer)
+    worker.consumer = Assignment
+    at = now_ms() - 60_000
+    asyncio.run(worker.handle(batch(ev("c1", "like", at, event_id="e1"))))
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("a write during a scrape")
+
+    for command in ("_hset", "_hdel", "_hincrby", "_zadd", "_sadd", "_lpush", "_apply"):
+        setattr(memory, command, refuse)
+    worker.latest_kpis.interval_s = 0          # a fresh KPI computation on this scrape
+    payload = asyncio.run(worker.metrics_payload()).decode()
+    assert "engagement_redis_read_failures_total 0.0" in payload and "engagement_active_customers" in payload
