@@ -66,8 +66,15 @@ STORY_ORDER = ("tier_downgrade", "score_drop", "inactive", "not_activated")   # 
 
 
 def alert_story(alerts: list[Mapping[str, Any]]) -> str:
-    """The demo's last word: one real alert (the newest of the most telling rule) and why it fired."""
-    alert = min(alerts, key=lambda a: (STORY_ORDER.index(str(a["rule"])) if a["rule"] in STORY_ORDER else 9,
+    """The demo's last word: one real alert and why it fired: the newest of the most telling rule,
+    among those whose explanation shows the score falling if there are any (a score drop's own
+    reference can differ from the explanation's week-ago window: docs/alerts.md)."""
+    def falling(a: Mapping[str, Any]) -> bool:
+        why = a.get("why") or {}
+        return why.get("es_now") is not None and why.get("es_before") is not None and why["es_now"] < why["es_before"]
+
+    alert = min(alerts, key=lambda a: (not falling(a),
+                                       STORY_ORDER.index(str(a["rule"])) if a["rule"] in STORY_ORDER else 9,
                                        -int(a["as_of"])))
     why = alert.get("why") or {}
     return (f"\nLatest alert: {alert['rule']} for {alert['customer_id']} at {format_rfc3339(int(alert['as_of']))}\n"

@@ -41,3 +41,14 @@ def test_the_default_demo_population_spreads_over_the_tiers_and_has_cohorts():
 def test_personas_cover_the_population_once():
     assert abs(sum(p.share for p in PERSONAS) - 1.0) < 1e-9
     assert len({p.name for p in PERSONAS}) == len(PERSONAS) and any(p.fades for p in PERSONAS)
+
+
+def test_the_demo_story_prefers_an_alert_whose_explanation_shows_the_fall():
+    from streams.demo import alert_story
+
+    rising = {"rule": "score_drop", "customer_id": "c0", "as_of": 2_000,
+              "why": {"sentence": "ES 5.2 → 10.1 (still low)", "es_before": 5.2, "es_now": 10.1}}
+    falling = {"rule": "inactive", "customer_id": "c9", "as_of": 1_000,
+               "why": {"sentence": "ES 40.0 → 20.0 (still low)", "es_before": 40.0, "es_now": 20.0}}
+    assert "for c9 " in alert_story([rising, falling]) and "ES 40.0 → 20.0" in alert_story([rising, falling])
+    assert "for c0 " in alert_story([rising])            # none falls: the most telling rule still tells
