@@ -19,11 +19,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from scoring import formulas
 from scoring.config import Config
 
+if TYPE_CHECKING:
+    from scoring.standing import Standing
+
 MAX_DRIVERS = 3
+
+
+def accounts_to_evaluate(old: Standing | None, new: Standing | None) -> set[str]:
+    """The accounts whose roll-up a user's new standing may have moved: the one it is in and the
+    one it left, when its ES, tier or account changed (a new user counts as changed)."""
+    if new is None or (old is not None and (old.es, old.tier, old.account_id) == (new.es, new.tier, new.account_id)):
+        return set()
+    return {a for a in (old.account_id if old else None, new.account_id) if a}
 
 
 class AccountRule(StrEnum):

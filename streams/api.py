@@ -35,6 +35,7 @@ from streams.ports import ReadStore
 MAX_LIMIT = 1000
 MAX_BATCH_IDS = 1000
 log = logging.getLogger("engage.api")
+MIN_REFRESH_S = 0.05      # however short ENGAGE_KPI_INTERVAL_S, the shared KPIs are not recomputed more often
 
 Handler = Callable[[Mapping[str, str], Mapping[str, str], bytes], Awaitable[Any]]   # (query, path params, body)
 
@@ -218,6 +219,8 @@ class LatestKpis:
     computation (a few dozen Redis reads and a median selection) serves every request of the
     interval, and concurrent requests wait for the one in flight instead of starting their
     own. The body's `as_of_ms` says which instant it describes; `/kpis?as_of=` is always exact.
+    A server runs `keep_fresh` beside it, so that no reader waits for the computation: at a
+    million customers it takes ~35 ms, the p99 of `/kpis` when a request paid for it.
     """
 
     def __init__(self, store: ReadStore, config: Config, interval_s: float) -> None:
@@ -238,6 +241,26 @@ class LatestKpis:
                     self._at = began
         assert self._body is not None
         return self._body
+
+    async def refresh(self) -> None:
+        """Compute the answer now (concurrent readers wait for it rather than compute their own)."""
+        async with self._lock:
+            began = time.monotonic()
+            self._body = await kpis(self.store, self.config, now_ms())
+            self._at = began
+
+    async def keep_fresh(self) -> None:
+        """Recompute every half interval until cancelled, so that `get` finds the answer fresh (never
+        older than the interval) and computes in line only after a failed refresh or a stall.
+        A failed refresh (Redis away) is left to the next round, and to the readers' own errors."""
+        if self.interval_s <= 0:
+            return                      # every reader computes its own: nothing to keep
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.debug("the shared KPI answer was not refreshed: %s", exc)
+            await asyncio.sleep(max(self.interval_s / 2, MIN_REFRESH_S))
 
 
 async def kpi_trend(store: ReadStore, config: Config, as_of_ms: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ while Redis answers. Plain aiohttp (Faust's own web server runs on it too).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -25,6 +26,7 @@ from streams.views import PAGE
 
 log = logging.getLogger("engage.api")
 OPEN_PATHS = ("/", "/healthz", "/readyz", "/openapi.json")   # what a worker leaves open too
+REFRESHER = web.AppKey("kpi_refresher", asyncio.Task)        # keeps the shared /kpis answer fresh
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -61,7 +63,8 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
         return handle
 
     methods: dict[str, set[str]] = {}
-    for route in api.routes(store, config, api.LatestKpis(store, config, settings.kpi_interval_s)):
+    latest = api.LatestKpis(store, config, settings.kpi_interval_s)
+    for route in api.routes(store, config, latest):
         app.router.add_route(route.method, route.path, serve(route))
         methods.setdefault(route.path, set()).add(route.method)
 
@@ -92,8 +95,15 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/{path:.*}", not_found)
 
-    async def close(_: web.Application) -> None:
+    async def keep_kpis_fresh(app: web.Application) -> None:
+        app[REFRESHER] = asyncio.get_running_loop().create_task(latest.keep_fresh())
+
+    async def close(app: web.Application) -> None:
+        if REFRESHER in app:
+            app[REFRESHER].cancel()
         await store.close()
+
+    app.on_startup.append(keep_kpis_fresh)
 
     app.on_cleanup.append(close)
     return app

@@ -128,6 +128,11 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         except Exception:  # noqa: BLE001 - the entries stay; the next run tries again
             log.exception("outbox redrive failed")
 
+    @app.task
+    async def keep_kpis_fresh() -> None:
+        # /kpis, /metrics and the sweep's trend point then find the answer computed (one per half interval)
+        await runtime.latest_kpis.keep_fresh()
+
     @app.timer(settings.sweep_interval_s)
     async def sweep() -> None:
         try:

@@ -56,6 +56,7 @@ from typing import Any
 import orjson
 
 from scoring import formulas
+from scoring.account_alerts import accounts_to_evaluate
 from scoring.alerts import RuleState, Snapshot
 from scoring.deltas import CustomerDelta, Facts, Stored
 from scoring.standing import Standing, bottom_key, risk_key
@@ -215,10 +216,11 @@ class ShardTotals:
 
     buckets: dict[int, dict[str, int]]
     sums: dict[str, int]
+    accounts: set[str]        # to evaluate at the next sweep (account alerts)
 
     @classmethod
     def empty(cls) -> ShardTotals:
-        return cls({}, {})
+        return cls({}, {}, set())
 
     def add(self, delta: CustomerDelta) -> None:
         for bucket, counters in delta.counters.items():
@@ -227,6 +229,7 @@ class ShardTotals:
                 total[key] = total.get(key, 0) + amount
         for key, amount in delta.sums.items():
             self.sums[key] = self.sums.get(key, 0) + amount
+        self.accounts |= accounts_to_evaluate(delta.old, delta.new)
 
     def write(self, ops: Ops, keys: Keys, shard: int) -> None:
         for bucket, counters in self.buckets.items():
@@ -238,6 +241,8 @@ class ShardTotals:
         for key, amount in self.sums.items():
             if amount:
                 ops.add("HINCRBY", keys.shared(shard, "sums"), key, amount)
+        if self.accounts:
+            ops.add("SADD", keys.shared(shard, "acct.touched"), *sorted(self.accounts))   # the sweep evaluates them
 
 
 def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, version: str, token: str) -> None:
@@ -318,6 +323,3 @@ def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new:
             ops.add("SREM", keys.account(shard, old_account), cid)
         if new.account_id:
             ops.add("SADD", keys.account(shard, new.account_id), cid)
-    touched = [a for a in {old_account, new.account_id} if a]
-    if touched and (old is None or (old.es, old.tier, old_account) != (new.es, new.tier, new.account_id)):
-        ops.add("SADD", keys.shared(shard, "acct.touched"), *touched)      # the sweep evaluates them

@@ -3,8 +3,10 @@ against the account's last evaluation."""
 
 from __future__ import annotations
 
-from scoring.account_alerts import AccountRule, AccountSnapshot, evaluate_account, roll_up
+from scoring import formulas
+from scoring.account_alerts import AccountRule, AccountSnapshot, accounts_to_evaluate, evaluate_account, roll_up
 from scoring.config import load_config
+from scoring.standing import Standing
 
 CONFIG = load_config()          # tiers 80 / 60; score drop 20 % from a baseline of at least 10
 T = 1_790_000_000_000
@@ -48,3 +50,17 @@ def test_the_roll_up_is_the_account_cards_and_the_snapshot_round_trips():
     assert roll_up({"a": 50.0, "b": 71.0}, CONFIG) == (60.5, roll_up({"x": 60.5}, CONFIG)[1])
     snap = AccountSnapshot(roll_up({"a": 50.0}, CONFIG)[1], 50.0, 55.0, {"a": 50.0})
     assert AccountSnapshot.from_dict(snap.to_dict()) == snap
+
+
+def test_a_users_account_is_evaluated_when_its_es_tier_or_account_moved():
+    def user(es: float, tier: formulas.Tier, account: str | None, sums: dict | None = None) -> Standing:
+        return Standing("u", es, 0.5, tier, True, account, True, None, (), sums or {})
+
+    low, moderate = formulas.Tier.LOW, formulas.Tier.MODERATE
+    assert accounts_to_evaluate(None, user(10, low, "a")) == {"a"}                       # a new user
+    assert accounts_to_evaluate(None, user(10, low, None)) == set()                      # in no account
+    assert accounts_to_evaluate(user(10, low, "a"), user(12, low, "a")) == {"a"}         # its ES
+    assert accounts_to_evaluate(user(10, low, "a"), user(10, moderate, "a")) == {"a"}    # its tier
+    assert accounts_to_evaluate(user(10, low, "a"), user(10, low, "b")) == {"a", "b"}    # left one, joined one
+    assert accounts_to_evaluate(user(10, low, "a"), user(10, low, "a", {"x": 1})) == set()   # only its sums
+    assert accounts_to_evaluate(user(10, low, "a"), None) == set()

@@ -84,3 +84,85 @@ def test_kpis_for_now_are_shared_within_the_interval_and_exact_at_their_instant(
         assert plain(again) == plain(reference.kpis(again["as_of_ms"]).to_dict())
 
     asyncio.run(scenario())
+
+
+def test_a_kept_fresh_answer_is_never_computed_by_a_reader(stack, unique):
+    """With `keep_fresh` running (as in every worker and `engage api`), the readers of a few
+    intervals all find the answer computed, and a later write shows within an interval."""
+    store = RedisStore.from_url(stack.redis_url, unique)
+    now = now_ms()
+    computed_by: list[asyncio.Task | None] = []
+    aggregates = store.aggregates
+
+    async def counted(as_of_ms, config):
+        computed_by.append(asyncio.current_task())
+        return await aggregates(as_of_ms, config)
+
+    store.aggregates = counted
+
+    async def scenario() -> None:
+        await store.check_layout()
+        processor = BatchProcessor(CONFIG, store)
+        batch = events(unique, now, 0, 30)
+        await processor.process([Incoming(e, None, "events", 0, i, now) for i, e in enumerate(batch)], now)
+        latest = api.LatestKpis(store, CONFIG, interval_s=0.4)
+        refresher = asyncio.get_running_loop().create_task(latest.keep_fresh())
+        try:
+            while not computed_by:
+                await asyncio.sleep(0.01)
+            answers = []
+            for _ in range(60):                            # 1.2 s: three intervals
+                answers.append((await latest.get())["dau"])
+                await asyncio.sleep(0.02)
+            assert answers == [5] * 60
+            assert len(computed_by) >= 4 and all(task is refresher for task in computed_by)
+            extra = [orjson.dumps({"event_id": f"{unique}-new", "customer_id": f"{unique}-c-new",
+                                   "type": "like", "ts": now})]
+            await processor.process([Incoming(extra[0], None, "events", 0, 99, now)], now)
+            deadline = asyncio.get_running_loop().time() + 0.4 + 0.5
+            while (await latest.get())["dau"] != 6:
+                assert asyncio.get_running_loop().time() < deadline, "the new customer never showed"
+                await asyncio.sleep(0.02)
+            assert all(task is refresher for task in computed_by)
+        finally:
+            refresher.cancel()
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_engage_api_keeps_the_shared_kpis_fresh_from_its_start_to_its_cleanup(stack, unique):
+    """The wiring: `engage api` starts `keep_fresh` with the application and stops it at cleanup."""
+    from aiohttp import web
+
+    from streams.api_server import REFRESHER, create_api
+    from streams.settings import load_settings
+
+    store = RedisStore.from_url(stack.redis_url, unique)
+    computed = []
+    aggregates = store.aggregates
+
+    async def counted(as_of_ms, config):
+        computed.append(as_of_ms)
+        return await aggregates(as_of_ms, config)
+
+    store.aggregates = counted
+    settings = load_settings({"redis_url": stack.redis_url, "kafka_bootstrap": stack.kafka_bootstrap, "key_prefix": unique,
+                              "kpi_interval_s": 0.2}, env={})
+
+    async def scenario() -> None:
+        await store.check_layout()
+        app = create_api(settings, CONFIG, store)
+        runner = web.AppRunner(app)
+        await runner.setup()                                  # on_startup: no request is ever made
+        try:
+            deadline = asyncio.get_running_loop().time() + 5
+            while len(computed) < 3:
+                assert asyncio.get_running_loop().time() < deadline, f"computed {len(computed)} times in 5 s"
+                await asyncio.sleep(0.02)
+        finally:
+            await runner.cleanup()
+        await asyncio.sleep(0)
+        assert app[REFRESHER].cancelled()
+
+    asyncio.run(scenario())
