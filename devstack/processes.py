@@ -90,38 +90,32 @@ def wait_ready(service: Service, ready: Callable[[Service], bool]) -> None:
 
 
 def stop(service: Service, grace_s: float = 30.0) -> None:
-    assert service.pid is not None
-    try:
-        os.killpg(service.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and service.alive():
-        reap(service.pid)
-        time.sleep(0.1)
-    if service.alive():
-        try:
-            os.killpg(service.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    reap(service.pid)
+    """Stops one service: SIGTERM, then SIGKILL if it still runs after `grace_s`."""
+    stop_all([service], grace_s)
 
 
 def stop_all(services: list[Service], grace_s: float = 30.0) -> None:
     """Stops these services at once: SIGTERM to each, then SIGKILL to any still running after `grace_s`."""
     for service in services:
-        assert service.pid is not None
-        try:
-            os.killpg(service.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        _signal(service, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(service.alive() for service in services):
         for service in services:
             reap(service.pid)   # type: ignore[arg-type]
         time.sleep(0.1)
     for service in services:
-        stop(service, grace_s=0)   # SIGKILL what is left, and reap
+        if service.alive():
+            _signal(service, signal.SIGKILL)
+        reap(service.pid)   # type: ignore[arg-type]
+
+
+def _signal(service: Service, signum: signal.Signals) -> None:
+    """The signal to the service's process group (it may be gone already)."""
+    assert service.pid is not None
+    try:
+        os.killpg(service.pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def reap(pid: int) -> None:

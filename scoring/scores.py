@@ -182,9 +182,12 @@ class AccountCard:
         }
 
 
-class Rolled(Protocol):
-    """What an account roll-up needs of each user: a score card, or a stored standing."""
+class Scored(Protocol):
+    """A customer's score as the cross-customer reads use it: a ScoreCard (the reference Scorer)
+    or a stored Standing (the edge). Orders (leaderboards, at-risk) and account roll-ups take it."""
 
+    @property
+    def customer_id(self) -> str: ...
     @property
     def es(self) -> float: ...
     @property
@@ -195,7 +198,7 @@ class Rolled(Protocol):
     def active(self) -> bool: ...
 
 
-def account_summary(account_id: str, users: Iterable[Rolled], as_of_ms: int, scoring: ScoringConfig) -> AccountCard:
+def account_summary(account_id: str, users: Iterable[Scored], as_of_ms: int, scoring: ScoringConfig) -> AccountCard:
     """The account roll-up without its per-type breakdown (batch lookups read it from the users'
     stored standings, which carry no counts)."""
     users = list(users)

@@ -18,13 +18,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from scoring import formulas
 from scoring.alerts import RuleState
 from scoring.config import Config
 from scoring.contributions import JOIN, count_key
-from scoring.scores import MAU_WINDOW_MS, ScoreCard, score_card, was_activated
+from scoring.scores import MAU_WINDOW_MS, ScoreCard, Scored, score_card, was_activated
 from scoring.state import CustomerState
 from scoring.windows import bucket_of, retained_from_bucket, window_start_bucket
 
@@ -226,29 +225,18 @@ def _ordered_bits(value: float) -> int:
     return struct.unpack(">Q", struct.pack(">d", value + 0.0))[0]
 
 
-class Ranked(Protocol):
-    """What the orders read: a Standing, or a ScoreCard in the reference Scorer."""
-
-    @property
-    def customer_id(self) -> str: ...
-    @property
-    def es(self) -> float: ...
-    @property
-    def cer(self) -> float: ...
-
-
-def top_key(s: Ranked) -> str:
+def top_key(s: Scored) -> str:
     """Sorts ascending as the top leaderboard: ES descending, then CER descending, then id."""
     mask = (1 << 64) - 1
     return f"{mask - _ordered_bits(s.es):016x}{mask - _ordered_bits(s.cer):016x}{s.customer_id}"
 
 
-def bottom_key(s: Ranked) -> str:
+def bottom_key(s: Scored) -> str:
     """Sorts ascending as the bottom leaderboard: ES, then CER, then id, all ascending."""
     return f"{_ordered_bits(s.es):016x}{_ordered_bits(s.cer):016x}{s.customer_id}"
 
 
-def risk_key(s: Ranked) -> str:
+def risk_key(s: Scored) -> str:
     """Sorts ascending as the at-risk list: lowest ES first, then id."""
     return f"{_ordered_bits(s.es):016x}{s.customer_id}"
 

@@ -113,6 +113,10 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
     async def count_assignment(sender: Any, assigned: Any, **kwargs: Any) -> None:
         runtime.metrics.assignments.inc()   # a rise with no worker joining or leaving is a false rebalance
 
+    @app.on_partitions_revoked.connect
+    async def forget_positions(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        runtime.forget(revoked)
+
     @app.task
     async def adopt_config() -> None:
         await runtime.adopt_config()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -140,12 +140,23 @@ class Runtime:
         return [tp for tp in self.consumer().assignment() if tp.topic == self.settings.events_topic]
 
     def lag(self) -> int:
+        """Messages waiting in the assigned partitions: each one's high watermark less the next offset
+        to process, which is the group's committed offset until this worker processes a message of
+        the partition (one back from another worker must not count what that worker processed)."""
+        consumer = self.consumer()
+        committed = getattr(consumer, "_committed_offset", {})   # Faust's: the next offset to read, per partition
         total = 0
         for tp in self.assigned():
-            highwater = self.consumer().highwater(tp)
+            highwater = consumer.highwater(tp)
             if highwater is not None:
-                total += max(0, highwater - self.positions.get((tp.topic, tp.partition), 0))
+                start = max(self.positions.get((tp.topic, tp.partition), 0), committed.get(tp) or 0)
+                total += max(0, highwater - start)
         return total
+
+    def forget(self, revoked: Iterable[Any]) -> None:
+        """Positions of partitions taken away: another worker moves them on meanwhile."""
+        for tp in revoked:
+            self.positions.pop((tp.topic, tp.partition), None)
 
     async def adopt_config(self) -> None:
         """A scoring config other than the one the stored standings were computed with: re-score all.

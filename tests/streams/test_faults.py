@@ -116,15 +116,24 @@ def ends_like_the_core(stack, unique: str, worker: WorkerProcess, messages: list
     """Waits until Redis holds exactly the core's state over `messages`; then the API and KPIs must agree."""
     reference, _ = reference_for([m.value for m in messages], now_ms())
 
+    last: dict[str, object] = {}
+
     def caught_up() -> bool:
         m = worker.metrics()
+        last.update(lag=m.get("engagement_consumer_lag"), partitions=m.get("engagement_assigned_partitions"))
         if m.get("engagement_consumer_lag", 1) != 0 or m.get("engagement_assigned_partitions") != 4:
             return False
         states = redis_records(stack, unique)
+        last.update(missing=len(set(reference.customers) - set(states)), extra=len(set(states) - set(reference.customers)),
+                    differing=sorted(c for c, s in states.items()
+                                     if c in reference.customers and s != without_ids(reference.customers[c]))[:5])
         return sorted(states) == sorted(reference.customers) and all(
             s == without_ids(reference.customers[c]) for c, s in states.items())
 
-    worker.wait_until(caught_up, "the worker to end exactly at the core's state", timeout=timeout)
+    try:
+        worker.wait_until(caught_up, "the worker to end exactly at the core's state", timeout=timeout)
+    except AssertionError as failure:   # say which part never held: the lag, the partitions or the state
+        raise AssertionError(f"last seen: {last}\n{failure}") from None
 
     def kpis_agree() -> bool:
         # a customer whose standing time changed (an activity leaving a window) counts once the

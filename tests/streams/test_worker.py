@@ -181,3 +181,28 @@ def test_a_metrics_scrape_never_writes_to_redis():
     worker.latest_kpis.interval_s = 0          # a fresh KPI computation on this scrape
     payload = asyncio.run(worker.metrics_payload()).decode()
     assert "engagement_redis_read_failures_total 0.0" in payload and "engagement_active_customers" in payload
+
+
+class Returned(Assignment):
+    """Faust's consumer after partition 1 came back from another worker, which processed it up to
+    offset 30 and committed that; nothing new since."""
+
+    def __init__(self) -> None:
+        from faust.types import TP
+
+        self._committed_offset = {TP(SETTINGS.events_topic, 1): 30}
+
+    def highwater(self, tp) -> int:  # type: ignore[no-untyped-def]
+        return {0: 12, 1: 30}[tp.partition]
+
+
+def test_lag_counts_from_the_committed_offset_of_a_partition_back_from_another_worker():
+    from faust.types import TP
+
+    worker = runtime(MemoryRedis(), RecordingProducer())
+    worker.consumer = Returned
+    worker.positions = {(SETTINGS.events_topic, 0): 10, (SETTINGS.events_topic, 1): 18}   # 18: before it was taken
+    assert worker.lag() == 2           # partition 0: 12 - 10; partition 1: nothing past the committed 30
+    worker.forget([TP(SETTINGS.events_topic, 1)])
+    assert worker.positions == {(SETTINGS.events_topic, 0): 10}
+    assert worker.lag() == 2
