@@ -27,6 +27,15 @@ def test_a_short_soak_samples_memory_and_proves_zero_loss(stack):
     assert "NOT flat: more" in markdown({**report, "second_half_peak_lag": 2001, "kept_up": False})
 
 
+def test_the_soak_config_scales_every_span_that_sets_the_retention_to_minutes():
+    """The calibration warms up for one retention: a span left at its default (as `history.horizon`,
+    30 days, once was) makes a warm-up of a month, which the generator refuses."""
+    from benchmarks.soak import CONFIG
+    from scoring.config import load_config
+
+    assert load_config(CONFIG).retention_ms <= 20 * 60_000
+
+
 def test_growth_is_measured_over_the_second_half():
     samples = [{"t": t, "m": m} for t, m in [(0, 10.0), (10, 50.0), (20, 100.0), (30, 100.0), (40, 110.0)]]
     assert growth_percent(samples, "m") == pytest.approx(10.0)     # 100 -> 110 after the warm-up
