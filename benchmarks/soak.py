@@ -177,7 +177,12 @@ def calibrate(running: local.Stack, customers: int, warmup_s: float = 150.0, mea
                                  env=run.env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
         generators = [paced]
         try:
-            time.sleep(warmup_s)
+            deadline = time.monotonic() + warmup_s
+            while time.monotonic() < deadline:   # a generator that exits (a refused flag) fails the run at once
+                if paced.poll() is not None:
+                    raise RuntimeError(f"calibration: the warm-up generator stopped early (exit {paced.returncode}); "
+                                       f"see {logs}")
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             lag = _metric(port, "engagement_consumer_lag") or 0
             if paced.poll() is not None:
                 raise RuntimeError(f"calibration: the warm-up generator stopped early (exit {paced.returncode}); "
