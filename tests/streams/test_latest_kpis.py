@@ -29,6 +29,17 @@ def events(unique: str, now: int, first: int, count: int) -> list[bytes]:
             for i in range(first, first + count)]
 
 
+def count_computations(store: RedisStore, calls: list, note) -> None:  # type: ignore[no-untyped-def]
+    """Each KPI computation (a read of the shared aggregates) appends `note(as_of_ms)` to `calls`."""
+    aggregates = store.aggregates
+
+    async def counted(as_of_ms, config):  # type: ignore[no-untyped-def]
+        calls.append(note(as_of_ms))
+        return await aggregates(as_of_ms, config)
+
+    store.aggregates = counted
+
+
 def plain(body: dict) -> dict:
     return json.loads(orjson.dumps(body))
 
@@ -38,13 +49,7 @@ def test_kpis_for_now_are_shared_within_the_interval_and_exact_at_their_instant(
     now = now_ms()
     reference = Scorer(CONFIG)
     computed = []
-    aggregates = store.aggregates
-
-    async def counted(as_of_ms, config):
-        computed.append(as_of_ms)
-        return await aggregates(as_of_ms, config)
-
-    store.aggregates = counted
+    count_computations(store, computed, lambda at: at)
 
     async def write(batch: list[bytes]) -> None:
         await BatchProcessor(CONFIG, store).process([Incoming(e, None, "events", 0, i, now)
@@ -92,13 +97,7 @@ def test_a_kept_fresh_answer_is_never_computed_by_a_reader(stack, unique):
     store = RedisStore.from_url(stack.redis_url, unique)
     now = now_ms()
     computed_by: list[asyncio.Task | None] = []
-    aggregates = store.aggregates
-
-    async def counted(as_of_ms, config):
-        computed_by.append(asyncio.current_task())
-        return await aggregates(as_of_ms, config)
-
-    store.aggregates = counted
+    count_computations(store, computed_by, lambda _: asyncio.current_task())
 
     async def scenario() -> None:
         await store.check_layout()
@@ -140,13 +139,7 @@ def test_engage_api_keeps_the_shared_kpis_fresh_from_its_start_to_its_cleanup(st
 
     store = RedisStore.from_url(stack.redis_url, unique)
     computed = []
-    aggregates = store.aggregates
-
-    async def counted(as_of_ms, config):
-        computed.append(as_of_ms)
-        return await aggregates(as_of_ms, config)
-
-    store.aggregates = counted
+    count_computations(store, computed, lambda at: at)
     settings = load_settings({"redis_url": stack.redis_url, "kafka_bootstrap": stack.kafka_bootstrap, "key_prefix": unique,
                               "kpi_interval_s": 0.2}, env={})
 
