@@ -44,6 +44,21 @@ def admin_of(cluster: local.Stack) -> KafkaAdminClient:
                             client_id="test-brokers")
 
 
+def described_everywhere(admin: KafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> list[dict]:
+    """`describe_topics(names)` once the broker the admin asks knows every topic's partitions.
+
+    `ensure_topics` waits until the broker it asked sees a leader for every partition; the other
+    brokers learn of new topics from the KRaft metadata log a moment later, and this admin may ask
+    one of them (a CI run saw a topic described with no partitions right after its creation).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = admin.describe_topics(names)
+        if all(t.get("partitions") and not t.get("error_code") for t in described) or time.monotonic() > deadline:
+            return described
+        time.sleep(0.1)
+
+
 def test_the_cluster_has_three_brokers_and_new_topics_three_replicas_two_in_sync(cluster, unique):
     admin = admin_of(cluster)
     try:
@@ -55,7 +70,7 @@ def test_the_cluster_has_three_brokers_and_new_topics_three_replicas_two_in_sync
                                   **prefixed_topics(f"{unique}.")})
         assert set(ensure_topics(settings).values()) == {"created"}
         names = [settings.events_topic, settings.dlq_topic, settings.scores_topic, settings.alerts_topic]
-        for topic in admin.describe_topics(names):
+        for topic in described_everywhere(admin, names):
             assert len(topic["partitions"]) == 4
             assert all(len(p["replica_nodes"]) == 3 and len(p["isr_nodes"]) == 3 for p in topic["partitions"])
         from kafka.admin import ConfigResource, ConfigResourceType
