@@ -462,8 +462,58 @@ async def populate(redis_url: str, key_prefix: str, customers: int, id_prefix: s
         await store.close()
 
 
+class SlowLog:
+    """Redis's slow log (commands over 1 ms) over a span of the read mode, summed per command.
+
+    A read waits for whatever Redis is running when it arrives; the slow log names those
+    commands (a script by its file in streams/lua), so the read figures come with their cause.
+    """
+
+    THRESHOLD_US = 1000
+
+    def __init__(self, redis_url: str) -> None:
+        import hashlib
+
+        import redis
+
+        self.redis = redis.Redis.from_url(redis_url)
+        self.scripts = {hashlib.sha1(path.read_bytes()).hexdigest(): path.stem
+                        for path in (ROOT / "streams" / "lua").glob("*.lua")}
+        self.entries: list[dict] = []
+        self.seconds = 0.0
+
+    def start(self) -> None:
+        self.redis.config_set("slowlog-max-len", 100_000)
+        self.redis.config_set("slowlog-log-slower-than", self.THRESHOLD_US)
+        self.redis.slowlog_reset()
+        self._began = time.perf_counter()
+
+    def stop(self) -> None:
+        self.seconds = time.perf_counter() - self._began
+        self.entries = self.redis.slowlog_get(100_000)
+        self.redis.config_set("slowlog-log-slower-than", 10_000)    # Redis's default again
+        self.redis.close()
+
+    def summary(self) -> dict[str, float]:
+        """slow_<command>_count / _ms / _max_ms, and slow_busy_share: the span's share held by them."""
+        out: dict[str, float] = {"slow_span_seconds": self.seconds}
+        for entry in self.entries:
+            words = [w.decode(errors="replace") if isinstance(w, bytes) else str(w) for w in entry["command"].split()] \
+                if isinstance(entry["command"], (bytes, str)) else []
+            name = words[0].lower() if words else "?"
+            if name.startswith("evalsha") and len(words) > 1:
+                name = f"script_{self.scripts.get(words[1], words[1][:8])}"
+            ms = entry["duration"] / 1000
+            out[f"slow_{name}_count"] = out.get(f"slow_{name}_count", 0) + 1
+            out[f"slow_{name}_ms"] = out.get(f"slow_{name}_ms", 0.0) + ms
+            out[f"slow_{name}_max_ms"] = max(out.get(f"slow_{name}_max_ms", 0.0), ms)
+        held = sum(v for k, v in out.items() if k.endswith("_ms") and not k.endswith("_max_ms"))
+        out["slow_busy_share"] = held / 1000 / self.seconds if self.seconds else 0.0
+        return out
+
+
 def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rate: float, workdir: Path,
-              partitions: int, per_customer: float = 2.0) -> dict[str, float]:
+              partitions: int, per_customer: float = 2.0, computed_requests: int | None = None) -> dict[str, float]:
     """p50/p95/p99 of the API's reads against one `engage worker` while it consumes live traffic.
 
     `customers` customers are written through BatchProcessor into the worker's key prefix
@@ -473,7 +523,9 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
     (LOOKUPS: /leaderboard, /at-risk, /kpis, the answer shared for the KPI interval, and
     /customers/{id} of a random customer), then the reads computed per request:
     /kpis?as_of=now and POST /customers:batch and /accounts:batch (BATCH_IDS random ids
-    each). Every reply must be 200.
+    each), `computed_requests` of each (default `requests`: at a million customers an account
+    batch takes ~0.7 s). Every reply must be 200. Redis's slow log over the lookups phase says
+    what held Redis while they waited (`slow_*`: the commands over 1 ms, by name or script).
     """
     import http.client
     import random
@@ -521,8 +573,14 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
         # two phases, each round robin: the lookups of a live product first, then the reads that
         # compute per request (a Lua script over every shard, or a thousand ids): one of those holds
         # Redis for tens of milliseconds, so interleaved it would time the other reads' queueing
-        phases = [[name for name in READ_PATHS if name in LOOKUPS], [name for name in READ_PATHS if name not in LOOKUPS]]
-        for names, round_ in ((names, round_) for names in phases for round_ in range(requests + 3)):
+        phases = [([name for name in READ_PATHS if name in LOOKUPS], requests),
+                  ([name for name in READ_PATHS if name not in LOOKUPS], computed_requests or requests)]
+        slow = SlowLog(redis_url)
+        for names, round_ in ((names, round_) for names, count in phases for round_ in range(count + 3)):
+            if names is phases[0][0] and round_ == 3:
+                slow.start()
+            elif names is phases[1][0] and round_ == 0:
+                slow.stop()
             for name in names:       # three rounds of warm-up per phase, not counted
                 method, path = READ_PATHS[name]
                 url = path.format(id=f"{id_prefix}c{rng.randrange(customers)}", at=now_ms())
@@ -551,7 +609,9 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
             connection.close()
         during = (_metric(port, "engagement_events_consumed_total") or 0.0) - consumed
         out: dict[str, float] = {"events": requests * len(READ_PATHS), "seconds": seconds, "requested_customers":
-                                 customers, "live_rate": rate, "consumed_during_reads": during, **filled}
+                                 customers, "live_rate": rate, "consumed_during_reads": during,
+                                 "lookup_requests": requests, "computed_requests": computed_requests or requests,
+                                 **filled, **slow.summary()}
         for name, values in samples.items():
             values.sort()
             for q in (50, 95, 99):   # nearest rank
@@ -757,14 +817,24 @@ def markdown(report: dict[str, object]) -> str:
                       f"{read['consumed_during_reads'] / read['seconds']:,.0f}/s), "
                       f"{read['customers']:,} customers in Redis (written through BatchProcessor: "
                       f"{read['populate_events']:,} events in {read['populate_seconds']:.0f} s, then a due sweep "
-                      f"of {read['populate_sweep_seconds']:.0f} s), {read['events'] // len(READ_PATHS):,} requests "
-                      f"of each, one at a time:", "",
+                      f"of {read['populate_sweep_seconds']:.0f} s), "
+                      f"{read.get('lookup_requests', read['events'] // len(READ_PATHS)):,} requests of each lookup "
+                      f"and {read.get('computed_requests', read['events'] // len(READ_PATHS)):,} of each read "
+                      f"computed per request, one at a time:", "",
                   "| read | served by | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|---|"]
         for name, (method, path) in READ_PATHS.items():
             for tag, server in (("", "the worker"), ("api_", "`engage api`")):
                 key = f"{tag}{name}"
                 lines.append(f"| `{method} {path}` | {server} | {read[f'{key}_p50_ms']:.1f} | "
                              f"{read[f'{key}_p95_ms']:.1f} | {read[f'{key}_p99_ms']:.1f} | {read[f'{key}_max_ms']:.1f} |")
+        slow = sorted((k[len("slow_"):-len("_count")] for k in read if k.startswith("slow_") and k.endswith("_count")),
+                      key=lambda name: -read[f"slow_{name}_ms"])
+        if "slow_span_seconds" in read:
+            lines += ["", f"What held Redis during the {read['slow_span_seconds']:.0f} s of lookups (its slow log, "
+                          f"commands over {SlowLog.THRESHOLD_US / 1000:.0f} ms): "
+                          f"{100 * read['slow_busy_share']:.1f} % of the time in all"
+                          + "".join(f"; `{name}` {read[f'slow_{name}_count']:.0f}× for {read[f'slow_{name}_ms']:.0f} ms, "
+                                    f"the longest {read[f'slow_{name}_max_ms']:.1f} ms" for name in slow[:6]) + "."]
     scorer = results.get("scorer", {})
     if scorer:
         lines += ["", f"Scorer memory: {scorer.get('redis_bytes_per_customer', 0):,.0f} Redis bytes per customer "
@@ -894,7 +964,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="customers written through BatchProcessor before the read mode's worker starts")
     parser.add_argument("--read-events-per-customer", type=float, default=2.0,
                         help="generator events per customer (on average) when populating the read mode's state")
-    parser.add_argument("--read-requests", type=int, default=500, help="timed requests of each read")
+    parser.add_argument("--read-requests", type=int, default=500, help="timed requests of each lookup")
+    parser.add_argument("--read-computed-requests", type=int, default=None,
+                        help="timed requests of each read computed per request (default: --read-requests)")
     parser.add_argument("--read-rate", type=float, default=200.0,
                         help="events/s of live traffic the worker consumes during the read mode")
     args = parser.parse_args(argv)
@@ -960,7 +1032,7 @@ def main(argv: list[str] | None = None) -> int:
         elif mode == "read":
             results[mode] = read_mode(running.kafka_bootstrap, running.redis_url, args.read_customers,
                                       args.read_requests, args.read_rate, workdir, args.partitions,
-                                      args.read_events_per_customer)
+                                      args.read_events_per_customer, args.read_computed_requests)
         else:
             count = min(args.events, args.naive_events) if mode == "naive" else args.events
             results[mode] = faust_mode(mode, running.kafka_bootstrap, running.redis_url, settings.events_topic, count,

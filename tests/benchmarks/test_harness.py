@@ -18,7 +18,7 @@ def test_every_mode_measures_and_reports(stack, tmp_path, monkeypatch):
     assert main(["--events", "1500", "--customers", "150", "--naive-events", "500", "--out", str(tmp_path),
                  "--markdown", str(markdown), "--latency-seconds", "3", "--latency-rate", "300",
                  "--dormant", "300", "--core-customers", "150", "--read-customers", "200", "--read-requests", "20",
-                 "--read-rate", "100"]) == 0
+                 "--read-computed-requests", "5", "--read-rate", "100"]) == 0
     report = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert set(report["results"]) == set(MODES)
     results = report["results"]
@@ -54,6 +54,8 @@ def test_every_mode_measures_and_reports(stack, tmp_path, monkeypatch):
     assert read["consumed_during_reads"] > 0
     for name in (f"{tag}{path}" for tag in ("", "api_") for path in READ_PATHS):   # the worker, engage api
         assert 0 < read[f"{name}_p50_ms"] <= read[f"{name}_p95_ms"] <= read[f"{name}_p99_ms"] <= read[f"{name}_max_ms"]
+    assert (read["lookup_requests"], read["computed_requests"]) == (20, 5)
+    assert read["slow_span_seconds"] > 0 and 0 <= read["slow_busy_share"] < 1     # Redis's slow log over the lookups
 
     assert results["scale-out"]["workers"] == 2
     assert results["scorer-cluster"]["customers"] == core["customers"]     # the same state, on the cluster
