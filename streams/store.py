@@ -400,12 +400,10 @@ class RedisStore:
                   "mau": window_start_ms(as_of_ms, 30 * DAY, bucket_ms), "kpi": kpi_first * bucket_ms}
         features = (ANY_FEATURE, *config.kpis.features)
         buckets = range(kpi_first, last + 1)
-        # the window's per-bucket totals are added up inside Redis, one shard per call and one call
-        # after the other: a script holds Redis while it runs, and the whole window of every shard
-        # in one call (~500 hashes by default) held it for 20-40 ms at 200 k customers, which every
-        # lookup arriving meanwhile waited out (benchmarks/RESULTS.md, read mode); a shard's call is
-        # ~1/16 of that, and calls sent at once would run back to back all the same
-        summed = [await self._sum(keys=[self.keys.totals(shard, b) for b in buckets]) for shard in range(SHARDS)]
+        # the window's per-bucket totals are added up inside Redis (one reply per slot, not per bucket)
+        groups = [[self.keys.totals(shard, b) for shard in range(SHARDS) for b in buckets]] if not self.cluster \
+            else [[self.keys.totals(shard, b) for b in buckets] for shard in range(SHARDS)]
+        summed = await asyncio.gather(*(self._sum(keys=group) for group in groups))
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in range(SHARDS):
                 pipe.hgetall(self.keys.shared(shard, "sums"))
