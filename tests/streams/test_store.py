@@ -224,3 +224,26 @@ def test_one_customers_thousands_of_events_in_one_batch_are_one_write(open_store
         await store.close()
 
     asyncio.run(run())
+
+
+def test_standings_of_more_customers_than_one_read_call_takes_are_all_read(open_store, unique):
+    """On one Redis the standings are read in calls of READ_GROUP customers whatever their shards,
+    on a cluster one call per shard: either way every stored customer is read once, none invented."""
+    from streams.store import READ_GROUP
+
+    async def run() -> None:
+        store = open_store()
+        now = START + DAY
+        count = 2 * READ_GROUP + 7
+        values = [orjson.dumps({"event_id": f"{unique}g{i}", "customer_id": f"{unique}-g{i}", "type": "follow",
+                                "ts": now - HOUR, "count": 1 + i % 5}) for i in range(count)]
+        await BatchProcessor(CONFIG, store).process([Incoming(v, None, "events", 0, i, now)
+                                                     for i, v in enumerate(values)], now)
+        ids = [f"{unique}-g{i}" for i in range(count)] + [f"{unique}-g{i}" for i in range(5)] + [f"{unique}-nobody"]
+        together = await store.standings(ids)
+        assert sorted(together) == sorted(ids[:count])
+        for cid in ids[:count:37]:
+            assert together[cid] == (await store.standings([cid]))[cid]
+        await store.close()
+
+    asyncio.run(run())
