@@ -377,18 +377,28 @@ class RedisStore:
             replies = [[m.decode() for m in members] for members in await pipe.execute()]
         if order != "top":
             return [key[offset:] for key in sorted(k for keys in replies for k in keys)[:limit]]
-        ties = [(shard, keys[-1][:offset]) for shard, keys in enumerate(replies) if len(keys) == limit]
-        if ties:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for shard, prefix in ties:
-                    following = int(prefix, 16) + 1          # the first key past this (ES, CER)
-                    upper = f"({following:0{offset}x}" if following < 16 ** offset else "+"
-                    pipe.zrangebylex(key(shard), f"[{prefix}", upper, start=0, num=limit)
-                for (shard, _), members in zip(ties, await pipe.execute()):
-                    replies[shard] = list(dict.fromkeys([*replies[shard], *(m.decode() for m in members)]))
-        merged = sorted((k for keys in replies for k in keys), key=lambda k: k[offset:])
-        merged.sort(key=lambda k: k[:offset], reverse=True)
-        return [key[offset:] for key in merged[:limit]]
+
+        def top(keys: Iterable[str]) -> list[str]:
+            merged = sorted(keys, key=lambda k: k[offset:])
+            merged.sort(key=lambda k: k[:offset], reverse=True)
+            return merged[:limit]
+
+        first = top(k for keys in replies for k in keys)
+        # a shard's last group can reach the answer only if it is not below the answer's last (ES,
+        # CER) so far (what is not read yet ranks at most as high): with spread scores no shard's is,
+        # and the answer needs no second round trip
+        ties = [(shard, keys[-1][:offset]) for shard, keys in enumerate(replies)
+                if len(keys) == limit and keys[-1][:offset] >= first[-1][:offset]]
+        if not ties:
+            return [key[offset:] for key in first]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard, prefix in ties:
+                following = int(prefix, 16) + 1          # the first key past this (ES, CER)
+                upper = f"({following:0{offset}x}" if following < 16 ** offset else "+"
+                pipe.zrangebylex(key(shard), f"[{prefix}", upper, start=0, num=limit)
+            for (shard, _), members in zip(ties, await pipe.execute()):
+                replies[shard] = list(dict.fromkeys([*replies[shard], *(m.decode() for m in members)]))
+        return [key[offset:] for key in top(k for keys in replies for k in keys)]
 
     async def customer_ids(self) -> list[str]:
         """Every customer with a standing: a full read (replay checks, tests), never on a hot path."""
