@@ -479,7 +479,7 @@ class SlowLog:
         self.redis = redis.Redis.from_url(redis_url)
         self.scripts = {hashlib.sha1(path.read_bytes()).hexdigest(): path.stem
                         for path in (ROOT / "streams" / "lua").glob("*.lua")}
-        self.entries: list[dict] = []
+        self.entries: list[dict] = []     # redis-py's parsed SLOWLOG GET: "command" is the bytes of its words
         self.seconds = 0.0
 
     def start(self) -> None:
@@ -497,18 +497,18 @@ class SlowLog:
     def summary(self) -> dict[str, float]:
         """slow_<command>_count / _ms / _max_ms, and slow_busy_share: the span's share held by them."""
         out: dict[str, float] = {"slow_span_seconds": self.seconds}
+        held_ms = 0.0
         for entry in self.entries:
-            words = [w.decode(errors="replace") if isinstance(w, bytes) else str(w) for w in entry["command"].split()] \
-                if isinstance(entry["command"], (bytes, str)) else []
-            name = words[0].lower() if words else "?"
+            words = entry["command"].decode(errors="replace").split() or ["?"]
+            name = words[0].lower()
             if name.startswith("evalsha") and len(words) > 1:
                 name = f"script_{self.scripts.get(words[1], words[1][:8])}"
             ms = entry["duration"] / 1000
+            held_ms += ms
             out[f"slow_{name}_count"] = out.get(f"slow_{name}_count", 0) + 1
             out[f"slow_{name}_ms"] = out.get(f"slow_{name}_ms", 0.0) + ms
             out[f"slow_{name}_max_ms"] = max(out.get(f"slow_{name}_max_ms", 0.0), ms)
-        held = sum(v for k, v in out.items() if k.endswith("_ms") and not k.endswith("_max_ms"))
-        out["slow_busy_share"] = held / 1000 / self.seconds if self.seconds else 0.0
+        out["slow_busy_share"] = held_ms / 1000 / self.seconds if self.seconds else 0.0
         return out
 
 
@@ -575,11 +575,11 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
         # Redis for tens of milliseconds, so interleaved it would time the other reads' queueing
         phases = [([name for name in READ_PATHS if name in LOOKUPS], requests),
                   ([name for name in READ_PATHS if name not in LOOKUPS], computed_requests or requests)]
-        slow = SlowLog(redis_url)
-        for names, round_ in ((names, round_) for names, count in phases for round_ in range(count + 3)):
-            if names is phases[0][0] and round_ == 3:
+        slow = SlowLog(redis_url)       # over the lookups' counted rounds only
+        for phase, names, round_ in ((p, names, r) for p, (names, count) in enumerate(phases) for r in range(count + 3)):
+            if (phase, round_) == (0, 3):
                 slow.start()
-            elif names is phases[1][0] and round_ == 0:
+            elif (phase, round_) == (1, 0):
                 slow.stop()
             for name in names:       # three rounds of warm-up per phase, not counted
                 method, path = READ_PATHS[name]

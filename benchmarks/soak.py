@@ -178,15 +178,14 @@ def calibrate(running: local.Stack, customers: int, warmup_s: float = 150.0, mea
         generators = [paced]
         try:
             deadline = time.monotonic() + warmup_s
-            while time.monotonic() < deadline:   # a generator that exits (a refused flag) fails the run at once
+            while True:       # a generator that exits (a refused flag) fails the run at once, not after the warm-up
                 if paced.poll() is not None:
                     raise RuntimeError(f"calibration: the warm-up generator stopped early (exit {paced.returncode}); "
                                        f"see {logs}")
+                if time.monotonic() >= deadline:
+                    break
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             lag = _metric(port, "engagement_consumer_lag") or 0
-            if paced.poll() is not None:
-                raise RuntimeError(f"calibration: the warm-up generator stopped early (exit {paced.returncode}); "
-                                   f"see {logs}")
             if lag > warmup_rate * 15:
                 raise RuntimeError(f"calibration: the worker did not keep up with the warm-up ({lag:,.0f} messages "
                                    f"behind at {warmup_rate:,.0f} events/s); lower --warmup-rate")
