@@ -8,7 +8,7 @@
   iteration: what a first Faust app gets.
 * `noop-fast`: `noop` on the benchmark transport that removes Faust's per-message task
   overhead (benchmarks.fast_transport), lean monitor, raw schema, a 64 k stream buffer.
-* `noop-chunked`: the no-op agent on the worker's consumption path (streams/kafka_transport.py,
+* `noop-chunked`: the no-op agent on the worker's consumption path (streams/worker/kafka_transport.py,
   as `ENGAGE_CONSUMPTION=chunked` sets it up): one Faust event per fetched chunk.
 * `naive`: the straightforward per-event scorer a user would write first: validate with
   the core, then one Redis read-modify-write round trip per event on one JSON document
@@ -72,13 +72,13 @@ def main() -> None:
         common.update(broker=f"fastkafka://{bootstrap}", stream_buffer_maxsize=65536,
                       Monitor=fast_transport.LeanMonitor, Schema=fast_transport.RawSchema)
     if mode == "noop-chunked":   # exactly the worker's app settings for its consumption path
-        from streams.app import consumption_settings
+        from streams.worker.app import consumption_settings
         from streams.settings import load_settings
 
         common.update(consumption_settings(load_settings({"kafka_bootstrap": bootstrap, "redis_url": "redis://-"})))
     app = faust.App(app_id, **common)
     if mode == "noop-chunked":
-        from streams.kafka_transport import ChunkSchema
+        from streams.worker.kafka_transport import ChunkSchema
 
         topic = app.topic(topic_name, schema=ChunkSchema())
     else:

@@ -1,6 +1,6 @@
 """Faust's per-message path made cheaper, still one event per record: a benchmark-only transport.
 
-The worker's own path, one event per fetched chunk, is streams/kafka_transport.py (the
+The worker's own path, one event per fetched chunk, is streams/worker/kafka_transport.py (the
 `noop-chunked` mode); this one measures how far per-event delivery alone gets (`noop-fast`).
 Plugged in through Faust's transport registry (`broker="fastkafka://..."`) and app settings
 (`Monitor`, `Schema`); faust-streaming itself is not patched. Why each piece (profiles in

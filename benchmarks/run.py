@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 from kafka import KafkaProducer  # noqa: E402
 
-from streams.traffic import TrafficGenerator, TrafficSettings  # noqa: E402
+from devstack.traffic import TrafficGenerator, TrafficSettings  # noqa: E402
 from scoring.timeutil import DAY  # noqa: E402
 from devstack import stack as local  # noqa: E402
 from streams.clock import now_ms  # noqa: E402
 from streams.settings import load_settings, prefixed_topics  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
+from streams.worker.topics import ensure_topics  # noqa: E402
 
 MODES = ("raw", "noop", "noop-default", "noop-fast", "noop-chunked", "scorer", "scorer-stock", "naive", "raw-batched",
          "scorer-batched",
@@ -47,8 +47,8 @@ BATCH = 100   # events per batch message in the batched topic (JSON arrays, grou
 
 def prefill(bootstrap: str, topic: str, events: int, customers: int, batch: int = 1) -> dict[str, float]:
     """The generator's traffic into `topic`: one event per message, or JSON arrays of `batch` events."""
-    from streams.traffic import batched
-    from streams.producer import partition_of
+    from devstack.traffic import batched
+    from devstack.producer import partition_of
 
     traffic = TrafficGenerator(TrafficSettings(customers=customers, accounts=max(1, customers // 20), seed=42))
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024,
@@ -158,7 +158,7 @@ def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdi
 
 async def _cluster_customers(redis_url: str, prefix: str) -> dict[str, float]:
     """How many customers the worker stored on the cluster (its rank sets)."""
-    from streams.store import RedisStore
+    from streams.state.store import RedisStore
 
     store = RedisStore.from_url(redis_url, prefix, cluster=True)
     try:
@@ -332,10 +332,10 @@ def _core_process_batch(scorer, chunk: list) -> object:
 
 
 def _core_settle_step(chunk: list, now: int, stored: dict, config) -> list:
-    """What BatchProcessor.process does between its Redis reads and writes (a named frame for the profile)."""
+    """What BatchWriter.write does between its Redis reads and writes (a named frame for the profile)."""
     from scoring.deltas import settle_batch
     from scoring.messages import unpack
-    from streams.layout import Keys
+    from streams.state.layout import Keys
 
     by_shard: dict[int, tuple[list, list]] = {}
     for m in chunk:
@@ -350,14 +350,15 @@ def _core_settle_step(chunk: list, now: int, stored: dict, config) -> list:
 
 
 def outbox_mode(redis_url: str, events: int, customers: int, batch: int = 1000, rounds: int = 4) -> dict[str, float]:
-    """What the outbox costs per batch: `BatchProcessor.process` (Redis read, core, one script write)
+    """What the outbox costs per batch: `BatchWriter.write` (Redis read, core, one script write)
     plus the delete after publishing, over generator batches, recording outputs or not (the
     replay's path), in alternating rounds on fresh prefixes of the same Redis. No Kafka: only the
     outbox's own work differs between the two."""
     from scoring.config import load_config
-    from streams.processor import BatchProcessor, Incoming
-    from streams.replay import delete_prefix
-    from streams.store import RedisStore
+    from streams.worker.batch import Incoming
+    from streams.worker.writer import BatchWriter
+    from streams.worker.replay import delete_prefix
+    from streams.state.store import RedisStore
 
     config = load_config()
     seconds = {True: 0.0, False: 0.0}
@@ -366,7 +367,7 @@ def outbox_mode(redis_url: str, events: int, customers: int, batch: int = 1000, 
     async def one(record: bool, seed: int) -> None:
         nonlocal outputs, batches
         store = RedisStore.from_url(redis_url, f"bench-outbox-{uuid.uuid4().hex[:8]}")
-        processor = BatchProcessor(config, store, outputs=record)
+        writer = BatchWriter(config, store, outputs=record)
         at = now_ms()
         traffic = TrafficGenerator(TrafficSettings(customers=customers, seed=seed))
         messages = list(traffic.messages(events // rounds, at - 5 * DAY, 5 * DAY))
@@ -375,7 +376,7 @@ def outbox_mode(redis_url: str, events: int, customers: int, batch: int = 1000, 
                 chunk = [Incoming(m.value, m.key, "events", 0, start + i, at)
                          for i, m in enumerate(messages[start:start + batch])]
                 began = time.perf_counter()
-                processed = await processor.process(chunk, at)
+                processed = await writer.write(chunk, at)
                 await store.settle_outputs(processed.outputs)
                 seconds[record] += time.perf_counter() - began
                 if record:
@@ -404,21 +405,22 @@ BATCH_IDS = 1000
 
 async def populate(redis_url: str, key_prefix: str, customers: int, id_prefix: str,
                    per_customer: float = 2.0) -> dict[str, float]:
-    """`customers` customers in Redis, written through the worker's own BatchProcessor.
+    """`customers` customers in Redis, written through the worker's own BatchWriter.
 
     The generator's traffic with uniform activity (`per_customer` events each on average,
     over the last 25 days, the same ids and accounts `engage generate --customers N
     --accounts N/20 --id-prefix P` produces), then one page view for each customer it left
-    out, so that every one of the N exists; then `BatchProcessor.sweep` now, so the state is
+    out, so that every one of the N exists; then `BatchWriter.sweep` now, so the state is
     current when a worker takes over.
     """
     from scoring.config import load_config
-    from streams.processor import BatchProcessor, Incoming
-    from streams.store import RedisStore
+    from streams.worker.batch import Incoming
+    from streams.worker.writer import BatchWriter
+    from streams.state.store import RedisStore
 
     config = load_config()
     store = RedisStore.from_url(redis_url, key_prefix)
-    processor = BatchProcessor(config, store, outputs=False)
+    writer = BatchWriter(config, store, outputs=False)
     settings = TrafficSettings(customers=customers, accounts=max(1, customers // 20), prefix=id_prefix,
                                zipf_exponent=0.0, duplicate_share=0.0, malformed_share=0.0, late_share=0.0)
     now = now_ms()
@@ -434,7 +436,7 @@ async def populate(redis_url: str, key_prefix: str, customers: int, id_prefix: s
         async def flush() -> None:
             nonlocal written
             if batch:
-                await processor.process(batch, batch[-1].timestamp_ms)
+                await writer.write(batch, batch[-1].timestamp_ms)
                 written += len(batch)
                 batch.clear()
 
@@ -454,7 +456,7 @@ async def populate(redis_url: str, key_prefix: str, customers: int, id_prefix: s
                     await flush()
         await flush()
         processed_s = time.perf_counter() - began
-        await processor.sweep(now_ms())
+        await writer.sweep(now_ms())
         return {"populate_events": written, "populate_seconds": processed_s,
                 "populate_sweep_seconds": time.perf_counter() - began - processed_s,
                 "customers": len(await store.customer_ids())}
@@ -478,7 +480,7 @@ class SlowLog:
 
         self.redis = redis.Redis.from_url(redis_url)
         self.scripts = {hashlib.sha1(path.read_bytes()).hexdigest(): path.stem
-                        for path in (ROOT / "streams" / "lua").glob("*.lua")}
+                        for path in (ROOT / "streams" / "state" / "lua").glob("*.lua")}
         self.entries: list[dict] = []     # redis-py's parsed SLOWLOG GET: "command" is the bytes of its words
         self.seconds = 0.0
 
@@ -516,7 +518,7 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
               partitions: int, per_customer: float = 2.0, computed_requests: int | None = None) -> dict[str, float]:
     """p50/p95/p99 of the API's reads against one `engage worker` while it consumes live traffic.
 
-    `customers` customers are written through BatchProcessor into the worker's key prefix
+    `customers` customers are written through BatchWriter into the worker's key prefix
     first; then the worker starts, `engage generate` sends live (now-stamped) traffic for the
     same customers at `rate` events/s, and `requests` GETs of each read are timed one after
     another over one keep-alive connection, round robin in two phases: first the lookups
@@ -649,8 +651,8 @@ async def _drop_prefix(redis_url: str, prefix: str) -> None:
 async def dormant_member_bytes(redis_url: str, members: int = 20_000) -> dict[str, object]:
     """Redis bytes per dormant member: joined long ago, nothing left in the window.
 
-    Built through the worker's own BatchProcessor into a fresh key prefix: a `member_joined`
-    (with an account) 400 days ago, then `BatchProcessor.sweep` now, which evicts the buckets
+    Built through the worker's own BatchWriter into a fresh key prefix: a `member_joined`
+    (with an account) 400 days ago, then `BatchWriter.sweep` now, which evicts the buckets
     and re-scores every due member, so that nothing is due any more. Measured as the
     `used_memory` delta per member (own keys plus their entries in the shared sorted sets,
     sets and sums), with MEMORY USAGE of one member's own keys beside it. The prefix is
@@ -658,13 +660,14 @@ async def dormant_member_bytes(redis_url: str, members: int = 20_000) -> dict[st
     """
     from scoring.config import load_config
     from scoring.engine import Outcome
-    from streams.processor import BatchProcessor, Incoming
-    from streams.store import RedisStore
+    from streams.worker.batch import Incoming
+    from streams.worker.writer import BatchWriter
+    from streams.state.store import RedisStore
 
     config = load_config()
     prefix = f"bench-dormant-{uuid.uuid4().hex[:6]}"
     store = RedisStore.from_url(redis_url, prefix)
-    processor = BatchProcessor(config, store, outputs=False)
+    writer = BatchWriter(config, store, outputs=False)
     now = now_ms()
     joined = now - 400 * DAY
     try:
@@ -675,10 +678,10 @@ async def dormant_member_bytes(redis_url: str, members: int = 20_000) -> dict[st
             batch = [Incoming(orjson.dumps({"event_id": f"j-{cid}", "customer_id": cid, "type": "member_joined",
                                             "ts": joined, "account_id": "a1"}), cid.encode(), timestamp_ms=joined)
                      for cid in ids]
-            processed = await processor.process(batch, joined)
+            processed = await writer.write(batch, joined)
             if processed.count(Outcome.ACCEPTED) != len(ids):
                 raise RuntimeError(f"dormant members: {processed.rejections()[:1]} (expected every join accepted)")
-        await processor.sweep(now)
+        await writer.sweep(now)
         after = (await store.redis.info("memory"))["used_memory"]
         cid = "m000000000"
         own = {"facts": store.keys.facts(cid), "counters": store.keys.counters(cid),
@@ -815,7 +818,7 @@ def markdown(report: dict[str, object]) -> str:
         lines += ["", f"Reads against one worker consuming live traffic ({read['live_rate']:,.0f} events/s sent, "
                       f"{read['consumed_during_reads']:,.0f} consumed during the {read['seconds']:.0f} s of reads: "
                       f"{read['consumed_during_reads'] / read['seconds']:,.0f}/s), "
-                      f"{read['customers']:,} customers in Redis (written through BatchProcessor: "
+                      f"{read['customers']:,} customers in Redis (written through BatchWriter: "
                       f"{read['populate_events']:,} events in {read['populate_seconds']:.0f} s, then a due sweep "
                       f"of {read['populate_sweep_seconds']:.0f} s), "
                       f"{read.get('lookup_requests', read['events'] // len(READ_PATHS)):,} requests of each lookup "
@@ -848,7 +851,7 @@ def markdown(report: dict[str, object]) -> str:
                       f"{scorer.get('worker_peak_rss_mb') or 0:,.0f} MB."]
         if "redis_bytes_per_dormant_member" in scorer:
             keys = scorer.get("dormant_member_keys", {})
-            lines += ["", f"Dormant members ({scorer['dormant_members']:,}, joined 400 days ago through BatchProcessor, "
+            lines += ["", f"Dormant members ({scorer['dormant_members']:,}, joined 400 days ago through BatchWriter, "
                           f"then swept; {scorer.get('dormant_due_now', 0):,} due after the sweep): "
                           f"{scorer['redis_bytes_per_dormant_member']:,.0f} Redis bytes each (used_memory delta); "
                           f"one member's own keys {scorer['dormant_record_memory_usage']:,} B by MEMORY USAGE ("
@@ -856,7 +859,7 @@ def markdown(report: dict[str, object]) -> str:
                           "shared sorted sets and sets."]
     outbox = results.get("outbox")
     if outbox:
-        lines += ["", f"Outbox: {outbox['events']:,} generator events through `BatchProcessor.process` and the "
+        lines += ["", f"Outbox: {outbox['events']:,} generator events through `BatchWriter.write` and the "
                       f"delete after publishing, batches of 1,000, on a single Redis, recording outputs "
                       f"({outbox['outputs_per_batch']:,.0f} per batch) or not, in alternating rounds: "
                       f"{outbox['seconds'] / outbox['batches'] * 1000:,.1f} ms against "
@@ -870,7 +873,7 @@ def markdown(report: dict[str, object]) -> str:
                   "(`take_events` batches; the old framework ceiling); `noop-default` the same agent iterating per "
                   "event with Faust's defaults; `noop-fast` the no-op agent on the benchmark transport "
                   "(benchmarks/fast_transport.py, per event); `noop-chunked` the no-op agent on the worker's "
-                  "consumption path (streams/kafka_transport.py: one event per fetched chunk); "
+                  "consumption path (streams/worker/kafka_transport.py: one event per fetched chunk); "
                   "`scorer` one `engage worker` end to end (chunked consumption, the default); `scorer-stock` the same "
                   "with ENGAGE_CONSUMPTION=stock; `naive` per-event agent with one Redis round trip "
                   "per read and write of a JSON document per customer; `raw-batched` / `scorer-batched` the same "
@@ -961,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--core-events", type=int, default=None, help="messages of the core mode (default: --events)")
     parser.add_argument("--core-customers", type=int, default=50_000, help="generator customers of the core mode")
     parser.add_argument("--read-customers", type=int, default=100_000,
-                        help="customers written through BatchProcessor before the read mode's worker starts")
+                        help="customers written through BatchWriter before the read mode's worker starts")
     parser.add_argument("--read-events-per-customer", type=float, default=2.0,
                         help="generator events per customer (on average) when populating the read mode's state")
     parser.add_argument("--read-requests", type=int, default=500, help="timed requests of each lookup")

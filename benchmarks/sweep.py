@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks.sweep --customers 10000 --rate 566
 
 Generator traffic over `--minutes` of event time, stamped as if live, goes through the worker's
-own `BatchProcessor` (batches of 500) into a Redis of the local stack (or `--redis-url`), with
+own `BatchWriter` (batches of 500) into a Redis of the local stack (or `--redis-url`), with
 `benchmarks/soak.toml` (1-minute buckets); at every minute boundary of event time the due sweep
 runs, as the worker's timer would. It prints the seconds of batches and of each minute's sweep,
 and the customers swept: with one-minute buckets nearly every active customer is due every
@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scoring.config import load_config  # noqa: E402
-from streams.processor import BatchProcessor, Incoming  # noqa: E402
-from streams.store import RedisStore  # noqa: E402
-from streams.traffic import TrafficGenerator, TrafficSettings  # noqa: E402
+from streams.worker.writer import BatchWriter, Incoming  # noqa: E402
+from streams.state.store import RedisStore  # noqa: E402
+from devstack.traffic import TrafficGenerator, TrafficSettings  # noqa: E402
 
 MINUTE = 60_000
 
@@ -36,7 +36,7 @@ async def run(redis_url: str, customers: int, rate: int, minutes: int) -> dict[s
     config = load_config(ROOT / "benchmarks" / "soak.toml")
     prefix = f"bench-sweep-{uuid.uuid4().hex[:6]}"
     store = RedisStore.from_url(redis_url, prefix)
-    processor = BatchProcessor(config, store, outputs=False)
+    writer = BatchWriter(config, store, outputs=False)
     start = (int(time.time() * 1000) // MINUTE - minutes) * MINUTE
     traffic = TrafficGenerator(TrafficSettings(customers=customers, accounts=max(1, customers // 20), seed=7))
     batch: list[Incoming] = []
@@ -49,13 +49,13 @@ async def run(redis_url: str, customers: int, rate: int, minutes: int) -> dict[s
             if message.at_ms >= boundary:        # the sweep timer fires between batches
                 due = await store.due_count(boundary)
                 began = time.perf_counter()
-                await processor.sweep(boundary)
+                await writer.sweep(boundary)
                 sweeps.append((time.perf_counter() - began, due))
                 boundary += MINUTE
             batch.append(Incoming(message.value, message.key, timestamp_ms=message.at_ms))
             if len(batch) == 500:
                 began = time.perf_counter()
-                await processor.process(batch, message.at_ms)
+                await writer.write(batch, message.at_ms)
                 batches_s += time.perf_counter() - began
                 batch.clear()
     finally:

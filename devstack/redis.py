@@ -9,7 +9,7 @@ from pathlib import Path
 
 from devstack.processes import Service, configured_port, ensure_binary, free_port, spawn
 from devstack.tls import client_options, read_secret
-from streams.redis_client import REDIS_COMMANDS
+from streams.state.redis_client import REDIS_COMMANDS
 
 def start(directory: Path, log: Callable[[str], None], security: dict[str, str] | None = None) -> Service:
     if security:

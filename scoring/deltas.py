@@ -15,15 +15,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from scoring import formulas
+from scoring.aggregation import add_delta, add_into, assemble, read_plan
 from scoring.alerts import RuleState, Snapshot
 from scoring.business import Aggregates
 from scoring.config import Config
-from scoring.contributions import ANY_FEATURE
-from scoring.scores import MAU_WINDOW_MS, ScoreCard
+from scoring.scores import ScoreCard
 from scoring.standing import Standing, next_change, standing, sum_difference
-from scoring.state import BOUNCES, SESSIONS, CustomerState, Journal, SessionStats
-from scoring.timeutil import DAY
-from scoring.windows import window_start_bucket, window_start_ms
+from scoring.state import CustomerState, Journal, SessionStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +101,7 @@ class AggregateBook:
     due: dict[str, int] = field(default_factory=dict)
 
     def apply(self, delta: CustomerDelta) -> None:
-        for key, amount in delta.sums.items():
-            self.sums[key] = self.sums.get(key, 0) + amount
-        for bucket, counters in delta.counters.items():
-            total = self.totals.setdefault(bucket, {})
-            for key, amount in counters.items():
-                total[key] = total.get(key, 0) + amount
+        add_delta(self.totals, self.sums, delta.counters, delta.sums)
         cid = delta.customer_id
         if delta.new is not None:
             self.standings[cid] = delta.new
@@ -127,30 +120,19 @@ class AggregateBook:
         return sorted(cid for cid, at in self.due.items() if at <= now_ms)
 
     def aggregates(self, as_of_ms: int) -> Aggregates:
-        config = self.config
-        kpi_first = window_start_bucket(as_of_ms, config.kpis.window_ms, config.scoring.bucket_ms)
+        plan = read_plan(as_of_ms, self.config)
         totals: dict[str, int] = {}
-        for bucket, counters in self.totals.items():
-            if bucket >= kpi_first:
-                for key, amount in counters.items():
-                    totals[key] = totals.get(key, 0) + amount
-        sessions, bounces = totals.pop(SESSIONS, 0), totals.pop(BOUNCES, 0)
-        kpi_start = kpi_first * config.scoring.bucket_ms
-
-        def since(times: Iterable[int], start: int) -> int:
-            return sum(1 for t in times if t >= start)
-
+        for bucket in plan.buckets:
+            add_into(totals, self.totals.get(bucket, {}))
         actives = self.last_active.values()
-        return Aggregates(
-            sums=self.sums, totals={k: v for k, v in totals.items() if v}, sessions=sessions, bounces=bounces,
-            dau=since(actives, window_start_ms(as_of_ms, DAY, config.scoring.bucket_ms)),
-            wau=since(actives, window_start_ms(as_of_ms, 7 * DAY, config.scoring.bucket_ms)),
-            mau=since(actives, window_start_ms(as_of_ms, MAU_WINDOW_MS, config.scoring.bucket_ms)),
-            active_in_kpi_window=since(actives, kpi_start),
-            feature_users={k: since(self.features.get(k, {}).values(), kpi_start)
-                           for k in (ANY_FEATURE, *config.kpis.features)},
-            median_es=formulas.median(s.es for s in self.standings.values() if s.scored),
-        )
+        return assemble(
+            self.sums, totals, {name: _since(actives, start) for name, start in plan.active_since.items()},
+            {k: _since(self.features.get(k, {}).values(), plan.active_since["kpi"]) for k in plan.features},
+            formulas.median(s.es for s in self.standings.values() if s.scored))
+
+
+def _since(times: Iterable[int], start: int) -> int:
+    return sum(1 for t in times if t >= start)
 
 
 @dataclass

@@ -82,6 +82,12 @@ def decode_event(raw: bytes, config: Config) -> Event:
     return validate_event(obj, config)
 
 
+def read_event(value: bytes | Any, config: Config) -> Event:
+    """One event of a message: bytes (an NDJSON line, a whole message) are decoded first, any other
+    value (an array element) is validated as it is. EventRejected when it is no event."""
+    return decode_event(value, config) if isinstance(value, bytes) else validate_event(value, config)
+
+
 def validate_event(obj: Any, config: Config) -> Event:
     """An already-decoded JSON value -> Event, or EventRejected."""
     if not isinstance(obj, dict):

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from scoring.config import Config
-from scoring.events import Event, decode_event, validate_event
+from scoring.events import Event, read_event
 from scoring.reasons import EventRejected, Reason
 
 
@@ -47,28 +47,31 @@ def unpack(raw: bytes, config: Config) -> list[Unpacked]:
     """Every event of a message, validated one by one. Never raises EventRejected."""
     if len(raw) > config.limits.max_message_bytes:
         return [_whole(raw, EventRejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {config.limits.max_message_bytes}"))]
+    found = _sources(raw, config)
+    if isinstance(found, Unpacked):
+        return [found]
+    out = []
+    for index, source in found:
+        try:
+            out.append(Unpacked(read_event(source, config), None, index, None if index is None else source))
+        except EventRejected as rejected:
+            out.append(_whole(raw, rejected) if index is None else Unpacked(None, rejected, index, source))
+    return out
+
+
+def _sources(raw: bytes, config: Config) -> list[tuple[int | None, Any]] | Unpacked:
+    """(position in a batch or None, what to read an event from) of each event of the message, or
+    the message's rejection as a whole. A single event that is not JSON is read (and refused) as bytes."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         lines = _ndjson_lines(raw)
-        if lines is None:
-            return [_single(raw, config)]
-        return _batch(config, [(line, None) for line in lines], raw)
+        return [(None, raw)] if lines is None else _batch(config, lines, raw)
     if isinstance(obj, list):
-        return _batch(config, [(None, element) for element in obj], raw)
+        return _batch(config, obj, raw)
     if len(raw) > config.limits.max_event_bytes:
-        return [_whole(raw, EventRejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {config.limits.max_event_bytes}"))]
-    try:
-        return [Unpacked(validate_event(obj, config), None)]
-    except EventRejected as rejected:
-        return [_whole(raw, rejected)]
-
-
-def _single(raw: bytes, config: Config) -> Unpacked:
-    try:
-        return Unpacked(decode_event(raw, config), None)
-    except EventRejected as rejected:
-        return _whole(raw, rejected)
+        return _whole(raw, EventRejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {config.limits.max_event_bytes}"))
+    return [(None, obj)]
 
 
 def _whole(raw: bytes, rejection: EventRejected) -> Unpacked:
@@ -86,20 +89,14 @@ def _ndjson_lines(raw: bytes) -> list[bytes] | None:
     return lines if isinstance(first, dict) else None
 
 
-def _batch(config: Config, items: list[tuple[bytes | None, Any]], raw: bytes) -> list[Unpacked]:
+def _batch(config: Config, items: list[Any], raw: bytes) -> list[tuple[int | None, Any]] | Unpacked:
+    """A batch's events (NDJSON lines as bytes, array elements as decoded), or its rejection as a whole."""
     if not items:
-        return [_whole(raw, EventRejected(Reason.EMPTY_BATCH, "a batch message holds no events"))]
+        return _whole(raw, EventRejected(Reason.EMPTY_BATCH, "a batch message holds no events"))
     if len(items) > config.limits.max_batch_events:
-        return [_whole(raw, EventRejected(
-            Reason.OVERSIZED, f"{len(items)} events in one message > limit {config.limits.max_batch_events}"))]
-    out = []
-    for index, (line, element) in enumerate(items):
-        try:
-            event = decode_event(line, config) if line is not None else validate_event(element, config)
-            out.append(Unpacked(event, None, index, line if line is not None else element))
-        except EventRejected as rejected:
-            out.append(Unpacked(None, rejected, index, line if line is not None else element))
-    return out
+        return _whole(raw, EventRejected(
+            Reason.OVERSIZED, f"{len(items)} events in one message > limit {config.limits.max_batch_events}"))
+    return list(enumerate(items))
 
 
 def pack(values: list[bytes], shape: str) -> bytes:

@@ -1,7 +1,9 @@
-"""The `engage` command line.
+"""The `engage` command line: the product's commands.
 
-One module for every command, so `engage --help` and this file read alike (hence its length);
-each command only parses its flags and calls the module that does the work.
+One module for every command, so `engage --help` and this file read alike; each command only
+parses its flags and calls the module that does the work. The development commands (`stack`,
+`demo`, `generate`) are the checkout's: `devstack.cli` adds them, with the local stack's
+addresses as defaults, and this module never imports them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from streams.settings import Settings
 
 
-def _load(config_path: str | None) -> Config:
+def load_config_or_usage(config_path: str | None) -> Config:
     try:
         return load_config(config_path)
     except ConfigError as exc:
@@ -81,45 +83,7 @@ def _unreachable(exc: BaseException) -> str | None:
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
     """Streaming, real-time customer engagement scorer."""
-    ctx.obj = {"config_path": config_path}
-
-
-@main.command()
-@click.option("--offline", is_flag=True,
-              help="No services: run the pure core over generated traffic on a simulated clock.")
-@click.option("--customers", type=click.IntRange(1, 10_000_000), default=600, show_default=True)
-@click.option("--accounts", type=click.IntRange(1, 1_000_000), default=60, show_default=True)
-@click.option("--events", type=click.IntRange(1, 100_000_000), default=80000, show_default=True,
-              help="Offline: events to score.")
-@click.option("--days", type=click.IntRange(1, 3650), default=45, show_default=True,
-              help="Offline: simulated days the events are spread over.")
-@click.option("--backfill", type=click.IntRange(0, 10_000_000), default=60000, show_default=True,
-              help="Live: history events (last 40 days) sent before the live traffic.")
-@click.option("--rate", type=click.FloatRange(1, 1_000_000), default=200.0, show_default=True,
-              help="Live: events per second.")
-@click.option("--duration", type=click.FloatRange(0, 86400), default=60.0, show_default=True,
-              help="Live: seconds of live traffic (0 = until Ctrl-C).")
-@click.option("--web-port", type=click.IntRange(1, 65535), default=None, help="Live: worker HTTP port (default: free).")
-@click.option("--seed", type=int, default=7, show_default=True)
-@click.pass_context
-def demo(ctx: click.Context, offline: bool, customers: int, accounts: int, events: int, days: int, backfill: int,
-         rate: float, duration: float, web_port: int | None, seed: int) -> None:
-    """The whole product on this machine: local Kafka + Redis, a worker, generated traffic, live KPIs."""
-    from streams.demo import DemoSettings, LiveDemoSettings, run_live, run_offline
-
-    config = _load(ctx.obj["config_path"])
-    if offline:
-        run_offline(config, DemoSettings(customers=customers, accounts=accounts, events=events, days=days,
-                                         seed=seed), click.echo)
-        return
-    from devstack.stack import StackError
-
-    try:
-        run_live(ctx.obj["config_path"], LiveDemoSettings(customers=customers, accounts=accounts, backfill=backfill,
-                                                          rate=rate, duration_s=duration, seed=seed,
-                                                          web_port=web_port), click.echo)
-    except (StackError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
+    ctx.ensure_object(dict)["config_path"] = config_path
 
 
 @main.group()
@@ -133,7 +97,7 @@ def config_check(path: str) -> None:
     """Validate a config file; exit 0 when it is good, 2 with the offending key when not."""
     if not Path(path).is_file():
         raise click.UsageError(f"config file not found: {path}")
-    _load(path)
+    load_config_or_usage(path)
     click.echo(f"{path}: ok")
 
 
@@ -143,7 +107,7 @@ def config_show(ctx: click.Context) -> None:
     """Print the effective configuration as JSON: every key (and, under `derived`, the bucket retention)."""
     from scoring.config import config_mapping
 
-    c = _load(ctx.obj["config_path"])
+    c = load_config_or_usage(ctx.obj["config_path"])
     shown = {**config_mapping(c), "derived": {"retention": format_duration(c.retention_ms)}}
     json.dump(shown, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -152,16 +116,20 @@ def config_show(ctx: click.Context) -> None:
 @config.command("settings")
 def config_settings() -> None:
     """Print the effective runtime settings (ENGAGE_*) as JSON; secrets and URL passwords redacted."""
-    json.dump(_settings().redacted(), sys.stdout, indent=2)
+    json.dump(settings_from().redacted(), sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 
-def _settings(**flags: object):
-    from devstack.stack import local_addresses
+def settings_from(**flags: object) -> Settings:
+    """The runtime settings: these flags, then ENGAGE_* variables, then the addresses a wrapper of
+    this CLI passed in as `obj["address_defaults"]` (the checkout's `./engage`: the local stack's)."""
     from streams.settings import SettingsError, load_settings
 
+    ctx = click.get_current_context(silent=True)
+    defaults = (ctx.find_root().obj or {}).get("address_defaults") if ctx is not None else None
     try:
-        return load_settings({k: v for k, v in flags.items() if v is not None}, defaults=local_addresses())
+        return load_settings({k: v for k, v in flags.items() if v is not None},
+                             defaults=defaults() if defaults is not None else None)
     except SettingsError as exc:
         flag = _flag_of(exc.name, flags)
         raise click.UsageError(f"{exc} (given by {flag})" if flag else str(exc)) from None
@@ -181,14 +149,13 @@ def _flag_of(variable: str, flags: dict[str, object]) -> str | None:
 
 
 # Commands that never talk to Redis (or Kafka) ignore its security settings: "" is the default.
-_NO_REDIS = {"redis_username": "", "redis_password": "", "redis_ssl_ca_file": "", "redis_cluster": ""}
-_NO_KAFKA = {"kafka_security_protocol": "", "kafka_sasl_mechanism": "", "kafka_username": "", "kafka_password": "",
+NO_REDIS = {"redis_username": "", "redis_password": "", "redis_ssl_ca_file": "", "redis_cluster": ""}
+NO_KAFKA = {"kafka_security_protocol": "", "kafka_sasl_mechanism": "", "kafka_username": "", "kafka_password": "",
              "kafka_ssl_cafile": ""}
 
 _service_options = [
-    click.option("--kafka", "kafka_bootstrap", help="Kafka bootstrap host:port. Env: ENGAGE_KAFKA_BOOTSTRAP "
-                 "(default: the local stack)."),
-    click.option("--redis", "redis_url", help="Redis URL. Env: ENGAGE_REDIS_URL (default: the local stack)."),
+    click.option("--kafka", "kafka_bootstrap", help="Kafka bootstrap host:port. Env: ENGAGE_KAFKA_BOOTSTRAP."),
+    click.option("--redis", "redis_url", help="Redis URL. Env: ENGAGE_REDIS_URL."),
     click.option("--topic-prefix", help="Prefix for every topic name (isolation), e.g. 'test1.'"),
 ]
 
@@ -199,7 +166,7 @@ def service_options(fn):  # type: ignore[no-untyped-def]
     return fn
 
 
-def _topic_names(topic_prefix: str | None) -> dict[str, str]:
+def topic_names(topic_prefix: str | None) -> dict[str, str]:
     from streams.settings import prefixed_topics
 
     return prefixed_topics(topic_prefix)
@@ -217,16 +184,17 @@ def _topic_names(topic_prefix: str | None) -> dict[str, str]:
 def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id, key_prefix, web_port,
            partitions, loglevel) -> None:  # type: ignore[no-untyped-def]
     """Run a scoring worker (Faust): events in, Redis state, scores, alerts, API and /metrics."""
-    config = _load(ctx.obj["config_path"])
-    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, app_id=app_id,
+    config = load_config_or_usage(ctx.obj["config_path"])
+    settings = settings_from(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, app_id=app_id,
                          key_prefix=key_prefix, web_port=web_port, partitions=partitions,
-                         **_topic_names(topic_prefix))
-    from streams.app import create_app, run_worker
+                         **topic_names(topic_prefix))
+    from streams.processes import worker_app
     from streams.settings import SettingsError
-    from streams.topics import cluster_replication, ensure_topics
+    from streams.worker.app import run_worker
+    from streams.worker.topics import cluster_replication, ensure_topics
 
     try:
-        app, _ = create_app(settings, config)   # touches no service yet
+        app, _ = worker_app(settings, config)   # touches no service yet
     except SettingsError as exc:   # chunked consumption on an unvalidated faust-streaming
         raise click.UsageError(str(exc)) from None
     click.echo(f"engage worker: settings {json.dumps(settings.redacted())}", err=True)
@@ -245,7 +213,7 @@ def _check_layout(settings: Settings, claim: bool = True) -> None:
     this version does not write (`claim`: mark an empty prefix as this layout's)."""
     import asyncio
 
-    from streams.store import EvictionPolicyError, LayoutError, RedisStore
+    from streams.state.store import EvictionPolicyError, LayoutError, RedisStore
 
     async def check() -> None:
         store = RedisStore.from_settings(settings)
@@ -262,7 +230,7 @@ def _check_layout(settings: Settings, claim: bool = True) -> None:
 
 
 @main.command("api")
-@click.option("--redis", "redis_url", help="Redis URL. Env: ENGAGE_REDIS_URL (default: the local stack).")
+@click.option("--redis", "redis_url", help="Redis URL. Env: ENGAGE_REDIS_URL.")
 @click.option("--key-prefix", help="Redis key prefix of the workers it serves. Env: ENGAGE_KEY_PREFIX.")
 @click.option("--web-port", type=int, help="HTTP port. Env: ENGAGE_WEB_PORT.")
 @click.pass_context
@@ -270,11 +238,11 @@ def api_command(ctx: click.Context, redis_url, key_prefix, web_port) -> None:  #
     """Serve the read API and the live page from Redis, in a process of its own (no Kafka)."""
     import logging
 
-    from streams.api_server import run_api
+    from streams.serve.api_server import run_api
 
-    config = _load(ctx.obj["config_path"])
-    settings = _settings(redis_url=redis_url, key_prefix=key_prefix, web_port=web_port, kafka_bootstrap="unused:0",
-                         **_NO_KAFKA)
+    config = load_config_or_usage(ctx.obj["config_path"])
+    settings = settings_from(redis_url=redis_url, key_prefix=key_prefix, web_port=web_port, kafka_bootstrap="unused:0",
+                         **NO_KAFKA)
     click.echo(f"engage api: settings {json.dumps(settings.redacted())}", err=True)
     _check_layout(settings, claim=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -294,11 +262,11 @@ def alert_sink(kafka_bootstrap, redis_url, topic_prefix, alert_webhook_url, app_
     import asyncio
     import logging
 
-    from streams.alert_sink import serve
+    from streams.sink.alert_sink import serve
 
-    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **_NO_REDIS,
+    settings = settings_from(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **NO_REDIS,
                          alert_webhook_url=alert_webhook_url, app_id=app_id, alert_sink_port=alert_sink_port,
-                         **_topic_names(topic_prefix))
+                         **topic_names(topic_prefix))
     if not settings.alert_webhook_url:
         raise click.UsageError("setting ENGAGE_ALERT_WEBHOOK_URL (--url): required by alert-sink")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -311,54 +279,16 @@ def alert_sink(kafka_bootstrap, redis_url, topic_prefix, alert_webhook_url, app_
 def topics(kafka_bootstrap, redis_url, topic_prefix, partitions) -> None:  # type: ignore[no-untyped-def]
     """Create the events, DLQ, scores (compacted) and alerts topics."""
     from streams.settings import SettingsError
-    from streams.topics import ensure_topics
+    from streams.worker.topics import ensure_topics
 
-    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **_NO_REDIS,
-                         partitions=partitions, **_topic_names(topic_prefix))
+    settings = settings_from(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **NO_REDIS,
+                         partitions=partitions, **topic_names(topic_prefix))
     try:
         created = ensure_topics(settings)
     except SettingsError as exc:   # ENGAGE_TOPIC_REPLICATION above the brokers
         raise click.UsageError(str(exc)) from None
     for name, state in created.items():
         click.echo(f"{name}: {state}")
-
-
-@main.command()
-@service_options
-@click.option("--count", type=click.IntRange(1, 1_000_000_000), default=10000, show_default=True)
-@click.option("--rate", type=click.FloatRange(0.001, 10_000_000), default=None,
-              help="Events per second (event times follow the clock); default: as fast as possible, "
-                   "with event times spread over --history.")
-@click.option("--history", default="7d", show_default=True, help="Unpaced: event times spread over the last ...")
-@click.option("--customers", type=click.IntRange(1, 100_000_000), default=1000, show_default=True)
-@click.option("--accounts", type=click.IntRange(1, 10_000_000), default=100, show_default=True)
-@click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--id-prefix", default="", help="Prefix for customer/account/event ids (isolation).")
-@click.option("--batch", type=click.IntRange(1, 100_000), default=1, show_default=True,
-              help="Events per message: above 1, batch messages of --shape (grouped per partition).")
-@click.option("--shape", type=click.Choice(["array", "ndjson"]), default="array", show_default=True,
-              help="Batch message format: a JSON array, or NDJSON (one event per line).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def generate(kafka_bootstrap, redis_url, topic_prefix, count, rate, history, customers, accounts, seed, id_prefix,
-             batch, shape, quiet) -> None:  # type: ignore[no-untyped-def]
-    """Produce realistic synthetic events (Zipf activity, every type, some duplicates, late and bad ones)."""
-    from streams.traffic import TrafficSettings
-    from scoring.timeutil import parse_duration
-    from streams.producer import GenerateOptions, generate as run_generate
-
-    try:
-        history_ms = parse_duration(history)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--history") from None
-    if len(id_prefix) > 64 or not id_prefix.isprintable() or any(c in id_prefix for c in "{} \t"):
-        # ids become Redis hash tags: a prefix the validator refuses would dead-letter every event
-        raise click.BadParameter("at most 64 printable characters, no braces or spaces", param_hint="--id-prefix")
-    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **_NO_REDIS,
-                         **_topic_names(topic_prefix))
-    sent = run_generate(settings, GenerateOptions(
-        count=count, rate=rate, history_ms=history_ms, progress=not quiet, batch=batch, shape=shape,
-        traffic=TrafficSettings(customers=customers, accounts=accounts, seed=seed, prefix=id_prefix)))
-    click.echo(json.dumps(dict(sorted(sent.items()))))
 
 
 @main.command()
@@ -371,11 +301,11 @@ def replay(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, key_pre
     """Rebuild Redis from the events topic, from the earliest offset. Stop the workers first."""
     import asyncio
 
-    from streams.replay import replay as run_replay
+    from streams.worker.replay import replay as run_replay
 
-    config = _load(ctx.obj["config_path"])
-    settings = _settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, key_prefix=key_prefix,
-                         **_topic_names(topic_prefix))
+    config = load_config_or_usage(ctx.obj["config_path"])
+    settings = settings_from(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, key_prefix=key_prefix,
+                         **topic_names(topic_prefix))
     try:
         count = asyncio.run(run_replay(settings, config, fresh,
                                        progress=lambda n: click.echo(f"\rreplayed {n:,} messages", nl=False, err=True)))
@@ -387,7 +317,7 @@ def replay(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, key_pre
 
 @main.command()
 @click.argument("customer_id")
-@click.option("--redis", "redis_url", help="Redis URL. Env: ENGAGE_REDIS_URL (default: the local stack).")
+@click.option("--redis", "redis_url", help="Redis URL. Env: ENGAGE_REDIS_URL.")
 @click.option("--key-prefix", help="Redis key prefix. Env: ENGAGE_KEY_PREFIX.")
 @click.option("--as-of", type=click.IntRange(0), default=None, help="Epoch ms (default: now).")
 @click.pass_context
@@ -396,11 +326,11 @@ def score(ctx: click.Context, customer_id: str, redis_url, key_prefix, as_of) ->
     import asyncio
     import time
 
-    from streams import api
-    from streams.store import RedisStore
+    from streams.serve import api
+    from streams.state.store import RedisStore
 
-    config = _load(ctx.obj["config_path"])
-    settings = _settings(redis_url=redis_url, key_prefix=key_prefix, kafka_bootstrap="unused:0", **_NO_KAFKA)
+    config = load_config_or_usage(ctx.obj["config_path"])
+    settings = settings_from(redis_url=redis_url, key_prefix=key_prefix, kafka_bootstrap="unused:0", **NO_KAFKA)
 
     async def lookup() -> dict[str, object]:
         store = RedisStore.from_settings(settings)
@@ -415,72 +345,6 @@ def score(ctx: click.Context, customer_id: str, redis_url, key_prefix, as_of) ->
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(1 if exc.status == 404 else 2)
     click.echo(json.dumps(body, indent=2))
-
-
-@main.group()
-def stack() -> None:
-    """The local Kafka/Redis/Prometheus stack (no Docker needed)."""
-
-
-_secure_option = click.option("--secure", is_flag=True, help="The secure stack (Kafka SASL_SSL + SCRAM, Redis TLS + "
-                              "ACL user), in its own directory next to the plain one.")
-
-
-@stack.command("up")
-@click.option("--prometheus", is_flag=True, help="Also start Prometheus (Debian package).")
-@click.option("--redis-cluster", is_flag=True, help="Also start a Redis Cluster (three masters, no replicas); "
-              "its startup node is redis_cluster_url (workers: ENGAGE_REDIS_CLUSTER=true).")
-@click.option("--brokers", type=click.Choice(["1", "3"]), default=None,
-              help="Kafka brokers: 1 (the default for a new stack) or 3, a KRaft cluster (kafka-1..3) whose "
-              "topics are replicated 3 times with min.insync.replicas=2. Default: what the running stack has.")
-@_secure_option
-def stack_up(prometheus: bool, redis_cluster: bool, brokers: str | None, secure: bool) -> None:
-    """Start the local stack, or reuse the running one; print its addresses (and, --secure, client_env)."""
-    from devstack import stack as local
-
-    if redis_cluster and secure:
-        raise click.UsageError("--redis-cluster: the local Redis Cluster is plain only, not with --secure")
-    if brokers == "3" and secure:
-        raise click.UsageError("--brokers 3: the three-broker Kafka is plain only, not with --secure")
-    try:
-        running = local.up(local.secure_stack_dir() if secure else None, prometheus=prometheus,
-                           log=lambda line: click.echo(line, err=True), secure=secure,
-                           brokers=int(brokers) if brokers else None)
-        if redis_cluster:
-            running = local.cluster_up(Path(running.directory), log=lambda line: click.echo(line, err=True))
-    except local.StackError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(running.to_json(), indent=2))
-
-
-@stack.command("down")
-@click.option("--purge", is_flag=True, help="Also delete the services' data.")
-@_secure_option
-def stack_down(purge: bool, secure: bool) -> None:
-    """Stop the local stack."""
-    from devstack import stack as local
-
-    local.down(local.secure_stack_dir() if secure else None, purge=purge, log=lambda line: click.echo(line, err=True))
-
-
-@stack.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable: addresses and health.")
-@_secure_option
-def stack_status(as_json: bool, secure: bool) -> None:
-    """Show whether the local stack runs and where; exit 1 when it does not."""
-    from devstack import stack as local
-
-    info = local.status(local.secure_stack_dir() if secure else None)
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-    else:
-        if not info["services"]:
-            click.echo(f"no stack in {info['directory']}")
-        for name, service in info["services"].items():
-            state = "up" if info["healthy"][name] else "DOWN"
-            click.echo(f"{name:<11} {state:<5} {service['address']}")
-    if not info["running"]:
-        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

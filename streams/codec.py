@@ -1,7 +1,7 @@
 """Bytes for what the edge publishes: DLQ envelopes, score messages and alerts.
 
 Every output carries an `id` that is the same whenever the same output is published
-again (delivery is at-least-once: see streams/outbox.py), so a consumer drops repeats by it.
+again (delivery is at-least-once: see streams/state/outbox.py), so a consumer drops repeats by it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def score_id(customer_id: str, as_of_ms: int) -> str:
     return stable_id("score", customer_id, as_of_ms)
 
 
-def dead_letter(raw: bytes, key: bytes | None, reason: str, detail: str, field: str | None, topic: str,
+def dead_letter_message(raw: bytes, key: bytes | None, reason: str, detail: str, field: str | None, topic: str,
                 partition: int, offset: int, now_ms: int, index: int | None = None) -> bytes:
     """The DLQ message: why, where from, and the event's original bytes (text when UTF-8, else base64).
 

@@ -1,8 +1,8 @@
 """Runtime settings of the live pipeline: where the services are, topic names, batching.
 
 Each setting comes from an `ENGAGE_*` environment variable (CLI flags set the same
-names); the Kafka and Redis addresses fall back to defaults the caller passes in (the CLI
-passes the running local stack's, `engage stack up`). A bad value stops start-up with a
+names); the Kafka and Redis addresses fall back to defaults the caller passes in (the
+checkout's `./engage` passes the running local stack's). A bad value stops start-up with a
 message naming the variable.
 
 Secrets (`SECRETS`) may instead come from a file named by `ENGAGE_<NAME>_FILE` (one
@@ -43,7 +43,7 @@ class SettingsError(ValueError):
 class Settings:
     kafka_bootstrap: str
     redis_url: str
-    redis_cluster: bool = False                   # redis_url is a node of a Redis Cluster (streams/redis_client.py)
+    redis_cluster: bool = False                   # redis_url is a node of a Redis Cluster (streams/state/redis_client.py)
     app_id: str = "engagement-scorer"
     key_prefix: str = "eng"
     events_topic: str = "engagement.events"
@@ -59,7 +59,7 @@ class Settings:
     web_port: int = 6066
     batch_size: int = 1000
     batch_within_s: float = 0.1                   # stock consumption: wait this long for a batch to fill
-    consumption: str = "chunked"                  # chunked (streams/kafka_transport.py) or stock (Faust's per-message path)
+    consumption: str = "chunked"                  # chunked (streams/worker/kafka_transport.py) or stock (Faust's per-message path)
     kpi_interval_s: float = 5.0
     sweep_interval_s: float = 5.0
     alert_webhook_url: str = ""                   # empty: no webhook
@@ -160,8 +160,10 @@ def load_settings(overrides: Mapping[str, object] | None = None, env: Mapping[st
         if name not in raw and fallback.get(name):
             raw[name] = fallback[name]
     for required in ("kafka_bootstrap", "redis_url"):
+        if required not in raw and defaults is None:
+            raise SettingsError(ENV[required], "not set")
         if required not in raw:
-            up = "engage stack up --redis-cluster" if cluster and required == "redis_url" else "engage stack up"
+            up = "./engage stack up --redis-cluster" if cluster and required == "redis_url" else "./engage stack up"
             raise SettingsError(ENV[required], f"not set and no local stack runs (try `{up}`)")
     return _validate(raw)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from streams import openapi
+from streams.serve import openapi
 
 
 def schema_errors(method: str, path: str, status: int, body: Any) -> list[str]:

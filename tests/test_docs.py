@@ -86,7 +86,8 @@ def test_every_public_kpi_function_is_named_in_the_readme():
 def test_every_metric_is_in_the_metrics_table():
     from prometheus_client import CollectorRegistry
 
-    from streams.metrics import KPI_FAMILIES, KPI_GAUGES, PREFIX, Metrics, SinkMetrics
+    from streams.sink.metrics import SinkMetrics
+    from streams.worker.metrics import KPI_FAMILIES, KPI_GAUGES, PREFIX, Metrics
 
     metrics = Metrics({"saas": 25.0}, CollectorRegistry())
     names = {m.name for m in metrics.registry.collect() if m.name.startswith(PREFIX)}

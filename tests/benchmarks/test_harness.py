@@ -12,8 +12,8 @@ pytestmark = pytest.mark.services
 
 
 @pytest.mark.bench
-def test_every_mode_measures_and_reports(stack, tmp_path, monkeypatch):
-    monkeypatch.setenv("ENGAGE_STACK_DIR", stack.directory)
+def test_every_mode_measures_and_reports(stack, stack_view, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGAGE_STACK_DIR", str(stack_view))
     markdown = tmp_path / "RESULTS.md"
     assert main(["--events", "1500", "--customers", "150", "--naive-events", "500", "--out", str(tmp_path),
                  "--markdown", str(markdown), "--latency-seconds", "3", "--latency-rate", "300",
@@ -39,7 +39,7 @@ def test_every_mode_measures_and_reports(stack, tmp_path, monkeypatch):
     outbox = results["outbox"]
     assert outbox["seconds_without"] > 0 and outbox["batches"] > 0 and outbox["outputs_per_batch"] > 1
 
-    # memory: every key of the worker's prefix, and dormant members built and swept through BatchProcessor
+    # memory: every key of the worker's prefix, and dormant members built and swept through BatchWriter
     assert scorer["redis_bytes_per_customer"] > scorer["redis_bytes_per_customer_own_keys"] > 0
     assert scorer["redis_bytes_per_customer_f"] > 0 and scorer["redis_bytes_shared_per_customer"] > 0
     assert scorer["redis_bytes_per_dormant_member"] > 0   # a used_memory delta: noisy at 300 members
@@ -84,7 +84,7 @@ def test_the_core_mode_needs_no_services(tmp_path, monkeypatch):
 def test_the_naive_baseline_round_trips_a_customer_through_its_own_json():
     from benchmarks.agents import decode_state, encode_state
     from scoring.engine import Scorer
-    from streams.traffic import TrafficGenerator, TrafficSettings
+    from devstack.traffic import TrafficGenerator, TrafficSettings
     from scoring.timeutil import DAY
     from tests.builders import CONFIG
 

@@ -27,8 +27,8 @@ def test_a_real_compose_implementation_accepts_the_file():
 
 def test_compose_has_the_whole_product_with_healthchecks_and_start_order():
     services = COMPOSE["services"]
-    assert set(services) >= {*BROKERS, "redis", "worker", "alert-sink", "generator", "prometheus", "alertmanager",
-                             "grafana"}
+    assert set(services) >= {*BROKERS, "redis", "worker", "api", "alert-sink", "generator", "prometheus",
+                             "alertmanager", "grafana"}
     for name in (*BROKERS, "redis", "worker", "prometheus"):
         assert services[name]["healthcheck"]["test"], name
     for broker in BROKERS:
@@ -78,7 +78,8 @@ def test_kubernetes_manifests_validate_against_the_schemas():
     validate = Path(sys.executable).parent / "kubernetes-validate"
     out = subprocess.run([str(validate), "--strict", *map(str, K8S)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count("passed") == len(K8S) == 4
+    documents = sum(1 for path in K8S for d in yaml.safe_load_all(path.read_text()) if d)
+    assert out.stdout.count("passed") == documents and len(K8S) == 5
 
 
 def test_a_broken_manifest_is_refused(tmp_path):
@@ -105,6 +106,19 @@ def test_the_deployment_probes_scrapes_and_fits_the_partitions():
     config = docs["ConfigMap"]["data"]
     assert docs["Deployment"]["spec"]["replicas"] <= int(config["ENGAGE_PARTITIONS"])
     assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+
+
+def test_engage_api_is_deployed_with_readiness_on_its_own_readyz():
+    docs = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "deploy" / "k8s" / "api.yaml").read_text())}
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["api"] and container["image"].startswith("engagement-scorer:")
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["ports"][0]["containerPort"] == Settings.web_port
+    assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    compose = COMPOSE["services"]["api"]
+    assert compose["command"] == ["api"] and "/readyz" in " ".join(compose["healthcheck"]["test"])
+    assert compose["depends_on"] == {"redis": {"condition": "service_healthy"}}   # no Kafka
+    assert compose["build"]["target"] == "product" and COMPOSE["services"]["generator"]["build"]["target"] == "demo"
 
 
 def test_the_alert_sink_runs_apart_with_its_url_from_a_secret():

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
-from streams.traffic import TrafficGenerator, TrafficSettings
+from devstack.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY
 from devstack import stack as local
 from tests.streams.support import WorkerProcess, now_ms, pipeline_settings

@@ -8,7 +8,7 @@ from scoring import formulas
 from scoring.config import load_config
 from scoring.engine import Outcome, Scorer
 from scoring.reasons import Reason
-from streams.traffic import Kind, TrafficGenerator, TrafficSettings
+from devstack.traffic import Kind, TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from scoring.windows import bucket_of
 from tests.builders import CONFIG, DAY0, NOW, ev

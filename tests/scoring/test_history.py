@@ -9,7 +9,7 @@ from scoring.engine import Scorer
 from scoring.history import account_history, customer_history
 from scoring.scores import account_card, score_card
 from scoring.timeutil import DAY, HOUR
-from streams.traffic import TrafficGenerator, TrafficSettings
+from devstack.traffic import TrafficGenerator, TrafficSettings
 from tests.builders import CONFIG, DAY0, ev
 
 

@@ -12,7 +12,7 @@ from scoring.config import ConfigError, load_config
 from scoring.engine import Outcome, Scorer
 from scoring.messages import pack, unpack
 from scoring.reasons import Reason
-from streams.traffic import Kind, TrafficGenerator, TrafficSettings, batched
+from devstack.traffic import Kind, TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY
 from tests.builders import CONFIG, DAY0, NOW, ev
 

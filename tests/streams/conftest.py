@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.layout import Keys
-from streams.store import RedisStore
+from streams.state.layout import Keys
+from streams.state.store import RedisStore
 from tests.streams.memory_redis import MemoryRedis
 from tests.streams.support import WorkerProcess
 

@@ -2,7 +2,7 @@
 
 It speaks the part of redis-py's asyncio API that the batch path uses (loading customers,
 the apply script, the due index, the outbox scripts, pipelines), so `RedisStore` itself, with
-its real key layout and encoding (`streams.layout`), runs against it: what it leaves out is
+its real key layout and encoding (`streams.state.layout`), runs against it: what it leaves out is
 the network, Lua and Redis. Tests that claim to test the service use a real Redis; a test
 parametrised over both runs the same assertions on each. Reads that need more of Redis
 (leaderboards, KPI sums, the median) are not here and raise.
@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from streams.store import APPLY, OUTBOX_CLAIM, OUTBOX_SETTLE, RANK_PROBE, READ_MANY, SUM_HASHES
+from streams.state.store import APPLY, OUTBOX_CLAIM, OUTBOX_SETTLE, RANK_PROBE, READ_MANY, SUM_HASHES
 
 
 def _b(value: Any) -> bytes:

@@ -20,7 +20,7 @@ from devstack import stack as local
 from streams.clock import now_ms  # noqa: F401  (re-exported for the tests)
 from devstack.processes import free_port
 from streams.settings import Settings, load_settings, prefixed_topics
-from streams.topics import ensure_topics
+from streams.worker.topics import ensure_topics
 
 
 class WorkerProcess:
@@ -148,7 +148,7 @@ def redis_records(stack: local.Stack, prefix: str, cluster_url: str | None = Non
     """
     import asyncio
 
-    from streams.store import RedisStore
+    from streams.state.store import RedisStore
 
     async def read() -> dict:
         store = RedisStore.from_url(cluster_url or url or stack.redis_url, prefix, cluster=cluster_url is not None)

@@ -17,8 +17,9 @@ import pytest
 import redis as redis_sync
 
 from scoring.engine import Scorer
-from streams.processor import BatchProcessor, Incoming
-from streams.store import RedisStore
+from streams.worker.batch import Incoming
+from streams.worker.writer import BatchWriter
+from streams.state.store import RedisStore
 from tests.streams.support import ApiProcess, now_ms
 from tests.builders import CONFIG
 
@@ -45,7 +46,7 @@ def test_engage_api_guards_reads_answers_health_and_never_writes(stack, unique, 
         store = RedisStore.from_url(stack.redis_url, unique)
         try:
             await store.check_layout()
-            await BatchProcessor(CONFIG, store).process([Incoming(e, None, "events", 0, i, now)
+            await BatchWriter(CONFIG, store).write([Incoming(e, None, "events", 0, i, now)
                                                          for i, e in enumerate(events)], now)
         finally:
             await store.close()

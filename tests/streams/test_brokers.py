@@ -17,7 +17,7 @@ from kafka.errors import KafkaError
 
 from devstack import stack as local
 from streams.settings import load_settings, prefixed_topics
-from streams.topics import ensure_topics
+from streams.worker.topics import ensure_topics
 from tests.streams.support import consume_all
 from tests.streams.test_faults import consumed, ends_like_the_core, flowing
 

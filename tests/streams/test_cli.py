@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import main
+from devstack.cli import main   # the checkout's engage: the product's commands and demo, stack, generate
 
 
 def run(*args: str, env: dict[str, str] | None = None):
@@ -91,13 +91,14 @@ def test_console_script_is_installed_and_runs():
     exe = shutil.which("engage", path=os.path.dirname(sys.executable))
     assert exe, "the engage console script is not installed next to the interpreter"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and "demo" in out.stdout and "config" in out.stdout
+    assert out.returncode == 0 and "worker" in out.stdout and "config" in out.stdout
+    assert "demo" not in out.stdout and "stack" not in out.stdout   # the installed engage: the product's commands
 
 
 @pytest.mark.services
-def test_live_demo_runs_the_pipeline_on_the_local_stack(stack, monkeypatch):
+def test_live_demo_runs_the_pipeline_on_the_local_stack(stack_view, monkeypatch):
     """`engage demo` (the README's main command) against the session's stack."""
-    monkeypatch.setenv("ENGAGE_STACK_DIR", stack.directory)
+    monkeypatch.setenv("ENGAGE_STACK_DIR", str(stack_view))
     result = run("demo", "--duration", "4", "--rate", "50", "--backfill", "300", "--customers", "40")
     assert result.exit_code == 0, result.output
     out = result.output

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 from scoring.config import load_config
-from streams.demo import DemoSettings, run_offline
-from streams.traffic import PERSONAS
+from devstack.demo import DemoSettings, run_offline
+from devstack.traffic import PERSONAS
 
 BANDS = {"excellent": (4, 18), "moderate": (8, 30), "low": (55, 85)}
 
@@ -44,7 +44,7 @@ def test_personas_cover_the_population_once():
 
 
 def test_the_demo_story_prefers_an_alert_whose_explanation_shows_the_fall():
-    from streams.demo import alert_story
+    from devstack.demo import alert_story
 
     rising = {"rule": "score_drop", "customer_id": "c0", "as_of": 2_000,
               "why": {"sentence": "ES 5.2 → 10.1 (still low)", "es_before": 5.2, "es_now": 10.1}}

@@ -8,8 +8,8 @@ import aiokafka.errors
 import pytest
 import redis.exceptions
 
-from streams.failures import QUARANTINE_AFTER, Deterministic, Retrier, is_service_error
-from streams.metrics import Metrics
+from streams.worker.failures import QUARANTINE_AFTER, Deterministic, Retrier, is_service_error
+from streams.worker.metrics import Metrics
 
 
 @pytest.mark.parametrize("exc", [

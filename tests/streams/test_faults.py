@@ -18,7 +18,7 @@ from kafka.errors import KafkaError
 
 from devstack import stack as local
 
-from streams.traffic import TrafficGenerator, TrafficSettings
+from devstack.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from tests.streams.support import WorkerProcess, now_ms, pipeline_settings, redis_records, without_ids
 from tests.streams.test_pipeline import MESSAGES, reference_for

@@ -10,7 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
 from scoring.messages import unpack
-from streams.cli import main
+from devstack.cli import main
 from tests.builders import CONFIG
 from tests.streams.support import pipeline_settings
 

@@ -13,7 +13,7 @@ import faust
 import pytest
 from faust.types.tuples import TP
 
-from streams import kafka_transport
+from streams.worker import kafka_transport
 from streams.settings import SettingsError, load_settings
 
 TOPIC = "engagement.events"

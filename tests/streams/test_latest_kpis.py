@@ -14,9 +14,11 @@ import orjson
 import pytest
 
 from scoring.engine import Scorer
-from streams import api
-from streams.processor import BatchProcessor, Incoming
-from streams.store import RedisStore
+from streams.serve import api
+from streams.state.kpis import LatestKpis
+from streams.worker.batch import Incoming
+from streams.worker.writer import BatchWriter
+from streams.state.store import RedisStore
 from tests.builders import CONFIG
 from tests.streams.support import now_ms
 
@@ -52,7 +54,7 @@ def test_kpis_for_now_are_shared_within_the_interval_and_exact_at_their_instant(
     count_computations(store, computed, lambda at: at)
 
     async def write(batch: list[bytes]) -> None:
-        await BatchProcessor(CONFIG, store).process([Incoming(e, None, "events", 0, i, now)
+        await BatchWriter(CONFIG, store).write([Incoming(e, None, "events", 0, i, now)
                                                      for i, e in enumerate(batch)], now)
         reference.process_batch(batch, now)
 
@@ -65,7 +67,7 @@ def test_kpis_for_now_are_shared_within_the_interval_and_exact_at_their_instant(
     async def check() -> None:
         await store.check_layout()
         await write(events(unique, now, 0, 30))
-        latest = api.LatestKpis(store, CONFIG, interval_s=3600)
+        latest = LatestKpis(store, CONFIG, interval_s=3600)
         [kpis_route] = [r.handler for r in api.routes(store, CONFIG, latest) if r.path == "/kpis"]
 
         answers = await asyncio.gather(*(api.answer(kpis_route, {}, {}) for _ in range(20)))
@@ -101,10 +103,10 @@ def test_a_kept_fresh_answer_is_never_computed_by_a_reader(stack, unique):
 
     async def scenario() -> None:
         await store.check_layout()
-        processor = BatchProcessor(CONFIG, store)
+        writer = BatchWriter(CONFIG, store)
         batch = events(unique, now, 0, 30)
-        await processor.process([Incoming(e, None, "events", 0, i, now) for i, e in enumerate(batch)], now)
-        latest = api.LatestKpis(store, CONFIG, interval_s=0.4)
+        await writer.write([Incoming(e, None, "events", 0, i, now) for i, e in enumerate(batch)], now)
+        latest = LatestKpis(store, CONFIG, interval_s=0.4)
         refresher = asyncio.get_running_loop().create_task(latest.keep_fresh())
         try:
             while not computed_by:
@@ -117,7 +119,7 @@ def test_a_kept_fresh_answer_is_never_computed_by_a_reader(stack, unique):
             assert len(computed_by) >= 4 and all(task is refresher for task in computed_by)
             extra = [orjson.dumps({"event_id": f"{unique}-new", "customer_id": f"{unique}-c-new",
                                    "type": "like", "ts": now})]
-            await processor.process([Incoming(extra[0], None, "events", 0, 99, now)], now)
+            await writer.write([Incoming(extra[0], None, "events", 0, 99, now)], now)
             deadline = asyncio.get_running_loop().time() + 0.4 + 0.5
             while (await latest.get())["dau"] != 6:
                 assert asyncio.get_running_loop().time() < deadline, "the new customer never showed"
@@ -134,7 +136,7 @@ def test_engage_api_keeps_the_shared_kpis_fresh_from_its_start_to_its_cleanup(st
     """The wiring: `engage api` starts `keep_fresh` with the application and stops it at cleanup."""
     from aiohttp import web
 
-    from streams.api_server import REFRESHER, create_api
+    from streams.serve.api_server import REFRESHER, create_api
     from streams.settings import load_settings
 
     store = RedisStore.from_url(stack.redis_url, unique)

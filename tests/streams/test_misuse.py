@@ -99,7 +99,7 @@ def test_a_bad_setting_stops_the_worker_with_one_line_naming_it(setting):
 
 
 def test_chunked_consumption_on_another_faust_version_stops_the_worker_naming_the_setting(monkeypatch, tmp_path):
-    monkeypatch.setattr("streams.kafka_transport.version", lambda package: "0.16.0")
+    monkeypatch.setattr("streams.worker.kafka_transport.version", lambda package: "0.16.0")
     line = one_line_naming(invoke(["worker"], {"ENGAGE_DATA_DIR": str(tmp_path)}), "ENGAGE_CONSUMPTION", "0.16.0")
     assert "ENGAGE_CONSUMPTION=stock" in line
 
@@ -233,15 +233,15 @@ def test_an_unreadable_config_is_one_line(tmp_path):
 # --- the real process: stderr, exit code, nothing contacted --------------------------------
 
 
-@pytest.mark.parametrize(("args", "env", "named"), [
-    (["worker"], {"ENGAGE_WEB_PORT": "http"}, "ENGAGE_WEB_PORT"),
-    (["alert-sink", "--url", "http://x"], {"ENGAGE_ALERT_SINK_PORT": "0"}, "ENGAGE_ALERT_SINK_PORT"),
-    (["generate", "--count", "-5"], {}, "--count"),
-    (["replay", "--key-prefix", "a:b"], {}, "--key-prefix"),
+@pytest.mark.parametrize(("cli", "args", "env", "named"), [
+    ("streams.cli", ["worker"], {"ENGAGE_WEB_PORT": "http"}, "ENGAGE_WEB_PORT"),
+    ("streams.cli", ["alert-sink", "--url", "http://x"], {"ENGAGE_ALERT_SINK_PORT": "0"}, "ENGAGE_ALERT_SINK_PORT"),
+    ("devstack.cli", ["generate", "--count", "-5"], {}, "--count"),
+    ("streams.cli", ["replay", "--key-prefix", "a:b"], {}, "--key-prefix"),
 ])
-def test_the_engage_process_prints_one_line_and_exits_2(args, env, named):
+def test_the_engage_process_prints_one_line_and_exits_2(cli, args, env, named):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGE_")}
-    out = subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=60,
+    out = subprocess.run([sys.executable, "-m", cli, *args], capture_output=True, text=True, timeout=60,
                          env={**clean, **BASE, "ENGAGE_STACK_DIR": "/nonexistent-stack", **env})
     assert out.returncode == 2 and out.stdout == ""
     assert len(out.stderr.strip().splitlines()) == 1 and named in out.stderr, out.stderr

@@ -14,13 +14,15 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from scoring.engine import Scorer
-from streams import api, openapi
-from streams.api_server import create_api
+from streams.serve import api, openapi
+from streams.serve.api_server import create_api
+from streams.state.kpis import LatestKpis
 from streams.clock import now_ms
-from streams.layout import Keys
-from streams.processor import BatchProcessor, Incoming
+from streams.state.layout import Keys
+from streams.worker.batch import Incoming
+from streams.worker.writer import BatchWriter
 from streams.settings import load_settings
-from streams.store import RedisStore
+from streams.state.store import RedisStore
 from tests.builders import CONFIG, ev
 from tests.openapi_check import schema_errors
 from tests.streams.memory_redis import MemoryRedis
@@ -38,7 +40,7 @@ def test_every_route_engage_api_serves_is_documented_and_every_documented_route_
     served = {(r.method, r.resource.canonical) for r in app.router.routes()
               if r.method != "HEAD" and r.resource.canonical != "/{path}"}
     assert served == documented() - WORKER_ONLY
-    latest = api.LatestKpis(RedisStore(MemoryRedis(), Keys("doc")), CONFIG, 1.0)
+    latest = LatestKpis(RedisStore(MemoryRedis(), Keys("doc")), CONFIG, 1.0)
     assert {(r.method, r.path) for r in api.routes(RedisStore(MemoryRedis(), Keys("doc")), CONFIG, latest)} \
         <= documented()
 
@@ -70,7 +72,7 @@ def run_batches(*events: dict) -> tuple[RedisStore, Scorer, int]:
     now = now_ms()
     store = RedisStore(MemoryRedis(), Keys("batch"))
     raws = [orjson.dumps(e) for e in events]
-    asyncio.run(BatchProcessor(CONFIG, store).process(
+    asyncio.run(BatchWriter(CONFIG, store).write(
         [Incoming(raw, None, "events", 0, i, now) for i, raw in enumerate(raws)], now))
     reference = Scorer(CONFIG)
     reference.process_batch(raws, now)

@@ -20,10 +20,11 @@ from scoring.alerts import Rule
 from scoring.deltas import settle_due
 from scoring.engine import Scorer
 from scoring.timeutil import DAY
-from streams.outbox import Kind, Output, alert_output, score_output
-from streams.processor import BatchProcessor, Incoming
-from streams.layout import SHARDS, Keys
-from streams.store import RedisStore
+from streams.state.outbox import Kind, Output, alert_output, score_output
+from streams.worker.batch import Incoming
+from streams.worker.writer import BatchWriter
+from streams.state.layout import SHARDS, Keys
+from streams.state.store import RedisStore
 from tests.streams.support import WorkerProcess, consume_all, now_ms, pipeline_settings
 from tests.builders import CONFIG
 
@@ -64,7 +65,7 @@ def test_an_output_entry_round_trips_any_key_bytes():
 
 
 def test_output_ids_are_stable_and_the_webhook_uses_the_alerts_own():
-    from streams.webhook import alert_id
+    from streams.sink.webhook import alert_id
 
     at = now_ms()
     expected = Scorer(CONFIG).process_batch(joined("ids", at), at)
@@ -84,9 +85,9 @@ def test_a_batch_records_exactly_what_it_publishes_and_a_publish_clears_it(redis
 
     async def body(store: RedisStore) -> None:
         now = now_ms()
-        processor = BatchProcessor(CONFIG, store, outbox_grace_ms=60_000)
+        writer = BatchWriter(CONFIG, store, outbox_grace_ms=60_000)
         batch = [Incoming(v, None, "events", 0, i, now) for i, v in enumerate([*joined(unique, now), b"{not json"])]
-        processed = await processor.process(batch, now)
+        processed = await writer.write(batch, now)
         expected = Scorer(CONFIG).process_batch([m.value for m in batch], now, [now] * len(batch))
         kinds = [o.kind for _, o in processed.outputs]
         assert kinds == [Kind.DEAD_LETTER] + [Kind.SCORE] * CUSTOMERS + [Kind.ALERT] * CUSTOMERS
@@ -129,11 +130,11 @@ def test_a_newer_card_replaces_a_pending_one_and_survives_the_older_ones_publish
 
     async def body(store: RedisStore) -> None:
         now = now_ms()
-        processor = BatchProcessor(CONFIG, store, outbox_grace_ms=60_000)
+        writer = BatchWriter(CONFIG, store, outbox_grace_ms=60_000)
         event = lambda i, t: orjson.dumps({"event_id": f"{unique}-{i}", "customer_id": f"{unique}-c",  # noqa: E731
                                            "type": "like", "ts": t})
-        first = await processor.process([Incoming(event(1, now - 1000), None, "events", 0, 1, now)], now)
-        second = await processor.process([Incoming(event(2, now - 500), None, "events", 0, 2, now + 1)], now + 1)
+        first = await writer.write([Incoming(event(1, now - 1000), None, "events", 0, 1, now)], now)
+        second = await writer.write([Incoming(event(2, now - 500), None, "events", 0, 2, now + 1)], now + 1)
         (shard, old), = first.outputs
         (_, new), = second.outputs
         assert old.field == new.field and old.output_id != new.output_id
@@ -155,7 +156,7 @@ def test_a_write_that_loses_the_race_records_no_outputs(redis_url, unique):
         now = now_ms()
         cid = f"{unique}-c"
         login = orjson.dumps({"event_id": f"{unique}-1", "customer_id": cid, "type": "like", "ts": now})
-        processed = await BatchProcessor(CONFIG, store).process([Incoming(login, None, "events", 0, 1, now)], now)
+        processed = await BatchWriter(CONFIG, store).write([Incoming(login, None, "events", 0, 1, now)], now)
         assert await store.settle_outputs(processed.outputs) == 1 and await store.outbox_size() == 0
         loaded = await store.load([cid])
         stale = {cid: "1"}            # another writer got there first (a token this one never had)

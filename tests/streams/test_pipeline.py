@@ -21,13 +21,13 @@ from scoring.explain import explain
 from scoring.history import account_history, customer_history
 from scoring.messages import unpack
 from scoring.messages import pack
-from streams.traffic import Kind, TrafficGenerator, TrafficSettings, batched
+from devstack.traffic import Kind, TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY, HOUR
 from devstack import stack as local
 from streams.codec import original_bytes
-from streams import openapi
-from streams.metrics import KPI_FAMILIES, KPI_GAUGES
-from streams.producer import partition_of
+from streams.serve import openapi
+from streams.worker.metrics import KPI_FAMILIES, KPI_GAUGES
+from devstack.producer import partition_of
 from tests.streams.support import ApiProcess, WorkerProcess, consume_all, now_ms, pipeline_settings, redis_records, without_ids
 from tests.openapi_check import schema_errors
 from tests.builders import CONFIG
@@ -428,8 +428,8 @@ def test_an_accounts_fall_is_one_account_alert_per_rule_naming_the_users_that_dr
     one tier downgrade and one score drop, equal to the core's evaluation, naming those two users."""
     from scoring.account_alerts import evaluate_account
     from scoring.config import default_mapping
-    from streams.alert_sink import parse_alert
-    from streams.webhook import slack_payload
+    from streams.sink.alert_sink import parse_alert
+    from streams.sink.webhook import slack_payload
 
     zeros = "\n".join(f"{name} = 0" for name in default_mapping()["weights"] if name != "like")
     path = tmp_path / "accounts.toml"

@@ -80,7 +80,7 @@ def test_a_message_the_worker_fails_on_every_time_is_quarantined_not_a_blocked_p
     `processing_error`, while every other customer's events are scored."""
     import redis
 
-    from streams.layout import Keys
+    from streams.state.layout import Keys
 
     settings = pipeline_settings(stack, unique)
     broken, fine = f"{unique}broken", [f"{unique}ok{i}" for i in range(6)]

@@ -1,4 +1,4 @@
-"""RedisStore is what the processor, the publisher and the read API ask of a store.
+"""RedisStore is what the writer, the publisher and the read API ask of a store.
 
 `runtime_checkable` only checks that the methods exist; here every method of every
 Protocol must exist on RedisStore with the same parameters (names, kinds, defaults, annotations), the
@@ -12,9 +12,13 @@ import typing
 
 import pytest
 
-from streams import api, ports, processor, publishing
-from streams.layout import Keys
-from streams.store import RedisStore
+from streams.serve import api
+
+from streams.state import ports
+
+from streams.worker import publishing, writer
+from streams.state.layout import Keys
+from streams.state.store import RedisStore
 from tests.streams.memory_redis import MemoryRedis
 
 PROTOCOLS = [ports.BatchStore, ports.OutboxStore, ports.ReadStore]
@@ -46,7 +50,7 @@ def test_a_store_missing_a_method_is_not_one():
 
 
 @pytest.mark.parametrize(("function", "protocol"), [
-    (processor.BatchProcessor.__init__, "BatchStore"), (publishing.Publisher.__init__, "OutboxStore"),
+    (writer.BatchWriter.__init__, "BatchStore"), (publishing.Publisher.__init__, "OutboxStore"),
     (api.customer, "ReadStore"), (api.account, "ReadStore"), (api.leaderboard, "ReadStore"),
     (api.at_risk, "ReadStore"), (api.kpis, "ReadStore"), (api.routes, "ReadStore"),
     (api.customers_batch, "ReadStore"), (api.accounts_batch, "ReadStore"), (api.account_states, "ReadStore"),

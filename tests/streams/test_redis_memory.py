@@ -18,11 +18,11 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from streams.traffic import TrafficGenerator, TrafficSettings
+from devstack.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
 from devstack import stack as local
 from devstack.processes import ensure_binary, free_port
-from streams.store import EvictionPolicyError, RedisStore
+from streams.state.store import EvictionPolicyError, RedisStore
 from tests.streams.support import WorkerProcess, now_ms, pipeline_settings, redis_records, without_ids
 from tests.streams.test_pipeline import reference_for
 
@@ -70,7 +70,8 @@ def test_a_worker_refuses_a_redis_that_may_evict_in_one_line_naming_the_setting(
             assert "maxmemory-policy noeviction" in errors[0]
 
 
-def test_every_master_of_a_cluster_is_checked_for_its_eviction_policy(redis_cluster, unique):
+def test_every_master_of_a_cluster_is_checked_for_its_eviction_policy(own_redis_cluster, unique):
+    redis_cluster = own_redis_cluster     # it changes a master's policy: a cluster no other test shares
     clients = master_clients(redis_cluster)
     victim = clients[1]
 
@@ -108,7 +109,7 @@ def test_a_redis_at_maxmemory_is_waited_out_unready_counted_and_nothing_is_lost(
                                                           "--maxmemory-policy", "noeviction"))
             extra, cluster_url, masters = {"ENGAGE_REDIS_URL": url}, None, [client]
         else:
-            cluster = request.getfixturevalue("redis_cluster")
+            cluster = request.getfixturevalue("own_redis_cluster")   # its masters' maxmemory changes
             cluster_url = url = cluster.redis_cluster_url
             masters = master_clients(cluster)
             extra = {"ENGAGE_REDIS_URL": url, "ENGAGE_REDIS_CLUSTER": "true"}

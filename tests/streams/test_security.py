@@ -70,7 +70,7 @@ def metrics(url: str, token: str | None) -> dict[str, float]:
 
 
 def engage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "streams.cli", *args], env={**os.environ, **env},
+    done = subprocess.run([sys.executable, "-m", "devstack.cli", *args], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=300)
     assert not check or done.returncode == 0, done.stdout + done.stderr
     return done
@@ -144,7 +144,7 @@ def test_a_worker_scores_generated_events_over_sasl_ssl_and_tls(secured):
 def redis_records_secure(settings) -> dict:  # type: ignore[no-untyped-def]
     import asyncio
 
-    from streams.store import RedisStore
+    from streams.state.store import RedisStore
 
     async def read() -> dict:
         store = RedisStore.from_settings(settings)
@@ -323,15 +323,15 @@ def test_no_secret_shows_up_in_logs_or_command_outputs(secured):
     assert leaks == []
 
 
-def test_the_live_demo_sends_the_token_to_its_worker(stack, monkeypatch):
+def test_the_live_demo_sends_the_token_to_its_worker(stack_view, monkeypatch):
     """`engage demo` with ENGAGE_API_TOKEN: its worker requires the token (API and /metrics), and the
     demo's own calls send it, so the live view still shows KPIs and counters."""
     from click.testing import CliRunner
 
-    from streams.cli import main
+    from devstack.cli import main
 
     token = secrets.token_urlsafe(24)
-    monkeypatch.setenv("ENGAGE_STACK_DIR", stack.directory)
+    monkeypatch.setenv("ENGAGE_STACK_DIR", str(stack_view))
     monkeypatch.setenv("ENGAGE_API_TOKEN", token)
     monkeypatch.setenv("ENGAGE_METRICS_AUTH", "on")
     result = CliRunner().invoke(main, ["demo", "--duration", "3", "--rate", "50", "--backfill", "200",

@@ -40,15 +40,19 @@ def test_a_bad_value_names_its_variable(variable, value):
     assert err.value.name == variable and variable in str(err.value)
 
 
-def test_missing_addresses_without_a_stack_say_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setenv("ENGAGE_STACK_DIR", str(tmp_path / "none"))
-    with pytest.raises(SettingsError) as err:
+def test_missing_addresses_are_named_and_the_checkout_says_to_start_a_stack(tmp_path):
+    from devstack.stack import local_addresses
+
+    with pytest.raises(SettingsError) as err:         # the product: no local defaults at all
         load_settings(env={})
-    assert "ENGAGE_KAFKA_BOOTSTRAP" in str(err.value) and "engage stack up" in str(err.value)
+    assert str(err.value) == "setting ENGAGE_KAFKA_BOOTSTRAP: not set"
+    with pytest.raises(SettingsError) as err:         # the checkout's engage, and no stack runs
+        load_settings(env={}, defaults=local_addresses(tmp_path / "none"))
+    assert "ENGAGE_KAFKA_BOOTSTRAP" in str(err.value) and "./engage stack up" in str(err.value)
 
 
 def test_topic_retention_settings_reach_the_topic_specs():
-    from streams.topics import topic_specs
+    from streams.worker.topics import topic_specs
 
     s = load_settings(env={**BASE, "ENGAGE_EVENTS_RETENTION_MS": "86400000", "ENGAGE_PARTITIONS": "8"})
     specs = {spec.name: spec for spec in topic_specs(s)}
@@ -328,7 +332,7 @@ def test_redis_client_is_the_cluster_client_with_redis_cluster():
     import redis.asyncio
     import redis.asyncio.cluster
 
-    from streams.redis_client import redis_client
+    from streams.state.redis_client import redis_client
 
     acl = {"ENGAGE_REDIS_USERNAME": "app", "ENGAGE_REDIS_PASSWORD": SECRET}
     single = redis_client(load_settings(env={**BASE, **acl}))
@@ -350,7 +354,7 @@ def test_redis_client_is_the_cluster_client_with_redis_cluster():
     ("2", 3, (2, 1)), (" 3 ", 3, (3, 2)), ("5", 5, (5, 2)),
 ])
 def test_topic_replication_follows_the_brokers_and_two_replicas_stay_in_sync_from_three_on(value, brokers, expected):
-    from streams.topics import replication
+    from streams.worker.topics import replication
 
     assert replication(load_settings(env={**BASE, "ENGAGE_TOPIC_REPLICATION": value}), brokers) == expected
 
@@ -362,7 +366,7 @@ def test_a_bad_topic_replication_is_refused_naming_the_variable(value):
 
 
 def test_more_replicas_than_brokers_is_refused_naming_the_variable():
-    from streams.topics import replication
+    from streams.worker.topics import replication
 
     with pytest.raises(SettingsError, match="ENGAGE_TOPIC_REPLICATION.*3.*1 broker"):
         replication(load_settings(env={**BASE, "ENGAGE_TOPIC_REPLICATION": "3"}), 1)

@@ -45,18 +45,18 @@ def test_redis_is_real_and_persists_with_aof(stack, unique):
     assert client.info("server")["redis_mode"] == "standalone"
 
 
-def test_up_again_reuses_the_running_services(stack):
-    again = local.up(Path(stack.directory))
+def test_up_again_reuses_the_running_services(stack, stack_view):
+    again = local.up(stack_view)
     assert again.services["kafka"].pid == stack.services["kafka"].pid
     assert again.redis_url == stack.redis_url
 
 
-def test_status_json_reports_addresses_and_health(stack, monkeypatch):
+def test_status_json_reports_addresses_and_health(stack, stack_view, monkeypatch):
     from click.testing import CliRunner
 
-    from streams.cli import main
+    from devstack.cli import main
 
-    monkeypatch.setenv("ENGAGE_STACK_DIR", stack.directory)
+    monkeypatch.setenv("ENGAGE_STACK_DIR", str(stack_view))
     result = CliRunner().invoke(main, ["stack", "status", "--json"])
     info = json.loads(result.output)
     assert result.exit_code == 0
@@ -67,7 +67,7 @@ def test_status_json_reports_addresses_and_health(stack, monkeypatch):
 def test_status_of_a_missing_stack_exits_1(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from streams.cli import main
+    from devstack.cli import main
 
     monkeypatch.setenv("ENGAGE_STACK_DIR", str(tmp_path / "none"))
     result = CliRunner().invoke(main, ["stack", "status"])
@@ -132,12 +132,12 @@ def test_cluster_up_again_reuses_it_and_status_names_its_url(redis_cluster):
     assert redis_cluster.redis_cluster_url.startswith("redis://127.0.0.1:")
 
 
-def test_engage_stack_up_redis_cluster_adds_one_to_the_stack(stack, monkeypatch):
+def test_engage_stack_up_redis_cluster_adds_one_to_the_stack(stack, stack_view, monkeypatch):
     from click.testing import CliRunner
 
-    from streams.cli import main
+    from devstack.cli import main
 
-    monkeypatch.setenv("ENGAGE_STACK_DIR", stack.directory)
+    monkeypatch.setenv("ENGAGE_STACK_DIR", str(stack_view))
     try:
         result = CliRunner().invoke(main, ["stack", "up", "--redis-cluster"])
         assert result.exit_code == 0, result.output
@@ -147,15 +147,15 @@ def test_engage_stack_up_redis_cluster_adds_one_to_the_stack(stack, monkeypatch)
         assert status.exit_code == 0 and info["redis_cluster_url"] == url and info["redis_url"] == stack.redis_url
         assert all(info["healthy"][name] for name in local.CLUSTER_NODES)
     finally:
-        local.cluster_down(Path(stack.directory), purge=True)
-    info = local.status(Path(stack.directory))
+        local.cluster_down(stack_view, purge=True)
+    info = local.status(stack_view)
     assert "redis_cluster_url" not in info and info["running"]        # Kafka and Redis keep running
 
 
 def test_the_redis_cluster_is_not_part_of_the_secure_stack():
     from click.testing import CliRunner
 
-    from streams.cli import main
+    from devstack.cli import main
 
     result = CliRunner().invoke(main, ["stack", "up", "--secure", "--redis-cluster"])
     assert result.exit_code == 2 and "--redis-cluster" in result.stderr and len(result.stderr.splitlines()) == 1
@@ -164,7 +164,7 @@ def test_the_redis_cluster_is_not_part_of_the_secure_stack():
 def _with_cluster_client(redis_cluster, work):
     import asyncio
 
-    from streams.redis_client import redis_client_from_url
+    from streams.state.redis_client import redis_client_from_url
 
     async def run():
         client = redis_client_from_url(redis_cluster.redis_cluster_url, cluster=True)
@@ -253,7 +253,8 @@ def test_watch_multi_exec_on_one_hash_tag_through_the_cluster_pipeline(redis_clu
     assert record == b"someone else" and index == {b"member"}
 
 
-def test_a_restarted_cluster_node_comes_back_with_its_keys(redis_cluster, unique):
+def test_a_restarted_cluster_node_comes_back_with_its_keys(own_redis_cluster, unique):
+    redis_cluster = own_redis_cluster     # a node is killed: a cluster no other test shares
     node = redis_cluster.services[local.CLUSTER_NODES[1]]
     cluster = redis.RedisCluster.from_url(redis_cluster.redis_cluster_url)
     key = next(k for k in (f"{unique}:{i}" for i in range(1000)) if cluster.get_node_from_key(k).port == node.port)

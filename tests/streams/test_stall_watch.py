@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.stall import StallWatch
+from streams.worker.stall import StallWatch
 
 
 class Clock:

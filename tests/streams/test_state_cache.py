@@ -1,8 +1,8 @@
-"""The worker's memory of the customers it wrote (streams/state_cache.py): never a different result.
+"""The worker's memory of the customers it wrote (streams/state/cache.py): never a different result.
 
 A remembered customer must be exactly what a fresh read of Redis gives, after every batch and
 every due sweep, through bucket evictions, sessions closing, dedup ids expiring and alerts;
-a processor that remembers must leave Redis exactly as one that reads everything; and a
+a writer that remembers must leave Redis exactly as one that reads everything; and a
 customer someone else wrote since is read afresh. Each test runs on the session's real
 Redis and on the in-memory one (tests/streams/memory_redis.py).
 """
@@ -18,10 +18,11 @@ from scoring.config import load_config
 from scoring.engine import Scorer
 from scoring.scores import score_card
 from scoring.timeutil import MINUTE, SECOND
-from streams.processor import BatchProcessor, Incoming
-from streams.state_cache import StateCache
-from streams.store import RedisStore
-from streams.traffic import TrafficGenerator, TrafficSettings
+from streams.worker.batch import Incoming
+from streams.worker.writer import BatchWriter
+from streams.state.cache import StateCache
+from streams.state.store import RedisStore
+from devstack.traffic import TrafficGenerator, TrafficSettings
 from tests.builders import DAY0
 
 # the soak's config: one-minute buckets, so that 40 minutes of traffic crosses every boundary
@@ -39,17 +40,17 @@ def minutes_of_traffic(prefix: str, minutes: int = 40, events: int = 4000, size:
         yield [Incoming(m.value, m.key, "events", 0, start + i, m.at_ms) for i, m in enumerate(chunk)], chunk[-1].at_ms
 
 
-async def drive(processor: BatchProcessor, prefix: str, after_each=None) -> list:
-    """The traffic through `processor`, with a due sweep at every minute boundary; what it published."""
+async def drive(writer: BatchWriter, prefix: str, after_each=None) -> list:
+    """The traffic through `writer`, with a due sweep at every minute boundary; what it published."""
     published = []
     boundary = DAY0 + MINUTE
     for batch, now in minutes_of_traffic(prefix):
         while now >= boundary:
-            published.append(("sweep", [o.value for _, o in (await processor.sweep(boundary)).outputs]))
+            published.append(("sweep", [o.value for _, o in (await writer.sweep(boundary)).outputs]))
             boundary += MINUTE
             if after_each:
                 await after_each()
-        processed = await processor.process(batch, now)
+        processed = await writer.write(batch, now)
         published.append(("batch", [o.value for _, o in processed.outputs],
                           [(r.outcome, r.reason) for _, r in processed.outcomes]))
         if after_each:
@@ -87,25 +88,25 @@ async def dump(store: RedisStore) -> dict[str, object]:
 def test_remembered_customers_are_what_redis_holds_after_every_batch_and_sweep(store_of, unique):
     async def work():
         store = store_of(unique)
-        processor = BatchProcessor(CONFIG, store)
+        writer = BatchWriter(CONFIG, store)
         checked = 0
 
         async def check() -> None:
             nonlocal checked
-            remembered = processor.cache.take(list(processor.cache._entries))
+            remembered = writer.cache.take(list(writer.cache._entries))
             fresh = await store.load(list(remembered))
             for cid, (token, stored) in remembered.items():
                 assert fresh.versions[cid] == token, cid
                 assert comparable(stored) == comparable(fresh.stored[cid]), cid
                 checked += 1
             for token in {t for t, _ in remembered.values()}:
-                processor.cache.keep(token, {c: s for c, (t, s) in remembered.items() if t == token})
+                writer.cache.keep(token, {c: s for c, (t, s) in remembered.items() if t == token})
 
         try:
-            await drive(processor, unique, check)
+            await drive(writer, unique, check)
         finally:
             await store.close()
-        return processor.cache, checked
+        return writer.cache, checked
 
     cache, checked = asyncio.run(work())
     assert checked > 1000 and cache.hits > 1000 and cache.stale == 0
@@ -114,10 +115,10 @@ def test_remembered_customers_are_what_redis_holds_after_every_batch_and_sweep(s
 def test_a_processor_that_remembers_writes_and_publishes_what_one_that_reads_everything_does(store_of, unique):
     async def run(prefix: str, remember: int):
         store = store_of(prefix)
-        processor = BatchProcessor(CONFIG, store, remember=remember)
+        writer = BatchWriter(CONFIG, store, remember=remember)
         try:
-            published = await drive(processor, unique)
-            return published, await dump(store), processor.cache
+            published = await drive(writer, unique)
+            return published, await dump(store), writer.cache
         finally:
             await store.close()
 
@@ -142,11 +143,11 @@ def test_a_customer_another_worker_wrote_since_is_read_afresh(store_of, unique):
 
     async def work():
         store_a, store_b = store_of(unique), store_of(unique)
-        a, b = BatchProcessor(CONFIG, store_a), BatchProcessor(CONFIG, store_b)
+        a, b = BatchWriter(CONFIG, store_a), BatchWriter(CONFIG, store_b)
         try:
-            await a.process([like(1)], now)
-            await b.process([like(2), like(3)], now)
-            processed = await a.process([like(4)], now)
+            await a.write([like(1)], now)
+            await b.write([like(2), like(3)], now)
+            processed = await a.write([like(4)], now)
             return a.cache, processed, (await store_a.load([cid])).stored[cid]
         finally:
             await store_a.close()

@@ -1,6 +1,6 @@
 """The Redis state (native structures, deltas, shards) against the pure core, on a real Redis.
 
-Batches go through the worker's own BatchProcessor into Redis; every read the API serves
+Batches go through the worker's own BatchWriter into Redis; every read the API serves
 (customers, accounts, leaderboards, at-risk, KPIs) must equal the reference Scorer fed the
 same batches, exactly, including after time passes and the due sweep re-scores customers.
 """
@@ -19,12 +19,13 @@ from scoring.explain import explain
 from scoring.engine import Scorer
 from scoring.messages import unpack
 from scoring.standing import standing
-from streams.traffic import TrafficGenerator, TrafficSettings
+from devstack.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
-from streams import api
-from streams.processor import BatchProcessor, Incoming
-from streams.replay import delete_prefix
-from streams.store import LayoutError, RedisStore
+from streams.serve import api
+from streams.worker.batch import Incoming
+from streams.worker.writer import BatchWriter
+from streams.worker.replay import delete_prefix
+from streams.state.store import LayoutError, RedisStore
 
 pytestmark = pytest.mark.services
 CONFIG = load_config(overrides={"alerts": {"inactivity": "2d"}})
@@ -88,14 +89,14 @@ def test_batches_and_due_rescores_equal_the_core(open_store, unique):
     async def run() -> None:
         store = open_store()
         await store.check_layout()
-        processor = BatchProcessor(CONFIG, store)
+        writer = BatchWriter(CONFIG, store)
         reference = Scorer(CONFIG)
         messages = traffic(unique)
         now = START + 5 * DAY
         for start in range(0, len(messages), 100):
             chunk = messages[start:start + 100]
             batch = [Incoming(m.value, m.key, "events", 0, start + i, now) for i, m in enumerate(chunk)]
-            processed = await processor.process(batch, now)
+            processed = await writer.write(batch, now)
             result = reference.process_batch([m.value for m in chunk], now)
             assert [(r.outcome, r.reason) for _, r in processed.outcomes] == [
                 (r.outcome, r.reason) for r in result.results]
@@ -107,7 +108,7 @@ def test_batches_and_due_rescores_equal_the_core(open_store, unique):
         for gap in (2 * DAY, 2 * DAY, 2 * DAY, 70 * DAY):     # the last: everyone dormant, history evicted (61 d)
             now += gap
             due = {c for c, s in reference.customers.items()}
-            fired = (await processor.sweep(now)).alerts
+            fired = (await writer.sweep(now)).alerts
             expected_alerts = []
             for cid in sorted(due):
                 state = reference.customers[cid]
@@ -154,7 +155,7 @@ def test_top_leaderboard_ties_are_broken_by_ascending_id_across_shards(open_stor
     and must still list tied customers by ascending id, across shards."""
     async def run() -> None:
         store = open_store()
-        processor = BatchProcessor(CONFIG, store)
+        writer = BatchWriter(CONFIG, store)
         reference = Scorer(CONFIG)
         now = START + DAY
         events = [{"event_id": f"{unique}t{i}", "customer_id": f"{unique}-{i:03d}", "type": "follow", "ts": now - HOUR,
@@ -162,7 +163,7 @@ def test_top_leaderboard_ties_are_broken_by_ascending_id_across_shards(open_stor
         events.append({"event_id": f"{unique}lead", "customer_id": f"{unique}-zzz", "type": "follow",
                        "ts": now - HOUR, "count": 9})
         values = [orjson.dumps(e) for e in events]
-        await processor.process([Incoming(v, None, "events", 0, i, now) for i, v in enumerate(values)], now)
+        await writer.write([Incoming(v, None, "events", 0, i, now) for i, v in enumerate(values)], now)
         reference.process_batch(values, now)
         for limit in (1, 5, 17, 301):
             board = await api.leaderboard(store, CONFIG, "top", limit, now)
@@ -181,7 +182,7 @@ def test_the_median_selected_across_shards_is_statistics_median(open_store):
 
     from scoring import formulas
     from scoring.standing import Standing, bottom_key
-    from streams.layout import Keys
+    from streams.state.layout import Keys
 
     async def run() -> None:
         store = open_store()
@@ -215,7 +216,7 @@ def test_one_customers_thousands_of_events_in_one_batch_are_one_write(open_store
     async def run() -> None:
         store = open_store()
         message = orjson.dumps(events)
-        await BatchProcessor(CONFIG, store).process([Incoming(message, None, "events", 0, 0, now)], now)
+        await BatchWriter(CONFIG, store).write([Incoming(message, None, "events", 0, 0, now)], now)
         reference = Scorer(CONFIG)
         reference.process_batch([item.event for item in unpack(message, CONFIG)], now)
         await compare(store, reference, now)
@@ -229,7 +230,7 @@ def test_one_customers_thousands_of_events_in_one_batch_are_one_write(open_store
 def test_standings_of_more_customers_than_one_read_call_takes_are_all_read(open_store, unique):
     """On one Redis the standings are read in calls of READ_GROUP customers whatever their shards,
     on a cluster one call per shard: either way every stored customer is read once, none invented."""
-    from streams.store import READ_GROUP
+    from streams.state.store import READ_GROUP
 
     async def run() -> None:
         store = open_store()
@@ -237,7 +238,7 @@ def test_standings_of_more_customers_than_one_read_call_takes_are_all_read(open_
         count = 2 * READ_GROUP + 7
         values = [orjson.dumps({"event_id": f"{unique}g{i}", "customer_id": f"{unique}-g{i}", "type": "follow",
                                 "ts": now - HOUR, "count": 1 + i % 5}) for i in range(count)]
-        await BatchProcessor(CONFIG, store).process([Incoming(v, None, "events", 0, i, now)
+        await BatchWriter(CONFIG, store).write([Incoming(v, None, "events", 0, i, now)
                                                      for i, v in enumerate(values)], now)
         ids = [f"{unique}-g{i}" for i in range(count)] + [f"{unique}-g{i}" for i in range(5)] + [f"{unique}-nobody"]
         together = await store.standings(ids)
@@ -256,7 +257,7 @@ def test_top_leaderboard_of_spread_scores_and_small_tie_groups_equals_the_core(o
 
     async def run() -> None:
         store = open_store()
-        processor = BatchProcessor(CONFIG, store)
+        writer = BatchWriter(CONFIG, store)
         reference = Scorer(CONFIG)
         now = START + DAY
         rng = random.Random(11)
@@ -264,7 +265,7 @@ def test_top_leaderboard_of_spread_scores_and_small_tie_groups_equals_the_core(o
         values = [orjson.dumps({"event_id": f"{unique}s{i}", "customer_id": f"{unique}-s{i:03d}",
                                 "type": rng.choice(["follow", "comment"]), "ts": now - HOUR, "count": count})
                   for i, count in enumerate(counts)]
-        await processor.process([Incoming(v, None, "events", 0, i, now) for i, v in enumerate(values)], now)
+        await writer.write([Incoming(v, None, "events", 0, i, now) for i, v in enumerate(values)], now)
         reference.process_batch(values, now)
         for limit in (*range(1, 26), 60, 161):
             board = await api.leaderboard(store, CONFIG, "top", limit, now)

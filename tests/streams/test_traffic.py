@@ -8,7 +8,7 @@ import orjson
 
 from scoring.catalogue import BUILTIN_TYPES
 from scoring.events import decode_event
-from streams.traffic import Kind, TrafficGenerator, TrafficSettings
+from devstack.traffic import Kind, TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY
 from tests.builders import CONFIG, DAY0
 

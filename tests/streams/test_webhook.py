@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kafka import KafkaProducer
 
-from streams.alert_sink import parse_alert
-from streams.webhook import alert_id, slack_payload
+from streams.sink.alert_sink import parse_alert
+from streams.sink.webhook import alert_id, slack_payload
 from tests.streams.support import AlertSinkProcess, WorkerProcess, consume_all, free_port
 
 ALERT = {"rule": "tier_downgrade", "customer_id": "c1", "account_id": "a1", "as_of": 1700000000000,

@@ -1,4 +1,4 @@
-"""The worker's batch lifecycle (`streams.worker.Runtime`) without services: the real RedisStore
+"""The worker's parts (`streams.worker.runtime.Runtime`: the batch lifecycle, progress, the sweep, health) without services: the real RedisStore
 on an in-memory Redis (tests/streams/memory_redis.py) and a recording Kafka producer.
 
 Quarantine, retries and the outbox as the worker runs them; the same behaviours through a real
@@ -14,12 +14,12 @@ import aiokafka.errors
 import orjson
 
 from streams.clock import now_ms
-from streams.layout import Keys
-from streams.metrics import KPI_GAUGES, Metrics
-from streams.processor import Incoming
+from streams.state.layout import Keys
+from streams.worker.metrics import KPI_GAUGES, Metrics
+from streams.worker.batch import Incoming
 from streams.settings import load_settings
-from streams.store import RedisStore
-from streams.worker import Runtime
+from streams.state.store import RedisStore
+from streams.worker.runtime import Runtime
 from tests.builders import CONFIG, ev
 from tests.streams.memory_redis import MemoryRedis
 
@@ -68,13 +68,13 @@ def test_a_batch_is_published_then_out_of_the_outbox():
     memory, producer = MemoryRedis(), RecordingProducer()
     worker = runtime(memory, producer)
     at = now_ms() - 60_000
-    asyncio.run(worker.handle(batch(ev("c1", "like", at, event_id="e1"), ev("c2", "comment", at, event_id="e2"),
+    asyncio.run(worker.lifecycle.handle(batch(ev("c1", "like", at, event_id="e1"), ev("c2", "comment", at, event_id="e2"),
                                     {"customer_id": "c3", "type": "like"})))
     assert sorted(card["customer_id"] for card in producer.on(SETTINGS.scores_topic)) == ["c1", "c2"]
     [dead] = producer.on(SETTINGS.dlq_topic)
     assert dead["reason"] == "missing_field" and dead["source"]["offset"] == 2
     assert asyncio.run(worker.store.outbox_size()) == 0          # deleted once acknowledged
-    assert worker.metrics.processed._value.get() == 2 and worker.positions[("events", 0)] == 3
+    assert worker.metrics.processed._value.get() == 2 and worker.progress.positions[("events", 0)] == 3
 
 
 def test_a_publish_that_fails_is_retried_and_the_outputs_stay_in_the_outbox_meanwhile():
@@ -88,7 +88,7 @@ def test_a_publish_that_fails_is_retried_and_the_outputs_stay_in_the_outbox_mean
         await original(delay)
 
     worker.retry.sleep = observe
-    asyncio.run(worker.handle(batch(ev("c1", "like", now_ms() - 1000, event_id="e1"))))
+    asyncio.run(worker.lifecycle.handle(batch(ev("c1", "like", now_ms() - 1000, event_id="e1"))))
     assert sizes and all(size >= 1 for size in sizes)           # recorded with the state, not yet acknowledged
     assert [card["customer_id"] for card in producer.on(SETTINGS.scores_topic)] == ["c1"]
     assert asyncio.run(worker.store.outbox_size()) == 0
@@ -101,13 +101,13 @@ def test_a_customer_the_worker_fails_on_every_time_is_quarantined_and_the_rest_s
     worker = runtime(memory, producer)
     at = now_ms() - 60_000
     events = [ev(cid, "like", at + i, event_id=f"e{i}") for i, cid in enumerate(["ok1", "broken", "ok2"] * 2)]
-    asyncio.run(worker.handle(batch(*events)))
+    asyncio.run(worker.lifecycle.handle(batch(*events)))
     dead = producer.on(SETTINGS.dlq_topic)
     assert [d["reason"] for d in dead] == ["processing_error"] * 2
     assert {d["source"]["key"] for d in dead} == {"broken"} and all("JSONDecodeError" in d["detail"] for d in dead)
     assert sorted(c["customer_id"] for c in producer.on(SETTINGS.scores_topic)) == ["ok1", "ok1", "ok2", "ok2"]
     assert worker.metrics.processed._value.get() == 4
-    assert worker.positions[("events", 0)] == len(events)       # the partition moves on
+    assert worker.progress.positions[("events", 0)] == len(events)       # the partition moves on
 
 
 class Assignment:
@@ -125,10 +125,10 @@ class Assignment:
 def test_metrics_are_served_when_redis_cannot_answer_and_the_kpi_gauges_keep_their_values():
     memory = MemoryRedis()
     worker = runtime(memory, RecordingProducer())
-    worker.consumer = Assignment
+    worker.progress.consumer = Assignment
     at = now_ms() - 1000
-    asyncio.run(worker.handle(batch(ev("c1", "like", at, event_id="e1"), ev("c2", "comment", at, event_id="e2"))))
-    before = asyncio.run(worker.metrics_payload()).decode()
+    asyncio.run(worker.lifecycle.handle(batch(ev("c1", "like", at, event_id="e1"), ev("c2", "comment", at, event_id="e2"))))
+    before = asyncio.run(worker.health.metrics_payload()).decode()
     assert "engagement_assigned_partitions 2.0" in before and "engagement_redis_read_failures_total 0.0" in before
 
     async def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -136,7 +136,7 @@ def test_metrics_are_served_when_redis_cannot_answer_and_the_kpi_gauges_keep_the
 
     worker.store.aggregates = refused
     worker.latest_kpis.interval_s = 0   # recompute on this scrape
-    after = asyncio.run(worker.metrics_payload()).decode()
+    after = asyncio.run(worker.health.metrics_payload()).decode()
     assert "engagement_redis_read_failures_total 1.0" in after
     kpis = [f"engagement_{gauge.name}" for gauge in KPI_GAUGES]
     kpi_lines = lambda text: sorted(line for line in text.splitlines() if line.startswith(tuple(kpis)))  # noqa: E731
@@ -145,16 +145,16 @@ def test_metrics_are_served_when_redis_cannot_answer_and_the_kpi_gauges_keep_the
 
 def test_a_sweep_records_the_buckets_kpi_trend_point_and_drops_points_past_the_kpi_window():
     from scoring.business import trend_point
-    from streams import api
+    from streams.serve import api
     from tests.openapi_check import schema_errors
 
     memory, producer = MemoryRedis(), RecordingProducer()
     worker = runtime(memory, producer)
     at = now_ms() - 60_000
-    asyncio.run(worker.handle(batch(ev("c1", "like", at, event_id="e1"), ev("c2", "nps_response", at, value=9))))
+    asyncio.run(worker.lifecycle.handle(batch(ev("c1", "like", at, event_id="e1"), ev("c2", "nps_response", at, value=9))))
     stale = at // CONFIG.scoring.bucket_ms - 40                     # 40 days back: past the 30-day KPI window
     asyncio.run(worker.store.record_kpi_trend(stale, {"as_of_ms": 0}, 0))
-    asyncio.run(worker.sweep())
+    asyncio.run(worker.sweeper.sweep())
     body = asyncio.run(worker.latest_kpis.get())                    # the answer the sweep computed and recorded
     bucket, point = trend_point(body, CONFIG)
     assert point["dau"] == 2 and point["nps"] == 100.0
@@ -169,9 +169,9 @@ def test_a_metrics_scrape_never_writes_to_redis():
     WRITE, a full maxmemory): the scrape reads only; the KPI trend point is recorded by the sweep."""
     memory, producer = MemoryRedis(), RecordingProducer()
     worker = runtime(memory, producer)
-    worker.consumer = Assignment
+    worker.progress.consumer = Assignment
     at = now_ms() - 60_000
-    asyncio.run(worker.handle(batch(ev("c1", "like", at, event_id="e1"))))
+    asyncio.run(worker.lifecycle.handle(batch(ev("c1", "like", at, event_id="e1"))))
 
     def refuse(*args, **kwargs):
         raise RuntimeError("a write during a scrape")
@@ -179,7 +179,7 @@ def test_a_metrics_scrape_never_writes_to_redis():
     for command in ("_hset", "_hdel", "_hincrby", "_zadd", "_sadd", "_lpush", "_apply"):
         setattr(memory, command, refuse)
     worker.latest_kpis.interval_s = 0          # a fresh KPI computation on this scrape
-    payload = asyncio.run(worker.metrics_payload()).decode()
+    payload = asyncio.run(worker.health.metrics_payload()).decode()
     assert "engagement_redis_read_failures_total 0.0" in payload and "engagement_active_customers" in payload
 
 
@@ -200,9 +200,9 @@ def test_lag_counts_from_the_committed_offset_of_a_partition_back_from_another_w
     from faust.types import TP
 
     worker = runtime(MemoryRedis(), RecordingProducer())
-    worker.consumer = Returned
-    worker.positions = {(SETTINGS.events_topic, 0): 10, (SETTINGS.events_topic, 1): 18}   # 18: before it was taken
-    assert worker.lag() == 2           # partition 0: 12 - 10; partition 1: nothing past the committed 30
-    worker.forget([TP(SETTINGS.events_topic, 1)])
-    assert worker.positions == {(SETTINGS.events_topic, 0): 10}
-    assert worker.lag() == 2
+    worker.progress.consumer = Returned
+    worker.progress.positions = {(SETTINGS.events_topic, 0): 10, (SETTINGS.events_topic, 1): 18}   # 18: before it was taken
+    assert worker.progress.lag() == 2           # partition 0: 12 - 10; partition 1: nothing past the committed 30
+    worker.progress.forget([TP(SETTINGS.events_topic, 1)])
+    assert worker.progress.positions == {(SETTINGS.events_topic, 0): 10}
+    assert worker.progress.lag() == 2

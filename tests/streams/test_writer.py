@@ -1,4 +1,4 @@
-"""The batch processor: same result as the pure core, exactly once.
+"""The batch writer: same result as the pure core, exactly once.
 
 Each test runs on the session's real Redis (tier `services`) and on an in-memory Redis
 (tests/streams/memory_redis.py, the fast tier): the same RedisStore, layout and assertions.
@@ -12,10 +12,11 @@ import pytest
 
 from scoring.engine import Outcome, Scorer
 from scoring.scores import score_card
-from streams.traffic import TrafficGenerator, TrafficSettings
+from devstack.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
-from streams.processor import BatchProcessor, Incoming
-from streams.layout import Keys
+from streams.worker.batch import Incoming
+from streams.worker.writer import BatchWriter
+from streams.state.layout import Keys
 from tests.builders import CONFIG, DAY0
 from tests.streams.support import without_ids
 
@@ -42,10 +43,10 @@ def test_redis_state_equals_the_core_fed_the_same_batches(store_of, unique):
     reference = Scorer(CONFIG)
 
     async def work(store):
-        processor = BatchProcessor(CONFIG, store)
+        writer = BatchWriter(CONFIG, store)
         outcomes = []
         for batch, now in batches(unique):
-            processed = await processor.process(batch, now)
+            processed = await writer.write(batch, now)
             expected = reference.process_batch([m.value for m in batch], now)
             assert [r.outcome for _, r in processed.outcomes] == [r.outcome for r in expected.results]
             assert [r.reason for _, r in processed.outcomes] == [r.reason for r in expected.results]
@@ -68,15 +69,15 @@ def test_redis_state_equals_the_core_fed_the_same_batches(store_of, unique):
 
 def test_redelivered_batches_change_nothing(store_of, unique):
     async def work(store):
-        processor = BatchProcessor(CONFIG, store)
+        writer = BatchWriter(CONFIG, store)
         all_batches = list(batches(unique, count=1500, delayed_share=0, late_share=0, malformed_share=0))
         for batch, now in all_batches:
-            await processor.process(batch, now)
+            await writer.write(batch, now)
         before = (await store.load(await store.customer_ids())).stored
         _, last_now = all_batches[-1]
         accepted_again = 0
         for batch, _ in all_batches:  # the whole topic again, as after a crash before any commit
-            processed = await processor.process(batch, last_now)
+            processed = await writer.write(batch, last_now)
             accepted_again += processed.count(Outcome.ACCEPTED)
         after = (await store.load(await store.customer_ids())).stored
         return before, after, accepted_again
@@ -92,14 +93,14 @@ def test_concurrent_writers_on_the_same_customers_lose_nothing(store_of, unique)
     async def work(store_a):
         store_b = store_of(unique)
         try:
-            a, b = BatchProcessor(CONFIG, store_a), BatchProcessor(CONFIG, store_b)
+            a, b = BatchWriter(CONFIG, store_a), BatchWriter(CONFIG, store_b)
             # all within the allowed lateness, so the order of application cannot matter
             all_batches = list(batches(unique, count=2000, size=50, span=20 * HOUR, member_share=0, delayed_share=0,
                                        late_share=0, malformed_share=0, duplicate_share=0))
             now = all_batches[-1][1]
             await asyncio.gather(
-                *(a.process(batch, now) for batch, _ in all_batches[0::2]),
-                *(b.process(batch, now) for batch, _ in all_batches[1::2]),
+                *(a.write(batch, now) for batch, _ in all_batches[0::2]),
+                *(b.write(batch, now) for batch, _ in all_batches[1::2]),
             )
             ids = await store_a.customer_ids()
             records = (await store_a.load(ids)).stored
@@ -121,9 +122,9 @@ def test_concurrent_writers_on_the_same_customers_lose_nothing(store_of, unique)
 def test_key_layout_is_cluster_safe_and_prefixed(store_of, unique):
     """Every key is under the prefix; a customer's keys carry its shard's hash tag."""
     async def work(store):
-        processor = BatchProcessor(CONFIG, store)
+        writer = BatchWriter(CONFIG, store)
         for batch, now in batches(unique, count=300):
-            await processor.process(batch, now)
+            await writer.write(batch, now)
         return [k.decode() for k in await store.redis.keys(f"{unique}:*")], await store.customer_ids()
 
     keys, customers = asyncio.run(run_through_redis(store_of, unique, work))

@@ -19,7 +19,7 @@ from scoring.account_alerts import AccountRule
 from scoring.alerts import Rule
 from scoring.business import BusinessKpis
 from scoring.formulas import Tier
-from streams.api import MAX_BATCH_IDS, MAX_LIMIT
+from streams.serve.api import MAX_BATCH_IDS, MAX_LIMIT
 
 TITLE = "Engagement scorer API"
 

@@ -1,7 +1,7 @@
 """The worker's memory of the customers it wrote last, so that a batch need not read them back.
 
 Redis stays the only source of truth. Every write stamps each written customer's facts hash
-with a token unique to that write (field `v`, see streams.layout.write_delta), and a
+with a token unique to that write (field `v`, see streams.state.layout.write_delta), and a
 remembered customer is used only while Redis still holds the token this worker wrote.
 Anything else (another worker wrote the customer after a rebalance, a replay rebuilt it,
 Redis lost it or restored an older copy) reads the customer afresh. So a hit costs one HGET

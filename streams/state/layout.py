@@ -36,13 +36,13 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{h}:acct.snap:<account>  HASH   v: write token, d: the account's last alert evaluation (JSON;
                                         h: the account's home shard, crc32("account:" + id) % SHARDS)
     <p>:{s}:out                  HASH   the outbox: outputs written with the shard's changes and not yet
-                                        acknowledged by Kafka (streams/outbox.py)
+                                        acknowledged by Kafka (streams/state/outbox.py)
     <p>:{s}:out:at               ZSET   outbox field -> when a redrive may claim it
     <p>:{g}:alerts:recent        LIST   the last 100 alerts (JSON), newest first
 
-A write is optimistic (`streams.store`): the script applies a shard's changes only if no customer's write
+A write is optimistic (`streams.state.store`): the script applies a shard's changes only if no customer's write
 token moved since it was read (a rebalance overlap); else the batch is recomputed from fresh state. The token
-also tells a worker whether the customer it remembers (streams.state_cache) is still the stored one.
+also tells a worker whether the customer it remembers (streams.state.cache) is still the stored one.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ import orjson
 
 from scoring import formulas
 from scoring.account_alerts import accounts_to_evaluate
+from scoring.aggregation import add_delta
 from scoring.alerts import RuleState, Snapshot
 from scoring.deltas import CustomerDelta, Facts, Stored
 from scoring.standing import Standing, bottom_key, risk_key
@@ -153,7 +154,7 @@ def decode_stored(cid: str, facts: Mapping[bytes, bytes], counters: Mapping[byte
     for name, value in counters.items():
         if value != b"0":               # a counter back at zero (a session no longer a bounce)
             bucket, key = name.decode().split("|", 1)
-            # interned: a remembered customer (streams.state_cache) shares its counter names
+            # interned: a remembered customer (streams.state.cache) shares its counter names
             buckets.setdefault(int(bucket), {})[sys.intern(key)] = int(value)
     open_sessions = {}
     for sid, raw in sessions.items():
@@ -223,12 +224,7 @@ class ShardTotals:
         return cls({}, {}, set())
 
     def add(self, delta: CustomerDelta) -> None:
-        for bucket, counters in delta.counters.items():
-            total = self.buckets.setdefault(bucket, {})
-            for key, amount in counters.items():
-                total[key] = total.get(key, 0) + amount
-        for key, amount in delta.sums.items():
-            self.sums[key] = self.sums.get(key, 0) + amount
+        add_delta(self.buckets, self.sums, delta.counters, delta.sums)
         self.accounts |= accounts_to_evaluate(delta.old, delta.new)
 
     def write(self, ops: Ops, keys: Keys, shard: int) -> None:
@@ -248,7 +244,7 @@ class ShardTotals:
 def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, version: str, token: str) -> None:
     """The Redis commands that take one customer from its old to its new stored form (the shard's
     aggregates are summed over the write's customers by ShardTotals): only if its write token is
-    still `version` (what was read), and stamped with this write's `token` (streams.state_cache)."""
+    still `version` (what was read), and stamped with this write's `token` (streams.state.cache)."""
     cid = delta.customer_id
     facts_key = keys.facts(cid)
     ops.check(facts_key, version)

@@ -2,7 +2,7 @@
 
 It reads every partition up to the end offsets seen at start, in offset order (so each
 customer's events arrive in the order the live worker saw them), and applies them with
-the same batch processor. Each message's broker append time is its clock, as in the live
+the same batch writer. Each message's broker append time is its clock, as in the live
 worker, so the rebuilt state equals the live one. Stop the workers of a key prefix
 before replaying into it, or replay into a fresh prefix and switch readers over.
 """
@@ -15,10 +15,11 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, TopicPartition
 
 from scoring.config import Config
-from streams.processor import BatchProcessor, Incoming
+from streams.worker.batch import Incoming
+from streams.worker.writer import BatchWriter
 from streams.security import kafka_options
 from streams.settings import Settings
-from streams.store import RedisStore
+from streams.state.store import RedisStore
 
 
 async def replay(settings: Settings, config: Config, fresh: bool, batch_size: int = 2000,
@@ -39,17 +40,14 @@ async def replay(settings: Settings, config: Config, fresh: bool, batch_size: in
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
-        processor = BatchProcessor(config, store, outputs=False)
+        writer = BatchWriter(config, store, outputs=False)
         done = 0
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             polled = consumer.poll(timeout_ms=1000, max_records=batch_size)
-            batch = [
-                Incoming(r.value or b"", r.key, r.topic, r.partition, r.offset, r.timestamp if r.timestamp > 0 else None)
-                for tp, records in sorted(polled.items(), key=lambda item: item[0].partition)
-                for r in records if r.offset < end[tp]
-            ]
+            batch = [Incoming.of_record(r) for tp, records in sorted(polled.items(), key=lambda item: item[0].partition)
+                     for r in records if r.offset < end[tp]]
             if batch:
-                await processor.process(batch, time.time_ns() // 1_000_000)
+                await writer.write(batch, time.time_ns() // 1_000_000)
                 done += len(batch)
                 progress(done)
         return done

@@ -1,6 +1,6 @@
 """Per-customer alerts to a webhook (Slack-compatible JSON), with retries and no loss.
 
-`engage alert-sink` (streams.alert_sink) consumes the alerts topic and hands each alert
+`engage alert-sink` (streams.sink.alert_sink) consumes the alerts topic and hands each alert
 here. An alert is POSTed until the receiver answers 2xx, with exponential
 backoff capped at `max_backoff_s`; only then does the sink move on, so its offset is
 committed only after delivery. While a receiver is down, alerts wait in Kafka: none is

@@ -14,9 +14,9 @@ from typing import Any
 from scoring.alerts import Alert
 from scoring.config import Config
 from scoring.engine import Outcome, Scorer
-from streams.traffic import TrafficGenerator, TrafficSettings
+from devstack.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, format_rfc3339
-from streams import render
+from devstack import render
 
 
 @dataclass
@@ -138,12 +138,12 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
     import orjson
 
     from scoring.business import BusinessKpis
-    from streams.traffic import TrafficSettings
+    from devstack.traffic import TrafficSettings
     from devstack import stack as local
-    from streams.producer import GenerateOptions, generate
+    from devstack.producer import GenerateOptions, generate
     from streams.security import auth_header
     from streams.settings import load_settings
-    from streams.topics import ensure_topics
+    from streams.worker.topics import ensure_topics
 
     echo("Starting the local stack (Kafka KRaft + Redis) ...")
     running = local.up(log=lambda line: echo(f"  {line}"))

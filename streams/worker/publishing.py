@@ -1,7 +1,7 @@
 """Publishing a batch's outputs, and republishing the ones a worker left behind.
 
 Outputs (dead letters, score cards, alerts) are written to the outbox in the same Redis
-call as the state change that made them (`streams.outbox`). Here they go to their topics;
+call as the state change that made them (`streams.state.outbox`). Here they go to their topics;
 each is deleted from the outbox only after Kafka acknowledged it, and `redrive` republishes
 the entries whose grace has passed (their worker died, or never saw the acknowledgement).
 """
@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.clock import now_ms
-from streams.metrics import Metrics
-from streams.outbox import Kind, Output
+from streams.worker.metrics import Metrics
+from streams.state.outbox import Kind, Output
 from streams.settings import Settings
-from streams.layout import SHARDS
-from streams.ports import OutboxStore
+from streams.state.layout import SHARDS
+from streams.state.ports import OutboxStore
 
 log = logging.getLogger("engage.worker")
 

@@ -206,17 +206,3 @@ class Metrics:
             self.alerts.labels(rule=rule.value)
         self.kpi_gauges = KpiCollector(reference_lines)
         r.register(self.kpi_gauges)
-
-
-class SinkMetrics:
-    """What `engage alert-sink` exports: deliveries, failed attempts, skipped records, lag."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        r = self.registry = registry or CollectorRegistry()
-        self.delivered = Counter(PREFIX + "alert_webhook_delivered", "Alerts accepted by the webhook", registry=r)
-        self.failures = Counter(PREFIX + "alert_webhook_failures", "Failed webhook attempts (retried)", registry=r)
-        self.skipped = Counter(PREFIX + "alert_webhook_skipped", "Records on the alerts topic that are not alerts",
-                               registry=r)
-        self.lag = Gauge(PREFIX + "alert_sink_lag", "Alerts waiting in Kafka for delivery", registry=r)
-        self.assigned = Gauge(PREFIX + "alert_sink_assigned_partitions", "Alerts-topic partitions this sink owns",
-                              registry=r)

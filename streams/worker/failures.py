@@ -3,7 +3,7 @@
 A batch's steps (its Redis write, its publishing) are retried while a service is in trouble,
 for as long as that lasts. A failure that repeats the same way every time (a bug, a corrupt
 stored record, a script Redis refuses to run) would block its partition for good, so the
-worker quarantines such a batch after QUARANTINE_AFTER in a row (see `streams.worker`). The
+worker quarantines such a batch after QUARANTINE_AFTER in a row (see `streams.worker.lifecycle`). The
 exception's class decides which is which, never the module it was raised in: a Redis reply
 error from a script is a Redis exception, and no retry fixes it.
 """
@@ -19,7 +19,7 @@ import aiokafka.errors
 import kafka.errors
 import redis.exceptions
 
-from streams.metrics import Metrics
+from streams.worker.metrics import Metrics
 
 log = logging.getLogger("engage.worker")
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from scoring.business import Aggregates
 from scoring.config import Config
 from scoring.deltas import CustomerDelta, Stored
 from scoring.standing import Standing
-from streams.outbox import Output
+from streams.state.outbox import Output
 
 
 @dataclass
@@ -94,3 +94,5 @@ class ReadStore(Protocol):
     async def recent_alerts(self, limit: int) -> list[dict[str, object]]: ...
 
     async def kpi_trend(self) -> dict[int, dict[str, object]]: ...
+
+    async def ping(self) -> bool: ...

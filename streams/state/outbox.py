@@ -86,11 +86,11 @@ def dead_letter_output(raw: bytes, key: bytes | None, reason: str, detail: str, 
                        partition: int, offset: int, now_ms: int, index: int | None = None) -> Output:
     output_id = codec.dead_letter_id(topic, partition, offset, index)
     return Output(f"d:{output_id}", output_id, Kind.DEAD_LETTER, key,
-                  codec.dead_letter(raw, key, reason, detail, field, topic, partition, offset, now_ms, index))
+                  codec.dead_letter_message(raw, key, reason, detail, field, topic, partition, offset, now_ms, index))
 
 
 def record(ops, out_key: str, at_key: str, outputs: Iterable[Output], claimable_at_ms: int) -> None:  # type: ignore[no-untyped-def]
-    """Add the outputs to a script call's commands (streams.layout.Ops), beside the state they came with."""
+    """Add the outputs to a script call's commands (streams.state.layout.Ops), beside the state they came with."""
     outputs = list(outputs)
     ops.add_many("HSET", out_key, ((o.field, o.entry()) for o in outputs))
     ops.add_many("ZADD", at_key, ((claimable_at_ms, o.field) for o in outputs))

@@ -1,15 +1,16 @@
-"""The Faust wiring of a worker: the app, the scoring agent, the periodic jobs and the routes.
+"""The Faust wiring of a worker: the app, the scoring agent and the periodic jobs.
 
-Everything it runs lives elsewhere: the batch lifecycle in `streams.worker`, publishing in
-`streams.publishing`, the HTTP views in `streams.views`. Notes (faust-streaming 0.15.3):
+Everything it runs lives elsewhere: the worker's parts in `streams.worker.runtime` (the batch
+lifecycle, progress, timers, health); its HTTP routes are mounted by `streams.processes`.
+Notes (faust-streaming 0.15.3):
 
 * Agent concurrency is 1: with more, a commit could pass a batch still in flight.
 * No Faust tables: all state is in Redis, written per batch.
 * Consumption (`ENGAGE_CONSUMPTION`): `chunked` (the default) hands the agent one event per
   fetched run of a partition's records (the chunks fetched together are one batch), and the
   producer is idempotent
-  (`streams.kafka_transport`); `stock` is Faust unmodified: its per-message path, events
-  gathered with `take_events`. Both ack a batch only once `Runtime.handle` has returned.
+  (`streams.worker.kafka_transport`); `stock` is Faust unmodified: its per-message path, events
+  gathered with `take_events`. Both ack a batch only once `BatchLifecycle.handle` has returned.
 """
 
 from __future__ import annotations
@@ -21,31 +22,27 @@ from typing import Any
 import faust
 
 from scoring.config import Config
-from streams import kafka_transport, security
-from streams.metrics import Metrics
-from streams.processor import Incoming
+from streams.worker import kafka_transport
+from streams import security
+from streams.worker.metrics import Metrics
+from streams.worker.batch import Incoming
 from streams.settings import Settings
-from streams.store import RedisStore
-from streams.views import add_routes
-from streams.worker import Runtime
+from streams.state.store import RedisStore
+from streams.worker.runtime import Runtime
 
 log = logging.getLogger("engage.worker")
 CHUNKS_BUFFERED = 4   # chunks fetched ahead of the agent per partition's stream buffer (each up to a batch)
 
 
 def incoming(event: Any) -> Incoming:
-    """A Faust event of the stock path as the batch processor takes it (the broker's timestamp in ms)."""
-    message = event.message
-    seconds = message.timestamp
-    return Incoming(message.value or b"", message.key, message.topic, message.partition, message.offset,
-                    None if not seconds or seconds <= 0 else round(seconds * 1000))
+    """A Faust event of the stock path as the batch writer takes it (Faust's timestamp is in seconds)."""
+    seconds = event.message.timestamp
+    return Incoming.of_record(event.message, timestamp_ms=seconds * 1000 if seconds else 0)
 
 
 def chunk_incoming(event: Any) -> list[Incoming]:
-    """A chunk event's aiokafka records as the batch processor takes them."""
-    return [Incoming(record.value or b"", record.key, record.topic, record.partition, record.offset,
-                     record.timestamp if record.timestamp and record.timestamp > 0 else None)
-            for record in event.value]
+    """A chunk event's aiokafka records as the batch writer takes them."""
+    return [Incoming.of_record(record) for record in event.value]
 
 
 def consumption_settings(settings: Settings) -> dict[str, Any]:
@@ -80,7 +77,7 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         web_host=settings.web_host,
         web_port=settings.web_port,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,   # the worker sets the cluster's (streams.topics.replication) before it runs
+        topic_replication_factor=1,   # the worker sets the cluster's (streams.worker.topics.replication) before it runs
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         broker_session_timeout=settings.kafka_session_timeout_s,
@@ -97,7 +94,7 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         @app.agent(events, concurrency=1, name="score")
         async def score(stream: faust.StreamT) -> None:
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-                await runtime.handle([incoming(event) for event in batch])
+                await runtime.lifecycle.handle([incoming(event) for event in batch])
     else:
         chunks = app.topic(settings.events_topic, schema=kafka_transport.ChunkSchema(),
                            partitions=settings.partitions)
@@ -107,7 +104,7 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
             # the chunks fetched together (one per partition) make one batch: a batch has a fixed cost
             # (Redis round trips, the publish), so live traffic in small chunks is not paid per chunk
             async for events in stream.take_events(CHUNKS_BUFFERED, within=settings.batch_within_s):
-                await runtime.handle([message for event in events for message in chunk_incoming(event)])
+                await runtime.lifecycle.handle([message for event in events for message in chunk_incoming(event)])
 
     @app.on_partitions_assigned.connect
     async def count_assignment(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -115,15 +112,15 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
 
     @app.on_partitions_revoked.connect
     async def forget_positions(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        runtime.forget(revoked)
+        runtime.progress.forget(revoked)
 
     @app.task
     async def adopt_config() -> None:
-        await runtime.adopt_config()
+        await runtime.adoption.adopt()
 
     @app.timer(min(5.0, settings.stall_after_s / 4))
     async def watch_progress() -> None:
-        runtime.stall.observe(runtime.lag())
+        runtime.progress.watch()
 
     @app.timer(min(5.0, settings.outbox_grace_s))
     async def redrive() -> None:
@@ -140,11 +137,10 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
     @app.timer(settings.sweep_interval_s)
     async def sweep() -> None:
         try:
-            await runtime.sweep()
+            await runtime.sweeper.sweep()
         except Exception:  # noqa: BLE001
             log.exception("sweep failed")
 
-    add_routes(app, runtime)
     return app, runtime
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
-from streams.traffic import TrafficGenerator, TrafficSettings, batched
+from devstack.traffic import TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY
 from streams.clock import now_ms
 from streams.security import kafka_options

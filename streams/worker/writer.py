@@ -1,10 +1,10 @@
 """One batch of raw Kafka messages through the pure core into Redis.
 
-The processor decodes and validates with the core, loads the batch's customers from
+The writer decodes and validates with the core, loads the batch's customers from
 Redis shard by shard, lets the core settle each shard's events (dedup, time gates, state
 update, alert rules, standings) into deltas, and writes each shard's deltas atomically,
 together with the outputs they produced (score cards, alerts, dead letters) into the
-shard's outbox (streams/outbox.py): what is published is what was committed.
+shard's outbox (streams/state/outbox.py): what is published is what was committed.
 No scoring rule lives here.
 """
 
@@ -12,54 +12,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import orjson
 
-from scoring.account_alerts import AccountAlert, AccountSnapshot, evaluate_account
-from scoring.alerts import Alert
+from scoring.account_alerts import AccountSnapshot, evaluate_account
 from scoring.config import Config
 from scoring.deltas import Settled, settle_batch, settle_due
 from scoring.engine import Outcome, Result
 from scoring.events import Event
 from scoring.messages import unpack
-from scoring.scores import ScoreCard
 from scoring.contributions import ANY_FEATURE
 from scoring.standing import activity_counted_from
 from scoring.windows import retained_from_bucket
-from streams.outbox import Kind, Output, account_alert_output, alert_output, dead_letter_output, score_output
-from streams.layout import SHARDS, Keys
-from streams.state_cache import StateCache
-from streams.ports import BatchStore, Loaded
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """A raw message and where it came from."""
-
-    value: bytes
-    key: bytes | None = None
-    topic: str = ""
-    partition: int = 0
-    offset: int = 0
-    timestamp_ms: int | None = None   # broker append time: the clock for the time gates
-    index: int | None = None          # a rejected event's position inside a batch message
-
-
-@dataclass
-class Processed:
-    outcomes: list[tuple[Incoming, Result]] = field(default_factory=list)  # one per message, in order
-    alerts: list[Alert] = field(default_factory=list)
-    cards: list[ScoreCard] = field(default_factory=list)                   # touched customers, after
-    now_ms: int = 0
-    outputs: list[tuple[int, Output]] = field(default_factory=list)       # (shard, output), in publish order
-    account_alerts: list[AccountAlert] = field(default_factory=list)      # the sweep's account evaluations
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for _, r in self.outcomes if r.outcome is outcome)
-
-    def rejections(self) -> list[tuple[Incoming, Result]]:
-        return [(m, r) for m, r in self.outcomes if r.outcome is Outcome.REJECTED]
+from streams.state.outbox import Kind, Output, account_alert_output, alert_output, dead_letter_output, score_output
+from streams.state.layout import SHARDS, Keys
+from streams.state.cache import StateCache
+from streams.state.ports import BatchStore, Loaded
+from streams.worker.batch import Incoming, Written
 
 
 def dead_letter(message: Incoming, result: Result, now_ms: int) -> Output:
@@ -71,9 +41,9 @@ def dead_letter(message: Incoming, result: Result, now_ms: int) -> Output:
 PUBLISH_ORDER = {Kind.DEAD_LETTER: 0, Kind.SCORE: 1, Kind.ALERT: 2}
 
 
-class BatchProcessor:
+class BatchWriter:
     """`outputs=False` (replay) records no outputs: a rebuild publishes nothing. `remember`: how
-    many customers the processor keeps as it last wrote them (streams.state_cache; 0: none)."""
+    many customers the writer keeps as it last wrote them (streams.state.cache; 0: none)."""
 
     def __init__(self, config: Config, store: BatchStore, outbox_grace_ms: int = 30_000, outputs: bool = True,
                  remember: int = 10_000) -> None:
@@ -84,7 +54,7 @@ class BatchProcessor:
         self.cache = StateCache(remember)
 
     async def _load(self, customer_ids: list[str], event_ids: dict[str, list[str]] | None = None) -> Loaded:
-        """The customers, those this processor remembers by their write token only."""
+        """The customers, those this writer remembers by their write token only."""
         remembered = self.cache.take(customer_ids)
         loaded = await self.store.load(customer_ids, event_ids, remembered)
         self.cache.stale += len(loaded.stale)
@@ -92,7 +62,7 @@ class BatchProcessor:
         self.cache.misses += len(set(customer_ids)) - len(remembered)
         return loaded
 
-    async def process(self, batch: list[Incoming], now_ms: int) -> Processed:
+    async def write(self, batch: list[Incoming], now_ms: int) -> Written:
         decoded = [(message, item) for message in batch for item in unpack(message.value, self.config)]
 
         def rejected(position: int) -> Incoming:
@@ -131,7 +101,7 @@ class BatchProcessor:
                 undecodable.setdefault(Keys.shard_of(output.output_id), []).append((position, output))
 
         outcomes: list[Result | None] = [None] * len(events)
-        processed = Processed(now_ms=now_ms)
+        processed = Written(now_ms=now_ms)
         made: list[tuple[int | str, int, Output]] = []
         for shard, positions, settled, outputs in await self._settle(by_shard, events, clocks, now_ms, outputs_of,
                                                                      undecodable):
@@ -216,10 +186,10 @@ class BatchProcessor:
                     done.append((shard, [], Settled(), outputs[shard]))
         return done
 
-    async def sweep(self, now_ms: int, chunk: int = 200) -> Processed:
+    async def sweep(self, now_ms: int, chunk: int = 200) -> Written:
         """Re-score the customers whose standing time alone has changed by now (and only those);
         the alerts that fired are recorded in the outbox with the re-scores' changes."""
-        swept = Processed(now_ms=now_ms)
+        swept = Written(now_ms=now_ms)
         oldest = retained_from_bucket(now_ms, self.config)
         counted_from = activity_counted_from(now_ms, self.config)
         for shard in range(SHARDS):
@@ -248,7 +218,7 @@ class BatchProcessor:
                 await self.evaluate_accounts(accounts, now_ms, swept)
         return swept
 
-    async def evaluate_accounts(self, account_ids: list[str], now_ms: int, swept: Processed) -> None:
+    async def evaluate_accounts(self, account_ids: list[str], now_ms: int, swept: Written) -> None:
         """Account-level alerts for accounts whose users changed: each account's roll-up from its
         users' stored standings against its snapshot, written with its alerts only if no other
         worker evaluated it in between (then that evaluation stands, and nothing fires twice)."""

@@ -1,4 +1,4 @@
-"""RedisStore: the worker's and the API's reads and writes of the Redis layout (`streams.layout`).
+"""RedisStore: the worker's and the API's reads and writes of the Redis layout (`streams.state.layout`).
 
 A batch's changes are one script call per state shard (`lua/apply.lua`), applied only if no
 customer's version moved since it was read (a rebalance overlap); else the batch is
@@ -21,18 +21,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.asyncio.cluster import RedisCluster
 
+from scoring.aggregation import add_into, assemble, read_plan
 from scoring.business import Aggregates
 from scoring.config import Config
-from scoring.contributions import ANY_FEATURE
 from scoring.deltas import CustomerDelta, Stored
 from scoring.standing import ORDER_KEY_ID_OFFSET, Standing
-from scoring.state import BOUNCES, SESSIONS
-from scoring.timeutil import DAY
-from scoring.windows import bucket_of, window_start_bucket, window_start_ms
-from streams import outbox
-from streams.layout import FORMAT, SHARDS, Keys, Ops, ShardTotals, decode_stored, write_delta
-from streams.outbox import Output
-from streams.ports import Loaded
+from streams.state import outbox
+from streams.state.layout import FORMAT, SHARDS, Keys, Ops, ShardTotals, decode_stored, write_delta
+from streams.state.outbox import Output
+from streams.state.ports import Loaded
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -71,14 +68,14 @@ class RedisStore:
     @classmethod
     def from_url(cls, url: str, prefix: str = "eng", cluster: bool = False, **options: Any) -> RedisStore:
         """`options`: redis-py's (username, password, ssl_ca_certs ...); the URL's own win."""
-        from streams.redis_client import redis_client_from_url
+        from streams.state.redis_client import redis_client_from_url
 
         return cls(redis_client_from_url(url, cluster, **options), Keys(prefix))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
         """The store of `settings`: its URL, key prefix, ACL user, TLS CA and cluster mode."""
-        from streams.redis_client import redis_client
+        from streams.state.redis_client import redis_client
 
         return cls(redis_client(settings), Keys(settings.key_prefix))
 
@@ -111,7 +108,7 @@ class RedisStore:
                    remembered: Mapping[str, tuple[str, Stored]] | None = None) -> Loaded:
         """The stored customers among `customer_ids` (with which of `event_ids` they have seen).
 
-        A `remembered` customer (streams.state_cache: the write token it was written with, and
+        A `remembered` customer (streams.state.cache: the write token it was written with, and
         what that write left) costs one HGET of its token: while Redis holds that token, it is
         the stored customer; else it is read whole like the others (`Loaded.stale`).
         """
@@ -157,7 +154,7 @@ class RedisStore:
         return loaded
 
     def new_token(self) -> str:
-        """A write token no other write carries (streams.state_cache): 62 random bits, an integer
+        """A write token no other write carries (streams.state.cache): 62 random bits, an integer
         as the version counter of earlier releases was, so that their HINCRBY still works on it."""
         return str(self._random.getrandbits(62))
 
@@ -200,7 +197,7 @@ class RedisStore:
         totals.write(ops, self.keys, shard)
         outbox.record(ops, *self.keys.outbox(shard), outputs, claimable_at_ms)
 
-    # --- the outbox (streams/outbox.py) --------------------------------------------------------
+    # --- the outbox (streams/state/outbox.py) --------------------------------------------------------
 
     async def settle_outputs(self, outputs: Iterable[tuple[int, Output]]) -> int:
         """Delete published outputs from their shards' outboxes (each only while it still holds the
@@ -416,47 +413,33 @@ class RedisStore:
             return sum(await pipe.execute())
 
     async def aggregates(self, as_of_ms: int, config: Config) -> Aggregates:
-        """The business KPIs' inputs at `as_of_ms`, summed over the shards."""
-        bucket_ms = config.scoring.bucket_ms
-        kpi_first = window_start_bucket(as_of_ms, config.kpis.window_ms, bucket_ms)
-        last = bucket_of(as_of_ms + config.time.max_future_skew_ms, bucket_ms) + 1
-        starts = {"dau": window_start_ms(as_of_ms, DAY, bucket_ms), "wau": window_start_ms(as_of_ms, 7 * DAY, bucket_ms),
-                  "mau": window_start_ms(as_of_ms, 30 * DAY, bucket_ms), "kpi": kpi_first * bucket_ms}
-        features = (ANY_FEATURE, *config.kpis.features)
-        buckets = range(kpi_first, last + 1)
+        """The business KPIs' inputs at `as_of_ms`, summed over the shards (the core's read plan)."""
+        plan = read_plan(as_of_ms, config)
         # the window's per-bucket totals are added up inside Redis (one reply per slot, not per bucket)
-        groups = [[self.keys.totals(shard, b) for shard in range(SHARDS) for b in buckets]] if not self.cluster \
-            else [[self.keys.totals(shard, b) for b in buckets] for shard in range(SHARDS)]
+        groups = [[self.keys.totals(shard, b) for shard in range(SHARDS) for b in plan.buckets]] if not self.cluster \
+            else [[self.keys.totals(shard, b) for b in plan.buckets] for shard in range(SHARDS)]
         summed = await asyncio.gather(*(self._sum(keys=group) for group in groups))
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in range(SHARDS):
                 pipe.hgetall(self.keys.shared(shard, "sums"))
-                for start in starts.values():
+                for start in plan.active_since.values():
                     pipe.zcount(self.keys.shared(shard, "active"), start, "+inf")
-                for feature in features:
-                    pipe.zcount(self.keys.feature(shard, feature), starts["kpi"], "+inf")
+                for feature in plan.features:
+                    pipe.zcount(self.keys.feature(shard, feature), plan.active_since["kpi"], "+inf")
             replies = iter(await pipe.execute())
         sums: dict[str, int] = {}
         totals: dict[str, int] = {}
-        counts = dict.fromkeys(starts, 0)
-        users = dict.fromkeys(features, 0)
+        active = dict.fromkeys(plan.active_since, 0)
+        users = dict.fromkeys(plan.features, 0)
         for flat in summed:
-            for i in range(0, len(flat), 2):
-                key = flat[i].decode()
-                totals[key] = totals.get(key, 0) + int(flat[i + 1])
+            add_into(totals, {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)})
         for _ in range(SHARDS):
-            for key, value in next(replies).items():
-                sums[key.decode()] = sums.get(key.decode(), 0) + int(value)
-            for name in starts:
-                counts[name] += next(replies)
-            for feature in features:
+            add_into(sums, {key.decode(): int(value) for key, value in next(replies).items()})
+            for name in active:
+                active[name] += next(replies)
+            for feature in users:
                 users[feature] += next(replies)
-        sessions, bounces = totals.pop(SESSIONS, 0), totals.pop(BOUNCES, 0)
-        return Aggregates(
-            sums=sums, totals={k: v for k, v in totals.items() if v}, sessions=sessions, bounces=bounces,
-            dau=counts["dau"], wau=counts["wau"], mau=counts["mau"], active_in_kpi_window=counts["kpi"],
-            feature_users=users, median_es=await self.median_es(sums.get("scored", 0)),
-        )
+        return assemble(sums, totals, active, users, await self.median_es(sums.get("scored", 0)))
 
     async def median_es(self, scored: int) -> float:
         """statistics.median of every scored customer's ES, selected across the shards' rank sets.

@@ -1,0 +1,1 @@
+"""The HTTP side: answers built once (API, OpenAPI, page, health, errors), thin framework adapters."""

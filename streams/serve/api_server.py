@@ -1,0 +1,87 @@
+"""`engage api`: the read API and the live page in a process of their own, beside the workers.
+
+A worker serves the same answers (`streams.serve.http.endpoints`), but on the event loop that
+also decodes, scores and writes its batches: under load a read waits for the batch's turn (the
+benchmark's `read` mode measures both). The API reads only Redis, which every read already
+comes from (sorted sets, sums, a customer's own keys), so any number of these processes can
+serve readers without Kafka, a consumer group or a batch in the way. `/healthz` answers while
+the process runs, `/readyz` while Redis answers. This module is the aiohttp adapter: it only
+translates requests and replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from scoring.config import Config
+from streams.serve import http
+from streams.settings import Settings
+from streams.state.kpis import LatestKpis
+from streams.state.store import RedisStore
+
+REFRESHER = web.AppKey("kpi_refresher", asyncio.Task)        # keeps the shared /kpis answer fresh
+
+
+def _response(reply: http.Reply) -> web.Response:
+    return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type,
+                        headers=dict(reply.headers))
+
+
+def create_api(settings: Settings, config: Config, store: RedisStore) -> web.Application:
+    latest = LatestKpis(store, config, settings.kpi_interval_s)
+    served = http.endpoints(store, config, latest, http.RedisHealth(store, settings.key_prefix))
+    open_paths = {e.path for e in served if not e.guarded}
+    methods: dict[str, list[str]] = {}
+    for endpoint in served:
+        methods.setdefault(endpoint.path, []).append(endpoint.method)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path not in open_paths:
+            refusal = http.refused(request.headers.get("Authorization"), settings.api_token)
+            if refusal is not None:
+                return _response(refusal)
+        try:
+            return await handler(request)
+        except web.HTTPMethodNotAllowed as exc:    # JSON like every other error
+            return _response(http.not_allowed(request.method, request.path, list(exc.allowed_methods)))
+
+    app = web.Application(middlewares=[guard])
+
+    def handler(endpoint: http.Endpoint) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read() if endpoint.method == "POST" else b""
+            asked = http.Asked(request.method, request.path, request.query, request.match_info, body)
+            return _response(await endpoint.answer(asked))
+        return handle
+
+    for endpoint in served:
+        app.router.add_route(endpoint.method, endpoint.path, handler(endpoint))
+
+    async def not_found(request: web.Request) -> web.Response:
+        if request.path in methods:        # e.g. GET /customers:batch (the catch-all matched it first)
+            return _response(http.not_allowed(request.method, request.path, methods[request.path]))
+        return _response(http.not_found(request.path))
+
+    app.router.add_get("/{path:.*}", not_found)
+
+    async def keep_kpis_fresh(app: web.Application) -> None:
+        app[REFRESHER] = asyncio.get_running_loop().create_task(latest.keep_fresh())
+
+    async def close(app: web.Application) -> None:
+        if REFRESHER in app:
+            app[REFRESHER].cancel()
+        await store.close()
+
+    app.on_startup.append(keep_kpis_fresh)
+    app.on_cleanup.append(close)
+    return app
+
+
+def run_api(settings: Settings, config: Config) -> None:
+    """Serve until interrupted, on ENGAGE_WEB_HOST:ENGAGE_WEB_PORT."""
+    app = create_api(settings, config, RedisStore.from_settings(settings))
+    web.run_app(app, host=settings.web_host, port=settings.web_port, print=None, access_log=None)

@@ -1,0 +1,134 @@
+"""Every HTTP answer of the product, built once and framework-neutral.
+
+A worker (on Faust's web server, `streams.serve.faust_views`) and `engage api` (plain aiohttp,
+`streams.serve.api_server`) serve the same `endpoints`; each adapter only translates a request
+into `Asked` and a `Reply` into its framework's response. The bearer-token guard, the JSON
+404/405 answers, `/healthz` and `/readyz` are written here and nowhere else.
+
+API routes and unknown paths need `Authorization: Bearer <ENGAGE_API_TOKEN>` when a token is
+set; `/`, `/healthz`, `/readyz` and `/openapi.json` stay open, and so does `/metrics` unless
+`ENGAGE_METRICS_AUTH=true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from scoring.config import Config
+from streams import security
+from streams.serve import api, openapi
+from streams.state.kpis import LatestKpis
+from streams.state.ports import ReadStore
+
+PAGE = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A request as every answer reads it."""
+
+    method: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)    # the route's path parameters
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Answer = Callable[[Asked], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str          # GET or POST
+    path: str            # aiohttp's pattern syntax (Faust's web server uses it too)
+    answer: Answer
+    guarded: bool        # needs the bearer token when one is set
+
+
+class Health(Protocol):
+    """What a process says of itself on `/healthz` and `/readyz`."""
+
+    def identity(self) -> dict[str, str]: ...
+
+    async def ready(self) -> tuple[bool, str]: ...
+
+
+def json_reply(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Reply:
+    return Reply(status, orjson.dumps(body), JSON, dict(headers or {}))
+
+
+def refused(authorization: str | None, token: str) -> Reply | None:
+    """The guard: a JSON 401 with its challenge when the token is set and not presented, else None."""
+    if security.bearer_ok(authorization, token):
+        return None
+    return json_reply(security.UNAUTHORIZED, 401, {"WWW-Authenticate": security.challenge(authorization)})
+
+
+def not_found(path: str) -> Reply:
+    return json_reply({"error": f"no such route: {path[:201]}", "status": 404}, 404)
+
+
+def not_allowed(method: str, path: str, allowed: Sequence[str]) -> Reply:
+    return json_reply({"error": f"{method} is not allowed on {path[:200]}", "status": 405}, 405,
+                      {"Allow": ", ".join(sorted(allowed))})
+
+
+def endpoints(store: ReadStore, config: Config, latest: LatestKpis, health: Health,
+              extra: Sequence[Endpoint] = ()) -> list[Endpoint]:
+    """The API's routes (`streams.serve.api.routes`), the page, OpenAPI, health, then `extra`
+    (a worker's `/metrics`)."""
+
+    def api_answer(route: api.Route) -> Answer:
+        async def answer(asked: Asked) -> Reply:
+            status, body = await api.answer(route.handler, asked.query, asked.params, asked.body)
+            return json_reply(body, status)
+        return answer
+
+    async def page(_: Asked) -> Reply:
+        return Reply(200, PAGE.encode(), "text/html")
+
+    async def openapi_json(_: Asked) -> Reply:
+        return json_reply(openapi.document())
+
+    async def healthz(_: Asked) -> Reply:
+        return json_reply({"status": "ok", **health.identity()})
+
+    async def readyz(_: Asked) -> Reply:
+        ready, why = await health.ready()
+        return json_reply({"ready": ready, "detail": why}, 200 if ready else 503)
+
+    served = [Endpoint(route.method, route.path, api_answer(route), guarded=True)
+              for route in api.routes(store, config, latest)]
+    return [*served, Endpoint("GET", "/", page, False), Endpoint("GET", "/openapi.json", openapi_json, False),
+            Endpoint("GET", "/healthz", healthz, False), Endpoint("GET", "/readyz", readyz, False), *extra]
+
+
+class RedisHealth:
+    """`engage api`'s health: up while the process runs, ready while Redis answers."""
+
+    def __init__(self, store: ReadStore, key_prefix: str) -> None:
+        self.store, self.key_prefix = store, key_prefix
+
+    def identity(self) -> dict[str, str]:
+        return {"api": self.key_prefix}
+
+    async def ready(self) -> tuple[bool, str]:
+        try:
+            await self.store.ping()
+        except Exception as exc:  # noqa: BLE001
+            return False, f"redis unreachable: {exc}"
+        return True, "ok"

@@ -1,0 +1,1 @@
+"""The scoring worker: Faust wiring, consumption, the batch lifecycle, publishing, timers, metrics."""
