@@ -105,13 +105,13 @@ def test_every_runtime_setting_is_documented():
     assert [v for v in ENV.values() if v not in README] == []
 
 
-def test_the_seed_002_table_names_all_37_metrics_and_only_real_kpi_fields():
+def test_the_metric_catalogue_table_names_all_37_metrics_and_only_real_kpi_fields():
     from dataclasses import fields
 
     from scoring.business import BusinessKpis
 
     page = (ROOT / "docs" / "scores-and-kpis.md").read_text()
-    table = page.split("### Seed 002's 37 metrics", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    table = page.split("### The 37-metric catalogue", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
     rows = [line for line in table.splitlines() if re.match(r"^\| \d+ \|", line)]
     assert [int(line.split("|")[1]) for line in rows] == list(range(1, 38))
     named = {name for line in rows for name in re.findall(r"`(\w+)`", line.split("|")[3])}
