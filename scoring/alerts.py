@@ -1,4 +1,4 @@
-"""Per-customer alert rules (SPEC section 5), pure: previous and current view in, alerts out.
+"""Per-customer alert rules (docs/alerts.md), pure: previous and current view in, alerts out.
 
 Each rule keeps a small :class:`RuleState`; a rule fires when its condition becomes
 true and stays silent until the condition has cleared (hysteresis), so an operator

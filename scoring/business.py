@@ -1,8 +1,9 @@
-"""Business KPIs over every customer (SPEC section 4), computed from customer states.
+"""Business KPIs over every customer (docs/scores-and-kpis.md), computed from customer states.
 
 This is the reference computation: the live pipeline keeps the same quantities as
 shared aggregates in Redis, and its gauges must equal what this returns for the same
-accepted events and the same `as_of`.
+accepted events and the same `as_of`. A field's #N is the metric's row in the 37-metric
+catalogue of docs/scores-and-kpis.md.
 """
 
 from __future__ import annotations
@@ -58,13 +59,13 @@ class BusinessKpis:
     members_lost: int
     retention_rate: float
     churn_rate: float
-    turnover_rate: float                # seed 002 #29: lost / average members over the retention period
+    turnover_rate: float                # #29: lost / average members over the retention period
     # voice of customer
     nps: float
     nps_responses: int
     csat: float
     csat_responses: int
-    csat_overall: float                 # seed 002 #12: CSAT per channel weighted by its share of interactions
+    csat_overall: float                 # #12: CSAT per channel weighted by its share of interactions
     csat_by_channel: dict[str, float]
     channel_interactions: dict[str, int]
     ces: float
@@ -76,24 +77,24 @@ class BusinessKpis:
     click_through_rate: float
     open_rate: float
     sessions: int
-    visit_frequency: float              # seed 002 #16: visits (sessions started) / customers in the window
-    impressions: int                    # seed 002 #25-26, #31, #32, #34, #36: window totals of the interaction
+    visit_frequency: float              # #16: visits (sessions started) / customers in the window
+    impressions: int                    # #25-26, #31, #32, #34, #36: window totals of the interaction
     clicks: int
     likes: int
     shares: int
     comments: int
     follows: int
     customer_interactions: int          # events the customer initiated (not the passive types)
-    brand_searches: int                 # seed 002 #27 and share of voice
+    brand_searches: int                 # #27, with share of voice
     competitor_searches: int
     share_of_voice: float
     brand_search_rate: float
-    scans: int                          # seed 002 #13: digital business card scans, by device and place
+    scans: int                          # #13: digital business card scans, by device and place
     scans_by_device: dict[str, int]
     scans_by_location: dict[str, int]
     bounce_rate: float
-    activation_rate: float              # seed 002 #33: sessions with an action / sessions
-    abandonment_rate: float             # seed 002 #35: sessions left after 2+ pages without an action
+    activation_rate: float              # #33: sessions with an action / sessions
+    abandonment_rate: float             # #35: sessions left after 2+ pages without an action
     pages_per_session: float
     actions_per_session: float
     average_session_duration: float

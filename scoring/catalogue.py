@@ -1,4 +1,4 @@
-"""The built-in event types of SPEC section 2 and the per-type field rules.
+"""The built-in event types (docs/events.md) and the per-type field rules.
 
 A custom type (any type given a weight in config) gets :data:`CUSTOM_RULE`:
 `count` and an optional non-negative `value`, nothing else required.
@@ -69,7 +69,7 @@ BUILTIN_TYPES: dict[str, TypeRule] = {
     "ad_impression": TypeRule(Group.MARKETING),
     "ad_click": TypeRule(Group.MARKETING),
     "conversion": TypeRule(Group.MARKETING),
-    # searches for our brand and for a competitor's, by the customer (share of voice, seed 002 #27)
+    # searches for our brand and for a competitor's, by the customer (share of voice, docs/scores-and-kpis.md metric #27)
     "brand_search": TypeRule(Group.MARKETING),
     "competitor_search": TypeRule(Group.MARKETING),
     # commerce (value = amount; refunds are not purchases)
@@ -83,7 +83,7 @@ BUILTIN_TYPES: dict[str, TypeRule] = {
     # support (ticket_resolved: value = handle seconds)
     "ticket_opened": TypeRule(Group.SUPPORT),
     "ticket_resolved": TypeRule(Group.SUPPORT, first_contact_required=True),
-    # in person: a digital business card scanned (seed 002 #13; `device` and `location` optional)
+    # in person: a digital business card scanned (docs/scores-and-kpis.md metric #13; `device` and `location` optional)
     "scan": TypeRule(Group.IN_PERSON),
 }
 

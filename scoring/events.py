@@ -1,4 +1,4 @@
-"""The event model and its validation (SPEC section 2).
+"""The event model and its validation (docs/events.md).
 
 `decode_event` turns raw message bytes into an :class:`Event` or raises
 :class:`~scoring.reasons.EventRejected` with a stable reason. It checks only what the

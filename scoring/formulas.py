@@ -1,11 +1,12 @@
-"""Every KPI formula of SPEC section 4 and the per-customer scores of section 3.
+"""Every KPI formula and the per-customer scores (CER, ES, tiers): docs/scores-and-kpis.md.
 
 Plain numbers and mappings in, a number out. Percentages are on a 0-100 scale
 (NPS and sentiment on -100..100). A zero denominator is defined, never an exception:
 a rate over nothing is 0 (no members -> AER 0, no sessions -> bounce rate 0).
-Where a seed's formula is non-standard, the standard one is used; docs/scores-and-kpis.md's KPI
+Where published definitions differ, the standard one is used; docs/scores-and-kpis.md's KPI
 section lists each such choice. Float sums use math.fsum, so an aggregate never
-depends on the order customers or events arrived in.
+depends on the order customers or events arrived in. A metric number (#N) is the metric's
+row in the 37-metric catalogue of docs/scores-and-kpis.md.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _histogram(scores: Iterable[float] | Mapping[int, int], low: int, high: int,
     return counts
 
 
-# --- per-customer scores (SPEC 3) --------------------------------------------------------
+# --- per-customer scores: CER, ES, tiers, decay -------------------------------------------
 
 
 class Tier(StrEnum):
@@ -56,7 +57,7 @@ _TIER_RANK = {Tier.LOW: 0, Tier.MODERATE: 1, Tier.EXCELLENT: 2}
 
 
 def customer_engagement_rate(counts: Mapping[str, float], weights: Mapping[str, float]) -> float:
-    """CER = sum of n_i * w_i over the weighted types (seed 001). Unweighted types add nothing."""
+    """CER = sum of n_i * w_i over the weighted types. Unweighted types add nothing."""
     return sum(n * weights[t] for t, n in counts.items() if t in weights)
 
 
@@ -71,7 +72,7 @@ def engagement_score(
 ) -> float:
     """ES = sum(w_k * m_k) / sum(w_k) over every weighted type, in 0..100.
 
-    Seed 004's "sum of weighted engagement metrics / number of metrics" is this formula
+    The common "sum of weighted engagement metrics / number of metrics" is this formula
     when the weights average 1; normalising by the weight sum keeps ES on 0..100 for
     any weight scale. A weighted type with no events counts as m_k = 0.
     """
@@ -86,7 +87,7 @@ def engagement_score(
 
 
 def tier(score: float, excellent: float = 80.0, moderate: float = 60.0) -> Tier:
-    """Seed 004: 80-100 excellent, 60-79 moderate, below 60 low (boundaries inclusive upward)."""
+    """By default 80-100 excellent, 60-79 moderate, below 60 low (boundaries inclusive upward)."""
     if score >= excellent:
         return Tier.EXCELLENT
     if score >= moderate:
@@ -99,7 +100,7 @@ def decayed_engagement(weighted_by_age: Iterable[tuple[float, float]], half_life
     return math.fsum(value * 0.5 ** (max(age, 0.0) / half_life) for value, age in weighted_by_age)
 
 
-# --- loyalty (seed 000) -----------------------------------------------------------------
+# --- loyalty: the active engagement rate (AER) ---------------------------------------------
 
 
 class Band(StrEnum):
@@ -114,7 +115,7 @@ def active_engagement_rate(active: float, total: float) -> float:
 
 
 def aer_band(rate: float, low_below: float = 15.0, high_above: float = 25.0) -> Band:
-    """Seed 000: <15 low, 15-25 moderate (both ends inclusive), >25 high."""
+    """AER bands, by default: <15 low, 15-25 moderate (both ends inclusive), >25 high."""
     if rate < low_below:
         return Band.LOW
     if rate > high_above:
@@ -122,7 +123,7 @@ def aer_band(rate: float, low_below: float = 15.0, high_above: float = 25.0) -> 
     return Band.MODERATE
 
 
-# --- usage (seed 002) -------------------------------------------------------------------
+# --- usage -------------------------------------------------------------------------------
 
 
 def stickiness(dau: float, mau: float) -> float:
@@ -141,7 +142,7 @@ def week_one_engagement(activated: float, new_members: float) -> float:
 
 
 def visit_frequency(visits: float, customers: float) -> float:
-    """Seed 002 #16, page visit frequency: visits / customers (a visit is a session started; the
+    """Page visit frequency (#16): visits / customers (a visit is a session started; the
     customers are those with any event in the same window); no customers -> 0."""
     return _ratio(visits, customers)
 
@@ -165,17 +166,17 @@ def bounce_rate(bounces: float, sessions: float) -> float:
 
 
 def activation_rate(activated: float, sessions: float) -> float:
-    """Seed 002 #33: ended sessions in which the customer took an action / ended sessions x 100.
+    """Activation rate (#33): ended sessions in which the customer took an action / ended sessions x 100.
 
-    The seed divides "interactions that resulted in an action" by all interactions; the
-    interaction that can end in an action or not is a visit, so the standard web reading
+    A definition sometimes given divides "interactions that resulted in an action" by all
+    interactions; the interaction that can end in an action or not is a visit, so the standard web reading
     is used: the share of sessions with at least one `action`. No sessions -> 0.
     """
     return _percent(activated, sessions)
 
 
 def abandonment_rate(abandoned: float, sessions: float) -> float:
-    """Seed 002 #35: ended sessions left without an action after more than one page / sessions x 100.
+    """Abandonment rate (#35): ended sessions left without an action after more than one page / sessions x 100.
 
     Distinguished from bounce: a bounce leaves after one page (or none) without an action;
     an abandonment browsed further and still left without one. Bounce, abandonment and
@@ -184,7 +185,7 @@ def abandonment_rate(abandoned: float, sessions: float) -> float:
     return _percent(abandoned, sessions)
 
 
-# --- membership over a period (seeds 002, 003) ---------------------------------------------
+# --- membership over a period: retention, churn, turnover, lifespan ---------------------------
 
 
 def retention_rate(start: float, end: float, new: float) -> float:
@@ -198,7 +199,7 @@ def churn_rate(lost: float, start: float) -> float:
 
 
 def turnover_rate(lost: float, start: float, end: float) -> float:
-    """Seed 002 #29: members lost during the period / the period's average members ((S + E) / 2) x 100.
+    """Turnover rate (#29): members lost during the period / the period's average members ((S + E) / 2) x 100.
 
     Beside churn (lost / S): turnover measures the losses against the membership the period
     actually had, so a growing base shows a lower turnover than churn. No members -> 0.
@@ -226,19 +227,19 @@ def nps(scores: Iterable[float] | Mapping[int, int]) -> float:
 
 
 def csat(scores: Iterable[float] | Mapping[int, int]) -> float:
-    """% of answers 4-5 on a 1-5 scale (standard CSAT; seed 002's "%3-5 minus %1-2" is not used)."""
+    """% of answers 4-5 on a 1-5 scale (standard CSAT; the "%3-5 minus %1-2" variant is not used)."""
     counts = _histogram(scores, 1, 5, "CSAT")
     return _percent(sum(n for s, n in counts.items() if s >= 4), sum(counts.values()))
 
 
 def ces(scores: Iterable[float] | Mapping[int, int]) -> float:
-    """Mean effort score on the 1-7 scale (standard CES; seed 002's percentage variant is not used)."""
+    """Mean effort score on the 1-7 scale (standard CES; a percentage variant is not used)."""
     counts = _histogram(scores, 1, 7, "CES")
     return _ratio(sum(s * n for s, n in counts.items()), sum(counts.values()))
 
 
 def csat_across_channels(channels: Mapping[str, tuple[Mapping[int, int], float]]) -> float:
-    """Seed 002 #12, overall CSAT: each channel's CSAT weighted by its share of the customer
+    """Overall CSAT (#12): each channel's CSAT weighted by its share of the customer
     interactions, over the channels that have CSAT answers; `channels` maps a channel to
     (its CSAT histogram, its interactions). No channel with both -> 0.
 
@@ -272,13 +273,13 @@ def open_rate(opens: float, delivered: float) -> float:
 
 
 def share_of_voice(brand_searches: float, competitor_searches: float) -> float:
-    """Seed 002 #27, search share of voice: searches for the brand / searches for the brand and
+    """Search share of voice (#27): searches for the brand / searches for the brand and
     its competitors x 100; none -> 0."""
     return _percent(brand_searches, brand_searches + competitor_searches)
 
 
 def brand_search_rate(brand_searches: float, interactions: float) -> float:
-    """Seed 002 #27 as written: brand searches / all customer interactions x 100; none -> 0."""
+    """Brand searches as some define #27: brand searches / all customer interactions x 100; none -> 0."""
     return _percent(brand_searches, interactions)
 
 
@@ -300,7 +301,7 @@ def purchase_frequency(transactions: float, customers: float) -> float:
 
 
 def customer_lifetime_value(avg_purchase_value: float, purchase_frequency: float, lifespan: float) -> float:
-    """CLV = average purchase value x purchase frequency x expected lifespan (seed 003)."""
+    """CLV = average purchase value x purchase frequency x expected lifespan."""
     return avg_purchase_value * purchase_frequency * lifespan
 
 
@@ -317,7 +318,7 @@ def average_handle_time(total_seconds: float, tickets: float) -> float:
     return _ratio(total_seconds, tickets)
 
 
-# --- score distribution (seeds 001, 004) -------------------------------------------------------
+# --- score distribution ------------------------------------------------------------------------
 
 
 def median(values: Iterable[float]) -> float:

@@ -1,4 +1,4 @@
-"""Per-customer and per-account scores, derived from state at read time (SPEC 3)."""
+"""Per-customer and per-account scores, derived from state at read time (docs/scores-and-kpis.md)."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
 
 @dataclass(frozen=True, slots=True)
 class AccountCard:
-    """B2B roll-up (seed 001): CER is the sum over the account's users, ES their mean."""
+    """B2B roll-up: CER is the sum over the account's users, ES their mean."""
 
     account_id: str
     as_of_ms: int

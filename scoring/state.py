@@ -23,7 +23,7 @@ from scoring.windows import bucket_of, retained_from_bucket
 @dataclass(slots=True)
 class SessionStats:
     """One web/app session. An ended session is *activated* when it holds an action; else it
-    *bounced* with at most one page view, or was *abandoned* after more (seed 002 #33, #35)."""
+    *bounced* with at most one page view, or was *abandoned* after more (docs/scores-and-kpis.md: metrics #33, #35)."""
 
     anchor_ms: int           # earliest event time seen for the session: it counts in that bucket
     pages: int = 0

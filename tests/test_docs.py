@@ -1,11 +1,14 @@
 """The docs (README.md and docs/*.md) document every config key, rejection reason, KPI
-function, metric and setting, and every link between them leads somewhere."""
+function, metric and setting, every link between them leads somewhere, and they (with
+deploy/README.md) speak only of the product: no development sources a user cannot look up."""
 
 from __future__ import annotations
 
 import inspect
 import pathlib
 import re
+
+import pytest
 
 from scoring import formulas
 from scoring.config import default_mapping
@@ -106,14 +109,70 @@ def test_every_runtime_setting_is_documented():
     assert [v for v in ENV.values() if v not in README] == []
 
 
-def test_the_seed_002_table_names_all_37_metrics_and_only_real_kpi_fields():
+def test_the_metric_catalogue_table_names_all_37_metrics_and_only_real_kpi_fields():
     from dataclasses import fields
 
     from scoring.business import BusinessKpis
 
     page = (ROOT / "docs" / "scores-and-kpis.md").read_text()
-    table = page.split("### Seed 002's 37 metrics", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    table = page.split("### The 37-metric catalogue", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
     rows = [line for line in table.splitlines() if re.match(r"^\| \d+ \|", line)]
     assert [int(line.split("|")[1]) for line in rows] == list(range(1, 38))
     named = {name for line in rows for name in re.findall(r"`(\w+)`", line.split("|")[3])}
     assert named and named <= {f.name for f in fields(BusinessKpis)}
+
+
+# What a user of the product cannot look up: a specification document, the seed documents,
+# an issue tracker, the repository's commits. The docs name the thing itself instead (the
+# rule, the table, the run's date).
+SOURCE_REFERENCES = (
+    ("SPEC", re.compile(r"\bSPEC\b")),
+    ("section sign", re.compile("§")),
+    ("seed", re.compile(r"\bseeds?[ _-]?0\d", re.IGNORECASE)),
+    ("issue number", re.compile(r"\bissues? #?\d", re.IGNORECASE)),
+    # 7 to 40 lowercase hex characters with a digit and a letter, as a whole word
+    ("commit hash", re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b")),
+    # a hash of digits only ("commit 9419473") looks like a number: caught where it is called a
+    # commit (so a 7-40 digit number right after the word "commit" is taken for a hash)
+    ("commit", re.compile(r"\bcommits?:? `?[0-9a-f]{7,40}\b", re.IGNORECASE)),
+)
+# The product's own hex words: a config fingerprint (16 characters) and an output id (24)
+PRODUCT_HEX_LENGTHS = {16, 24}
+USER_PAGES = [*PAGES, ROOT / "deploy" / "README.md"]
+
+
+def source_references(text: str) -> list[str]:
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        for what, pattern in SOURCE_REFERENCES:
+            for match in pattern.finditer(line):
+                if what == "commit hash" and len(match.group()) in PRODUCT_HEX_LENGTHS:
+                    continue
+                found.append(f"line {number}: {what}: {match.group()!r}")
+    return found
+
+
+@pytest.mark.parametrize("text", [
+    "see SPEC §3", "(SPEC section 5)", "commit 9419473", "at `a043f99`", "seed 002's 37 metrics",
+    "Seed 001", "seeds 002, 003", "issue 12", "until issue 15", "Issue #14",
+    "cb2e33b", "9419473deadbeef0123456789abcdef01234567", "Commit `1234567`", "commits 7654321 and 1234567",
+])
+def test_a_source_reference_is_caught(text):
+    assert source_references(text) != []
+
+
+@pytest.mark.parametrize("text", [
+    "1764590400000", "deadbeef", "facade accede", "0x1f2e3d4c", "crc32(customer_id) % 16", "sha256",
+    "`--seed N`", "TrafficSettings(seed=7)", "2026-12-01 17:14Z", "ENGAGE_FUZZ_INPUTS=2000000", "1e12",
+    "run `soakde0ac15b`", "the 37-metric catalogue (#27)", "reissue 3 times", "commit after delivery",
+    "`limits.max_message_bytes` | `1048576`",
+    '"id": "5d41402abc4b2a76b9719d91"', "config fingerprint 5d41402abc4b2a76",
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+])
+def test_a_product_word_is_not_a_source_reference(text):
+    assert source_references(text) == []
+
+
+@pytest.mark.parametrize("page", USER_PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_the_docs_cite_no_spec_seed_issue_or_commit(page):
+    assert source_references(page.read_text()) == []

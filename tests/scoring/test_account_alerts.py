@@ -1,4 +1,4 @@
-"""Account-level alerts (issue 15, item 3), hand-worked: the roll-up of GET /accounts/{id}
+"""Account-level alerts (docs/alerts.md), hand-worked: the roll-up of GET /accounts/{id}
 against the account's last evaluation."""
 
 from __future__ import annotations

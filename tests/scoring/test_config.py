@@ -1,4 +1,4 @@
-"""scoring.config (SPEC section 3: one validated config file, errors name the key) and durations."""
+"""scoring.config (one validated config file, errors name the key: docs/configuration.md) and durations."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ DAY = 24 * HOUR
 
 DEFAULTS_TOML = Path(scoring.__file__).with_name("defaults.toml")
 
-# SPEC section 2, by hand.
+# The built-in event types of docs/events.md, by hand.
 SPEC_TYPES = {
     "member_joined", "member_left", "points_earned", "points_redeemed",
     "follow", "like", "comment", "share", "mention", "tag", "reach_out",
@@ -28,7 +28,7 @@ SPEC_TYPES = {
     "purchase",
     "nps_response", "csat_response", "ces_response", "review", "social_mention",
     "ticket_opened", "ticket_resolved",
-    "brand_search", "competitor_search", "scan",     # seed 002 #13, #27 (issue 15)
+    "brand_search", "competitor_search", "scan",     # metrics #13, #27 (docs/scores-and-kpis.md)
 }
 PASSIVE = {"member_joined", "member_left", "email_delivered", "ad_impression", "competitor_search"}
 
@@ -68,12 +68,12 @@ def test_documented_defaults():
     assert c.limits.max_value == 1e12
 
 
-def test_default_weights_include_seed_001_and_leave_zero_weights_unscored():
+def test_default_weights_include_the_cer_example_and_leave_zero_weights_unscored():
     c = load_config()
     for name, weight in {"follow": 3, "like": 1, "comment": 2, "reach_out": 2, "tag": 2}.items():
         assert c.scoring.weights[name] == weight
     assert "ticket_opened" not in c.scoring.weights and "ticket_resolved" not in c.scoring.weights
-    # targets: what a very engaged customer does in a month (seed 001's counts are its CER example, not targets)
+    # targets: what a very engaged customer does in a month (the CER worked example's counts are not targets)
     assert (c.scoring.targets["follow"], c.scoring.targets["like"], c.scoring.targets["comment"]) == (3, 75, 10)
 
 
@@ -87,7 +87,7 @@ def test_weights_and_targets_match_defaults_toml():
     assert documented["time"] == {"allowed_lateness": "1d", "max_future_skew": "5m", "dedup_horizon": "2d"}
 
 
-def test_default_known_types_are_the_spec_types():
+def test_default_known_types_are_the_documented_built_in_types():
     c = load_config()
     assert c.known_types == SPEC_TYPES
     assert c.custom_types == set()

@@ -252,7 +252,7 @@ def test_decayed_score_is_a_recency_weighted_cer_over_the_window():
     assert scorer.customer("d", noon + 32 * DAY).decayed == 0.0
 
 
-def test_seed_002_interaction_totals_and_visit_frequency_hand_worked():
+def test_interaction_totals_and_visit_frequency_hand_worked():
     scorer = Scorer(load_config())
     events = [
         ev("a", "like", NOW - 1 * HOUR, count=3),
@@ -277,7 +277,7 @@ def test_seed_002_interaction_totals_and_visit_frequency_hand_worked():
     assert k.visit_frequency == pytest.approx(4 / 3)                    # 4 sessions started / a, b, c
 
 
-def test_seed_002_sessions_activation_abandonment_and_bounce_partition_ended_sessions():
+def test_sessions_activation_abandonment_and_bounce_partition_ended_sessions():
     scorer = Scorer(load_config())
     events = [
         # s1: one page, no action: a bounce
@@ -312,7 +312,7 @@ def test_seed_002_sessions_activation_abandonment_and_bounce_partition_ended_ses
     assert (k.bounce_rate, k.activation_rate, k.abandonment_rate) == (25.0, 50.0, 25.0)   # s4 moved over
 
 
-def test_seed_002_csat_across_channels_hand_worked():
+def test_csat_across_channels_hand_worked():
     scorer = Scorer(load_config())          # channels: web, app, email, phone, chat, social, in_store
     events = [
         ev("a", "like", NOW - 1 * HOUR, channel="web", count=5),
@@ -334,7 +334,7 @@ def test_seed_002_csat_across_channels_hand_worked():
     assert k.csat == 50.0                                                  # 5 and 4 of 5, 2, 4, 1
 
 
-def test_seed_002_scans_brand_searches_and_share_of_voice_hand_worked():
+def test_scans_brand_searches_and_share_of_voice_hand_worked():
     config = load_config(overrides={"kpis": {"scan_locations": ["expo_berlin"]}})
     scorer = Scorer(config)
     events = [

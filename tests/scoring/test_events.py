@@ -1,4 +1,4 @@
-"""Event validation (SPEC section 2): decode_event / validate_event and the time gates.
+"""Event validation (docs/events.md): decode_event / validate_event and the time gates.
 
 Expected values (epoch ms, thousandths, reasons) are written out by hand or computed
 with the standard library (calendar.timegm), never with the code under test.
@@ -33,7 +33,7 @@ def utc_ms(year, month, day, hour=0, minute=0, second=0, millis=0) -> int:
     return calendar.timegm((year, month, day, hour, minute, second)) * 1000 + millis
 
 
-# The 30 built-in types of SPEC section 2, listed by hand, with the fields each one requires
+# The 33 built-in types of docs/events.md, listed by hand, with the fields each one requires
 # beyond event_id / customer_id / type / ts.
 SPEC_TYPES: dict[str, dict] = {
     "member_joined": {}, "member_left": {}, "points_earned": {}, "points_redeemed": {},
@@ -52,7 +52,7 @@ SPEC_TYPES: dict[str, dict] = {
     "social_mention": {"sentiment": "negative"},
     "ticket_opened": {},
     "ticket_resolved": {"first_contact": True},
-    # seed 002 #13, #27 (issue 15): device, location and channel are optional
+    # metrics #13, #27 (docs/scores-and-kpis.md): device, location and channel are optional
     "brand_search": {},
     "competitor_search": {},
     "scan": {},
@@ -88,7 +88,7 @@ def without(obj: dict, field: str) -> dict:
 # --- every built-in type -----------------------------------------------------------------
 
 
-def test_catalogue_matches_the_spec_type_list():
+def test_catalogue_matches_the_documented_type_list():
     assert set(BUILTIN_TYPES) == set(SPEC_TYPES)
     assert len(SPEC_TYPES) == 33
 

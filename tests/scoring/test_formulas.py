@@ -1,4 +1,4 @@
-"""Hand-worked cases for every formula in scoring.formulas (SPEC sections 3 and 4).
+"""Hand-worked cases for every formula in scoring.formulas (docs/scores-and-kpis.md).
 
 Every expected value is worked out by hand in the comment beside it, never by
 calling the function under test.
@@ -13,28 +13,28 @@ from scoring.engine import Outcome, Scorer
 from scoring.formulas import Band, Tier
 from tests.builders import CONFIG
 
-# Seed 001's worked example.
+# The CER worked example of docs/scores-and-kpis.md.
 SEED_001_WEIGHTS = {"follow": 3, "like": 1, "comment": 2, "reach_out": 2, "tag": 2}
 SEED_001_COUNTS = {"follow": 10, "like": 300, "comment": 35, "reach_out": 5, "tag": 3}
 T0 = 1_790_000_000_000  # an arbitrary event time (epoch ms)
 
 
-# --- CER (seed 001) --------------------------------------------------------------------------
+# --- CER ------------------------------------------------------------------------------------
 
 
-def test_seed_001_cer_is_416():
+def test_the_cer_worked_example_is_416():
     # 10*3 + 300*1 + 35*2 + 5*2 + 3*2 = 30 + 300 + 70 + 10 + 6 = 416
     assert formulas.customer_engagement_rate(SEED_001_COUNTS, SEED_001_WEIGHTS) == 416
 
 
-def test_seed_001_is_below_par_against_benchmark_500():
+def test_the_cer_worked_example_is_below_par_against_benchmark_500():
     cer = formulas.customer_engagement_rate(SEED_001_COUNTS, SEED_001_WEIGHTS)
     assert cer < 500
     # and the one-customer "share below benchmark" is then 1/1 = 100 %
     assert formulas.share_below([cer], 500) == 100.0
 
 
-def test_seed_001_through_the_scorer_with_default_config():
+def test_the_cer_worked_example_through_the_scorer_with_default_config():
     config = CONFIG
     scorer = Scorer(config)
     for i, (type_name, count) in enumerate(SEED_001_COUNTS.items()):
@@ -57,7 +57,7 @@ def test_seed_001_through_the_scorer_with_default_config():
     assert card.tier is Tier.LOW
 
 
-def test_seed_001_benchmark_comparison_is_strict():
+def test_the_cer_benchmark_comparison_is_strict():
     # exactly at the benchmark is not below par: 500 weighted points = 500 likes x 1
     config = CONFIG
     scorer = Scorer(config)
@@ -76,7 +76,7 @@ def test_cer_of_no_events_is_zero():
     assert formulas.customer_engagement_rate({}, SEED_001_WEIGHTS) == 0
 
 
-# --- ES (seed 004) ---------------------------------------------------------------------------
+# --- ES -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -112,8 +112,8 @@ def test_engagement_score_saturates_at_100_and_starts_at_0():
     assert formulas.engagement_score({}, weights, targets) == 0.0
 
 
-def test_engagement_score_seed_004_when_weights_average_one():
-    # seed 004: "sum of weighted metrics / number of metrics"; with all weights 1 this is the
+def test_engagement_score_is_the_mean_component_when_weights_average_one():
+    # the common "sum of weighted metrics / number of metrics"; with all weights 1 this is the
     # plain mean of the components: (100*3/10 + 100*10/10 + 100*1/4) / 3 = (30 + 100 + 25) / 3
     weights = {"x": 1, "y": 1, "z": 1}
     targets = {"x": 10, "y": 10, "z": 4}
@@ -126,7 +126,7 @@ def test_engagement_score_skips_zero_weights_and_no_weights_is_zero():
     assert formulas.engagement_score({"a": 5}, {}, {}) == 0.0
 
 
-# --- tiers (seed 004) ------------------------------------------------------------------------
+# --- tiers ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -171,7 +171,7 @@ def test_decayed_engagement_future_ages_do_not_grow_and_empty_is_zero():
     assert formulas.decayed_engagement([], 14) == 0
 
 
-# --- AER (seed 000) --------------------------------------------------------------------------
+# --- AER ------------------------------------------------------------------------------------
 
 
 def test_active_engagement_rate():
@@ -236,7 +236,7 @@ def test_bounce_rate():
     assert formulas.bounce_rate(3, 12) == pytest.approx(25.0)
 
 
-# --- membership over a period (seed 003) -----------------------------------------------------
+# --- membership over a period ---------------------------------------------------------------
 
 
 def test_retention_rate():
@@ -290,7 +290,7 @@ def test_csat():
     assert formulas.csat([5, 4, 3, 2, 1]) == pytest.approx(40.0)
     # {5: 3, 4: 1, 1: 4}: 4 satisfied of 8 -> 50 %
     assert formulas.csat({5: 3, 4: 1, 1: 4}) == pytest.approx(50.0)
-    # 3 is not satisfied (seed 002's "%3-5" variant is not used)
+    # 3 is not satisfied (the "%3-5" variant is not used)
     assert formulas.csat([3, 3]) == pytest.approx(0.0)
 
 
@@ -390,7 +390,7 @@ def test_purchase_frequency():
 def test_customer_lifetime_value():
     # 125 per purchase x 2 purchases per period x 10 periods = 2500
     assert formulas.customer_lifetime_value(125, 2, 10) == pytest.approx(2500.0)
-    # seed 003 chain: ATV 1000/8 = 125, frequency 12/8 = 1.5, churn 5 % -> lifespan 20
+    # the whole chain: ATV 1000/8 = 125, frequency 12/8 = 1.5, churn 5 % -> lifespan 20
     # -> 125 * 1.5 * 20 = 3750
     clv = formulas.customer_lifetime_value(
         formulas.average_transaction_value(1000, 8),

@@ -1,8 +1,8 @@
 """Property tests of the scoring core: score invariants and the streaming guarantees.
 
-SPEC 3 (ES in 0..100, CER = sum n*w, weight changes without replay) and SPEC 7
-(event-time windows with allowed lateness, order independence, idempotence by
-event_id). States are always built through scoring.engine.Scorer from event dicts.
+The scores (ES in 0..100, CER = sum n*w, weight changes without replay) and the
+streaming guarantees (event-time windows with allowed lateness, order independence,
+idempotence by event_id). States are always built through scoring.engine.Scorer from event dicts.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Segment scorecards (issue 15, item 1): a customer is scored by the scorecard of its newest
+"""Segment scorecards (docs/scores-and-kpis.md): a customer is scored by the scorecard of its newest
 segment, customers without one by the default; hand-worked."""
 
 from __future__ import annotations

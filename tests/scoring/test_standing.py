@@ -1,4 +1,4 @@
-"""The incremental aggregates equal a full recomputation (SPEC 4 without scans).
+"""The incremental aggregates equal a full recomputation (the business KPIs without scans).
 
 A store that keeps only deltas (settle_batch / settle_due, applied to an AggregateBook)
 must give the same business KPIs, leaderboards and at-risk list as the reference
@@ -33,7 +33,7 @@ SHORT_OVERRIDES = {
     "scoring": {"window": "3d", "bucket": "1h"}, "aer": {"window": "2d"},
     "alerts": {"score_drop_window": "1d", "inactivity": "2d", "activation": "1d"},
     "time": {"allowed_lateness": "6h", "dedup_horizon": "12h"}, "history": {"horizon": "1d"},
-    # segments change a customer's scorecard, and so its standing (issue 15)
+    # segments change a customer's scorecard, and so its standing
     "scorecards": {"enterprise": {"weights": {"like": 8, "page_view": 0}, "tiers": {"excellent": 40, "moderate": 15}}},
 }
 SHORT = load_config(overrides=SHORT_OVERRIDES)
