@@ -399,7 +399,7 @@ def outbox_mode(redis_url: str, events: int, customers: int, batch: int = 1000, 
 READ_PATHS = {"leaderboard": ("GET", "/leaderboard"), "at_risk": ("GET", "/at-risk"), "kpis": ("GET", "/kpis"),
               "kpis_as_of": ("GET", "/kpis?as_of={at}"), "customer": ("GET", "/customers/{id}"),
               "customers_batch": ("POST", "/customers:batch"), "accounts_batch": ("POST", "/accounts:batch")}
-LOOKUPS = ("leaderboard", "at_risk", "kpis", "customer")   # issue 11's reads: O(log n) or shared, p99 <= 10 ms
+LOOKUPS = ("leaderboard", "at_risk", "kpis", "customer")   # the single reads: O(log n) or shared, target p99 <= 10 ms
 BATCH_IDS = 1000
 
 
@@ -929,7 +929,7 @@ def targets(results: dict[str, dict[str, float]], rate: dict[str, float]) -> lis
     for name, (method, path) in READ_PATHS.items():
         if not read:
             break
-        limit = 20 if method == "POST" else 10       # issue 15: 1,000 ids in 20 ms; issue 11: one read in 10 ms
+        limit = 20 if method == "POST" else 10       # targets: 1,000 ids in 20 ms, one read in 10 ms
         what = f"{BATCH_IDS:,} ids " if method == "POST" else ""
         for tag, server in (("", "worker"), ("api_", "engage api")):
             p99 = read[f"{tag}{name}_p99_ms"]

@@ -1,6 +1,6 @@
 """The in-memory reference scorer: the whole scoring pipeline without I/O.
 
-It runs the offline demo and is the oracle for the live pipeline: Redis state, the
+It runs the offline demo and is the reference for the live pipeline: Redis state, the
 API and the metrics must equal what this computes over the same accepted events.
 The order of checks is fixed and shared with the edge:
 

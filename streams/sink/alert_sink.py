@@ -1,4 +1,4 @@
-"""`engage alert-sink`: per-customer alerts from Kafka to a webhook, in a process of its own.
+"""`engage alert-sink`: alerts (customer and account) from Kafka to a webhook, in a process of its own.
 
 Why its own process: a Faust worker that ran this sink as a second agent next to the
 scoring agent was seen to sit idle after start-up when a backlog waited (about 1 run in

@@ -1,4 +1,4 @@
-"""Per-customer alerts to a webhook (Slack-compatible JSON), with retries and no loss.
+"""Alerts (of customers and of accounts) to a webhook (Slack-compatible JSON), with retries and no loss.
 
 `engage alert-sink` (streams.sink.alert_sink) consumes the alerts topic and hands each alert
 here. An alert is POSTed until the receiver answers 2xx, with exponential

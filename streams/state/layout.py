@@ -63,7 +63,7 @@ from scoring.deltas import CustomerDelta, Facts, Stored
 from scoring.standing import Standing, bottom_key, risk_key
 from scoring.state import CustomerState, SessionStats
 
-FORMAT = 4   # 4: activated sessions counted per bucket (seed 002 #33, #35)
+FORMAT = 4   # 4: activated sessions counted per bucket (catalogue metrics #33 and #35)
 SHARDS = 16
 
 
@@ -186,8 +186,8 @@ class Ops:
             self._index[name] = len(self.keys)
         return self._index[name]
 
-    def check(self, facts_key: str, version: str) -> None:
-        self.checks.append([self.key(facts_key), version])
+    def check(self, facts_key: str, read_token: str) -> None:
+        self.checks.append([self.key(facts_key), read_token])
 
     def add(self, command: str, key: str, *args: object) -> None:
         self.ops.append([command, self.key(key), *(a if isinstance(a, str) else _arg(a) for a in args)])
@@ -241,13 +241,13 @@ class ShardTotals:
             ops.add("SADD", keys.shared(shard, "acct.touched"), *sorted(self.accounts))   # the sweep evaluates them
 
 
-def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, version: str, token: str) -> None:
+def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_token: str, token: str) -> None:
     """The Redis commands that take one customer from its old to its new stored form (the shard's
     aggregates are summed over the write's customers by ShardTotals): only if its write token is
-    still `version` (what was read), and stamped with this write's `token` (streams.state.cache)."""
+    still `read_token` (what was read), and stamped with this write's `token` (streams.state.cache)."""
     cid = delta.customer_id
     facts_key = keys.facts(cid)
-    ops.check(facts_key, version)
+    ops.check(facts_key, read_token)
     ops.add("HSET", facts_key, "v", token)
     if delta.facts is not None:
         ops.add("HSET", facts_key, "d", encode_facts(delta.facts))

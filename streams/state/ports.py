@@ -26,7 +26,7 @@ class Loaded:
     """Customers as read for a batch: their stored state and the write token each was read at."""
 
     stored: dict[str, Stored]
-    versions: dict[str, str]                              # customer -> write token read ("0": none)
+    read_tokens: dict[str, str]                           # customer -> write token read ("0": none)
     stale: list[str] = field(default_factory=list)        # remembered, but written by another since
 
 
@@ -39,7 +39,7 @@ class BatchStore(Protocol):
 
     def new_token(self) -> str: ...
 
-    async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], versions: Mapping[str, str],
+    async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], read_tokens: Mapping[str, str],
                            outputs: Mapping[int, Iterable[Output]] | None = None,
                            claimable_at_ms: int = 0, token: str | None = None) -> set[int]: ...
 
@@ -59,7 +59,7 @@ class BatchStore(Protocol):
 
     async def account_snapshots(self, account_ids: list[str]) -> dict[str, tuple[str, bytes | None]]: ...
 
-    async def write_account(self, account_id: str, version: str, snapshot: bytes, outputs: Iterable[Output],
+    async def write_account(self, account_id: str, read_token: str, snapshot: bytes, outputs: Iterable[Output],
                             claimable_at_ms: int, token: str) -> tuple[int, bool]: ...
 
 
@@ -69,7 +69,7 @@ class OutboxStore(Protocol):
 
     async def claim_outputs(self, shard: int, now_ms: int, lease_until_ms: int, limit: int) -> list[Output]: ...
 
-    async def settle_outputs(self, outputs: Iterable[tuple[int, Output]]) -> int: ...
+    async def acknowledge_outputs(self, outputs: Iterable[tuple[int, Output]]) -> int: ...
 
     async def push_recent_alerts(self, alerts: list[bytes], keep: int = 100) -> None: ...
 

@@ -1,7 +1,7 @@
 """RedisStore: the worker's and the API's reads and writes of the Redis layout (`streams.state.layout`).
 
 A batch's changes are one script call per state shard (`lua/apply.lua`), applied only if no
-customer's version moved since it was read (a rebalance overlap); else the batch is
+customer's write token moved since it was read (a rebalance overlap); else the batch is
 recomputed from fresh state. Cross-customer reads (leaderboards, at-risk, KPIs) read the
 shards' sorted sets and sums, never every customer.
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 APPLY = (Path(__file__).parent / "lua" / "apply.lua").read_text(encoding="utf-8")
 SUM_HASHES = (Path(__file__).parent / "lua" / "sum_hashes.lua").read_text(encoding="utf-8")
 RANK_PROBE = (Path(__file__).parent / "lua" / "rank_probe.lua").read_text(encoding="utf-8")
-OUTBOX_SETTLE = (Path(__file__).parent / "lua" / "outbox_settle.lua").read_text(encoding="utf-8")
+OUTBOX_ACK = (Path(__file__).parent / "lua" / "outbox_ack.lua").read_text(encoding="utf-8")
 OUTBOX_CLAIM = (Path(__file__).parent / "lua" / "outbox_claim.lua").read_text(encoding="utf-8")
 READ_MANY = (Path(__file__).parent / "lua" / "read_many.lua").read_text(encoding="utf-8")
 READ_GROUP = 256    # keys per read_many call on one Redis: ~1.5 ms of Redis time (1,000 keys held it 5-6 ms)
@@ -61,7 +61,7 @@ class RedisStore:
         self._apply = client.register_script(APPLY)
         self._sum = client.register_script(SUM_HASHES)
         self._probe = client.register_script(RANK_PROBE)
-        self._settle_outbox = client.register_script(OUTBOX_SETTLE)
+        self._ack_outbox = client.register_script(OUTBOX_ACK)
         self._claim_outbox = client.register_script(OUTBOX_CLAIM)
         self._read_many = client.register_script(READ_MANY)
 
@@ -141,16 +141,16 @@ class RedisStore:
                     loaded.stale.append(cid)
                     continue
                 stored.state.seen, stored.state.seen_by_time = seen, None
-                loaded.stored[cid], loaded.versions[cid] = stored, written
+                loaded.stored[cid], loaded.read_tokens[cid] = stored, written
                 continue
             if not facts or b"d" not in facts:
                 continue
             loaded.stored[cid] = decode_stored(cid, facts, counters, sessions, seen)
-            loaded.versions[cid] = facts.get(b"v", b"0").decode()
+            loaded.read_tokens[cid] = facts.get(b"v", b"0").decode()
         if loaded.stale:
             fresh = await self.load(loaded.stale, {cid: wanted[cid] for cid in loaded.stale if cid in wanted})
             loaded.stored.update(fresh.stored)
-            loaded.versions.update(fresh.versions)
+            loaded.read_tokens.update(fresh.read_tokens)
         return loaded
 
     def new_token(self) -> str:
@@ -158,11 +158,11 @@ class RedisStore:
         as the version counter of earlier releases was, so that their HINCRBY still works on it."""
         return str(self._random.getrandbits(62))
 
-    async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], versions: Mapping[str, str],
+    async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], read_tokens: Mapping[str, str],
                            outputs: Mapping[int, Iterable[Output]] | None = None,
                            claimable_at_ms: int = 0, token: str | None = None) -> set[int]:
         """Apply each shard's deltas atomically, only if no customer changed since it was read
-        (its write token is still the one in `versions`), stamping them with `token` (default: a
+        (its write token is still the one in `read_tokens`), stamping them with `token` (default: a
         new one), together with the shard's `outputs` (into its outbox, claimable by a redrive
         from `claimable_at_ms`).
 
@@ -175,31 +175,31 @@ class RedisStore:
         if not self.cluster:
             ops = Ops()
             for shard in shards:
-                self._ops(ops, shard, deltas.get(shard, ()), versions, outputs.get(shard, ()), claimable_at_ms, token)
+                self._ops(ops, shard, deltas.get(shard, ()), read_tokens, outputs.get(shard, ()), claimable_at_ms, token)
             return set(shards) if await self._run(ops) else set()
-        written = await asyncio.gather(*(self._write_one(shard, deltas.get(shard, ()), versions,
+        written = await asyncio.gather(*(self._write_one(shard, deltas.get(shard, ()), read_tokens,
                                                          outputs.get(shard, ()), claimable_at_ms, token)
                                          for shard in shards))
         return {shard for shard, ok in zip(shards, written) if ok}
 
-    async def _write_one(self, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, str],
+    async def _write_one(self, shard: int, deltas: Iterable[CustomerDelta], read_tokens: Mapping[str, str],
                          outputs: Iterable[Output], claimable_at_ms: int, token: str) -> bool:
         ops = Ops()
-        self._ops(ops, shard, deltas, versions, outputs, claimable_at_ms, token)
+        self._ops(ops, shard, deltas, read_tokens, outputs, claimable_at_ms, token)
         return await self._run(ops)
 
-    def _ops(self, ops: Ops, shard: int, deltas: Iterable[CustomerDelta], versions: Mapping[str, str],
+    def _ops(self, ops: Ops, shard: int, deltas: Iterable[CustomerDelta], read_tokens: Mapping[str, str],
              outputs: Iterable[Output], claimable_at_ms: int, token: str) -> None:
         totals = ShardTotals.empty()
         for delta in deltas:
-            write_delta(ops, self.keys, shard, delta, versions.get(delta.customer_id, "0"), token)
+            write_delta(ops, self.keys, shard, delta, read_tokens.get(delta.customer_id, "0"), token)
             totals.add(delta)
         totals.write(ops, self.keys, shard)
         outbox.record(ops, *self.keys.outbox(shard), outputs, claimable_at_ms)
 
     # --- the outbox (streams/state/outbox.py) --------------------------------------------------------
 
-    async def settle_outputs(self, outputs: Iterable[tuple[int, Output]]) -> int:
+    async def acknowledge_outputs(self, outputs: Iterable[tuple[int, Output]]) -> int:
         """Delete published outputs from their shards' outboxes (each only while it still holds the
         output sent): one script call on a single Redis, one per shard on a cluster. Returns how
         many were deleted."""
@@ -212,7 +212,7 @@ class RedisStore:
             keys = [key for shard, _ in group for key in self.keys.outbox(shard)]
             args = [x for i, (_, shard_outputs) in enumerate(group) for o in shard_outputs
                     for x in (2 * i + 1, o.field, o.output_id)]
-            calls.append(self._settle_outbox(keys=keys, args=args))
+            calls.append(self._ack_outbox(keys=keys, args=args))
         return sum(await asyncio.gather(*calls))
 
     async def claim_outputs(self, shard: int, now_ms: int, lease_until_ms: int, limit: int) -> list[Output]:
@@ -535,13 +535,13 @@ class RedisStore:
             replies = iter(await pipe.execute())
         return {a: ((next(replies) or b"0").decode(), next(replies)) for a in account_ids}
 
-    async def write_account(self, account_id: str, version: str, snapshot: bytes, outputs: Iterable[Output],
+    async def write_account(self, account_id: str, read_token: str, snapshot: bytes, outputs: Iterable[Output],
                             claimable_at_ms: int, token: str) -> tuple[int, bool]:
         """The account's new snapshot and its alerts (into its home shard's outbox), atomically and only
-        if no other worker wrote the snapshot since `version` was read: (home shard, written)."""
+        if no other worker wrote the snapshot since `read_token` was read: (home shard, written)."""
         home, key = self.keys.account_snapshot(account_id)
         ops = Ops()
-        ops.check(key, version)
+        ops.check(key, read_token)
         ops.add("HSET", key, "v", token)
         ops.add("HSET", key, "d", snapshot)
         outbox.record(ops, *self.keys.outbox(home), outputs, claimable_at_ms)

@@ -40,7 +40,7 @@ class KpiFamily:
 
 
 KPI_GAUGES: tuple[KpiGauge, ...] = (
-    KpiGauge("active_engagement_rate_percent", "Active members / members x 100 (seed 000)", "aer"),
+    KpiGauge("active_engagement_rate_percent", "Active members / members x 100", "aer"),
     KpiGauge("members", "Current loyalty members", "members"),
     KpiGauge("active_members", "Members with points activity in the AER window", "active_members"),
     KpiGauge("active_customers", "Unique active customers in the window", "dau", {"window": "1d"}),
@@ -146,7 +146,7 @@ class KpiCollector(Collector):
         band = family("aer_band", "1 for the current AER band (<15 low, 15-25 moderate, >25 high)", ["band"])
         for name in ("low", "moderate", "high"):
             band.add_metric([name], 1.0 if snap["aer_band"] == name else 0.0)
-        lines = family("aer_reference_percent", "AER benchmark lines (seed 000)", ["benchmark"])
+        lines = family("aer_reference_percent", "AER benchmark lines (industry reference values)", ["benchmark"])
         for name, value in sorted(self.reference_lines.items()):
             lines.add_metric([name], float(value))
         for kpi in KPI_FAMILIES:

@@ -41,7 +41,7 @@ class Publisher:
                  for _, output in outputs]
         if sends:
             await asyncio.gather(*sends)
-            await self.store.settle_outputs(outputs)
+            await self.store.acknowledge_outputs(outputs)
         await self.store.push_recent_alerts([o.value for _, o in outputs if o.kind is Kind.ALERT])
 
     async def redrive(self, limit: int = 500) -> int:

@@ -103,7 +103,7 @@ class BatchWriter:
         outcomes: list[Result | None] = [None] * len(events)
         processed = Written(now_ms=now_ms)
         made: list[tuple[int | str, int, Output]] = []
-        for shard, positions, settled, outputs in await self._settle(by_shard, events, clocks, now_ms, outputs_of,
+        for shard, positions, settled, outputs in await self._apply_shards(by_shard, events, clocks, now_ms, outputs_of,
                                                                      undecodable):
             for position, result in zip(positions, settled.results):
                 outcomes[position] = result
@@ -136,7 +136,7 @@ class BatchWriter:
             by_shard.setdefault(shard, []).append(output)
         await self.store.write_shards({}, {}, by_shard, now_ms + self.outbox_grace_ms)
 
-    async def _settle(self, by_shard: dict[int, list[int]], events: list[Event], clocks: list[int], now_ms: int,
+    async def _apply_shards(self, by_shard: dict[int, list[int]], events: list[Event], clocks: list[int], now_ms: int,
                       outputs_of: Callable[[list[int], Settled], list[tuple[int | str, Output]]],
                       undecodable: dict[int, list[tuple[int | str, Output]]]
                       ) -> list[tuple[int, list[int], Settled, list[tuple[int | str, Output]]]]:
@@ -173,7 +173,7 @@ class BatchWriter:
                 outputs.setdefault(shard, list(early))
             token = self.store.new_token()
             written = await self.store.write_shards(
-                {shard: s.deltas for shard, s in settled.items()}, loaded.versions,
+                {shard: s.deltas for shard, s in settled.items()}, loaded.read_tokens,
                 {shard: [output for _, output in made] for shard, made in outputs.items()},
                 now_ms + self.outbox_grace_ms, token)
             for shard in written:
@@ -204,7 +204,7 @@ class BatchWriter:
                 settled = await asyncio.to_thread(settle_due, loaded.stored, now_ms, self.config)
                 outputs = [alert_output(alert) for alert in settled.alerts] if self.outputs else []
                 token = self.store.new_token()
-                if await self.store.write_shards({shard: settled.deltas}, loaded.versions,
+                if await self.store.write_shards({shard: settled.deltas}, loaded.read_tokens,
                                                  {shard: outputs}, now_ms + self.outbox_grace_ms, token):
                     self.cache.keep(token, settled.stored)
                     swept.alerts += settled.alerts
@@ -228,12 +228,12 @@ class BatchWriter:
         for account_id in account_ids:
             users = {c: standings[c].es for c in members[account_id]
                      if c in standings and standings[c].account_id == account_id}
-            version, raw = snapshots[account_id]
+            read_token, raw = snapshots[account_id]
             previous = AccountSnapshot.from_dict(orjson.loads(raw)) if raw else None
             fired, snapshot = evaluate_account(previous, account_id, users, now_ms, self.config)
             outputs = [account_alert_output(a) for a in fired] if self.outputs else []
             home, written = await self.store.write_account(
-                account_id, version, orjson.dumps(snapshot.to_dict()), outputs, now_ms + self.outbox_grace_ms,
+                account_id, read_token, orjson.dumps(snapshot.to_dict()), outputs, now_ms + self.outbox_grace_ms,
                 self.store.new_token())
             if written:
                 swept.account_alerts += fired

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from streams.state.store import APPLY, OUTBOX_CLAIM, OUTBOX_SETTLE, RANK_PROBE, READ_MANY, SUM_HASHES
+from streams.state.store import APPLY, OUTBOX_CLAIM, OUTBOX_ACK, RANK_PROBE, READ_MANY, SUM_HASHES
 
 
 def _b(value: Any) -> bytes:
@@ -39,7 +39,7 @@ def _bound(text: Any, low: bool) -> tuple[float, bool]:
 class MemoryRedis:
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}       # hash: dict, zset: dict member -> score, set: set, list: list
-        self.scripts = {APPLY: self._apply, OUTBOX_SETTLE: self._settle, OUTBOX_CLAIM: self._claim,
+        self.scripts = {APPLY: self._apply, OUTBOX_ACK: self._settle, OUTBOX_CLAIM: self._claim,
                         SUM_HASHES: self._sum_hashes, RANK_PROBE: self._rank_probe, READ_MANY: self._read_many}
 
     # --- client plumbing ------------------------------------------------------------------

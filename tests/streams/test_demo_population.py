@@ -1,4 +1,4 @@
-"""The demo's population looks like a real one (issue 15, item 5): a spread across tiers with
+"""The demo's population looks like a real one: a spread across tiers with
 most customers moderate or low and a few champions, cohorts for retention and churn, and
 the demo's last word is a real alert with its explanation.
 

@@ -104,7 +104,7 @@ def test_a_batch_records_exactly_what_it_publishes_and_a_publish_clears_it(redis
         assert sorted(o.field for _, o in claimed) == sorted(o.field for _, o in processed.outputs)
         assert sorted(claimed, key=lambda x: x[1].field) == sorted(processed.outputs, key=lambda x: x[1].field)
         assert [o for s in range(SHARDS) for o in await store.claim_outputs(s, later + 1, later + 2, 500)] == []
-        assert await store.settle_outputs(processed.outputs) == len(processed.outputs)
+        assert await store.acknowledge_outputs(processed.outputs) == len(processed.outputs)
         assert await store.outbox_size() == 0
 
     with_store(url, cluster, unique, body)
@@ -120,7 +120,7 @@ def test_a_shard_records_thousands_of_outputs_in_one_write(redis_url, unique):
         assert await store.outbox_size() == 5000
         claimed = await store.claim_outputs(3, 1, 2, 10_000)
         assert sorted(o.field for o in claimed) == sorted(o.field for o in outputs)
-        assert await store.settle_outputs([(3, o) for o in outputs]) == 5000 and await store.outbox_size() == 0
+        assert await store.acknowledge_outputs([(3, o) for o in outputs]) == 5000 and await store.outbox_size() == 0
 
     with_store(url, cluster, unique, body)
 
@@ -139,11 +139,11 @@ def test_a_newer_card_replaces_a_pending_one_and_survives_the_older_ones_publish
         (_, new), = second.outputs
         assert old.field == new.field and old.output_id != new.output_id
         assert await store.outbox_size() == 1
-        assert await store.settle_outputs(first.outputs) == 0            # the older card's publish: not deleted
+        assert await store.acknowledge_outputs(first.outputs) == 0            # the older card's publish: not deleted
         (pending,) = await store.claim_outputs(shard, now + 60_001, now + 120_000, 10)
         assert pending == new                                            # what is left is the newer card
         assert json.loads(pending.value)["ts"] == now + 1
-        assert await store.settle_outputs(second.outputs) == 1 and await store.outbox_size() == 0
+        assert await store.acknowledge_outputs(second.outputs) == 1 and await store.outbox_size() == 0
 
     with_store(url, cluster, unique, body)
 
@@ -157,7 +157,7 @@ def test_a_write_that_loses_the_race_records_no_outputs(redis_url, unique):
         cid = f"{unique}-c"
         login = orjson.dumps({"event_id": f"{unique}-1", "customer_id": cid, "type": "like", "ts": now})
         processed = await BatchWriter(CONFIG, store).write([Incoming(login, None, "events", 0, 1, now)], now)
-        assert await store.settle_outputs(processed.outputs) == 1 and await store.outbox_size() == 0
+        assert await store.acknowledge_outputs(processed.outputs) == 1 and await store.outbox_size() == 0
         loaded = await store.load([cid])
         stale = {cid: "1"}            # another writer got there first (a token this one never had)
         settled = settle_due(loaded.stored, now + 5, CONFIG)
@@ -165,7 +165,7 @@ def test_a_write_that_loses_the_race_records_no_outputs(redis_url, unique):
         card = score_output(Scorer(CONFIG).process_batch([login], now + 5).cards[0])
         assert await store.write_shards({shard: settled.deltas}, stale, {shard: [card]}, now) == set()
         assert await store.outbox_size() == 0
-        assert (await store.load([cid])).versions[cid] == loaded.versions[cid]
+        assert (await store.load([cid])).read_tokens[cid] == loaded.read_tokens[cid]
 
     with_store(url, cluster, unique, body)
 

@@ -384,7 +384,7 @@ def test_a_changed_scoring_config_rescores_the_stored_standings_without_a_replay
     values = consumed_by_a_worker(stack, unique, tmp_path)
     changed = tmp_path / "weights.toml"
     changed.write_text("[weights]\nlike = 10\nfollow = 1\n[tiers]\nexcellent = 50\nmoderate = 20\n"
-                       # segment scorecards (issue 15): enterprise customers scored on product use
+                       # segment scorecards: enterprise customers scored on product use
                        "[scorecards.enterprise]\nweights = { feature_used = 10, like = 0, purchase = 8 }\n"
                        "targets = { feature_used = 3 }\ntiers = { excellent = 70, moderate = 40 }\n"
                        "[scorecards.smb.weights]\nemail_open = 6\n")
@@ -423,7 +423,7 @@ def test_a_changed_scoring_config_rescores_the_stored_standings_without_a_replay
 
 
 def test_an_accounts_fall_is_one_account_alert_per_rule_naming_the_users_that_drove_it(stack, unique, tmp_path):
-    """Account-level alerts (issue 15, item 3): two of an account's three users move to a segment
+    """Account-level alerts: two of an account's three users move to a segment
     whose scorecard is harsh; the next sweep rolls the account up against its snapshot and fires
     one tier downgrade and one score drop, equal to the core's evaluation, naming those two users."""
     from scoring.account_alerts import evaluate_account

@@ -96,7 +96,7 @@ def test_remembered_customers_are_what_redis_holds_after_every_batch_and_sweep(s
             remembered = writer.cache.take(list(writer.cache._entries))
             fresh = await store.load(list(remembered))
             for cid, (token, stored) in remembered.items():
-                assert fresh.versions[cid] == token, cid
+                assert fresh.read_tokens[cid] == token, cid
                 assert comparable(stored) == comparable(fresh.stored[cid]), cid
                 checked += 1
             for token in {t for t, _ in remembered.values()}:

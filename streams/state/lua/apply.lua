@@ -1,11 +1,11 @@
 -- Apply one shard's changes atomically, or nothing when a customer moved on since it was read.
--- KEYS: every key touched (one hash slot). ARGV[1]: JSON {"check": [[facts key index, version]],
+-- KEYS: every key touched (one hash slot). ARGV[1]: JSON {"check": [[facts key index, read token]],
 -- "ops": [[command, key index, arg...]]}, every argument a string. No scoring rule lives here:
 -- the commands are the core's deltas, translated by streams/store.py.
 local doc = cjson.decode(ARGV[1])
 for _, check in ipairs(doc.check) do
-  local version = redis.call('HGET', KEYS[check[1]], 'v')
-  if (version or '0') ~= check[2] then
+  local token = redis.call('HGET', KEYS[check[1]], 'v')
+  if (token or '0') ~= check[2] then
     return 0
   end
 end
