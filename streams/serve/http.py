@@ -127,8 +127,5 @@ class RedisHealth:
         return {"api": self.key_prefix}
 
     async def ready(self) -> tuple[bool, str]:
-        try:
-            await self.store.ping()
-        except Exception as exc:  # noqa: BLE001
-            return False, f"redis unreachable: {exc}"
-        return True, "ok"
+        problem = await self.store.unreachable()
+        return (False, problem) if problem else (True, "ok")

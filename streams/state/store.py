@@ -85,6 +85,14 @@ class RedisStore:
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
+    async def unreachable(self) -> str | None:
+        """Why Redis cannot be reached (for /readyz), or None when it answers."""
+        try:
+            await self.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is the reason
+            return f"redis unreachable: {exc}"
+        return None
+
     async def check_layout(self, claim: bool = True) -> None:
         """Refuse a prefix written in another layout; claim an empty one for this layout (a
         writer), or leave it be (a reader)."""

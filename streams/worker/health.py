@@ -27,10 +27,9 @@ class WorkerHealth:
         return {"worker": self.worker_id}
 
     async def ready(self) -> tuple[bool, str]:
-        try:
-            await self.store.ping()
-        except Exception as exc:  # noqa: BLE001
-            return False, f"redis unreachable: {exc}"
+        problem = await self.store.unreachable()
+        if problem:
+            return False, problem
         if self.retry.failing and self.retry.out_of_memory:
             return False, "Redis refuses writes at its maxmemory (OOM): the batch is being retried; free memory or " \
                           "raise maxmemory"
