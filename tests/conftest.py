@@ -155,15 +155,3 @@ def stack_view(stack, tmp_path):
     view.mkdir()
     (view / "stack.json").write_text((_Path(stack.directory) / "stack.json").read_text())
     return view
-
-
-# A test module's own module-scoped fixtures (its own Kafka, a secured stack, a venv): its tests
-# that use one run in one xdist worker (`--dist loadgroup`), so the fixture is made once, not per worker.
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        scoped = sorted(name for name, defs in (info.name2fixturedefs.items() if info else ())
-                        if defs and defs[-1].scope == "module")
-        if scoped:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{','.join(scoped)}"))
