@@ -377,7 +377,7 @@ def outbox_mode(redis_url: str, events: int, customers: int, batch: int = 1000, 
                          for i, m in enumerate(messages[start:start + batch])]
                 began = time.perf_counter()
                 processed = await writer.write(chunk, at)
-                await store.settle_outputs(processed.outputs)
+                await store.acknowledge_outputs(processed.outputs)
                 seconds[record] += time.perf_counter() - began
                 if record:
                     outputs += len(processed.outputs)
@@ -557,7 +557,7 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
             time.sleep(0.2)
         with open(workdir / "read-generate.log", "wb") as log:
             sender = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "generate", "--topic-prefix", prefix, "--count",
+                [sys.executable, "-m", "devstack.cli", "generate", "--topic-prefix", prefix, "--count",
                  str(int(rate * 3600)), "--rate", str(rate), "--customers", str(customers), "--accounts",
                  str(max(1, customers // 20)), "--id-prefix", id_prefix, "--quiet"],
                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -118,7 +118,7 @@ class _Run:
                        check=True, capture_output=True, cwd=ROOT)
 
     def generate(self, count: int, customers: int, *pacing: str) -> list[str]:
-        return [sys.executable, "-m", "streams.cli", "generate", "--topic-prefix", self.prefix, "--count", str(count),
+        return [sys.executable, "-m", "devstack.cli", "generate", "--topic-prefix", self.prefix, "--count", str(count),
                 "--customers", str(customers), "--accounts", str(max(1, customers // 20)), "--id-prefix", self.id,
                 "--quiet", *pacing]
 

@@ -1,4 +1,4 @@
-"""`engage demo`: the scorer end to end on generated traffic.
+"""`./engage demo`: the scorer end to end on generated traffic.
 
 Offline mode runs the pure core over the synthetic stream on a simulated clock and
 prints the live state as it goes; it needs no services.

@@ -31,7 +31,7 @@ BROKER_SETTINGS = {
     "log.retention.hours": "-1",
 }
 
-# A three-broker cluster (`engage stack up --brokers 3`): the same, with the internal topics on every
+# A three-broker cluster (`./engage stack up --brokers 3`): the same, with the internal topics on every
 # broker and a write acknowledged (acks=all) only once two replicas hold it, so a broker lost after the
 # acknowledgement loses nothing. docker-compose.yml runs these (a test compares them).
 CLUSTER_BROKERS = 3

@@ -1,4 +1,4 @@
-"""`engage generate`: synthetic traffic into the events topic with kafka-python."""
+"""`./engage generate`: synthetic traffic into the events topic with kafka-python."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ def stack_dir() -> Path:
 
 
 def secure_stack_dir() -> Path:
-    """Where `engage stack up --secure` keeps its state: next to the plain stack's."""
+    """Where `./engage stack up --secure` keeps its state: next to the plain stack's."""
     plain = stack_dir()
     return plain.with_name(plain.name + "-secure")
 
@@ -168,7 +168,7 @@ def up(
     if count not in (1, CLUSTER_BROKERS):
         raise StackError(f"a local Kafka has 1 or {CLUSTER_BROKERS} brokers (asked for {count})")
     if has and count != has:
-        raise StackError(f"{directory} holds a {has}-broker Kafka: stop it first (`engage stack down`) "
+        raise StackError(f"{directory} holds a {has}-broker Kafka: stop it first (`./engage stack down`) "
                          f"to start {count}")
     if count > 1 and (secure or stack.security):
         raise StackError(f"the {CLUSTER_BROKERS}-broker Kafka is plain only, not the secure stack")

@@ -6,7 +6,7 @@ customers, a churning tail whose activity fades out and who leave, and dormant m
 a mix of every built-in event type (membership, sessions with page views and actions, surveys,
 purchases, support tickets, marketing), plus a small share of duplicates, events
 delayed within the allowed lateness, events late beyond it and malformed messages,
-so every path of the scorer is exercised. Used by `engage demo`, `engage generate`,
+so every path of the scorer is exercised. Used by `./engage demo`, `./engage generate`,
 the tests and the benchmarks.
 """
 

@@ -3,9 +3,8 @@
 Every read takes an optional `as_of` (epoch ms; default now) so a score can be asked for
 at a fixed instant and compared exactly. Errors are JSON too: unknown id -> 404, bad
 parameter -> 400 with a message. The handlers are plain async functions, and `routes` is
-the one table of paths and methods: a worker's Faust views (:mod:`streams.serve.faust_views`) and the
-standalone read API (`engage api`, :mod:`streams.serve.api_server`) both serve it, and
-:mod:`streams.serve.openapi` describes it.
+the one table of paths and methods: :mod:`streams.serve.http` makes every answer of it, a
+worker and `engage api` serve those, and :mod:`streams.serve.openapi` describes it.
 """
 
 from __future__ import annotations
