@@ -1,21 +1,30 @@
 """An in-memory stand-in for the async Redis client, for fast tests of the worker's logic.
 
-It speaks the part of redis-py's asyncio API that the batch path uses (loading customers,
-the apply script, the due index, the outbox scripts, pipelines), so `RedisStore` itself, with
-its real key layout and encoding (`streams.state.layout`), runs against it: what it leaves out is
-the network, Lua and Redis. Tests that claim to test the service use a real Redis; a test
-parametrised over both runs the same assertions on each. Reads that need more of Redis
-(leaderboards, KPI sums, the median) are not here and raise.
+It speaks the part of redis-py's asyncio API that `RedisStore` uses (loading customers, the due
+index, pipelines, the scripts), so the store itself, with its real key layout and encoding
+(`streams.state.layout`), runs against it. The scripts are the product's own: the text
+`register_script` is given (streams/state/lua/*.lua) runs in a Lua 5.1 interpreter (`lupa`, the
+Lua version Redis embeds), with what Redis gives a script: `KEYS`, `ARGV`, `redis.call` and
+`redis.pcall` on the commands below, `redis.error_reply` and `status_reply`, `cjson`, the shebang's
+`no-writes` flag, and Redis's conversions of replies and return values. What it leaves out is the
+network and Redis itself (WRONGTYPE errors, expiry, the cluster); a command or a global that a
+script uses and this stand-in lacks fails loudly. Tests that claim to test the service use a
+real Redis; a test parametrised over both runs the same assertions on each. Reads that need
+more than is here (the leaderboards' `zrange(..., desc=True)`) raise.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
+import math
+from collections.abc import Callable
 from typing import Any
 
+import lupa.lua51 as lua51
 import orjson
-
-from streams.state.store import APPLY, OUTBOX_CLAIM, OUTBOX_ACK, RANK_PROBE, READ_MANY, SUM_HASHES
+from redis.exceptions import ResponseError
 
 
 def _b(value: Any) -> bytes:
@@ -36,21 +45,35 @@ def _bound(text: Any, low: bool) -> tuple[float, bool]:
     return float(text), False
 
 
+def _page(members: list, start: int | None, num: int | None) -> list:
+    """LIMIT offset count: a negative count is every member from offset on, a negative offset none."""
+    if start is None or num is None:
+        return members
+    start, num = int(start), int(num)
+    if start < 0:
+        return []
+    return members[start:] if num < 0 else members[start:start + num]
+
+
+class CommandError(Exception):
+    """An error reply of a command (its text as Redis words it, e.g. 'ERR syntax error')."""
+
+
 class MemoryRedis:
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}       # hash: dict, zset: dict member -> score, set: set, list: list
-        self.scripts = {APPLY: self._apply, OUTBOX_ACK: self._settle, OUTBOX_CLAIM: self._claim,
-                        SUM_HASHES: self._sum_hashes, RANK_PROBE: self._rank_probe, READ_MANY: self._read_many}
+        self._lua: _Lua | None = None
 
     # --- client plumbing ------------------------------------------------------------------
 
-    def register_script(self, text: str):  # type: ignore[no-untyped-def]
-        run = self.scripts.get(text)
+    def register_script(self, text: str | bytes):  # type: ignore[no-untyped-def]
+        """As redis-py's: an awaitable call(keys=..., args=...) that runs the script (EVALSHA)."""
+        body = _b(text)
 
         async def call(keys=(), args=()):  # type: ignore[no-untyped-def]
-            if run is None:
-                raise NotImplementedError("this script needs a real Redis")
-            return run([_b(k) for k in keys], list(args))
+            if self._lua is None:
+                self._lua = _Lua(self)
+            return self._lua.run(body, [_b(k) for k in keys], [_b(a) for a in args])
         return call
 
     def pipeline(self, transaction: bool = True) -> _Pipeline:
@@ -83,7 +106,7 @@ class MemoryRedis:
         if not self.data.get(_b(key)):
             self.data.pop(_b(key), None)
 
-    # --- commands ---------------------------------------------------------------------------
+    # --- commands (redis-py's signatures; a script's redis.call reaches them through COMMANDS) --
 
     def _exists(self, *keys: Any) -> int:
         return sum(1 for k in keys if _b(k) in self.data)
@@ -153,23 +176,35 @@ class MemoryRedis:
                       key=lambda item: (item[1], item[0]))
 
     def _zrangebyscore(self, key: Any, low: Any, high: Any, start: int | None = None, num: int | None = None) -> list:
-        members = [m for m, _ in self._in_range(key, low, high)]
-        if start is not None and num is not None:
-            members = members[start:start + num]
-        return members
+        return _page([m for m, _ in self._in_range(key, low, high)], start, num)
 
     def _zremrangebyscore(self, key: Any, low: Any, high: Any) -> int:
         gone = [m for m, _ in self._in_range(key, low, high)]
         return self._zrem(key, *gone) if gone else 0
 
-    def _zrangebylex(self, key: Any, low: Any, high: Any) -> list:
+    def _in_lex_range(self, key: Any, low: Any, high: Any) -> list[bytes]:
+        """The members between two ZRANGEBYLEX bounds ('-', '+', '[x', '(x'), ascending (the sets
+        read by lex hold one score)."""
         def inside(member: bytes, bound: bytes, above: bool) -> bool:
             if bound in (b"-", b"+"):
                 return (bound == b"-") == above
             if bound[:1] == b"[":
                 return member >= bound[1:] if above else member <= bound[1:]
-            return member > bound[1:] if above else member < bound[1:]
-        return sorted(m for m in self.data.get(_b(key), {}) if inside(m, _b(low), True) and inside(m, _b(high), False))
+            if bound[:1] == b"(":
+                return member > bound[1:] if above else member < bound[1:]
+            raise CommandError("ERR min or max not valid string range item")
+        low, high = _b(low), _b(high)
+        inside(b"", low, True), inside(b"", high, False)        # a bad bound fails on an empty set too
+        return sorted(m for m in self.data.get(_b(key), {}) if inside(m, low, True) and inside(m, high, False))
+
+    def _zrangebylex(self, key: Any, low: Any, high: Any, start: int | None = None, num: int | None = None) -> list:
+        return _page(self._in_lex_range(key, low, high), start, num)
+
+    def _zrevrangebylex(self, key: Any, high: Any, low: Any, start: int | None = None, num: int | None = None) -> list:
+        return _page(self._in_lex_range(key, low, high)[::-1], start, num)
+
+    def _zlexcount(self, key: Any, low: Any, high: Any) -> int:
+        return len(self._in_lex_range(key, low, high))
 
     def _zcount(self, key: Any, low: Any, high: Any) -> int:
         return len(self._in_range(key, low, high))
@@ -226,58 +261,336 @@ class MemoryRedis:
     def _keys(self, pattern: str) -> list[bytes]:
         return sorted(k for k in self.data if fnmatch.fnmatchcase(k.decode(), pattern))
 
-    # --- the scripts (streams/lua), in Python ------------------------------------------------
 
-    def _apply(self, keys: list[bytes], args: list) -> int:
-        doc = orjson.loads(args[0])
-        for index, version in doc["check"]:
-            if (self._hget(keys[index - 1], "v") or b"0").decode() != version:
-                return 0
-        for command, index, *rest in doc["ops"]:
-            getattr(self, f"_{command.lower()}")(keys[index - 1], *rest)
-        return 1
+# --- the commands a script can call, in Redis's argument form (every argument bytes) -----------------
 
-    def _sum_hashes(self, keys: list[bytes], args: list) -> list[bytes | int]:
-        totals: dict[bytes, int] = {}
-        for key in keys:
-            for field, value in self.data.get(key, {}).items():
-                totals[field] = totals.get(field, 0) + int(value)
-        return [item for field, total in totals.items() for item in (field, total)]
+def _pairs(name: str, args: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    if len(args) % 2:
+        raise CommandError(f"ERR wrong number of arguments for '{name}' command")
+    return args
 
-    def _read_many(self, keys: list[bytes], args: list) -> list:
-        if _b(args[0]) == b"HGET":
-            return [self.data.get(key, {}).get(_b(args[1])) for key in keys]
-        return [list(self.data.get(key, set())) for key in keys]
 
-    def _rank_probe(self, keys: list[bytes], args: list) -> list[bytes | int]:
-        lo, hi, bounds = _b(args[0]), _b(args[1]), [_b(bound) for bound in args[2:]]
-        members = [m for key in keys for m in self.data.get(key, {})]   # lex sets: every score 0
-        in_range = [m for m in members if lo <= m < hi]
-        counts = [sum(m < bound for m in members) for bound in bounds]
-        return [min(in_range, default=b""), max(in_range, default=b""), *counts]
+def _limit(options: tuple[bytes, ...]) -> tuple[int | None, int | None]:
+    """The LIMIT offset count option of ZRANGEBYSCORE and the lex ranges (WITHSCORES is not here)."""
+    if not options:
+        return None, None
+    if len(options) != 3 or options[0].upper() != b"LIMIT":
+        raise CommandError("ERR syntax error")
+    try:
+        return int(options[1]), int(options[2])
+    except ValueError:
+        raise CommandError("ERR value is not an integer or out of range") from None
 
-    def _settle(self, keys: list[bytes], args: list) -> int:
-        deleted = 0
-        for i in range(0, len(args), 3):
-            index, field, output_id = int(args[i]), args[i + 1], args[i + 2]
-            entry = self._hget(keys[index - 1], field)
-            if entry is not None and entry.startswith(b'["' + _b(output_id)):
-                self._hdel(keys[index - 1], field)
-                self._zrem(keys[index], field)
-                deleted += 1
-        return deleted
 
-    def _claim(self, keys: list[bytes], args: list) -> list[bytes]:
-        now, lease, limit = args
-        claimed: list[bytes] = []
-        for field in self._zrangebyscore(keys[1], "-inf", now, start=0, num=int(limit)):
-            entry = self._hget(keys[0], field)
-            if entry is None:
-                self._zrem(keys[1], field)
+def _number(text: bytes, kind: type) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or (kind is float and math.isnan(value)):
+        raise CommandError("ERR value is not an integer or out of range" if kind is int
+                           else "ERR value is not a valid float")
+    return value
+
+
+def _scored(pairs: tuple[bytes, ...]) -> tuple[Any, ...]:
+    """ZADD's score member ... (no NX, XX, GT, LT, CH or INCR: no script uses them)."""
+    return tuple(_number(x, float) if i % 2 == 0 else x for i, x in enumerate(_pairs("zadd", pairs)))
+
+
+# name -> (arity as Redis counts it: exact, or at least -arity; writes?; run(redis, *args) -> reply)
+COMMANDS: dict[bytes, tuple[int, bool, Callable[..., Any]]] = {
+    b"HGET": (3, False, lambda r, key, field: r._hget(key, field)),
+    b"HGETALL": (2, False, lambda r, key: [x for pair in r._hgetall(key).items() for x in pair]),
+    b"HSET": (-4, True, lambda r, key, *pairs: r._hset(key, *_pairs("hset", pairs))),
+    b"HINCRBY": (4, True, lambda r, key, field, amount: r._hincrby(key, field, _number(amount, int))),
+    b"HDEL": (-3, True, lambda r, key, *fields: r._hdel(key, *fields)),
+    b"ZADD": (-4, True, lambda r, key, *pairs: r._zadd(key, *_scored(pairs))),
+    b"ZREM": (-3, True, lambda r, key, *members: r._zrem(key, *members)),
+    b"ZRANGEBYSCORE": (-4, False, lambda r, key, low, high, *options:
+                       r._zrangebyscore(key, low, high, *_limit(options))),
+    b"ZREMRANGEBYSCORE": (4, True, lambda r, key, low, high: r._zremrangebyscore(key, low, high)),
+    b"ZRANGEBYLEX": (-4, False, lambda r, key, low, high, *options:
+                     r._zrangebylex(key, low, high, *_limit(options))),
+    b"ZREVRANGEBYLEX": (-4, False, lambda r, key, high, low, *options:
+                        r._zrevrangebylex(key, high, low, *_limit(options))),
+    b"ZLEXCOUNT": (4, False, lambda r, key, low, high: r._zlexcount(key, low, high)),
+    b"SADD": (-3, True, lambda r, key, *members: r._sadd(key, *members)),
+    b"SREM": (-3, True, lambda r, key, *members: r._srem(key, *members)),
+    b"SMEMBERS": (2, False, lambda r, key: sorted(r._smembers(key))),
+}
+
+# A script's flags after `#!lua flags=` (Redis 7); only no-writes changes what runs here.
+SCRIPT_FLAGS = {b"no-writes", b"allow-oom", b"allow-stale", b"no-cluster", b"allow-cross-slot-keys"}
+
+_SANDBOX = """
+local dispatch, decode, encode, null = ...
+local error, type, select, format, unpack = error, type, select, string.format, unpack
+local setfenv, setmetatable, pcall, rawget = setfenv, setmetatable, pcall, rawget
+
+-- redis.pcall: the command's reply, or its error as a table {err=...}. Arguments go to Redis as
+-- strings, a number written with %.17g as Redis writes it; any other type is refused.
+local function pcall_(...)
+  local n = select('#', ...)
+  if n == 0 then return {err = 'ERR Please specify at least one argument for this redis lib call'} end
+  for i = 1, n do
+    local kind = type((select(i, ...)))
+    if kind ~= 'string' then
+      if kind ~= 'number' then return {err = 'ERR Lua redis lib command arguments must be strings or integers'} end
+      local args = {...}
+      for j = i, n do
+        if type(args[j]) == 'number' then args[j] = format('%.17g', args[j])
+        elseif type(args[j]) ~= 'string' then
+          return {err = 'ERR Lua redis lib command arguments must be strings or integers'}
+        end
+      end
+      return dispatch(unpack(args, 1, n))
+    end
+  end
+  return dispatch(...)
+end
+-- redis.call: an error reply is raised (as Redis 7 does, the table {err=...} itself)
+local function call(...)
+  local reply = pcall_(...)
+  if type(reply) == 'table' and rawget(reply, 'err') ~= nil then error(reply) end
+  return reply
+end
+local function error_reply(msg)
+  if type(msg) ~= 'string' then error('wrong number or type of arguments') end
+  if msg:sub(1, 1) == '-' then msg = msg:sub(2) end
+  if not msg:find(' ', 1, true) then msg = 'ERR ' .. msg end
+  return {err = msg}
+end
+local function status_reply(msg)
+  if type(msg) ~= 'string' then error('wrong number or type of arguments') end
+  return {ok = msg}
+end
+
+local base = {
+  redis = {call = call, pcall = pcall_, error_reply = error_reply, status_reply = status_reply,
+           LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3, log = function() end},
+  cjson = {decode = decode, encode = encode, null = null},
+  string = string, table = table, math = math, _VERSION = _VERSION,
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+  rawequal = rawequal, rawget = rawget, rawset = rawset, select = select, type = type,
+  setmetatable = setmetatable, getmetatable = getmetatable, tonumber = tonumber, tostring = tostring,
+  unpack = unpack, xpcall = xpcall,
+}
+setmetatable(base, {__index = function(_, name)
+  error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+end})
+local globals = {__index = base, __newindex = function(_, name)
+  error("Attempt to modify a readonly table: global '" .. tostring(name) .. "'", 2)
+end}
+
+-- a compiled script run with its own KEYS and ARGV: true and its (first) return value, or false
+-- and the error
+local function run(script, nkeys, ...)
+  local keys, argv = {...}, {select(nkeys + 1, ...)}
+  for i = #keys, nkeys + 1, -1 do keys[i] = nil end
+  setfenv(script, setmetatable({KEYS = keys, ARGV = argv}, globals))
+  local ok, result = pcall(script)
+  return ok, result
+end
+
+-- a table's items 1, 2, ... up to the first nil (Redis's array reply), from `first` on: how many
+-- there are from there, then at most 4,000 of them (a C function returns up to ~8,000 values)
+local function items(t, first)
+  local last = first - 1
+  while t[last + 1] ~= nil do last = last + 1 end
+  return last - first + 1, unpack(t, first, last < first + 3999 and last or first + 3999)
+end
+
+return run, items, function(v) return rawequal(v, null) end
+"""
+
+
+class _Lua:
+    """One Lua 5.1 interpreter per MemoryRedis, running scripts as Redis does."""
+
+    def __init__(self, redis: MemoryRedis) -> None:
+        self.redis = redis
+        self.runtime = lua51.LuaRuntime(encoding=None, register_eval=False, register_builtins=False,
+                                        unpack_returned_tuples=True)
+        self.null = self.runtime.eval("newproxy()")       # cjson.null
+        self.compiled: dict[bytes, tuple[Any, frozenset[bytes], str]] = {}   # body -> function, flags, SHA1
+        self.read_only = False                              # the running script has no-writes
+        self.invoke, self.items, self.is_null = self.runtime.execute(
+            _SANDBOX, self._dispatch, self._decode, self._encode, self.null)
+        self.load = self.runtime.eval("function(code) local f, problem = loadstring(code, '@user_script') "
+                                      "return f, problem end")
+
+    def run(self, body: bytes, keys: list[bytes], argv: list[bytes]) -> Any:
+        script, flags, sha = self.compiled.get(body) or self._compile(body)
+        self.read_only = b"no-writes" in flags
+        ok, result = self.invoke(script, len(keys), *keys, *argv)
+        if not ok:
+            raise ResponseError(f"{self._error_text(result)} script: {sha}")
+        return self._reply(result, top=True)
+
+    def _compile(self, body: bytes) -> tuple[Any, frozenset[bytes], str]:
+        """As Redis 7: a `#!lua flags=...` first line is read and left out (its newline kept, so line
+        numbers hold); the rest is the body of a function, compiled as chunk "@user_script"."""
+        sha = hashlib.sha1(body).hexdigest()
+        flags: frozenset[bytes] = frozenset()
+        code = body
+        if body.startswith(b"#!"):
+            end = body.find(b"\n")
+            end = len(body) if end < 0 else end
+            parts = body[:end].split(b" ")
+            if parts[0] != b"#!lua":
+                raise ResponseError(f"Unexpected engine in script shebang: {parts[0].decode()}")
+            for part in filter(None, parts[1:]):
+                if not part.startswith(b"flags="):
+                    raise ResponseError(f"Unknown lua shebang option: {part.decode()}")
+                flags = frozenset(filter(None, part[6:].split(b",")))
+                for flag in sorted(flags - SCRIPT_FLAGS):
+                    raise ResponseError(f"Unexpected flag in script shebang: {flag.decode()}")
+            code = body[end:]
+        loaded, problem = self.load(b"return function() " + code + b"\nend")
+        if loaded is None:
+            raise ResponseError(f"Error compiling script (new function): {problem.decode()} script: {sha}")
+        self.compiled[body] = (loaded(), flags, sha)
+        return self.compiled[body]
+
+    # --- redis.call ------------------------------------------------------------------------
+
+    def _dispatch(self, name: bytes, *args: bytes) -> Any:
+        """redis.pcall's work, on arguments already strings: the reply as a Lua value, or the error
+        as a table {err=...}."""
+        try:
+            command = COMMANDS.get(name) or COMMANDS.get(name.upper())
+            if command is None:
+                raise CommandError("ERR Unknown Redis command called from script")
+            arity, writes, run = command
+            if len(args) + 1 != arity if arity > 0 else len(args) + 1 < -arity:
+                raise CommandError("ERR Wrong number of args calling Redis command from script")
+            if writes and self.read_only:
+                raise CommandError("ERR Write commands are not allowed from read-only scripts.")
+            reply = run(self.redis, *args)
+        except CommandError as error:
+            return self.runtime.table_from({b"err": str(error).encode()})
+        except ValueError as error:                          # an argument that does not parse
+            return self.runtime.table_from({b"err": f"ERR {error}".encode()})
+        kind = type(reply)
+        return reply if kind is bytes or kind is int else self._to_lua(reply)
+
+    def _to_lua(self, reply: Any) -> Any:
+        """A command's reply as Redis hands it to Lua (RESP2): integer -> number, bulk -> string,
+        nil -> false, array -> table; True (OK) -> {ok='OK'}; a double -> its string."""
+        if reply is None:
+            return False
+        if reply is True:
+            return self.runtime.table_from({b"ok": b"OK"})
+        if isinstance(reply, float):
+            return b"%.17g" % reply
+        if isinstance(reply, list):
+            return self.runtime.table_from([item if type(item) is bytes else self._to_lua(item)
+                                            for item in reply])
+        return reply
+
+    # --- what the script returns -------------------------------------------------------------
+
+    def _reply(self, value: Any, top: bool = False) -> Any:
+        """A Lua value as Redis replies it and redis-py reads it: number -> integer (truncated toward
+        0), string -> bytes, true -> 1, false/nil -> None, {err=...} -> an error (raised at the top,
+        in an array as redis-py gives it), {ok=...} -> the status, another table -> the array of its
+        items 1, 2, ... up to the first nil."""
+        if isinstance(value, bool):
+            return 1 if value else None
+        if isinstance(value, float):
+            return int(value)
+        if lua51.lua_type(value) == "table":
+            err, ok = value[b"err"], value[b"ok"]
+            if isinstance(err, bytes):
+                if top:
+                    raise ResponseError(err.decode(errors="replace"))
+                return ResponseError(err.decode(errors="replace"))
+            if isinstance(ok, bytes):
+                return ok
+            items: list[Any] = []
+            while True:
+                found = self.items(value, len(items) + 1)      # a count alone when there are none
+                count, *more = found if type(found) is tuple else (found,)
+                items += more
+                if len(more) == count:
+                    break
+            return [item if type(item) is bytes else self._reply(item) for item in items]
+        if isinstance(value, (bytes, int)):
+            return value
+        return None                                          # functions, userdata ...: nil
+
+    @staticmethod
+    def _error_text(error: Any) -> str:
+        if lua51.lua_type(error) == "table" and isinstance(error[b"err"], bytes):
+            return error[b"err"].decode(errors="replace")
+        text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+        return f"ERR {text}"
+
+    # --- cjson ---------------------------------------------------------------------------------
+
+    def _decode(self, text: Any) -> Any:
+        """cjson.decode: objects and arrays as tables (arrays from 1), null as cjson.null, strings as
+        their UTF-8 bytes, numbers as Lua numbers."""
+        if not isinstance(text, bytes):
+            raise ValueError("bad argument #1 to 'decode' (string expected)")
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            raise ValueError(f"Expected value but found invalid token: {error}") from None
+        value = self._for_lua(value)
+        return self.runtime.table_from(value, recursive=True) if isinstance(value, (list, dict)) else value
+
+    def _for_lua(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            return value.encode()
+        if kind is list:        # strings converted inline: most items of an apply payload are strings
+            return [item.encode() if type(item) is str else self._for_lua(item) for item in value]
+        if kind is dict:
+            return {key.encode(): self._for_lua(item) for key, item in value.items()}
+        if value is None:
+            return self.null
+        if kind is int and abs(value) >= 2 ** 53:
+            return float(value)                              # cjson reads every number as a double
+        return value
+
+    def _encode(self, value: Any) -> bytes:
+        """cjson.encode: a table whose keys are 1..n is an array, any other an object (an empty one
+        is {}); numbers as %.14g; '/' escaped as cjson does."""
+        return json.dumps(self._from_lua(value), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).replace("/", "\\/").encode("utf-8", "surrogateescape")
+
+    def _from_lua(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "surrogateescape")
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)):
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError("Cannot serialise number: must not be NaN or Inf")
+            return json.loads(b"%.14g" % number)
+        if lua51.lua_type(value) == "userdata" and self.is_null(value):
+            return None
+        if lua51.lua_type(value) != "table":
+            raise ValueError(f"Cannot serialise {lua51.lua_type(value)}: type not supported")
+        items = list(value.items())
+        if items and all(isinstance(k, int) and not isinstance(k, bool) for k, _ in items) \
+                and sorted(k for k, _ in items) == list(range(1, len(items) + 1)):
+            return [self._from_lua(v) for _, v in sorted(items, key=lambda item: item[0])]
+        objects = {}
+        for key, item in items:
+            if isinstance(key, bytes):
+                key = key.decode("utf-8", "surrogateescape")
+            elif isinstance(key, (int, float)) and not isinstance(key, bool):
+                key = (b"%.14g" % key).decode()
             else:
-                self._zadd(keys[1], lease, field)
-                claimed += [field, entry]
-        return claimed
+                raise ValueError("Cannot serialise table: table key must be a number or string")
+            objects[key] = self._from_lua(item)
+        return objects
 
 
 class _Pipeline:
