@@ -238,7 +238,7 @@ class ShardTotals:
             if amount:
                 ops.add("HINCRBY", keys.shared(shard, "sums"), key, amount)
         if self.accounts:
-            ops.add("SADD", keys.shared(shard, "acct.touched"), *sorted(self.accounts))   # the sweep evaluates them
+            ops.add_many("SADD", keys.shared(shard, "acct.touched"), ((a,) for a in sorted(self.accounts)))   # the sweep evaluates them
 
 
 def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_token: str, token: str) -> None:

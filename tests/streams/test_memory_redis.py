@@ -12,7 +12,7 @@ import asyncio
 import pytest
 from redis.exceptions import ResponseError
 
-from streams.state.layout import Ops
+from streams.state.layout import Keys, Ops, ShardTotals
 from streams.state.store import APPLY, RANK_PROBE, READ_MANY, SUM_HASHES
 from tests.streams.memory_redis import MemoryRedis
 
@@ -72,6 +72,18 @@ def test_an_op_of_over_8000_arguments_fails_as_in_redis():
     split.add_many("SADD", "s", ((str(i),) for i in range(9000)))
     assert run(redis, APPLY, split.keys, [split.payload()]) == 1
     assert len(redis.data[b"s"]) == 9000
+
+
+def test_a_shard_write_that_marks_more_than_8000_accounts_is_applied():
+    """A large batch (ENGAGE_BATCH_SIZE in the tens of thousands) can touch that many accounts in a
+    shard: their SADD is split like every variadic command (it was one command, refused by Lua)."""
+    redis, keys = MemoryRedis(), Keys("big")
+    totals = ShardTotals.empty()
+    totals.accounts = {f"acct-{i}" for i in range(9000)}
+    ops = Ops()
+    totals.write(ops, keys, 3)
+    assert run(redis, APPLY, ops.keys, [ops.payload()]) == 1
+    assert len(redis.data[keys.shared(3, "acct.touched").encode()]) == 9000
 
 
 def test_lua_values_reach_the_client_as_redis_converts_them():
