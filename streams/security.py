@@ -88,6 +88,14 @@ def challenge(header: str | None) -> str:
     return 'Bearer realm="engage", error="invalid_token"' if header else 'Bearer realm="engage"'
 
 
+def refusal(header: str | None, token: str) -> tuple[dict[str, object], dict[str, str]] | None:
+    """The guard of every guarded route of every server: None when `header` passes, else the JSON
+    body and headers of its 401."""
+    if bearer_ok(header, token):
+        return None
+    return UNAUTHORIZED, {"WWW-Authenticate": challenge(header)}
+
+
 def auth_header(settings: Settings) -> dict[str, str]:
     """What a client of the worker's API sends."""
     return {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}

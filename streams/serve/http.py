@@ -72,10 +72,9 @@ def json_reply(body: Any, status: int = 200, headers: Mapping[str, str] | None =
 
 
 def refused(authorization: str | None, token: str) -> Reply | None:
-    """The guard: a JSON 401 with its challenge when the token is set and not presented, else None."""
-    if security.bearer_ok(authorization, token):
-        return None
-    return json_reply(security.UNAUTHORIZED, 401, {"WWW-Authenticate": security.challenge(authorization)})
+    """The guard (`security.refusal`) as a reply: a JSON 401 with its challenge, or None."""
+    refusal = security.refusal(authorization, token)
+    return None if refusal is None else json_reply(refusal[0], 401, refusal[1])
 
 
 def not_found(path: str) -> Reply:

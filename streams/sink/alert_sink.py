@@ -99,11 +99,10 @@ class AlertSink:
 
 def web_app(sink: AlertSink) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
-        if sink.settings.metrics_auth:
-            header = request.headers.get("Authorization")
-            if not security.bearer_ok(header, sink.settings.api_token):
-                return web.json_response(security.UNAUTHORIZED, status=401,
-                                         headers={"WWW-Authenticate": security.challenge(header)})
+        refusal = security.refusal(request.headers.get("Authorization"), sink.settings.api_token) \
+            if sink.settings.metrics_auth else None
+        if refusal is not None:
+            return web.json_response(refusal[0], status=401, headers=refusal[1])
         return web.Response(body=await sink.metrics_payload(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def health(_: web.Request) -> web.Response:
