@@ -12,6 +12,7 @@ translates requests and replies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -72,8 +73,11 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
         app[REFRESHER] = asyncio.get_running_loop().create_task(latest.keep_fresh())
 
     async def close(app: web.Application) -> None:
-        if REFRESHER in app:
-            app[REFRESHER].cancel()
+        if REFRESHER in app:        # stopped, and its Redis call ended, before the store closes
+            refresher = app[REFRESHER]
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
         await store.close()
 
     app.on_startup.append(keep_kpis_fresh)
