@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from devstack.traffic import TrafficGenerator, TrafficSettings  # noqa: E402
 from scoring.timeutil import DAY  # noqa: E402
 from devstack import stack as local  # noqa: E402
 from streams.clock import now_ms  # noqa: E402
+from streams.gc_tuning import quiet_collector  # noqa: E402
 from streams.settings import load_settings, prefixed_topics  # noqa: E402
 from streams.worker.topics import ensure_topics  # noqa: E402
 
@@ -261,7 +263,7 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return lower
 
 
-def core_mode(events: int, customers: int, batch: int = 1000) -> dict[str, float]:
+def core_mode(events: int, customers: int, batch: int = 1000, collector: str = "tuned") -> dict[str, float]:
     """The pure core in memory, no services: generator messages (bytes) in batches of `batch`.
 
     Two timings over the same messages (generated before the clock starts):
@@ -283,6 +285,9 @@ def core_mode(events: int, customers: int, batch: int = 1000) -> dict[str, float
     messages = list(traffic.messages(events, start, 25 * DAY))
     chunks = [messages[i:i + batch] for i in range(0, len(messages), batch)]
 
+    if collector == "tuned":
+        quiet_collector()             # as the worker runs: the collector tuned after start-up
+    collecting = _collector_time()
     scorer = Scorer(config)
     accepted = 0
     began = time.perf_counter()
@@ -320,9 +325,26 @@ def core_mode(events: int, customers: int, batch: int = 1000) -> dict[str, float
                 if delta.seen_floor is not None:
                     for e in [e for e, ts in known.items() if ts < delta.seen_floor]:
                         del known[e]
+    gc.callbacks.remove(collecting.callback)
     return {"events": len(messages), "seconds": process_s, "accepted": accepted, "customers": len(scorer.customers),
             "batch": batch, "settle_seconds": settle_s, "settle_accepted": settled_accepted,
-            "settle_deltas": deltas, "settle_customers": len(stored)}
+            "settle_deltas": deltas, "settle_customers": len(stored),
+            "gc_seconds": collecting.seconds, "gc_collections": collecting.count, "collector": collector}
+
+
+class _collector_time:
+    """Time spent in the garbage collector while it is installed (`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.seconds, self.count, self._started = 0.0, 0, 0.0
+        gc.callbacks.append(self.callback)
+
+    def callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.count += 1
 
 
 def _core_process_batch(scorer, chunk: list) -> object:
@@ -867,8 +889,13 @@ def markdown(report: dict[str, object]) -> str:
                       f"({outbox['seconds'] / outbox['seconds_without']:.2f}×)."]
     core = results.get("core")
     if core:
+        collector = ("the collector tuned as the worker's (streams/gc_tuning.py)" if core.get("collector") == "tuned"
+                     else "CPython's default collector (--core-collector default)")
+        share = 100 * core.get("gc_seconds", 0) / (core["seconds"] + core["settle_seconds"])
         lines += ["", f"Core: {core['events']:,} generator messages ({core['customers']:,} customers touched of "
-                      f"{report.get('core_customers', 0):,}), batches of {core['batch']:,}, one process, no services."]
+                      f"{report.get('core_customers', 0):,}), batches of {core['batch']:,}, one process, no services; "
+                      f"{collector}: {core.get('gc_seconds', 0):.2f} s in {core.get('gc_collections', 0):,} "
+                      f"collections ({share:.1f} % of the timed work)."]
     lines += ["", "Modes: `raw` aiokafka + orjson only; `noop` a no-op Faust agent with the stock path's settings "
                   "(`take_events` batches; the old framework ceiling); `noop-default` the same agent iterating per "
                   "event with Faust's defaults; `noop-fast` the no-op agent on the benchmark transport "
@@ -962,6 +989,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="events/s of the latency run (default: 80 %% of the scorer's measured rate)")
     parser.add_argument("--dormant", type=int, default=20_000, help="dormant members written for the memory probe")
     parser.add_argument("--core-events", type=int, default=None, help="messages of the core mode (default: --events)")
+    parser.add_argument("--core-collector", choices=("tuned", "default"), default="tuned",
+                        help="the core mode's garbage collector: the worker's tuning, or CPython's default (A/B)")
     parser.add_argument("--core-customers", type=int, default=50_000, help="generator customers of the core mode")
     parser.add_argument("--read-customers", type=int, default=100_000,
                         help="customers written through BatchWriter before the read mode's worker starts")
@@ -988,7 +1017,8 @@ def main(argv: list[str] | None = None) -> int:
     if "core" in modes:   # first: no worker or producer of this run competes with it
         print("measuring core ...", file=sys.stderr)
         report["core_customers"] = args.core_customers
-        results["core"] = core_mode(args.core_events or args.events, args.core_customers)
+        results["core"] = core_mode(args.core_events or args.events, args.core_customers,
+                                    collector=args.core_collector)
     service_modes = [m for m in modes if m != "core"]
     if service_modes:
         running = local.up(log=lambda line: print(line, file=sys.stderr))

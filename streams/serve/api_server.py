@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from scoring.config import Config
+from streams.gc_tuning import quiet_collector
 from streams.serve import http
 from streams.settings import Settings
 from streams.state.kpis import LatestKpis
@@ -88,4 +89,5 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
 def run_api(settings: Settings, config: Config) -> None:
     """Serve until interrupted, on ENGAGE_WEB_HOST:ENGAGE_WEB_PORT."""
     app = create_api(settings, config, RedisStore.from_settings(settings))
+    quiet_collector()
     web.run_app(app, host=settings.web_host, port=settings.web_port, print=None, access_log=None)

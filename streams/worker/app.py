@@ -24,6 +24,7 @@ import faust
 from scoring.config import Config
 from streams.worker import kafka_transport
 from streams import security
+from streams.gc_tuning import quiet_collector
 from streams.worker.metrics import Metrics
 from streams.worker.batch import Incoming
 from streams.settings import Settings
@@ -155,4 +156,5 @@ def run_worker(app: faust.App, loglevel: str) -> None:
 
     worker = Worker(app, loglevel=loglevel, quiet=True)
     worker.spinner = None
+    quiet_collector()
     worker.execute_from_commandline()
