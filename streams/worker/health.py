@@ -35,13 +35,13 @@ class WorkerHealth:
                           "raise maxmemory"
         if self.retry.failing:
             return False, "the last batch is being retried"
+        stall = self.progress.stall
+        stalled = stall.stalled_for()
+        if stalled is not None:          # a stuck worker is unready, re-scoring or not
+            return False, f"{stall.lag} messages waiting and none consumed for {stalled:.0f} s"
         due = await self.adoption.remaining()
         if due:
             return True, f"re-scoring after a config change: {due} customers to go"
-        stall = self.progress.stall
-        stalled = stall.stalled_for()
-        if stalled is not None:
-            return False, f"{stall.lag} messages waiting and none consumed for {stalled:.0f} s"
         return True, "ok"
 
     async def metrics_payload(self) -> bytes:

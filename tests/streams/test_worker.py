@@ -206,3 +206,23 @@ def test_lag_counts_from_the_committed_offset_of_a_partition_back_from_another_w
     worker.progress.forget([TP(SETTINGS.events_topic, 1)])
     assert worker.progress.positions == {(SETTINGS.events_topic, 0): 10}
     assert worker.progress.lag() == 2
+
+
+def test_a_stalled_worker_is_unready_even_while_it_re_scores():
+    """Re-scoring after a config change is ready (200, saying so), but not while messages wait
+    and none is consumed: the stall wins."""
+    from streams.worker.stall import StallWatch
+
+    worker = runtime(MemoryRedis(), RecordingProducer())
+    clock = [0.0]
+    worker.progress.stall = StallWatch(30.0, clock=lambda: clock[0])
+
+    async def due() -> int:
+        return 7
+
+    worker.adoption.remaining = due
+    assert asyncio.run(worker.health.ready()) == (True, "re-scoring after a config change: 7 customers to go")
+    worker.progress.stall.observe(12)          # messages wait ...
+    clock[0] = 31.0                            # ... and none was consumed for 31 s
+    ready, detail = asyncio.run(worker.health.ready())
+    assert not ready and detail == "12 messages waiting and none consumed for 31 s"
