@@ -128,6 +128,7 @@ def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdi
     `consumption`: ENGAGE_CONSUMPTION of the workers (`stock`: Faust's per-message path).
     """
     app_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    before = None if cluster else redis_counters(redis_url)
     procs = [_start_worker(bootstrap, redis_url, prefix, app_id, workdir / f"{name}-{i}", cluster, consumption)
              for i in range(workers)]
     first = 0.0
@@ -145,10 +146,11 @@ def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdi
             if consumed >= events:
                 elapsed = time.perf_counter() - first
                 rss = [_rss_mb(worker.pid) or 0.0 for worker, _ in procs]
+                work = {} if before is None else redis_work(before, redis_counters(redis_url), consumed)
                 memory = asyncio.run(_cluster_customers(redis_url, app_id)) if cluster else \
                     asyncio.run(prefix_memory(redis_url, app_id))
                 return {"events": int(consumed), "seconds": elapsed, "workers": workers,
-                        "worker_peak_rss_mb": max(rss), **memory}
+                        "worker_peak_rss_mb": max(rss), **work, **memory}
             time.sleep(0.2)
         raise RuntimeError(f"{name} did not finish in time")
     finally:
@@ -156,6 +158,31 @@ def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdi
             worker.terminate()
         for worker, _ in procs:
             worker.wait(timeout=60)
+
+
+def redis_counters(redis_url: str) -> dict[str, float]:
+    """Redis's own counters: CPU seconds (user + sys), commands run (those inside scripts too,
+    each under its name), script calls, bytes received from clients."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        cpu, stats, commands = client.info("cpu"), client.info("stats"), client.info("commandstats")
+    finally:
+        client.close()
+    calls = {name.removeprefix("cmdstat_"): float(c["calls"]) for name, c in commands.items()}
+    scripts = sum(n for name, n in calls.items() if name in ("evalsha", "eval", "evalsha_ro", "eval_ro"))
+    return {"cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), "commands": sum(calls.values()),
+            "scripts": scripts, "bytes_in": float(stats["total_net_input_bytes"])}
+
+
+def redis_work(before: dict[str, float], after: dict[str, float], events: float) -> dict[str, float]:
+    """What Redis did per event over a run: everything it did meanwhile (the worker's loads, writes,
+    sweeps and KPI reads; nothing else uses the benchmark's Redis), over the events consumed."""
+    return {"redis_cpu_us_per_event": (after["cpu_s"] - before["cpu_s"]) * 1e6 / events,
+            "redis_commands_per_event": (after["commands"] - before["commands"]) / events,
+            "redis_scripts_per_event": (after["scripts"] - before["scripts"]) / events,
+            "redis_bytes_in_per_event": (after["bytes_in"] - before["bytes_in"]) / events}
 
 
 async def _cluster_customers(redis_url: str, prefix: str) -> dict[str, float]:
@@ -861,6 +888,22 @@ def markdown(report: dict[str, object]) -> str:
                           + "".join(f"; `{name}` {read[f'slow_{name}_count']:.0f}× for {read[f'slow_{name}_ms']:.0f} ms, "
                                     f"the longest {read[f'slow_{name}_max_ms']:.1f} ms" for name in slow[:6]) + "."]
     scorer = results.get("scorer", {})
+    if scorer.get("redis_cpu_us_per_event"):
+        redis_ceiling = 1e6 / scorer["redis_cpu_us_per_event"]
+        lines += ["", f"Redis's work per event in `scorer` (its INFO counters over the run, loads, writes, sweeps "
+                      f"and KPI reads together): {scorer['redis_cpu_us_per_event']:.1f} µs of CPU, "
+                      f"{scorer['redis_commands_per_event']:.1f} commands (those inside scripts too), "
+                      f"{scorer['redis_scripts_per_event']:.2f} script calls and "
+                      f"{scorer['redis_bytes_in_per_event']:,.0f} bytes received.", "",
+                  "| limit | events/s | the scorer's share |", "|---|---|---|"]
+        if "raw" in rate:
+            lines.append(f"| raw consume ceiling (aiokafka + orjson, no work) | {rate['raw']:,.0f} | "
+                         f"{rate['scorer'] / rate['raw']:.3f} |")
+        lines.append(f"| one Redis core, this layout's work per event (1 s / CPU per event) | {redis_ceiling:,.0f} | "
+                     f"{rate['scorer'] / redis_ceiling:.3f} |")
+        for mode in ("scale-out", "scorer-cluster"):
+            if mode in rate:
+                lines.append(f"| `{mode}` measured | {rate[mode]:,.0f} | {rate['scorer'] / rate[mode]:.3f} |")
     if scorer:
         lines += ["", f"Scorer memory: {scorer.get('redis_bytes_per_customer', 0):,.0f} Redis bytes per customer "
                       f"({scorer.get('customers', 0):,} customers; MEMORY USAGE of every key of the worker's prefix "
@@ -946,6 +989,14 @@ def targets(results: dict[str, dict[str, float]], rate: dict[str, float]) -> lis
         c = rate.get(mode)
         out.append((f"{name} ≥ 100,000 events/s", "–" if c is None else f"{c:,.0f}/s ({c / 100_000:.3f}× the target)",
                     "–" if c is None else ("yes" if c >= 100_000 else "no")))
+    work = results.get("scorer", {})
+    cpu, commands, written = (work.get(k) for k in ("redis_cpu_us_per_event", "redis_commands_per_event",
+                                                     "redis_bytes_in_per_event"))
+    add("Redis CPU ≤ 8 µs per event (scorer)", cpu, "{:.1f} µs", None if cpu is None else cpu <= 8)
+    add("≤ 3 Redis commands per event (scorer, inside scripts too)", commands, "{:.1f}",
+        None if commands is None else commands <= 3)
+    add("≤ 200 B written to Redis per event (scorer, bytes received)", written, "{:,.0f} B",
+        None if written is None else written <= 200)
     lat = results.get("latency", {})
     p99 = lat.get("p99_ms")
     add("p99 ≤ 100 ms at 80 % load", p99, "{:.0f} ms", None if p99 is None else p99 <= 100)

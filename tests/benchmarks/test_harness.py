@@ -39,6 +39,10 @@ def test_every_mode_measures_and_reports(stack, stack_view, tmp_path, monkeypatc
     outbox = results["outbox"]
     assert outbox["seconds_without"] > 0 and outbox["batches"] > 0 and outbox["outputs_per_batch"] > 1
 
+    # Redis's work per event from its own counters: the writes are scripts, and bytes reach Redis
+    assert scorer["redis_cpu_us_per_event"] > 0 and scorer["redis_bytes_in_per_event"] > 100
+    assert scorer["redis_commands_per_event"] > scorer["redis_scripts_per_event"] > 0
+
     # memory: every key of the worker's prefix, and dormant members built and swept through BatchWriter
     assert scorer["redis_bytes_per_customer"] > scorer["redis_bytes_per_customer_own_keys"] > 0
     assert scorer["redis_bytes_per_customer_f"] > 0 and scorer["redis_bytes_shared_per_customer"] > 0
@@ -63,6 +67,7 @@ def test_every_mode_measures_and_reports(stack, stack_view, tmp_path, monkeypatc
     assert report["prefill_batched"]["messages"] < report["prefill"]["messages"] == 1500
     assert report["machine"]["commit"] and report["prefill"]["events"] == 1500
     table = markdown.read_text()
+    assert "Redis CPU ≤ 8 µs per event" in table and "one Redis core, this layout's work" in table
     assert "| scorer | 1,500 |" in table and "× framework ceiling" in table
     assert "| scorer-batched | 1,500 |" in table and "| p99 ≤ 100 ms at 80 % load |" in table
     assert "| core | 1,500 |" in table and "| core-settle | 1,500 |" in table
