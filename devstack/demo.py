@@ -14,9 +14,9 @@ from typing import Any
 from scoring.alerts import Alert
 from scoring.config import Config
 from scoring.engine import Outcome, Scorer
-from devstack.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, format_rfc3339
 from devstack import render
+from devstack.traffic import TrafficGenerator, TrafficSettings
 
 
 @dataclass

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
-from devstack.traffic import TrafficGenerator, TrafficSettings, batched
 from scoring.timeutil import DAY
+from devstack.traffic import TrafficGenerator, TrafficSettings, batched
 from streams.clock import now_ms
 from streams.security import kafka_options
 from streams.settings import Settings

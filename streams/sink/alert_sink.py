@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import security
-from streams.sink.metrics import SinkMetrics
 from streams.settings import Settings, redact_webhook
+from streams.sink.metrics import SinkMetrics
 from streams.sink.webhook import WebhookSender, slack_payload
 
 log = logging.getLogger("engage.alert_sink")

@@ -22,13 +22,13 @@ from typing import Any
 import faust
 
 from scoring.config import Config
-from streams.worker import kafka_transport
 from streams import security
 from streams.gc_tuning import quiet_collector
-from streams.worker.metrics import Metrics
-from streams.worker.batch import Incoming
 from streams.settings import Settings
 from streams.state.store import RedisStore
+from streams.worker import kafka_transport
+from streams.worker.batch import Incoming
+from streams.worker.metrics import Metrics
 from streams.worker.runtime import Runtime
 
 log = logging.getLogger("engage.worker")

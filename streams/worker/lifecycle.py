@@ -20,11 +20,11 @@ from scoring.reasons import Reason
 from streams.clock import now_ms
 from streams.state.layout import Keys
 from streams.state.store import RedisStore
+from streams.worker.batch import Incoming, Written
 from streams.worker.failures import QUARANTINE_AFTER, Deterministic, Retrier
 from streams.worker.metrics import Metrics
 from streams.worker.progress import Progress
 from streams.worker.publishing import Publisher
-from streams.worker.batch import Incoming, Written
 from streams.worker.writer import BatchWriter, dead_letter
 
 log = logging.getLogger("engage.worker")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from streams.worker.stall import StallWatch
 from streams.worker.batch import Incoming
+from streams.worker.stall import StallWatch
 
 
 class Progress:

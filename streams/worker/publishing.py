@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.clock import now_ms
-from streams.worker.metrics import Metrics
-from streams.state.outbox import Kind, Output
 from streams.settings import Settings
 from streams.state.layout import SHARDS
+from streams.state.outbox import Kind, Output
 from streams.state.ports import OutboxStore
+from streams.worker.metrics import Metrics
 
 log = logging.getLogger("engage.worker")
 

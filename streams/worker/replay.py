@@ -15,11 +15,11 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, TopicPartition
 
 from scoring.config import Config
-from streams.worker.batch import Incoming
-from streams.worker.writer import BatchWriter
 from streams.security import kafka_options
 from streams.settings import Settings
 from streams.state.store import RedisStore
+from streams.worker.batch import Incoming
+from streams.worker.writer import BatchWriter
 
 
 async def replay(settings: Settings, config: Config, fresh: bool, batch_size: int = 2000,

@@ -18,16 +18,16 @@ import orjson
 
 from scoring.account_alerts import AccountSnapshot, evaluate_account
 from scoring.config import Config
+from scoring.contributions import ANY_FEATURE
 from scoring.deltas import Settled, settle_batch, settle_due
 from scoring.engine import Outcome, Result
 from scoring.events import Event
 from scoring.messages import unpack
-from scoring.contributions import ANY_FEATURE
 from scoring.standing import activity_counted_from
 from scoring.windows import retained_from_bucket
-from streams.state.outbox import Kind, Output, account_alert_output, alert_output, dead_letter_output, score_output
-from streams.state.layout import SHARDS, Keys
 from streams.state.cache import StateCache
+from streams.state.layout import SHARDS, Keys
+from streams.state.outbox import Kind, Output, account_alert_output, alert_output, dead_letter_output, score_output
 from streams.state.ports import BatchStore, Loaded
 from streams.worker.batch import Incoming, Written
 
