@@ -13,12 +13,17 @@ pytestmark = pytest.mark.services
 
 @pytest.mark.bench
 def test_every_mode_measures_and_reports(stack, stack_view, tmp_path, monkeypatch):
+    from devstack import stack as local
+
     monkeypatch.setenv("ENGAGE_STACK_DIR", str(stack_view))
     markdown = tmp_path / "RESULTS.md"
-    assert main(["--events", "1500", "--customers", "150", "--naive-events", "500", "--out", str(tmp_path),
-                 "--markdown", str(markdown), "--latency-seconds", "3", "--latency-rate", "300",
-                 "--dormant", "300", "--core-customers", "150", "--read-customers", "200", "--read-requests", "20",
-                 "--read-computed-requests", "5", "--read-rate", "100"]) == 0
+    try:
+        assert main(["--events", "1500", "--customers", "150", "--naive-events", "500", "--out", str(tmp_path),
+                     "--markdown", str(markdown), "--latency-seconds", "3", "--latency-rate", "300",
+                     "--dormant", "300", "--core-customers", "150", "--read-customers", "200", "--read-requests",
+                     "20", "--read-computed-requests", "5", "--read-rate", "100"]) == 0
+    finally:
+        local.cluster_down(stack_view, purge=True)   # the Redis Cluster `scorer-cluster` added to the view
     report = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert set(report["results"]) == set(MODES)
     results = report["results"]
