@@ -1,6 +1,6 @@
 """What each part of the edge needs from the state store, as typed Protocols.
 
-The batch processor, the publisher and the read API each depend on the few store calls
+The batch writer, the publisher and the read API each depend on the few store calls
 they make, not on `RedisStore` and its Redis client: that is their whole contract with
 the state, and any object with these methods (the Redis store on a single Redis or a
 Cluster, over a real Redis or the in-memory one of the fast tests) serves them.
