@@ -75,8 +75,7 @@ def room_of(module: str) -> str:
     if module in TOP:
         return "top"
     parts = module.split(".")
-    if len(parts) >= 2 and parts[1] in DOORS and module_path(".".join(parts[:2])) is not None \
-            and (ROOT / parts[0] / parts[1]).is_dir():
+    if len(parts) >= 2 and parts[1] in DOORS and (ROOT / parts[0] / parts[1]).is_dir():   # a room's package
         return parts[1]
     return "floor"
 

@@ -27,7 +27,7 @@ def add_routes(app: faust.App, served: Sequence[http.Endpoint], token: str) -> N
     for endpoint in served:
         by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
 
-    def view(path: str, methods: dict[str, http.Endpoint]) -> type[View]:
+    def view(methods: dict[str, http.Endpoint]) -> type[View]:
         def serve(endpoint: http.Endpoint) -> Any:
             async def handle(self: View, request: Request, **params: str) -> Response:
                 if endpoint.guarded:
@@ -48,7 +48,7 @@ def add_routes(app: faust.App, served: Sequence[http.Endpoint], token: str) -> N
         return type("EndpointView", (View,), members)
 
     for path, methods in by_path.items():
-        app.page(path, name=f"engage {path}")(view(path, methods))
+        app.page(path, name=f"engage {path}")(view(methods))
 
     @app.page("/{path:.*}")   # last: any other route is a JSON 404, like the API's own errors
     class NotFoundView(View):
