@@ -173,7 +173,8 @@ def redis_counters(redis_url: str) -> dict[str, float]:
     calls = {name.removeprefix("cmdstat_"): float(c["calls"]) for name, c in commands.items()}
     scripts = sum(n for name, n in calls.items() if name in ("evalsha", "eval", "evalsha_ro", "eval_ro"))
     return {"cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), "commands": sum(calls.values()),
-            "scripts": scripts, "bytes_in": float(stats["total_net_input_bytes"])}
+            "scripts": scripts, "bytes_in": float(stats["total_net_input_bytes"]),
+            **{f"calls_{name}": n for name, n in calls.items()}}
 
 
 def redis_work(before: dict[str, float], after: dict[str, float], events: float) -> dict[str, float]:
@@ -182,7 +183,9 @@ def redis_work(before: dict[str, float], after: dict[str, float], events: float)
     return {"redis_cpu_us_per_event": (after["cpu_s"] - before["cpu_s"]) * 1e6 / events,
             "redis_commands_per_event": (after["commands"] - before["commands"]) / events,
             "redis_scripts_per_event": (after["scripts"] - before["scripts"]) / events,
-            "redis_bytes_in_per_event": (after["bytes_in"] - before["bytes_in"]) / events}
+            "redis_bytes_in_per_event": (after["bytes_in"] - before["bytes_in"]) / events,
+            **{f"redis_{name}_per_event": (n - before.get(name, 0.0)) / events
+               for name, n in after.items() if name.startswith("calls_") and n > before.get(name, 0.0)}}
 
 
 async def _cluster_customers(redis_url: str, prefix: str) -> dict[str, float]:
@@ -733,11 +736,12 @@ async def dormant_member_bytes(redis_url: str, members: int = 20_000) -> dict[st
         await writer.sweep(now)
         after = (await store.redis.info("memory"))["used_memory"]
         cid = "m000000000"
-        own = {"facts": store.keys.facts(cid), "counters": store.keys.counters(cid),
-               "sessions": store.keys.sessions(cid), "seen": store.keys.seen(cid)}
+        own = {"record": store.keys.facts(cid), "seen": store.keys.seen(cid)}
         usage = {name: await store.redis.memory_usage(key, samples=0) or 0 for name, key in own.items()}
+        record = (await store.load([cid])).stored[cid]
         return {"dormant_members": members, "redis_bytes_per_dormant_member": (after - before) / members,
                 "dormant_record_memory_usage": sum(usage.values()), "dormant_member_keys": usage,
+                "dormant_record_buckets": len(record.state.buckets),
                 "dormant_due_now": await store.due_count(now), "dormant_due_later": await store.count("due"),
                 "dormant_members_indexed": await store.count("members")}
     finally:
@@ -748,14 +752,14 @@ async def dormant_member_bytes(redis_url: str, members: int = 20_000) -> dict[st
 async def prefix_memory(redis_url: str, prefix: str) -> dict[str, float]:
     """Redis bytes per customer under a key prefix: MEMORY USAGE of every key, by kind.
 
-    A customer's own keys (facts, bucket counters, sessions, seen ids) are counted per
+    A customer's own keys (its record and its seen ids) are counted per
     customer; the shared ones (sorted sets, sums, per-bucket totals, account sets) are
     divided by the customers. `redis_bytes_per_customer` is all of it.
     """
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(redis_url)
-    own_kinds = ("f", "b", "ss", "seen")
+    own_kinds = ("f", "seen")
     by_kind: dict[str, int] = {}
     try:
         keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=5000)]
@@ -894,7 +898,10 @@ def markdown(report: dict[str, object]) -> str:
                       f"and KPI reads together): {scorer['redis_cpu_us_per_event']:.1f} µs of CPU, "
                       f"{scorer['redis_commands_per_event']:.1f} commands (those inside scripts too), "
                       f"{scorer['redis_scripts_per_event']:.2f} script calls and "
-                      f"{scorer['redis_bytes_in_per_event']:,.0f} bytes received.", "",
+                      f"{scorer['redis_bytes_in_per_event']:,.0f} bytes received. By command: "
+                      + ", ".join(f"`{k[len('redis_calls_'):-len('_per_event')].upper()}` {v:.2f}"
+                                  for k, v in sorted(((k, v) for k, v in scorer.items() if k.startswith("redis_calls_")),
+                                                     key=lambda kv: -kv[1]) if v >= 0.01) + ".", "",
                   "| limit | events/s | the scorer's share |", "|---|---|---|"]
         if "raw" in rate:
             lines.append(f"| raw consume ceiling (aiokafka + orjson, no work) | {rate['raw']:,.0f} | "
@@ -908,9 +915,7 @@ def markdown(report: dict[str, object]) -> str:
         lines += ["", f"Scorer memory: {scorer.get('redis_bytes_per_customer', 0):,.0f} Redis bytes per customer "
                       f"({scorer.get('customers', 0):,} customers; MEMORY USAGE of every key of the worker's prefix "
                       f"over its customers): own keys {scorer.get('redis_bytes_per_customer_own_keys', 0):,.0f} "
-                      f"(facts {scorer.get('redis_bytes_per_customer_f', 0):,.0f}, bucket counters "
-                      f"{scorer.get('redis_bytes_per_customer_b', 0):,.0f}, sessions "
-                      f"{scorer.get('redis_bytes_per_customer_ss', 0):,.0f}, seen ids "
+                      f"(the record {scorer.get('redis_bytes_per_customer_f', 0):,.0f}, seen ids "
                       f"{scorer.get('redis_bytes_per_customer_seen', 0):,.0f}), shared sorted sets, sums and totals "
                       f"{scorer.get('redis_bytes_shared_per_customer', 0):,.0f}; worker peak RSS "
                       f"{scorer.get('worker_peak_rss_mb') or 0:,.0f} MB."]

@@ -2,8 +2,9 @@
 
 Every part of a contribution combines by sum, max or min, so applying the same set
 of events in any order gives the same state. The store receives them as the counter
-increments of a customer's delta (`scoring.deltas`) and applies them with HINCRBY;
-formulas stay in this package.
+increments of a customer's delta (`scoring.deltas`): it adds them to the shards' per-bucket
+totals with HINCRBY and stores each customer's counters in its record; formulas stay in
+this package.
 
 Counter keys (per time bucket):
 

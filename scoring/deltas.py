@@ -1,8 +1,8 @@
 """What a batch or a due re-score changed for one customer, as increments a store can apply.
 
-The edge keeps each customer as small native pieces (facts, per-bucket counters, open
-sessions, recent event ids) plus shared aggregates (per-bucket totals, standing sums,
-sorted sets). :func:`customer_delta` compares a customer before and after the core worked
+The edge keeps each customer (facts, per-bucket counters, open sessions, recent event ids;
+`CustomerDelta.after` is the customer whole) plus shared aggregates (per-bucket totals,
+standing sums, sorted sets). :func:`customer_delta` compares a customer before and after the core worked
 on it and says exactly what to add, set and drop, so the store executes it without
 knowing any rule. :class:`AggregateBook` is the same bookkeeping in memory: the
 reference that the Redis aggregates must equal, and what the property tests check against
@@ -58,6 +58,7 @@ class CustomerDelta:
     old: Standing | None = None
     new: Standing | None = None
     due_ms: int | None = None                                              # next re-score; None: none pending
+    after: Stored | None = None                                            # the customer after the work, whole
 
     @property
     def sums(self) -> dict[str, int]:
@@ -66,6 +67,12 @@ class CustomerDelta:
     @property
     def standing_changed(self) -> bool:
         return self.old != self.new
+
+    @property
+    def record_changed(self) -> bool:
+        """Whether anything but the standing, the due time and the seen ids changed (a store that
+        keeps each customer whole rewrites it only then)."""
+        return bool(self.counters or self.evicted or self.sessions or self.sessions_dropped) or self.facts is not None
 
 
 def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts | None, facts_after: Facts,
@@ -211,7 +218,7 @@ def _collect(settled: Settled, scorer, touched: Iterable[str], stored: Mapping[s
         after = Stored(state, scorer.alert_states.get(cid, {}), scorer.snapshots.get(cid))
         delta = customer_delta(state.journal or Journal(), state, facts_before.get(cid), after.facts(),
                                old.standing if old else None, now_ms, config, (cards or {}).get(cid))
-        after.standing = delta.new
+        after.standing, delta.after = delta.new, after
         settled.deltas.append(delta)
         settled.stored[cid] = after
     for s in (*stored.values(), *settled.stored.values()):

@@ -8,13 +8,10 @@ customers of a shard are one atomic script call on one Redis Cluster slot. Cross
 reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0..SHARDS-1):
 
     <p>:meta                     HASH   format, shards (the layout this prefix was written in)
-    <p>:{s}:f:<customer>         HASH   d: the customer's small facts (JSON), st: its standing
-                                        (JSON), v: write token (a random integer, new with every write)
-    <p>:{s}:b:<customer>         HASH   per-bucket counters, field "<bucket>|<counter>" -> int
-                                        (with "sessions", "bounces" and "sessions_activated": ended
-                                        sessions anchored there)
-    <p>:{s}:ss:<customer>        HASH   sessions a late event may still change (closed a lateness
-                                        after their newest event), id -> "anchor,pages,actions,ended,last"
+    <p>:{s}:f:<customer>         HASH   r: the customer's record (MessagePack: facts, per-bucket counters,
+                                        open sessions, alert memory; encode_record), st: its standing
+                                        (MessagePack; encode_standing), v: write token (a random integer,
+                                        new with every write)
     <p>:{s}:seen:<customer>      ZSET   event ids within the dedup horizon, score = event time
     <p>:{s}:rank                 ZSET   every customer, ordered by key: ES, CER, id (leaderboards,
                                         the median ES)
@@ -53,17 +50,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import orjson
 
 from scoring import formulas
 from scoring.account_alerts import accounts_to_evaluate
 from scoring.aggregation import add_delta
 from scoring.alerts import RuleState, Snapshot
-from scoring.deltas import CustomerDelta, Facts, Stored
-from scoring.standing import Standing, bottom_key, risk_key
+from scoring.deltas import CustomerDelta, Stored
+from scoring.standing import SUMS, Standing, bottom_key, risk_key
 from scoring.state import CustomerState, SessionStats
 
-FORMAT = 4   # 4: activated sessions counted per bucket (catalogue metrics #33 and #35)
+FORMAT = 5   # 5: one packed record per customer (4: activated sessions counted per bucket)
 SHARDS = 16
 
 
@@ -80,12 +78,6 @@ class Keys:
 
     def facts(self, cid: str) -> str:
         return f"{self.tag(self.shard_of(cid))}:f:{cid}"
-
-    def counters(self, cid: str) -> str:
-        return f"{self.tag(self.shard_of(cid))}:b:{cid}"
-
-    def sessions(self, cid: str) -> str:
-        return f"{self.tag(self.shard_of(cid))}:ss:{cid}"
 
     def seen(self, cid: str) -> str:
         return f"{self.tag(self.shard_of(cid))}:seen:{cid}"
@@ -135,50 +127,77 @@ class Keys:
         return f"{self.prefix}:{{g}}:kpis:trend"
 
 
-# --- encoding of the per-customer pieces -------------------------------------------------------
+# --- the customer's record: one packed value, rewritten whole when it changes --------------------
 
-def encode_facts(f: Facts) -> bytes:
-    doc: dict[str, Any] = {"w": f.watermark_ms, "la": f.last_active_ms, "lr": f.last_aer_ms, "f": f.features,
-                           "m": f.membership, "a": f.account, "g": f.segment}
-    if f.alert_states:
-        doc["al"] = {rule: [int(r.active), r.baseline, r.level] for rule, r in f.alert_states.items()}
-    if f.snapshot is not None:
-        doc["sn"] = [f.snapshot.tier.value, f.snapshot.es]
-    return orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS)
+def encode_record(stored: Stored) -> bytes:
+    """Everything the core keeps of a customer but its recent event ids, packed (MessagePack) as a
+    positional array; counter names once each in a table that the buckets index (a customer's ~50
+    counters share ~15 names). Counters at zero are left out, as a bucket with none."""
+    s = stored.state
+    names: dict[str, int] = {}
+    buckets = []
+    for bucket, counters in s.buckets.items():
+        row: list[int] = [bucket]
+        for key, count in counters.items():
+            if count:
+                row += (names.setdefault(key, len(names)), count)
+        if len(row) > 1:
+            buckets.append(row)
+    sessions = [x for sid, t in s.sessions.items() for x in (sid, t.anchor_ms, t.pages, t.actions, t.ended, t.last_ms)]
+    alerts = {rule: [r.active, r.baseline, r.level] for rule, r in stored.alert_states.items()}
+    snapshot = [stored.snapshot.tier.value, stored.snapshot.es] if stored.snapshot is not None else None
+    return msgpack.packb([s.watermark_ms, s.last_active_ms, s.last_aer_ms, s.features,
+                          [x for m in s.membership for x in m], s.account, s.segment, alerts, snapshot,
+                          list(names), buckets, sessions])
 
 
-def decode_stored(cid: str, facts: Mapping[bytes, bytes], counters: Mapping[bytes, bytes],
-                  sessions: Mapping[bytes, bytes], seen: dict[str, int]) -> Stored:
-    doc = orjson.loads(facts[b"d"])
-    buckets: dict[int, dict[str, int]] = {}
-    for name, value in counters.items():
-        if value != b"0":               # a counter back at zero (a session no longer a bounce)
-            bucket, key = name.decode().split("|", 1)
-            # interned: a remembered customer (streams.state.cache) shares its counter names
-            buckets.setdefault(int(bucket), {})[sys.intern(key)] = int(value)
-    open_sessions = {}
-    for sid, raw in sessions.items():
-        anchor, pages, actions, ended, last = (int(x) for x in raw.split(b","))
-        open_sessions[sid.decode()] = SessionStats(anchor, pages, actions, bool(ended), last)
+def decode_stored(cid: str, fields: Mapping[bytes, bytes], seen: dict[str, int]) -> Stored:
+    """The customer of its `f:` hash (the record `r` and the standing `st`) and the ids it has seen."""
+    (watermark, last_active, last_aer, features, membership, account, segment, alerts, snapshot, names,
+     rows, sessions) = msgpack.unpackb(fields[b"r"])
+    names = [sys.intern(n) for n in names]   # a remembered customer (streams.state.cache) shares them
+    buckets = {row[0]: {names[row[i]]: row[i + 1] for i in range(1, len(row), 2)} for row in rows}
+    open_sessions = {sessions[i]: SessionStats(sessions[i + 1], sessions[i + 2], sessions[i + 3], sessions[i + 4],
+                                               sessions[i + 5]) for i in range(0, len(sessions), 6)}
     state = CustomerState(
-        customer_id=cid, watermark_ms=doc["w"], buckets=buckets, last_active_ms=doc["la"], last_aer_ms=doc["lr"],
-        features=doc["f"], membership=[tuple(m) for m in doc["m"]], sessions=open_sessions,
-        account=tuple(doc["a"]) if doc["a"] else None, segment=tuple(doc["g"]) if doc["g"] else None, seen=seen,
+        customer_id=cid, watermark_ms=watermark, buckets=buckets, last_active_ms=last_active, last_aer_ms=last_aer,
+        features=features, membership=[(membership[i], membership[i + 1]) for i in range(0, len(membership), 2)],
+        sessions=open_sessions, account=tuple(account) if account else None,
+        segment=tuple(segment) if segment else None, seen=seen,
     )
-    alerts = {rule: RuleState(bool(x[0]), x[1], x[2]) for rule, x in doc.get("al", {}).items()}
-    snapshot = Snapshot(formulas.Tier(doc["sn"][0]), doc["sn"][1]) if "sn" in doc else None
-    standing = Standing.from_dict(cid, orjson.loads(facts[b"st"])) if b"st" in facts else None
-    return Stored(state, alerts, snapshot, standing)
+    rules = {rule: RuleState(x[0], x[1], x[2]) for rule, x in alerts.items()}
+    last = Snapshot(formulas.Tier(snapshot[0]), snapshot[1]) if snapshot is not None else None
+    standing = decode_standing(cid, fields[b"st"]) if b"st" in fields else None
+    return Stored(state, rules, last, standing)
+
+
+_SUM_INDEX = {name: i for i, name in enumerate(SUMS)}
+
+
+def encode_standing(s: Standing) -> bytes:
+    """A standing packed (MessagePack): its sums as (index in SUMS, value) pairs, zeros left out."""
+    sums = [x for key, value in s.sums.items() for x in (_SUM_INDEX[key], value)]
+    return msgpack.packb([s.es, s.cer, s.tier.value, s.active, s.account_id, s.scored, s.member_since,
+                          list(s.alerts), sums, s.segment])
+
+
+def decode_standing(cid: str, raw: bytes) -> Standing:
+    es, cer, tier, active, account_id, scored, member_since, alerts, sums, segment = msgpack.unpackb(raw)
+    return Standing(cid, es, cer, formulas.Tier(tier), active, account_id, scored, member_since, tuple(alerts),
+                    {SUMS[sums[i]]: sums[i + 1] for i in range(0, len(sums), 2)}, segment)
 
 
 class Ops:
-    """A shard's changes as one script call: generic Redis commands on declared keys."""
+    """A shard's changes as one script call: generic Redis commands on declared keys. A bytes
+    argument (a packed record, an output) travels as a script argument of its own, named in the
+    command by its index: the commands themselves are JSON, which holds no raw bytes."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self._index: dict[str, int] = {}
         self.checks: list[list[Any]] = []
         self.ops: list[list[Any]] = []
+        self.blobs: list[bytes] = []
 
     def key(self, name: str) -> int:
         if name not in self._index:
@@ -190,7 +209,7 @@ class Ops:
         self.checks.append([self.key(facts_key), read_token])
 
     def add(self, command: str, key: str, *args: object) -> None:
-        self.ops.append([command, self.key(key), *(a if isinstance(a, str) else _arg(a) for a in args)])
+        self.ops.append([command, self.key(key), *(a if isinstance(a, str) else self._arg(a) for a in args)])
 
     def add_many(self, command: str, key: str, groups: Iterable[tuple[object, ...]], chunk: int = 1000) -> None:
         """A variadic command (HSET, ZADD, HDEL ...) over many argument groups, as several commands:
@@ -202,13 +221,17 @@ class Ops:
     def payload(self) -> bytes:
         return orjson.dumps({"check": self.checks, "ops": self.ops})
 
+    def arguments(self) -> list[bytes]:
+        """The script's arguments: the commands (ARGV[1]), then the bytes they name (ARGV[2] ...)."""
+        return [self.payload(), *self.blobs]
 
-def _arg(value: object) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, bytes):
-        return value.decode()
-    return str(value)
+    def _arg(self, value: object) -> str | int:
+        if isinstance(value, bytes):
+            self.blobs.append(value)
+            return len(self.blobs) + 1
+        if isinstance(value, float):
+            return repr(value)
+        return str(value)
 
 
 @dataclass
@@ -244,29 +267,21 @@ class ShardTotals:
 def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_token: str, token: str) -> None:
     """The Redis commands that take one customer from its old to its new stored form (the shard's
     aggregates are summed over the write's customers by ShardTotals): only if its write token is
-    still `read_token` (what was read), and stamped with this write's `token` (streams.state.cache)."""
+    still `read_token` (what was read), and stamped with this write's `token` (streams.state.cache).
+    The record and the standing are rewritten only when they changed, in the HSET of the token."""
     cid = delta.customer_id
     facts_key = keys.facts(cid)
     ops.check(facts_key, read_token)
-    ops.add("HSET", facts_key, "v", token)
-    if delta.facts is not None:
-        ops.add("HSET", facts_key, "d", encode_facts(delta.facts))
-    for bucket, counters in delta.counters.items():
-        for key, amount in counters.items():
-            if amount:
-                ops.add("HINCRBY", keys.counters(cid), f"{bucket}|{key}", amount)
-    dropped = [f"{bucket}|{key}" for bucket, names in delta.evicted.items() for key in names]
-    if dropped:
-        ops.add_many("HDEL", keys.counters(cid), ((d,) for d in dropped))
+    fields: list[object] = ["v", token]
+    if delta.after is not None and delta.record_changed:
+        fields += ("r", encode_record(delta.after))
+    if delta.new is not None and delta.new != delta.old:
+        fields += ("st", encode_standing(delta.new))
+    ops.add("HSET", facts_key, *fields)
     if delta.seen:
         ops.add_many("ZADD", keys.seen(cid), ((ts, event_id) for event_id, ts in delta.seen.items()))
     if delta.seen_floor is not None:
         ops.add("ZREMRANGEBYSCORE", keys.seen(cid), "-inf", f"({delta.seen_floor}")
-    if delta.sessions:
-        ops.add_many("HSET", keys.sessions(cid), ((sid, f"{s.anchor_ms},{s.pages},{s.actions},{int(s.ended)},{s.last_ms}")
-                                                  for sid, s in delta.sessions.items()))
-    if delta.sessions_dropped:
-        ops.add_many("HDEL", keys.sessions(cid), ((sid,) for sid in delta.sessions_dropped))
     if delta.facts is not None:
         f, was = delta.facts, delta.facts_before
         if f.last_active_ms is not None and f.last_active_ms != (was.last_active_ms if was else None):
@@ -289,7 +304,6 @@ def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new:
     if new is None or old == new:
         return
     cid = new.customer_id
-    ops.add("HSET", keys.facts(cid), "st", orjson.dumps(new.to_dict()))
     rank = keys.shared(shard, "rank")
     if old is None or bottom_key(old) != bottom_key(new):
         if old is not None:

@@ -27,7 +27,7 @@ from scoring.config import Config
 from scoring.deltas import CustomerDelta, Stored
 from scoring.standing import ORDER_KEY_ID_OFFSET, Standing
 from streams.state import outbox
-from streams.state.layout import FORMAT, SHARDS, Keys, Ops, ShardTotals, decode_stored, write_delta
+from streams.state.layout import FORMAT, SHARDS, Keys, Ops, ShardTotals, decode_standing, decode_stored, write_delta
 from streams.state.outbox import Output
 from streams.state.ports import Loaded
 
@@ -129,8 +129,6 @@ class RedisStore:
                     pipe.hget(self.keys.facts(cid), "v")
                 else:
                     pipe.hgetall(self.keys.facts(cid))
-                    pipe.hgetall(self.keys.counters(cid))
-                    pipe.hgetall(self.keys.sessions(cid))
                 if wanted.get(cid):
                     pipe.zmscore(self.keys.seen(cid), wanted[cid])
             replies = iter(await pipe.execute())
@@ -139,7 +137,7 @@ class RedisStore:
             if cid in known:
                 token = next(replies)
             else:
-                facts, counters, sessions = next(replies), next(replies), next(replies)
+                fields = next(replies)
             scores = next(replies) if wanted.get(cid) else []
             # each write trims the ids to the dedup horizon behind the watermark, as the core does
             seen = {e: int(s) for e, s in zip(wanted.get(cid, []), scores) if s is not None}
@@ -151,10 +149,10 @@ class RedisStore:
                 stored.state.seen, stored.state.seen_by_time = seen, None
                 loaded.stored[cid], loaded.read_tokens[cid] = stored, written
                 continue
-            if not facts or b"d" not in facts:
+            if not fields or b"r" not in fields:
                 continue
-            loaded.stored[cid] = decode_stored(cid, facts, counters, sessions, seen)
-            loaded.read_tokens[cid] = facts.get(b"v", b"0").decode()
+            loaded.stored[cid] = decode_stored(cid, fields, seen)
+            loaded.read_tokens[cid] = fields.get(b"v", b"0").decode()
         if loaded.stale:
             fresh = await self.load(loaded.stale, {cid: wanted[cid] for cid in loaded.stale if cid in wanted})
             loaded.stored.update(fresh.stored)
@@ -260,7 +258,7 @@ class RedisStore:
     async def _run(self, ops: Ops) -> bool:
         if not ops.ops:
             return True
-        ok = bool(await self._apply(keys=ops.keys, args=[ops.payload()]))
+        ok = bool(await self._apply(keys=ops.keys, args=ops.arguments()))
         if not ok:
             self.conflicts += 1
         return ok
@@ -343,7 +341,7 @@ class RedisStore:
         groups = self._read_groups(customer_ids)
         replies = await asyncio.gather(*(self._read_many(keys=[self.keys.facts(c) for c in cids], args=["HGET", "st"])
                                          for cids in groups))
-        return {cid: Standing.from_dict(cid, orjson.loads(raw))
+        return {cid: decode_standing(cid, raw)
                 for cids, raws in zip(groups, replies) for cid, raw in zip(cids, raws) if raw}
 
     async def account_members(self, account_ids: list[str]) -> dict[str, list[str]]:

@@ -54,7 +54,7 @@ def test_every_mode_measures_and_reports(stack, stack_view, tmp_path, monkeypatc
     assert scorer["redis_bytes_per_dormant_member"] > 0   # a used_memory delta: noisy at 300 members
     assert scorer["dormant_members_indexed"] == 300 and scorer["dormant_due_now"] == 0
     keys = scorer["dormant_member_keys"]
-    assert keys["facts"] > 0 and keys["counters"] == keys["sessions"] == 0   # the sweep evicted the buckets
+    assert keys["record"] > 0 and scorer["dormant_record_buckets"] == 0   # the sweep evicted the buckets
     assert 0 < scorer["dormant_record_memory_usage"] < scorer["redis_bytes_per_customer"]
 
     # reads: every customer written, a worker consuming while they were timed

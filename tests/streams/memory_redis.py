@@ -301,6 +301,7 @@ def _scored(pairs: tuple[bytes, ...]) -> tuple[Any, ...]:
 # name -> (arity as Redis counts it: exact, or at least -arity; writes?; run(redis, *args) -> reply)
 COMMANDS: dict[bytes, tuple[int, bool, Callable[..., Any]]] = {
     b"HGET": (3, False, lambda r, key, field: r._hget(key, field)),
+    b"HMGET": (-3, False, lambda r, key, *fields: [r._hget(key, f) for f in fields]),
     b"HGETALL": (2, False, lambda r, key: [x for pair in r._hgetall(key).items() for x in pair]),
     b"HSET": (-4, True, lambda r, key, *pairs: r._hset(key, *_pairs("hset", pairs))),
     b"HINCRBY": (4, True, lambda r, key, field, amount: r._hincrby(key, field, _number(amount, int))),

@@ -85,7 +85,7 @@ def test_a_message_the_worker_fails_on_every_time_is_quarantined_not_a_blocked_p
     settings = pipeline_settings(stack, unique)
     broken, fine = f"{unique}broken", [f"{unique}ok{i}" for i in range(6)]
     client = redis.Redis.from_url(stack.redis_url)
-    client.hset(Keys(unique).facts(broken), "d", b"{not a record")  # corrupted by hand, outside the worker
+    client.hset(Keys(unique).facts(broken), "r", b"\xc1not a record")  # corrupted by hand, outside the worker
     client.close()
     start = now_ms() - 600_000
     sent = [(cid, json.dumps(ev(cid, "like", start + i * 1000, event_id=f"{unique}e{i}")).encode())
@@ -104,7 +104,7 @@ def test_a_message_the_worker_fails_on_every_time_is_quarantined_not_a_blocked_p
         assert metrics['engagement_events_rejected_total{reason="processing_error"}'] == 5
         dlq = [json.loads(v) for _, v in consume_all(stack, settings.dlq_topic)]
         assert len(dlq) == 5 and {d["reason"] for d in dlq} == {"processing_error"}
-        assert all(d["source"]["key"] == broken and "JSONDecodeError" in d["detail"] for d in dlq)
+        assert all(d["source"]["key"] == broken and "FormatError" in d["detail"] for d in dlq)
         assert sorted(orjson.loads(d["original"]["text"])["event_id"] for d in dlq) == sorted(
             json.loads(v)["event_id"] for cid, v in sent if cid == broken)
         for cid in fine:

@@ -97,14 +97,14 @@ def test_a_publish_that_fails_is_retried_and_the_outputs_stay_in_the_outbox_mean
 
 def test_a_customer_the_worker_fails_on_every_time_is_quarantined_and_the_rest_scored():
     memory, producer = MemoryRedis(), RecordingProducer()
-    memory._hset(Keys("w").facts("broken"), "d", b"{not a record")   # a corrupt stored customer
+    memory._hset(Keys("w").facts("broken"), "r", b"\xc1not a record")   # a corrupt stored customer
     worker = runtime(memory, producer)
     at = now_ms() - 60_000
     events = [ev(cid, "like", at + i, event_id=f"e{i}") for i, cid in enumerate(["ok1", "broken", "ok2"] * 2)]
     asyncio.run(worker.lifecycle.handle(batch(*events)))
     dead = producer.on(SETTINGS.dlq_topic)
     assert [d["reason"] for d in dead] == ["processing_error"] * 2
-    assert {d["source"]["key"] for d in dead} == {"broken"} and all("JSONDecodeError" in d["detail"] for d in dead)
+    assert {d["source"]["key"] for d in dead} == {"broken"} and all("FormatError" in d["detail"] for d in dead)
     assert sorted(c["customer_id"] for c in producer.on(SETTINGS.scores_topic)) == ["ok1", "ok1", "ok2", "ok2"]
     assert worker.metrics.processed._value.get() == 4
     assert worker.progress.positions[("events", 0)] == len(events)       # the partition moves on

@@ -133,7 +133,8 @@ def test_key_layout_is_cluster_safe_and_prefixed(store_of, unique):
     for cid in customers:
         tag = layout.tag(Keys.shard_of(cid))
         assert layout.facts(cid) in keys and layout.facts(cid).startswith(tag + ":")
-        assert layout.counters(cid).startswith(tag + ":")
+        assert layout.seen(cid).startswith(tag + ":")
+    assert not [k for k in keys if ":b:" in k or ":ss:" in k], "a customer is one record (format 5), not hashes"
     tagged = [k for k in keys if k != layout.meta and not k.startswith(f"{unique}:{{g}}")]
     assert all(k.split(":", 2)[1].strip("{}").isdigit() for k in tagged)
     assert any(":acct:" in k for k in keys) and any(k.endswith(":due") for k in keys)

@@ -1,7 +1,8 @@
 -- Apply one shard's changes atomically, or nothing when a customer moved on since it was read.
 -- KEYS: every key touched (one hash slot). ARGV[1]: JSON {"check": [[facts key index, read token]],
--- "ops": [[command, key index, arg...]]}, every argument a string. No scoring rule lives here:
--- the commands are the core's deltas, translated by streams/store.py.
+-- "ops": [[command, key index, arg...]]}, every argument a string, or a number n that stands for
+-- ARGV[n] (bytes JSON cannot carry: a packed record). ARGV[2...]: those bytes. No scoring rule
+-- lives here: the commands are the core's deltas, translated by streams/state/layout.py.
 local doc = cjson.decode(ARGV[1])
 for _, check in ipairs(doc.check) do
   local token = redis.call('HGET', KEYS[check[1]], 'v')
@@ -10,6 +11,9 @@ for _, check in ipairs(doc.check) do
   end
 end
 for _, op in ipairs(doc.ops) do
+  for i = 3, #op do
+    if type(op[i]) == 'number' then op[i] = ARGV[op[i]] end
+  end
   redis.call(op[1], KEYS[op[2]], unpack(op, 3))
 end
 return 1

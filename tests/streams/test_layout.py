@@ -1,0 +1,122 @@
+"""A customer's packed record (format 5) holds the customer exactly: what the core reads back
+from it is what it wrote, ints stay ints and floats floats, and a store that keeps customers
+only as records scores, alerts and stands exactly like one that keeps them in memory."""
+
+from __future__ import annotations
+
+import msgpack
+from hypothesis import given, settings, strategies as st
+
+from scoring.deltas import Stored, settle_batch, settle_due
+from scoring.events import validate_event
+from scoring.reasons import EventRejected
+from scoring.timeutil import DAY, HOUR
+from streams.state.layout import decode_standing, decode_stored, encode_record, encode_standing
+from tests.scoring.test_properties import BASE, event_lists, instants
+from tests.scoring.test_standing import SHORT
+
+
+def packed(stored: Stored) -> Stored:
+    """The customer as a store of records reads it back: its record and standing, packed and unpacked."""
+    fields = {b"r": encode_record(stored)}
+    if stored.standing is not None:
+        fields[b"st"] = encode_standing(stored.standing)
+    return decode_stored(stored.state.customer_id, fields, dict(stored.state.seen))
+
+
+def without_zeros(stored: Stored) -> dict[int, dict[str, int]]:
+    return {b: {k: n for k, n in c.items() if n} for b, c in stored.state.buckets.items() if any(c.values())}
+
+
+def types_of(value: object) -> object:
+    """The value's shape with every leaf replaced by its type: ints and floats told apart."""
+    if isinstance(value, dict):
+        return {k: types_of(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [types_of(v) for v in value]
+    return type(value)
+
+
+def valid(events: list[dict]) -> list:
+    out = []
+    for event in events:
+        try:
+            out.append(validate_event(event, SHORT))
+        except EventRejected:
+            pass
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_store_of_packed_records_scores_exactly_like_one_in_memory(data):
+    """Batches, due re-scores and time passing, with each customer packed and unpacked between
+    every step: the same results, alerts, deltas, standings, due times and customers."""
+    in_memory: dict[str, Stored] = {}
+    as_records: dict[str, Stored] = {}
+    now = BASE
+    for _ in range(data.draw(st.integers(1, 4), label="steps")):
+        now += data.draw(instants(0, 2 * DAY), label="time passing")
+        events = valid(data.draw(event_lists(instants(now - 10 * HOUR, now)), label="events"))
+        ids = {e.customer_id for e in events}
+        a = settle_batch({c: in_memory[c] for c in ids if c in in_memory}, events, [now] * len(events), now, SHORT)
+        b = settle_batch({c: as_records[c] for c in ids if c in as_records}, events, [now] * len(events), now, SHORT)
+        assert_same(a, b)
+        in_memory.update(a.stored)
+        as_records.update({cid: packed(s) for cid, s in b.stored.items()})
+        now += data.draw(instants(0, 3 * DAY), label="until the sweep")
+        due = sorted(in_memory)
+        a = settle_due({c: in_memory[c] for c in due}, now, SHORT)
+        b = settle_due({c: as_records[c] for c in due}, now, SHORT)
+        assert_same(a, b)
+        in_memory.update(a.stored)
+        as_records.update({cid: packed(s) for cid, s in b.stored.items()})
+
+
+def assert_same(a, b) -> None:
+    assert [(r.outcome, r.reason) for r in a.results] == [(r.outcome, r.reason) for r in b.results]
+    assert [x.to_dict() for x in a.alerts] == [x.to_dict() for x in b.alerts]
+    assert [c.to_dict() for c in a.cards] == [c.to_dict() for c in b.cards]
+    for x, y in zip(a.deltas, b.deltas, strict=True):
+        assert (x.customer_id, x.counters, x.evicted, x.seen_floor, x.sessions, x.sessions_dropped, x.facts,
+                x.old, x.new, x.due_ms) == (y.customer_id, y.counters, y.evicted, y.seen_floor, y.sessions,
+                                            y.sessions_dropped, y.facts, y.old, y.new, y.due_ms)
+        assert types_of(x.new.sums) == types_of(y.new.sums) and type(x.new.cer) is type(y.new.cer)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_record_reads_back_as_the_customer_it_was_with_ints_kept_ints(data):
+    now = BASE + data.draw(instants(0, 5 * DAY))
+    events = valid(data.draw(event_lists(instants(now - 10 * HOUR, now))))
+    settled = settle_batch({}, events, [now] * len(events), now, SHORT)
+    for cid, stored in settled.stored.items():
+        back = packed(stored)
+        state, again = stored.state, back.state
+        assert without_zeros(back) == without_zeros(stored)
+        assert types_of(again.buckets) == types_of(without_zeros(stored))
+        assert (again.watermark_ms, again.last_active_ms, again.last_aer_ms, again.features, again.membership,
+                again.sessions, again.account, again.segment, again.seen) == (
+            state.watermark_ms, state.last_active_ms, state.last_aer_ms, state.features, state.membership,
+            state.sessions, state.account, state.segment, state.seen)
+        assert (back.alert_states, back.snapshot, back.standing) == (stored.alert_states, stored.snapshot,
+                                                                   stored.standing)
+        assert type(back.standing.cer) is type(stored.standing.cer) and type(back.standing.es) is float
+        assert types_of(dict(back.standing.sums)) == types_of(dict(stored.standing.sums))
+
+
+def test_the_record_is_a_positional_array_any_messagepack_reader_decodes():
+    """The documented layout (docs/redis-layout.md): counter names once, buckets index them."""
+    now = BASE + DAY
+    events = valid([{"event_id": "e1", "customer_id": "c1", "type": "like", "ts": now - 1000},
+                    {"event_id": "e2", "customer_id": "c1", "type": "like", "ts": now - 500},
+                    {"event_id": "e3", "customer_id": "c1", "type": "page_view", "ts": now - 400}])
+    stored = settle_batch({}, events, [now] * 3, now, SHORT).stored["c1"]
+    record = msgpack.unpackb(encode_record(stored))
+    watermark, last_active, _, _, _, account, segment, _, _, names, buckets, sessions = record
+    assert watermark == now - 400 and last_active == now - 400 and account is None and segment is None
+    counts = {names[row[i]]: row[i + 1] for row in buckets for i in range(1, len(row), 2)}
+    assert counts["n.like"] == 2 and counts["n.page_view"] == 1 and len(names) == len(set(names))
+    es, cer, tier, *_ = msgpack.unpackb(encode_standing(stored.standing))
+    assert (es, cer, tier) == (stored.standing.es, stored.standing.cer, stored.standing.tier.value)
+    assert decode_standing("c1", encode_standing(stored.standing)) == stored.standing
