@@ -58,6 +58,7 @@ class CustomerDelta:
     old: Standing | None = None
     new: Standing | None = None
     due_ms: int | None = None                                              # next re-score; None: none pending
+    due_changed: bool = True                                               # False: the store holds due_ms already
     after: Stored | None = None                                            # the customer after the work, whole
 
     @property
@@ -72,7 +73,8 @@ class CustomerDelta:
     def record_changed(self) -> bool:
         """Whether anything but the standing, the due time and the seen ids changed (a store that
         keeps each customer whole rewrites it only then)."""
-        return bool(self.counters or self.evicted or self.sessions or self.sessions_dropped) or self.facts is not None
+        return (bool(self.counters or self.evicted or self.sessions or self.sessions_dropped)
+                or self.facts is not None or self.due_changed)
 
 
 def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts | None, facts_after: Facts,
@@ -151,6 +153,7 @@ class Stored:
     alert_states: dict[str, RuleState] = field(default_factory=dict)
     snapshot: Snapshot | None = None
     standing: Standing | None = None
+    due_ms: int | None = None          # the next re-score written with it (None: none pending)
 
     def facts(self) -> Facts:
         return Facts.of(self.state, self.alert_states, self.snapshot)
@@ -198,7 +201,7 @@ def settle_due(stored: Mapping[str, Stored], now_ms: int, config: Config) -> Set
                     snapshots={cid: s.snapshot for cid, s in stored.items() if s.snapshot is not None},
                     journaled=True)
     settled = Settled(alerts=scorer.sweep(now_ms))
-    _collect(settled, scorer, tuple(stored), stored, facts_before, now_ms, config)
+    _collect(settled, scorer, tuple(stored), stored, facts_before, now_ms, config, sweep=True)
     return settled
 
 
@@ -211,14 +214,19 @@ def _open(stored: Mapping[str, Stored]) -> dict[str, Facts]:
 
 def _collect(settled: Settled, scorer, touched: Iterable[str], stored: Mapping[str, Stored],
              facts_before: Mapping[str, Facts], now_ms: int, config: Config,
-             cards: Mapping[str, ScoreCard] | None = None) -> None:
+             cards: Mapping[str, ScoreCard] | None = None, sweep: bool = False) -> None:
+    """The deltas and the customers after the work. A due time equal to the stored one is not
+    written again, except by the sweep: a config change moves every due time outside the
+    customers (`mark_all_due`), and the sweep is what puts each back."""
     for cid in touched:
         old = stored.get(cid)
         state = scorer.customers[cid]
         after = Stored(state, scorer.alert_states.get(cid, {}), scorer.snapshots.get(cid))
         delta = customer_delta(state.journal or Journal(), state, facts_before.get(cid), after.facts(),
                                old.standing if old else None, now_ms, config, (cards or {}).get(cid))
-        after.standing, delta.after = delta.new, after
+        after.standing, after.due_ms, delta.after = delta.new, delta.due_ms, after
+        if old is not None and not sweep:
+            delta.due_changed = delta.due_ms != old.due_ms
         settled.deltas.append(delta)
         settled.stored[cid] = after
     for s in (*stored.values(), *settled.stored.values()):

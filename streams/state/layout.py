@@ -130,9 +130,10 @@ class Keys:
 # --- the customer's record: one packed value, rewritten whole when it changes --------------------
 
 def encode_record(stored: Stored) -> bytes:
-    """Everything the core keeps of a customer but its recent event ids, packed (MessagePack) as a
-    positional array; counter names once each in a table that the buckets index (a customer's ~50
-    counters share ~15 names). Counters at zero are left out, as a bucket with none."""
+    """Everything the core keeps of a customer but its recent event ids, and the due time written
+    with it, packed (MessagePack) as a positional array; counter names once each in a table that
+    the buckets index (a customer's ~50 counters share ~15 names). Counters at zero are left out,
+    as a bucket with none."""
     s = stored.state
     names: dict[str, int] = {}
     buckets = []
@@ -148,13 +149,13 @@ def encode_record(stored: Stored) -> bytes:
     snapshot = [stored.snapshot.tier.value, stored.snapshot.es] if stored.snapshot is not None else None
     return msgpack.packb([s.watermark_ms, s.last_active_ms, s.last_aer_ms, s.features,
                           [x for m in s.membership for x in m], s.account, s.segment, alerts, snapshot,
-                          list(names), buckets, sessions])
+                          list(names), buckets, sessions, stored.due_ms])
 
 
 def decode_stored(cid: str, fields: Mapping[bytes, bytes], seen: dict[str, int]) -> Stored:
     """The customer of its `f:` hash (the record `r` and the standing `st`) and the ids it has seen."""
     (watermark, last_active, last_aer, features, membership, account, segment, alerts, snapshot, names,
-     rows, sessions) = msgpack.unpackb(fields[b"r"])
+     rows, sessions, due) = msgpack.unpackb(fields[b"r"])
     names = [sys.intern(n) for n in names]   # a remembered customer (streams.state.cache) shares them
     buckets = {row[0]: {names[row[i]]: row[i + 1] for i in range(1, len(row), 2)} for row in rows}
     open_sessions = {sessions[i]: SessionStats(sessions[i + 1], sessions[i + 2], sessions[i + 3], sessions[i + 4],
@@ -168,7 +169,7 @@ def decode_stored(cid: str, fields: Mapping[bytes, bytes], seen: dict[str, int])
     rules = {rule: RuleState(x[0], x[1], x[2]) for rule, x in alerts.items()}
     last = Snapshot(formulas.Tier(snapshot[0]), snapshot[1]) if snapshot is not None else None
     standing = decode_standing(cid, fields[b"st"]) if b"st" in fields else None
-    return Stored(state, rules, last, standing)
+    return Stored(state, rules, last, standing, due)
 
 
 _SUM_INDEX = {name: i for i, name in enumerate(SUMS)}
@@ -292,11 +293,12 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_tok
             if was is None or was.features.get(feature) != ts:
                 ops.add("ZADD", keys.feature(shard, feature), ts, cid)
     _write_standing(ops, keys, shard, delta.old, delta.new)
-    due = keys.shared(shard, "due")
-    if delta.due_ms is None:
-        ops.add("ZREM", due, cid)
-    else:
-        ops.add("ZADD", due, delta.due_ms, cid)
+    if delta.due_changed:
+        due = keys.shared(shard, "due")
+        if delta.due_ms is None:
+            ops.add("ZREM", due, cid)
+        else:
+            ops.add("ZADD", due, delta.due_ms, cid)
 
 
 def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new: Standing | None) -> None:

@@ -79,8 +79,9 @@ def assert_same(a, b) -> None:
     assert [c.to_dict() for c in a.cards] == [c.to_dict() for c in b.cards]
     for x, y in zip(a.deltas, b.deltas, strict=True):
         assert (x.customer_id, x.counters, x.evicted, x.seen_floor, x.sessions, x.sessions_dropped, x.facts,
-                x.old, x.new, x.due_ms) == (y.customer_id, y.counters, y.evicted, y.seen_floor, y.sessions,
-                                            y.sessions_dropped, y.facts, y.old, y.new, y.due_ms)
+                x.old, x.new, x.due_ms, x.due_changed) == (y.customer_id, y.counters, y.evicted, y.seen_floor,
+                                                           y.sessions, y.sessions_dropped, y.facts, y.old, y.new,
+                                                           y.due_ms, y.due_changed)
         assert types_of(x.new.sums) == types_of(y.new.sums) and type(x.new.cer) is type(y.new.cer)
 
 
@@ -99,8 +100,8 @@ def test_a_record_reads_back_as_the_customer_it_was_with_ints_kept_ints(data):
                 again.sessions, again.account, again.segment, again.seen) == (
             state.watermark_ms, state.last_active_ms, state.last_aer_ms, state.features, state.membership,
             state.sessions, state.account, state.segment, state.seen)
-        assert (back.alert_states, back.snapshot, back.standing) == (stored.alert_states, stored.snapshot,
-                                                                   stored.standing)
+        assert (back.alert_states, back.snapshot, back.standing, back.due_ms) == (
+            stored.alert_states, stored.snapshot, stored.standing, stored.due_ms)
         assert type(back.standing.cer) is type(stored.standing.cer) and type(back.standing.es) is float
         assert types_of(dict(back.standing.sums)) == types_of(dict(stored.standing.sums))
 
@@ -113,8 +114,9 @@ def test_the_record_is_a_positional_array_any_messagepack_reader_decodes():
                     {"event_id": "e3", "customer_id": "c1", "type": "page_view", "ts": now - 400}])
     stored = settle_batch({}, events, [now] * 3, now, SHORT).stored["c1"]
     record = msgpack.unpackb(encode_record(stored))
-    watermark, last_active, _, _, _, account, segment, _, _, names, buckets, sessions = record
+    watermark, last_active, _, _, _, account, segment, _, _, names, buckets, sessions, due = record
     assert watermark == now - 400 and last_active == now - 400 and account is None and segment is None
+    assert sessions == [] and due == stored.due_ms is not None
     counts = {names[row[i]]: row[i + 1] for row in buckets for i in range(1, len(row), 2)}
     assert counts["n.like"] == 2 and counts["n.page_view"] == 1 and len(names) == len(set(names))
     es, cer, tier, *_ = msgpack.unpackb(encode_standing(stored.standing))
