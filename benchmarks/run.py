@@ -174,7 +174,8 @@ def redis_counters(redis_url: str) -> dict[str, float]:
     scripts = sum(n for name, n in calls.items() if name in ("evalsha", "eval", "evalsha_ro", "eval_ro"))
     return {"cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), "commands": sum(calls.values()),
             "scripts": scripts, "bytes_in": float(stats["total_net_input_bytes"]),
-            **{f"calls_{name}": n for name, n in calls.items()}}
+            **{f"calls_{name}": n for name, n in calls.items()},
+            **{f"usec_{name.removeprefix('cmdstat_')}": float(c["usec"]) for name, c in commands.items()}}
 
 
 def redis_work(before: dict[str, float], after: dict[str, float], events: float) -> dict[str, float]:
@@ -185,7 +186,7 @@ def redis_work(before: dict[str, float], after: dict[str, float], events: float)
             "redis_scripts_per_event": (after["scripts"] - before["scripts"]) / events,
             "redis_bytes_in_per_event": (after["bytes_in"] - before["bytes_in"]) / events,
             **{f"redis_{name}_per_event": (n - before.get(name, 0.0)) / events
-               for name, n in after.items() if name.startswith("calls_") and n > before.get(name, 0.0)}}
+               for name, n in after.items() if name.startswith(("calls_", "usec_")) and n > before.get(name, 0.0)}}
 
 
 async def _cluster_customers(redis_url: str, prefix: str) -> dict[str, float]:
@@ -901,7 +902,11 @@ def markdown(report: dict[str, object]) -> str:
                       f"{scorer['redis_bytes_in_per_event']:,.0f} bytes received. By command: "
                       + ", ".join(f"`{k[len('redis_calls_'):-len('_per_event')].upper()}` {v:.2f}"
                                   for k, v in sorted(((k, v) for k, v in scorer.items() if k.startswith("redis_calls_")),
-                                                     key=lambda kv: -kv[1]) if v >= 0.01) + ".", "",
+                                                     key=lambda kv: -kv[1]) if v >= 0.01) + ". Redis's time per "
+                      "event by command (its commandstats; a script's time includes the commands it runs): "
+                      + ", ".join(f"`{k[len('redis_usec_'):-len('_per_event')].upper()}` {v:.1f} µs"
+                                  for k, v in sorted(((k, v) for k, v in scorer.items() if k.startswith("redis_usec_")),
+                                                     key=lambda kv: -kv[1]) if v >= 0.1) + ".", "",
                   "| limit | events/s | the scorer's share |", "|---|---|---|"]
         if "raw" in rate:
             lines.append(f"| raw consume ceiling (aiokafka + orjson, no work) | {rate['raw']:,.0f} | "

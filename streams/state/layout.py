@@ -188,6 +188,9 @@ def decode_standing(cid: str, raw: bytes) -> Standing:
                     {SUMS[sums[i]]: sums[i + 1] for i in range(0, len(sums), 2)}, segment)
 
 
+_REMOVALS = ("ZREM", "SREM")
+
+
 class Ops:
     """A shard's changes as one script call: generic Redis commands on declared keys. A bytes
     argument (a packed record, an output) travels as a script argument of its own, named in the
@@ -199,6 +202,7 @@ class Ops:
         self.checks: list[list[Any]] = []
         self.ops: list[list[Any]] = []
         self.blobs: list[bytes] = []
+        self._merged: dict[tuple[str, str], list[tuple[object, ...]]] = {}
 
     def key(self, name: str) -> int:
         if name not in self._index:
@@ -219,12 +223,30 @@ class Ops:
         for start in range(0, len(groups), chunk):
             self.add(command, key, *(x for group in groups[start:start + chunk] for x in group))
 
+    def merge(self, command: str, key: str, *args: object) -> None:
+        """A command on a shared key (a sorted set or set of many customers), merged with the write's
+        other ones of the same name on that key into one variadic command: Redis's cost is mostly
+        per command, not per member. Only for commands whose members are the write's own customers,
+        each named once per key, so that their order cannot matter; removals run before additions."""
+        self.key(key)        # declared now: the script's KEYS are complete before the payload is built
+        self._merged.setdefault((command, key), []).append(args)
+
+    def empty(self) -> bool:
+        return not self.ops and not self._merged
+
     def payload(self) -> bytes:
+        self._flush()
         return orjson.dumps({"check": self.checks, "ops": self.ops})
 
     def arguments(self) -> list[bytes]:
         """The script's arguments: the commands (ARGV[1]), then the bytes they name (ARGV[2] ...)."""
         return [self.payload(), *self.blobs]
+
+    def _flush(self) -> None:
+        merged = sorted(self._merged.items(), key=lambda item: item[0][0] not in _REMOVALS)
+        self._merged = {}
+        for (command, key), groups in merged:
+            self.add_many(command, key, groups)
 
     def _arg(self, value: object) -> str | int:
         if isinstance(value, bytes):
@@ -286,19 +308,19 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_tok
     if delta.facts is not None:
         f, was = delta.facts, delta.facts_before
         if f.last_active_ms is not None and f.last_active_ms != (was.last_active_ms if was else None):
-            ops.add("ZADD", keys.shared(shard, "active"), f.last_active_ms, cid)
+            ops.merge("ZADD", keys.shared(shard, "active"), f.last_active_ms, cid)
         if f.last_aer_ms is not None and f.last_aer_ms != (was.last_aer_ms if was else None):
-            ops.add("ZADD", keys.shared(shard, "aer"), f.last_aer_ms, cid)
+            ops.merge("ZADD", keys.shared(shard, "aer"), f.last_aer_ms, cid)
         for feature, ts in f.features.items():
             if was is None or was.features.get(feature) != ts:
-                ops.add("ZADD", keys.feature(shard, feature), ts, cid)
+                ops.merge("ZADD", keys.feature(shard, feature), ts, cid)
     _write_standing(ops, keys, shard, delta.old, delta.new)
     if delta.due_changed:
         due = keys.shared(shard, "due")
         if delta.due_ms is None:
-            ops.add("ZREM", due, cid)
+            ops.merge("ZREM", due, cid)
         else:
-            ops.add("ZADD", due, delta.due_ms, cid)
+            ops.merge("ZADD", due, delta.due_ms, cid)
 
 
 def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new: Standing | None) -> None:
@@ -309,29 +331,29 @@ def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new:
     rank = keys.shared(shard, "rank")
     if old is None or bottom_key(old) != bottom_key(new):
         if old is not None:
-            ops.add("ZREM", rank, bottom_key(old))
-        ops.add("ZADD", rank, 0, bottom_key(new))
+            ops.merge("ZREM", rank, bottom_key(old))
+        ops.merge("ZADD", rank, 0, bottom_key(new))
     old_segment = old.segment if old else None
     if old_segment != new.segment or (old is not None and bottom_key(old) != bottom_key(new)):
         if old is not None and old_segment is not None:
-            ops.add("ZREM", keys.segment_rank(shard, old_segment), bottom_key(old))
+            ops.merge("ZREM", keys.segment_rank(shard, old_segment), bottom_key(old))
         if new.segment is not None:
-            ops.add("ZADD", keys.segment_rank(shard, new.segment), 0, bottom_key(new))
+            ops.merge("ZADD", keys.segment_rank(shard, new.segment), 0, bottom_key(new))
     risk = keys.shared(shard, "risk")
     was, now = (old is not None and old.at_risk) and risk_key(old), new.at_risk and risk_key(new)
     if was != now:
         if was:
-            ops.add("ZREM", risk, was)
+            ops.merge("ZREM", risk, was)
         if now:
-            ops.add("ZADD", risk, 0, now)
+            ops.merge("ZADD", risk, 0, now)
     if (old.member_since if old else None) != new.member_since:
         if new.member_since is not None:
-            ops.add("ZADD", keys.shared(shard, "members"), new.member_since, cid)
+            ops.merge("ZADD", keys.shared(shard, "members"), new.member_since, cid)
         else:
-            ops.add("ZREM", keys.shared(shard, "members"), cid)
+            ops.merge("ZREM", keys.shared(shard, "members"), cid)
     old_account = old.account_id if old else None
     if old_account != new.account_id:
         if old_account:
-            ops.add("SREM", keys.account(shard, old_account), cid)
+            ops.merge("SREM", keys.account(shard, old_account), cid)
         if new.account_id:
-            ops.add("SADD", keys.account(shard, new.account_id), cid)
+            ops.merge("SADD", keys.account(shard, new.account_id), cid)

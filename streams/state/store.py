@@ -256,7 +256,7 @@ class RedisStore:
                     f"maxmemory-policy noeviction)")
 
     async def _run(self, ops: Ops) -> bool:
-        if not ops.ops:
+        if ops.empty():
             return True
         ok = bool(await self._apply(keys=ops.keys, args=ops.arguments()))
         if not ok:
