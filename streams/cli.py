@@ -233,8 +233,10 @@ def _check_layout(settings: Settings, claim: bool = True) -> None:
 @click.option("--redis", "redis_url", help="Redis URL. Env: ENGAGE_REDIS_URL.")
 @click.option("--key-prefix", help="Redis key prefix of the workers it serves. Env: ENGAGE_KEY_PREFIX.")
 @click.option("--web-port", type=int, help="HTTP port. Env: ENGAGE_WEB_PORT.")
+@click.option("--processes", "api_processes", type=int,
+              help="Processes serving the port, each on its own core. Env: ENGAGE_API_PROCESSES (default 1).")
 @click.pass_context
-def api_command(ctx: click.Context, redis_url, key_prefix, web_port) -> None:  # type: ignore[no-untyped-def]
+def api_command(ctx: click.Context, redis_url, key_prefix, web_port, api_processes) -> None:  # type: ignore[no-untyped-def]
     """Serve the read API and the live page from Redis, in a process of its own (no Kafka)."""
     import logging
 
@@ -242,12 +244,14 @@ def api_command(ctx: click.Context, redis_url, key_prefix, web_port) -> None:  #
 
     config = load_config_or_usage(ctx.obj["config_path"])
     settings = settings_from(redis_url=redis_url, key_prefix=key_prefix, web_port=web_port, kafka_bootstrap="unused:0",
-                         **NO_KAFKA)
+                         api_processes=api_processes, **NO_KAFKA)
     click.echo(f"engage api: settings {json.dumps(settings.redacted())}", err=True)
     _check_layout(settings, claim=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    click.echo(f"engage api: serving http://{settings.web_host}:{settings.web_port}/", err=True)
-    run_api(settings, config)
+    processes = f" in {settings.api_processes} processes" if settings.api_processes > 1 else ""
+    click.echo(f"engage api: serving http://{settings.web_host}:{settings.web_port}/{processes}", err=True)
+    if run_api(settings, config):
+        raise click.ClickException("a serving process could not start (its reason is above)")
 
 
 @main.command("alert-sink")

@@ -30,6 +30,7 @@ SECRETS = ("kafka_password", "redis_password", "api_token")
 FROM_FILE = (*SECRETS, "alert_webhook_url")
 CONSUMPTION_PATHS = ("chunked", "stock")
 MAX_REPLICATION = 16
+MAX_API_PROCESSES = 64
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -70,6 +71,7 @@ class Settings:
     kafka_session_timeout_s: float = 10.0         # a silent worker's partitions move to the others after this
     group_instance_id: str = ""                   # static group membership (KIP-345): a restart in place keeps its partitions
     state_cache_customers: int = 10_000           # customers a worker keeps as it last wrote them (0: none)
+    api_processes: int = 1                        # `engage api`: processes serving its port (streams/serve/supervisor.py)
     data_dir: str = ".engage/worker"
     # security (docs/security.md); the secrets are in SECRETS
     kafka_security_protocol: str = "PLAINTEXT"    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
@@ -203,6 +205,8 @@ def _validate(raw: dict[str, object]) -> Settings:
                 raise SettingsError(name, "must be -1 (forever) or at least 60000 ms")
         elif f.name == "state_cache_customers":
             values[f.name] = _number(name, value, int, 0, 100_000_000)
+        elif f.name == "api_processes":
+            values[f.name] = _number(name, value, int, 1, MAX_API_PROCESSES)
         elif f.type in ("int", int):
             values[f.name] = _number(name, value, int, 1, 65535 if f.name.endswith("_port") else 1_000_000)
         elif f.name == "kafka_session_timeout_s":   # the broker's least (6 s); at most Faust's request timeout

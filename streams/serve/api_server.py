@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -86,8 +87,22 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
     return app
 
 
-def run_api(settings: Settings, config: Config) -> None:
-    """Serve until interrupted, on ENGAGE_WEB_HOST:ENGAGE_WEB_PORT."""
+def run_api(settings: Settings, config: Config) -> int:
+    """Serve until interrupted, on ENGAGE_WEB_HOST:ENGAGE_WEB_PORT: in this process, or in
+    ENGAGE_API_PROCESSES processes sharing the port (streams.serve.supervisor). The exit code."""
+    if settings.api_processes == 1:
+        serve(settings, config)
+        return 0
+    from streams.serve.supervisor import Supervisor
+
+    return Supervisor(settings.api_processes, serve, (settings, config, True)).run()
+
+
+def serve(settings: Settings, config: Config, reuse_port: bool = False) -> None:
+    """One process serving the API until SIGTERM or SIGINT; `reuse_port`: beside others on the port."""
+    if reuse_port:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_api(settings, config, RedisStore.from_settings(settings))
     quiet_collector()
-    web.run_app(app, host=settings.web_host, port=settings.web_port, print=None, access_log=None)
+    web.run_app(app, host=settings.web_host, port=settings.web_port, print=None, access_log=None,
+                reuse_port=reuse_port or None)

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import orjson
 import pytest
@@ -90,3 +94,77 @@ def test_engage_api_guards_reads_answers_health_and_never_writes(stack, unique, 
         assert client.keys(f"{empty}:*") == []                   # a reader claims no prefix
     finally:
         client.close()
+
+
+def children(pid: int) -> set[int]:
+    """The live processes whose parent is `pid` (from /proc), multiprocessing's resource tracker aside."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"resource_tracker" not in command:
+                found.add(int(entry.name))
+    return found
+
+
+def listening_sockets(port: int) -> int:
+    """Sockets listening on the TCP port (/proc/net/tcp): one per process bound with SO_REUSEPORT."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A")
+
+
+def test_engage_api_in_several_processes_shares_its_port_and_starts_again_a_process_that_dies(stack, unique,
+                                                                                              tmp_path):
+    now = now_ms()
+    event = orjson.dumps({"event_id": f"{unique}-1", "customer_id": f"{unique}-c", "type": "like", "ts": now - 1000})
+
+    async def write() -> None:
+        store = RedisStore.from_url(stack.redis_url, unique)
+        try:
+            await store.check_layout()
+            await BatchWriter(CONFIG, store).write([Incoming(event, None, "events", 0, 0, now)], now)
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    api = ApiProcess(stack, unique, tmp_path, extra_env={"ENGAGE_API_PROCESSES": "3"})
+    try:
+        api.wait_until(lambda: len(children(api.process.pid)) == 3 and listening_sockets(api.port) == 3
+                       and fetch(api.url + "/readyz")[0] == 200, "three processes on the port")
+        first = children(api.process.pid)
+        for _ in range(20):           # a new connection each: the kernel spreads them over the three
+            status, _, body = fetch(f"{api.url}/customers/{unique}-c?as_of={now}")
+            assert status == 200 and json.loads(body)["customer_id"] == f"{unique}-c"
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        api.wait_until(lambda: victim not in children(api.process.pid) and len(children(api.process.pid)) == 3
+                       and listening_sockets(api.port) == 3, "the dead process started again")
+        assert len(children(api.process.pid) - first) == 1
+        assert all(fetch(api.url + "/readyz")[0] == 200 for _ in range(10))
+        assert f"(pid {victim}) exited with code -9; starting it again" in api.log.read_text()
+        alive = children(api.process.pid)
+        api.process.send_signal(signal.SIGTERM)
+        assert api.process.wait(timeout=30) == 0
+        assert not [pid for pid in alive if Path(f"/proc/{pid}").exists()
+                    and b"zombie" not in Path(f"/proc/{pid}/status").read_bytes().lower()]
+        assert listening_sockets(api.port) == 0
+    finally:
+        api.stop()
+
+
+def test_engage_api_processes_that_cannot_start_stop_the_group_with_the_reason(stack, unique, tmp_path):
+    with socket.socket() as taken:          # the port held by another program (no SO_REUSEPORT)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        api = ApiProcess(stack, unique, tmp_path, extra_env={"ENGAGE_API_PROCESSES": "2"},
+                         port=taken.getsockname()[1])
+        try:
+            code = api.process.wait(timeout=60)
+        finally:
+            api.stop()
+    log = api.log.read_text()
+    assert code == 1 and "twice within 5 s of its start; stopping" in log and "address already in use" in log.lower()

@@ -52,6 +52,7 @@ BAD_SETTINGS = {
     "stall_after_s": "1e9",
     "outbox_grace_s": "-1",
     "state_cache_customers": "-5",
+    "api_processes": "0",
     "kafka_session_timeout_s": "2",
     "group_instance_id": "pod/1",
     "data_dir": "/etc/hostname/worker",   # beneath a regular file

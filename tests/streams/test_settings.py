@@ -25,6 +25,8 @@ def test_flags_win_over_env_and_kafka_scheme_is_accepted():
 @pytest.mark.parametrize(("variable", "value"), [
     ("ENGAGE_WEB_PORT", "70000"),
     ("ENGAGE_WEB_PORT", "http"),
+    ("ENGAGE_API_PROCESSES", "0"),
+    ("ENGAGE_API_PROCESSES", "65"),
     ("ENGAGE_PARTITIONS", "0"),
     ("ENGAGE_BATCH_SIZE", "1.5"),
     ("ENGAGE_BATCH_WITHIN_S", "-1"),
