@@ -568,7 +568,8 @@ class SlowLog:
 
 
 def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rate: float, workdir: Path,
-              partitions: int, per_customer: float = 2.0, computed_requests: int | None = None) -> dict[str, float]:
+              partitions: int, per_customer: float = 2.0, computed_requests: int | None = None,
+              api_processes: int = 1) -> dict[str, float]:
     """p50/p95/p99 of the API's reads against one `engage worker` while it consumes live traffic.
 
     `customers` customers are written through BatchWriter into the worker's key prefix
@@ -596,7 +597,7 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
     api_port = local.free_port()
     with open(workdir / "read-api.log", "wb") as log:
         reader = subprocess.Popen([sys.executable, "-m", "streams.cli", "api", "--key-prefix", run, "--web-port",
-                                   str(api_port)], env={**os.environ, "ENGAGE_REDIS_URL": redis_url,
+                                   str(api_port), "--processes", str(api_processes)], env={**os.environ, "ENGAGE_REDIS_URL": redis_url,
                                                         "PYTHONPATH": str(ROOT)},
                                   stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": bootstrap, "PYTHONPATH": str(ROOT)}
@@ -666,6 +667,7 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
         out: dict[str, float] = {"events": requests * len(READ_PATHS), "seconds": seconds, "requested_customers":
                                  customers, "live_rate": rate, "consumed_during_reads": during,
                                  "lookup_requests": requests, "computed_requests": computed_requests or requests,
+                                 "api_processes": api_processes,
                                  **filled, **slow.summary()}
         for name, values in samples.items():
             values.sort()
@@ -1060,6 +1062,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-requests", type=int, default=500, help="timed requests of each lookup")
     parser.add_argument("--read-computed-requests", type=int, default=None,
                         help="timed requests of each read computed per request (default: --read-requests)")
+    parser.add_argument("--read-api-processes", type=int, default=1,
+                        help="processes of the `engage api` beside the worker in the read mode (its --processes)")
     parser.add_argument("--read-rate", type=float, default=200.0,
                         help="events/s of live traffic the worker consumes during the read mode")
     args = parser.parse_args(argv)
@@ -1126,7 +1130,8 @@ def main(argv: list[str] | None = None) -> int:
         elif mode == "read":
             results[mode] = read_mode(running.kafka_bootstrap, running.redis_url, args.read_customers,
                                       args.read_requests, args.read_rate, workdir, args.partitions,
-                                      args.read_events_per_customer, args.read_computed_requests)
+                                      args.read_events_per_customer, args.read_computed_requests,
+                                      args.read_api_processes)
         else:
             count = min(args.events, args.naive_events) if mode == "naive" else args.events
             results[mode] = faust_mode(mode, running.kafka_bootstrap, running.redis_url, settings.events_topic, count,

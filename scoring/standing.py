@@ -29,8 +29,9 @@ from scoring.windows import bucket_of, retained_from_bucket, window_start_bucket
 
 ES_SCALE = 1_000_000   # mean ES is summed in millionths (ES is reported to 6 decimals)
 
-# The integer sums a standing adds to the shared KPI aggregates (names are stable: the
-# edge stores them as hash fields).
+# The integer sums a standing adds to the shared KPI aggregates. Names and order are stable: the
+# edge stores them as hash fields, and each stored standing names them by position (changing
+# either is a state format change, streams.state.layout.FORMAT).
 SUMS = (
     "members", "active_members", "members_at_start", "members_new", "members_lost",
     "cohort", "activated", "customers_in_window", "purchasers", "scored",
@@ -63,22 +64,6 @@ class Standing:
         """The row a leaderboard or the at-risk list shows."""
         return {"customer_id": self.customer_id, "account_id": self.account_id, "es": round(self.es, 6),
                 "tier": self.tier.value, "cer": self.cer, "active": self.active}
-
-    def to_dict(self) -> dict[str, object]:
-        """The stored form; `segment` only when it has one (most customers: a byte saved is a megabyte
-        at a million customers)."""
-        doc: dict[str, object] = {"es": self.es, "cer": self.cer, "tier": self.tier.value, "active": self.active,
-                                  "account_id": self.account_id, "scored": self.scored,
-                                  "member_since": self.member_since, "alerts": list(self.alerts), "sums": dict(self.sums)}
-        if self.segment is not None:
-            doc["segment"] = self.segment
-        return doc
-
-    @classmethod
-    def from_dict(cls, customer_id: str, doc: Mapping[str, object]) -> Standing:
-        return cls(customer_id, doc["es"], doc["cer"], formulas.Tier(doc["tier"]), doc["active"],  # type: ignore[arg-type]
-                   doc["account_id"], doc["scored"], doc["member_since"], tuple(doc["alerts"]), dict(doc["sums"]),  # type: ignore[arg-type]
-                   doc.get("segment"))  # type: ignore[arg-type]
 
 
 def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_ms: int, config: Config,
