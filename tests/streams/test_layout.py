@@ -122,3 +122,15 @@ def test_the_record_is_a_positional_array_any_messagepack_reader_decodes():
     es, cer, tier, *_ = msgpack.unpackb(encode_standing(stored.standing))
     assert (es, cer, tier) == (stored.standing.es, stored.standing.cer, stored.standing.tier.value)
     assert decode_standing("c1", encode_standing(stored.standing)) == stored.standing
+
+
+def test_the_standing_sums_keep_the_positions_stored_standings_name_them_by():
+    """A stored standing names each sum by its position in SUMS: reordering SUMS (or inserting
+    into it) would read every stored standing wrong. Changing it needs a new state format."""
+    from scoring.standing import SUMS
+    from streams.state.layout import FORMAT
+
+    assert FORMAT == 5 and SUMS == (
+        "members", "active_members", "members_at_start", "members_new", "members_lost",
+        "cohort", "activated", "customers_in_window", "purchasers", "scored",
+        "tier.low", "tier.moderate", "tier.excellent", "below_benchmark", "es_micro", "cer")
