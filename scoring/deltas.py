@@ -69,13 +69,6 @@ class CustomerDelta:
     def standing_changed(self) -> bool:
         return self.old != self.new
 
-    @property
-    def record_changed(self) -> bool:
-        """Whether anything but the standing, the due time and the seen ids changed (a store that
-        keeps each customer whole rewrites it only then)."""
-        return (bool(self.counters or self.evicted or self.sessions or self.sessions_dropped)
-                or self.facts is not None or self.due_changed)
-
 
 def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts | None, facts_after: Facts,
                    old: Standing | None, now_ms: int, config: Config, card: ScoreCard | None = None) -> CustomerDelta:

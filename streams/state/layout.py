@@ -8,10 +8,9 @@ customers of a shard are one atomic script call on one Redis Cluster slot. Cross
 reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0..SHARDS-1):
 
     <p>:meta                     HASH   format, shards (the layout this prefix was written in)
-    <p>:{s}:f:<customer>         HASH   r: the customer's record (MessagePack: facts, per-bucket counters,
-                                        open sessions, alert memory; encode_record), st: its standing
-                                        (MessagePack; encode_standing), v: write token (a random integer,
-                                        new with every write)
+    <p>:{s}:f:<customer>         STRING the customer: its write token (19 digits, new with every
+                                        write), its standing and its record (facts, per-bucket counters,
+                                        open sessions, alert memory), MessagePack (encode_customer)
     <p>:{s}:seen:<customer>      ZSET   event ids within the dedup horizon, score = event time
     <p>:{s}:rank                 ZSET   every customer, ordered by key: ES, CER, id (leaderboards,
                                         the median ES)
@@ -61,7 +60,7 @@ from scoring.deltas import CustomerDelta, Stored
 from scoring.standing import SUMS, Standing, bottom_key, risk_key
 from scoring.state import CustomerState, SessionStats
 
-FORMAT = 5   # 5: one packed record per customer (4: activated sessions counted per bucket)
+FORMAT = 6   # 6: a customer is one string; 5: one packed record in a hash; 4: sessions_activated counted
 SHARDS = 16
 
 
@@ -127,13 +126,18 @@ class Keys:
         return f"{self.prefix}:{{g}}:kpis:trend"
 
 
-# --- the customer's record: one packed value, rewritten whole when it changes --------------------
+# --- the customer: one string, its write token, standing and record, rewritten whole -------------
 
-def encode_record(stored: Stored) -> bytes:
-    """Everything the core keeps of a customer but its recent event ids, and the due time written
-    with it, packed (MessagePack) as a positional array; counter names once each in a table that
-    the buckets index (a customer's ~50 counters share ~15 names). Counters at zero are left out,
-    as a bucket with none."""
+TOKEN_WIDTH = 19      # a write token: 62 random bits as 19 decimal digits, the value's first bytes
+
+
+def encode_customer(token: str, stored: Stored) -> bytes:
+    """The customer's value: its write token, then two MessagePack values, its standing (nil
+    before it has one) and its record: everything the core keeps of it but its recent event ids,
+    and the due time written with it, as a positional array, counter names once each in a table
+    that the buckets index (a customer's ~50 counters share ~15 names). Counters at zero are left
+    out, as a bucket with none. One string, not a hash: a hash whose values exceed 64 bytes is
+    stored as a hash table, ~300 B more per customer."""
     s = stored.state
     names: dict[str, int] = {}
     buckets = []
@@ -147,15 +151,19 @@ def encode_record(stored: Stored) -> bytes:
     sessions = [x for sid, t in s.sessions.items() for x in (sid, t.anchor_ms, t.pages, t.actions, t.ended, t.last_ms)]
     alerts = {rule: [r.active, r.baseline, r.level] for rule, r in stored.alert_states.items()}
     snapshot = [stored.snapshot.tier.value, stored.snapshot.es] if stored.snapshot is not None else None
-    return msgpack.packb([s.watermark_ms, s.last_active_ms, s.last_aer_ms, s.features,
-                          [x for m in s.membership for x in m], s.account, s.segment, alerts, snapshot,
-                          list(names), buckets, sessions, stored.due_ms])
+    record = [s.watermark_ms, s.last_active_ms, s.last_aer_ms, s.features, [x for m in s.membership for x in m],
+              s.account, s.segment, alerts, snapshot, list(names), buckets, sessions, stored.due_ms]
+    standing = None if stored.standing is None else _standing_array(stored.standing)
+    return token.encode() + msgpack.packb(standing) + msgpack.packb(record)
 
 
-def decode_stored(cid: str, fields: Mapping[bytes, bytes], seen: dict[str, int]) -> Stored:
-    """The customer of its `f:` hash (the record `r` and the standing `st`) and the ids it has seen."""
+def decode_customer(cid: str, value: bytes, seen: dict[str, int]) -> tuple[str, Stored]:
+    """(write token, the customer) of its value, with the ids it has seen."""
+    values = msgpack.Unpacker()
+    values.feed(value[TOKEN_WIDTH:])
+    standing = values.unpack()
     (watermark, last_active, last_aer, features, membership, account, segment, alerts, snapshot, names,
-     rows, sessions, due) = msgpack.unpackb(fields[b"r"])
+     rows, sessions, due) = values.unpack()
     names = [sys.intern(n) for n in names]   # a remembered customer (streams.state.cache) shares them
     buckets = {row[0]: {names[row[i]]: row[i + 1] for i in range(1, len(row), 2)} for row in rows}
     open_sessions = {sessions[i]: SessionStats(sessions[i + 1], sessions[i + 2], sessions[i + 3], sessions[i + 4],
@@ -168,22 +176,30 @@ def decode_stored(cid: str, fields: Mapping[bytes, bytes], seen: dict[str, int])
     )
     rules = {rule: RuleState(x[0], x[1], x[2]) for rule, x in alerts.items()}
     last = Snapshot(formulas.Tier(snapshot[0]), snapshot[1]) if snapshot is not None else None
-    standing = decode_standing(cid, fields[b"st"]) if b"st" in fields else None
-    return Stored(state, rules, last, standing, due)
+    return value[:TOKEN_WIDTH].decode(), Stored(state, rules, last, _standing(cid, standing), due)
+
+
+def decode_standing(cid: str, value: bytes) -> Standing | None:
+    """The standing of a customer's value, its record left unread."""
+    values = msgpack.Unpacker()
+    values.feed(value[TOKEN_WIDTH:])
+    return _standing(cid, values.unpack())
 
 
 _SUM_INDEX = {name: i for i, name in enumerate(SUMS)}
 
 
-def encode_standing(s: Standing) -> bytes:
-    """A standing packed (MessagePack): its sums as (index in SUMS, value) pairs, zeros left out."""
+def _standing_array(s: Standing) -> list[object]:
+    """Its sums as (index in SUMS, value) pairs, zeros left out."""
     sums = [x for key, value in s.sums.items() for x in (_SUM_INDEX[key], value)]
-    return msgpack.packb([s.es, s.cer, s.tier.value, s.active, s.account_id, s.scored, s.member_since,
-                          list(s.alerts), sums, s.segment])
+    return [s.es, s.cer, s.tier.value, s.active, s.account_id, s.scored, s.member_since, list(s.alerts), sums,
+            s.segment]
 
 
-def decode_standing(cid: str, raw: bytes) -> Standing:
-    es, cer, tier, active, account_id, scored, member_since, alerts, sums, segment = msgpack.unpackb(raw)
+def _standing(cid: str, packed: list[Any] | None) -> Standing | None:
+    if packed is None:
+        return None
+    es, cer, tier, active, account_id, scored, member_since, alerts, sums, segment = packed
     return Standing(cid, es, cer, formulas.Tier(tier), active, account_id, scored, member_since, tuple(alerts),
                     {SUMS[sums[i]]: sums[i + 1] for i in range(0, len(sums), 2)}, segment)
 
@@ -210,8 +226,10 @@ class Ops:
             self._index[name] = len(self.keys)
         return self._index[name]
 
-    def check(self, facts_key: str, read_token: str) -> None:
-        self.checks.append([self.key(facts_key), read_token])
+    def check(self, key: str, read_token: str, prefixed: bool = False) -> None:
+        """Apply nothing unless `key`'s write token is still `read_token`: its hash field `v`, or
+        (`prefixed`) the first TOKEN_WIDTH bytes of its string value."""
+        self.checks.append([self.key(key), read_token, TOKEN_WIDTH if prefixed else 0])
 
     def add(self, command: str, key: str, *args: object) -> None:
         self.ops.append([command, self.key(key), *(a if isinstance(a, str) else self._arg(a) for a in args)])
@@ -291,16 +309,11 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_tok
     """The Redis commands that take one customer from its old to its new stored form (the shard's
     aggregates are summed over the write's customers by ShardTotals): only if its write token is
     still `read_token` (what was read), and stamped with this write's `token` (streams.state.cache).
-    The record and the standing are rewritten only when they changed, in the HSET of the token."""
+    The customer's value (token, standing, record) is one SET."""
     cid = delta.customer_id
-    facts_key = keys.facts(cid)
-    ops.check(facts_key, read_token)
-    fields: list[object] = ["v", token]
-    if delta.after is not None and delta.record_changed:
-        fields += ("r", encode_record(delta.after))
-    if delta.new is not None and delta.new != delta.old:
-        fields += ("st", encode_standing(delta.new))
-    ops.add("HSET", facts_key, *fields)
+    ops.check(keys.facts(cid), read_token, prefixed=True)
+    if delta.after is not None:
+        ops.add("SET", keys.facts(cid), encode_customer(token, delta.after))
     if delta.seen:
         ops.add_many("ZADD", keys.seen(cid), ((ts, event_id) for event_id, ts in delta.seen.items()))
     if delta.seen_floor is not None:

@@ -24,7 +24,7 @@ from streams.settings import Settings
 # other: a locked-down deployment grants its ACL user only these (the secure local stack does, so
 # the tests prove the list is enough; redis-py's CLIENT SETINFO on connect may be refused: it
 # ignores that).
-REDIS_COMMANDS = ("ping", "select", "exists", "del", "hget", "hmget", "hgetall", "hset", "hincrby", "hdel",
+REDIS_COMMANDS = ("ping", "select", "exists", "del", "get", "set", "getrange", "hget", "hmget", "hgetall", "hset", "hincrby", "hdel",
                   "zadd", "zrem", "zrange", "zrevrange", "zrangebyscore", "zrangebylex", "zrevrangebylex", "zlexcount",
                   "zcount", "zcard", "zmscore", "zremrangebyscore", "sadd", "srem", "smembers", "spop",
                   "lpush", "ltrim", "lrange", "multi", "exec", "discard", "evalsha", "eval", "script|load",

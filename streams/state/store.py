@@ -27,7 +27,8 @@ from scoring.config import Config
 from scoring.deltas import CustomerDelta, Stored
 from scoring.standing import ORDER_KEY_ID_OFFSET, Standing
 from streams.state import outbox
-from streams.state.layout import FORMAT, SHARDS, Keys, Ops, ShardTotals, decode_standing, decode_stored, write_delta
+from streams.state.layout import (FORMAT, SHARDS, TOKEN_WIDTH, Keys, Ops, ShardTotals, decode_customer, decode_standing,
+                                  write_delta)
 from streams.state.outbox import Output
 from streams.state.ports import Loaded
 
@@ -117,8 +118,8 @@ class RedisStore:
         """The stored customers among `customer_ids` (with which of `event_ids` they have seen).
 
         A `remembered` customer (streams.state.cache: the write token it was written with, and
-        what that write left) costs one HGET of its token: while Redis holds that token, it is
-        the stored customer; else it is read whole like the others (`Loaded.stale`).
+        what that write left) costs one GETRANGE of its token: while Redis holds that token, it
+        is the stored customer; else it is read whole like the others (`Loaded.stale`).
         """
         ids = list(dict.fromkeys(customer_ids))
         wanted = event_ids or {}
@@ -126,9 +127,9 @@ class RedisStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for cid in ids:
                 if cid in known:
-                    pipe.hget(self.keys.facts(cid), "v")
+                    pipe.getrange(self.keys.facts(cid), 0, TOKEN_WIDTH - 1)
                 else:
-                    pipe.hgetall(self.keys.facts(cid))
+                    pipe.get(self.keys.facts(cid))
                 if wanted.get(cid):
                     pipe.zmscore(self.keys.seen(cid), wanted[cid])
             replies = iter(await pipe.execute())
@@ -137,22 +138,21 @@ class RedisStore:
             if cid in known:
                 token = next(replies)
             else:
-                fields = next(replies)
+                value = next(replies)
             scores = next(replies) if wanted.get(cid) else []
             # each write trims the ids to the dedup horizon behind the watermark, as the core does
             seen = {e: int(s) for e, s in zip(wanted.get(cid, []), scores) if s is not None}
             if cid in known:
                 written, stored = known[cid]
-                if token is None or token.decode() != written:
+                if not token or token.decode() != written:
                     loaded.stale.append(cid)
                     continue
                 stored.state.seen, stored.state.seen_by_time = seen, None
                 loaded.stored[cid], loaded.read_tokens[cid] = stored, written
                 continue
-            if not fields or b"r" not in fields:
+            if not value:
                 continue
-            loaded.stored[cid] = decode_stored(cid, fields, seen)
-            loaded.read_tokens[cid] = fields.get(b"v", b"0").decode()
+            loaded.read_tokens[cid], loaded.stored[cid] = decode_customer(cid, value, seen)
         if loaded.stale:
             fresh = await self.load(loaded.stale, {cid: wanted[cid] for cid in loaded.stale if cid in wanted})
             loaded.stored.update(fresh.stored)
@@ -160,9 +160,9 @@ class RedisStore:
         return loaded
 
     def new_token(self) -> str:
-        """A write token no other write carries (streams.state.cache): 62 random bits, an integer
-        as the version counter of earlier releases was, so that their HINCRBY still works on it."""
-        return str(self._random.getrandbits(62))
+        """A write token no other write carries (streams.state.cache): 62 random bits as
+        TOKEN_WIDTH decimal digits (the first bytes of a customer's value)."""
+        return f"{self._random.getrandbits(62):0{TOKEN_WIDTH}d}"
 
     async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], read_tokens: Mapping[str, str],
                            outputs: Mapping[int, Iterable[Output]] | None = None,
@@ -339,10 +339,11 @@ class RedisStore:
     async def standings(self, customer_ids: list[str]) -> dict[str, Standing]:
         """The stored standings of those customers that have one (`_read_groups`' read_many calls)."""
         groups = self._read_groups(customer_ids)
-        replies = await asyncio.gather(*(self._read_many(keys=[self.keys.facts(c) for c in cids], args=["HGET", "st"])
+        replies = await asyncio.gather(*(self._read_many(keys=[self.keys.facts(c) for c in cids], args=["GET"])
                                          for cids in groups))
-        return {cid: decode_standing(cid, raw)
-                for cids, raws in zip(groups, replies) for cid, raw in zip(cids, raws) if raw}
+        found = {cid: decode_standing(cid, raw) for cids, raws in zip(groups, replies) for cid, raw in zip(cids, raws)
+                 if raw}
+        return {cid: standing for cid, standing in found.items() if standing is not None}
 
     async def account_members(self, account_ids: list[str]) -> dict[str, list[str]]:
         """Each account's customers (sorted), from its per-shard sets: a read_many call per shard."""

@@ -99,7 +99,7 @@ class MemoryRedis:
             return command(*args, **kwargs)
         return call
 
-    def _get(self, key: Any, kind: type) -> Any:
+    def _of(self, key: Any, kind: type) -> Any:
         return self.data.setdefault(_b(key), kind())
 
     def _tidy(self, key: Any) -> None:
@@ -119,6 +119,21 @@ class MemoryRedis:
     def _scan_iter(self, match: str = "*", count: int = 0):  # type: ignore[no-untyped-def]
         raise NotImplementedError
 
+    def _get(self, key: Any) -> bytes | None:
+        value = self.data.get(_b(key))
+        if value is not None and not isinstance(value, bytes):
+            raise CommandError("WRONGTYPE Operation against a key holding the wrong kind of value")
+        return value
+
+    def _set(self, key: Any, value: Any) -> bool:
+        self.data[_b(key)] = _b(value)
+        return True
+
+    def _getrange(self, key: Any, start: Any, end: Any) -> bytes:
+        value = self._get(key) or b""
+        start, end = int(start), int(end)
+        return value[start:end + 1] if end >= 0 else value[start:len(value) + end + 1]
+
     def _hget(self, key: Any, field: Any) -> bytes | None:
         return self.data.get(_b(key), {}).get(_b(field))
 
@@ -129,7 +144,7 @@ class MemoryRedis:
         return len(self.data.get(_b(key), {}))
 
     def _hset(self, key: Any, *pairs: Any, mapping: dict | None = None) -> int:
-        h = self._get(key, dict)
+        h = self._of(key, dict)
         items = list(zip(pairs[0::2], pairs[1::2])) + list((mapping or {}).items())
         added = sum(1 for f, _ in items if _b(f) not in h)
         for field, value in items:
@@ -137,7 +152,7 @@ class MemoryRedis:
         return added
 
     def _hincrby(self, key: Any, field: Any, amount: Any) -> int:
-        h = self._get(key, dict)
+        h = self._of(key, dict)
         total = int(h.get(_b(field), b"0")) + int(amount)
         h[_b(field)] = _b(total)
         return total
@@ -151,7 +166,7 @@ class MemoryRedis:
     def _zadd(self, key: Any, *pairs: Any, mapping: dict | None = None, lt: bool = False) -> int:
         if len(pairs) == 1 and isinstance(pairs[0], dict):   # redis-py: zadd(name, mapping, ...)
             pairs, mapping = (), pairs[0]
-        z = self._get(key, dict)
+        z = self._of(key, dict)
         items = [(m, s) for s, m in zip(pairs[0::2], pairs[1::2])] + list((mapping or {}).items())
         added = 0
         for member, score in items:
@@ -222,7 +237,7 @@ class MemoryRedis:
         return [z.get(_b(m)) for m in members]
 
     def _sadd(self, key: Any, *members: Any) -> int:
-        s = self._get(key, set)
+        s = self._of(key, set)
         added = len({_b(m) for m in members} - s)
         s.update(_b(m) for m in members)
         return added
@@ -245,7 +260,7 @@ class MemoryRedis:
         return taken
 
     def _lpush(self, key: Any, *values: Any) -> int:
-        items = self._get(key, list)
+        items = self._of(key, list)
         for value in values:
             items.insert(0, _b(value))
         return len(items)
@@ -301,6 +316,9 @@ def _scored(pairs: tuple[bytes, ...]) -> tuple[Any, ...]:
 # name -> (arity as Redis counts it: exact, or at least -arity; writes?; run(redis, *args) -> reply)
 COMMANDS: dict[bytes, tuple[int, bool, Callable[..., Any]]] = {
     b"HGET": (3, False, lambda r, key, field: r._hget(key, field)),
+    b"GET": (2, False, lambda r, key: r._get(key)),
+    b"SET": (3, True, lambda r, key, value: r._set(key, value)),
+    b"GETRANGE": (4, False, lambda r, key, start, end: r._getrange(key, start, end)),
     b"HMGET": (-3, False, lambda r, key, *fields: [r._hget(key, f) for f in fields]),
     b"HGETALL": (2, False, lambda r, key: [x for pair in r._hgetall(key).items() for x in pair]),
     b"HSET": (-4, True, lambda r, key, *pairs: r._hset(key, *_pairs("hset", pairs))),

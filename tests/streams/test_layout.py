@@ -1,6 +1,6 @@
-"""A customer's packed record (format 5) holds the customer exactly: what the core reads back
-from it is what it wrote, ints stay ints and floats floats, and a store that keeps customers
-only as records scores, alerts and stands exactly like one that keeps them in memory."""
+"""A customer's value (format 6: write token, standing, record) holds the customer exactly: what
+the core reads back from it is what it wrote, ints stay ints and floats floats, and a store that
+keeps customers only as these values scores, alerts and stands exactly like one in memory."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ from scoring.deltas import Stored, settle_batch, settle_due
 from scoring.events import validate_event
 from scoring.reasons import EventRejected
 from scoring.timeutil import DAY, HOUR
-from streams.state.layout import decode_standing, decode_stored, encode_record, encode_standing
+from streams.state.layout import TOKEN_WIDTH, decode_customer, decode_standing, encode_customer
 from tests.scoring.test_properties import BASE, event_lists, instants
 from tests.scoring.test_standing import SHORT
 
 
+TOKEN = "0" * (TOKEN_WIDTH - 2) + "42"
+
+
 def packed(stored: Stored) -> Stored:
-    """The customer as a store of records reads it back: its record and standing, packed and unpacked."""
-    fields = {b"r": encode_record(stored)}
-    if stored.standing is not None:
-        fields[b"st"] = encode_standing(stored.standing)
-    return decode_stored(stored.state.customer_id, fields, dict(stored.state.seen))
+    """The customer as the store reads it back: packed into its value and unpacked."""
+    token, back = decode_customer(stored.state.customer_id, encode_customer(TOKEN, stored), dict(stored.state.seen))
+    assert token == TOKEN
+    return back
 
 
 def without_zeros(stored: Stored) -> dict[int, dict[str, int]]:
@@ -106,22 +108,26 @@ def test_a_record_reads_back_as_the_customer_it_was_with_ints_kept_ints(data):
         assert types_of(dict(back.standing.sums)) == types_of(dict(stored.standing.sums))
 
 
-def test_the_record_is_a_positional_array_any_messagepack_reader_decodes():
+def test_the_value_is_a_token_then_positional_arrays_any_messagepack_reader_decodes():
     """The documented layout (docs/redis-layout.md): counter names once, buckets index them."""
     now = BASE + DAY
     events = valid([{"event_id": "e1", "customer_id": "c1", "type": "like", "ts": now - 1000},
                     {"event_id": "e2", "customer_id": "c1", "type": "like", "ts": now - 500},
                     {"event_id": "e3", "customer_id": "c1", "type": "page_view", "ts": now - 400}])
     stored = settle_batch({}, events, [now] * 3, now, SHORT).stored["c1"]
-    record = msgpack.unpackb(encode_record(stored))
+    value = encode_customer(TOKEN, stored)
+    assert value[:TOKEN_WIDTH] == TOKEN.encode()
+    values = msgpack.Unpacker()
+    values.feed(value[TOKEN_WIDTH:])
+    standing, record = values.unpack(), values.unpack()
     watermark, last_active, _, _, _, account, segment, _, _, names, buckets, sessions, due = record
     assert watermark == now - 400 and last_active == now - 400 and account is None and segment is None
     assert sessions == [] and due == stored.due_ms is not None
     counts = {names[row[i]]: row[i + 1] for row in buckets for i in range(1, len(row), 2)}
     assert counts["n.like"] == 2 and counts["n.page_view"] == 1 and len(names) == len(set(names))
-    es, cer, tier, *_ = msgpack.unpackb(encode_standing(stored.standing))
+    es, cer, tier, *_ = standing
     assert (es, cer, tier) == (stored.standing.es, stored.standing.cer, stored.standing.tier.value)
-    assert decode_standing("c1", encode_standing(stored.standing)) == stored.standing
+    assert decode_standing("c1", value) == stored.standing
 
 
 def test_the_standing_sums_keep_the_positions_stored_standings_name_them_by():
@@ -130,7 +136,7 @@ def test_the_standing_sums_keep_the_positions_stored_standings_name_them_by():
     from scoring.standing import SUMS
     from streams.state.layout import FORMAT
 
-    assert FORMAT == 5 and SUMS == (
+    assert FORMAT == 6 and SUMS == (
         "members", "active_members", "members_at_start", "members_new", "members_lost",
         "cohort", "activated", "customers_in_window", "purchasers", "scored",
         "tier.low", "tier.moderate", "tier.excellent", "below_benchmark", "es_micro", "cer")

@@ -85,7 +85,7 @@ def test_a_message_the_worker_fails_on_every_time_is_quarantined_not_a_blocked_p
     settings = pipeline_settings(stack, unique)
     broken, fine = f"{unique}broken", [f"{unique}ok{i}" for i in range(6)]
     client = redis.Redis.from_url(stack.redis_url)
-    client.hset(Keys(unique).facts(broken), "r", b"\xc1not a record")  # corrupted by hand, outside the worker
+    client.set(Keys(unique).facts(broken), b"0" * 19 + b"\xc1not a record")  # corrupted by hand, outside the worker
     client.close()
     start = now_ms() - 600_000
     sent = [(cid, json.dumps(ev(cid, "like", start + i * 1000, event_id=f"{unique}e{i}")).encode())

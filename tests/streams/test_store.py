@@ -134,17 +134,17 @@ def test_a_prefix_in_the_old_layout_is_refused(open_store):
     asyncio.run(run())
 
 
-def test_a_prefix_in_format_4_is_refused_and_a_reader_leaves_it_be(open_store):
-    """Format 5 keeps each customer as one packed record: format 4's per-bucket counter hashes
-    and session hashes would be read as customers that never existed, so the worker refuses it."""
+def test_a_prefix_in_format_5_is_refused_and_a_reader_leaves_it_be(open_store):
+    """Format 6 keeps each customer as one string: format 5's customer hashes would be read with
+    the wrong command (WRONGTYPE) in the middle of a batch, so the worker refuses the prefix."""
     async def run() -> None:
         store = open_store()
-        await store.redis.hset(store.keys.meta, mapping={"format": 4, "shards": 16})
-        with pytest.raises(LayoutError, match=r"format 4 .*format 5.*engage replay"):
+        await store.redis.hset(store.keys.meta, mapping={"format": 5, "shards": 16})
+        with pytest.raises(LayoutError, match=r"format 5 .*format 6.*engage replay"):
             await store.check_layout()
         with pytest.raises(LayoutError, match="engage replay"):
             await store.check_layout(claim=False)
-        assert await store.redis.hget(store.keys.meta, "format") == b"4"
+        assert await store.redis.hget(store.keys.meta, "format") == b"5"
         await store.close()
 
     asyncio.run(run())

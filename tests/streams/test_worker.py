@@ -97,7 +97,7 @@ def test_a_publish_that_fails_is_retried_and_the_outputs_stay_in_the_outbox_mean
 
 def test_a_customer_the_worker_fails_on_every_time_is_quarantined_and_the_rest_scored():
     memory, producer = MemoryRedis(), RecordingProducer()
-    memory._hset(Keys("w").facts("broken"), "r", b"\xc1not a record")   # a corrupt stored customer
+    memory._set(Keys("w").facts("broken"), b"0" * 19 + b"\xc1not a record")   # a corrupt stored customer
     worker = runtime(memory, producer)
     at = now_ms() - 60_000
     events = [ev(cid, "like", at + i, event_id=f"e{i}") for i, cid in enumerate(["ok1", "broken", "ok2"] * 2)]

@@ -1,12 +1,20 @@
 -- Apply one shard's changes atomically, or nothing when a customer moved on since it was read.
--- KEYS: every key touched (one hash slot). ARGV[1]: JSON {"check": [[facts key index, read token]],
--- "ops": [[command, key index, arg...]]}, every argument a string, or a number n that stands for
--- ARGV[n] (bytes JSON cannot carry: a packed record). ARGV[2...]: those bytes. No scoring rule
--- lives here: the commands are the core's deltas, translated by streams/state/layout.py.
+-- KEYS: every key touched (one hash slot). ARGV[1]: JSON {"check": [[key index, read token, width]],
+-- "ops": [[command, key index, arg...]]}: a check reads the key's write token from its hash field
+-- `v` (width 0) or from the first `width` bytes of its string value (a customer); an argument is a
+-- string, or a number n that stands for ARGV[n] (bytes JSON cannot carry: a customer's value).
+-- ARGV[2...]: those bytes. No scoring rule lives here: the commands are the core's deltas,
+-- translated by streams/state/layout.py.
 local doc = cjson.decode(ARGV[1])
 for _, check in ipairs(doc.check) do
-  local token = redis.call('HGET', KEYS[check[1]], 'v')
-  if (token or '0') ~= check[2] then
+  local token
+  if check[3] == 0 then
+    token = redis.call('HGET', KEYS[check[1]], 'v') or '0'
+  else
+    token = redis.call('GETRANGE', KEYS[check[1]], 0, check[3] - 1)
+    if token == '' then token = '0' end
+  end
+  if token ~= check[2] then
     return 0
   end
 end
