@@ -138,6 +138,8 @@ def encode_customer(token: str, stored: Stored) -> bytes:
     that the buckets index (a customer's ~50 counters share ~15 names). Counters at zero are left
     out, as a bucket with none. One string, not a hash: a hash whose values exceed 64 bytes is
     stored as a hash table, ~300 B more per customer."""
+    if len(token) != TOKEN_WIDTH:
+        raise ValueError(f"a write token is {TOKEN_WIDTH} characters (got {len(token)})")
     s = stored.state
     names: dict[str, int] = {}
     buckets = []

@@ -5,6 +5,7 @@ keeps customers only as these values scores, alerts and stands exactly like one 
 from __future__ import annotations
 
 import msgpack
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from scoring.deltas import Stored, settle_batch, settle_due
@@ -140,3 +141,12 @@ def test_the_standing_sums_keep_the_positions_stored_standings_name_them_by():
         "members", "active_members", "members_at_start", "members_new", "members_lost",
         "cohort", "activated", "customers_in_window", "purchasers", "scored",
         "tier.low", "tier.moderate", "tier.excellent", "below_benchmark", "es_micro", "cer")
+
+
+def test_a_write_token_of_another_width_is_refused_rather_than_written():
+    """The value's first TOKEN_WIDTH bytes are the token: a shorter one would shift the rest."""
+    now = BASE + DAY
+    events = valid([{"event_id": "e1", "customer_id": "c1", "type": "like", "ts": now - 1000}])
+    stored = settle_batch({}, events, [now], now, SHORT).stored["c1"]
+    with pytest.raises(ValueError, match=f"{TOKEN_WIDTH} characters"):
+        encode_customer("42", stored)
