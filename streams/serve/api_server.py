@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +28,9 @@ from streams.state.kpis import LatestKpis
 from streams.state.store import RedisStore
 
 REFRESHER = web.AppKey("kpi_refresher", asyncio.Task)        # keeps the shared /kpis answer fresh
+FOLLOWER = web.AppKey("supervisor_follower", asyncio.Task)    # stops a supervised process whose supervisor is gone
+PARENT_CHECK_S = 1.0
+log = logging.getLogger(__name__)
 
 
 def _response(reply: http.Reply) -> web.Response:
@@ -95,14 +100,34 @@ def run_api(settings: Settings, config: Config) -> int:
         return 0
     from streams.serve.supervisor import Supervisor
 
-    return Supervisor(settings.api_processes, serve, (settings, config, True)).run()
+    return Supervisor(settings.api_processes, serve, (settings, config, os.getpid())).run()
 
 
-def serve(settings: Settings, config: Config, reuse_port: bool = False) -> None:
-    """One process serving the API until SIGTERM or SIGINT; `reuse_port`: beside others on the port."""
-    if reuse_port:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def serve(settings: Settings, config: Config, supervisor: int | None = None) -> None:
+    """One process serving the API until SIGTERM or SIGINT. Under a `supervisor` (its pid): beside
+    the others on the port, and stopping by itself when the supervisor is gone (killed outright,
+    it could not stop it), so that no orphan keeps serving the port."""
     app = create_api(settings, config, RedisStore.from_settings(settings))
+    if supervisor is not None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        app.on_startup.append(lambda app: _follow(app, supervisor))
+        app.on_cleanup.append(_unfollow)
     quiet_collector()
     web.run_app(app, host=settings.web_host, port=settings.web_port, print=None, access_log=None,
-                reuse_port=reuse_port or None)
+                reuse_port=supervisor is not None or None)
+
+
+async def _follow(app: web.Application, supervisor: int) -> None:
+    async def watch() -> None:
+        while os.getppid() == supervisor:
+            await asyncio.sleep(PARENT_CHECK_S)
+        log.warning("engage api: its supervisor (pid %d) is gone; stopping", supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)          # aiohttp's own graceful stop
+    app[FOLLOWER] = asyncio.get_running_loop().create_task(watch())
+
+
+async def _unfollow(app: web.Application) -> None:
+    if FOLLOWER in app:
+        app[FOLLOWER].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await app[FOLLOWER]

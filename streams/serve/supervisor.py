@@ -4,9 +4,10 @@ One `engage api` process answers reads on one core: its time goes to redis-py an
 event loop, not to Redis. Each process here binds the same port with SO_REUSEPORT, so the
 kernel spreads connections over them; they share nothing but Redis (each keeps its own
 shared-KPI answer fresh). The parent only serves as their supervisor: a process that dies is
-started again, and SIGTERM or SIGINT stops them all. A process that dies right after its start
-twice in a row (a port in use, Redis refusing the layout) stops the whole group with the
-reason, rather than restarting in a loop.
+started again, and SIGTERM or SIGINT stops them all; each stops by itself when the supervisor
+is gone (killed outright). A process that dies right after its start twice in a row (a port in
+use, Redis refusing the layout) stops the whole group with the reason, rather than restarting
+in a loop.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -111,6 +112,14 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        return b"(zombie)" not in Path(f"/proc/{pid}/status").read_bytes()
+    except OSError:
+        return False
+
+
 def listening_sockets(port: int) -> int:
     """Sockets listening on the TCP port (/proc/net/tcp): one per process bound with SO_REUSEPORT."""
     rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
@@ -146,11 +155,10 @@ def test_engage_api_in_several_processes_shares_its_port_and_starts_again_a_proc
         assert len(children(api.process.pid) - first) == 1
         assert all(fetch(api.url + "/readyz")[0] == 200 for _ in range(10))
         assert f"(pid {victim}) exited with code -9; starting it again" in api.log.read_text()
-        alive = children(api.process.pid)
+        serving = children(api.process.pid)
         api.process.send_signal(signal.SIGTERM)
         assert api.process.wait(timeout=30) == 0
-        assert not [pid for pid in alive if Path(f"/proc/{pid}").exists()
-                    and b"zombie" not in Path(f"/proc/{pid}/status").read_bytes().lower()]
+        assert not [pid for pid in serving if alive(pid)]
         assert listening_sockets(api.port) == 0
     finally:
         api.stop()
@@ -168,3 +176,25 @@ def test_engage_api_processes_that_cannot_start_stop_the_group_with_the_reason(s
             api.stop()
     log = api.log.read_text()
     assert code == 1 and "twice within 5 s of its start; stopping" in log and "address already in use" in log.lower()
+
+
+def test_engage_api_processes_stop_by_themselves_when_their_supervisor_is_killed_outright(stack, unique, tmp_path):
+    """SIGKILL leaves the supervisor no chance to stop them: each notices and stops, and the port is free."""
+    api = ApiProcess(stack, unique, tmp_path, extra_env={"ENGAGE_API_PROCESSES": "2"})
+    orphans: set[int] = set()
+    try:
+        api.wait_until(lambda: len(children(api.process.pid)) == 2 and listening_sockets(api.port) == 2,
+                       "two processes on the port")
+        orphans = children(api.process.pid)
+        api.process.kill()
+        api.process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (listening_sockets(api.port) or any(alive(pid) for pid in orphans)):
+            time.sleep(0.2)
+        assert listening_sockets(api.port) == 0 and not [pid for pid in orphans if alive(pid)]
+        assert api.log.read_text().count("is gone; stopping") == 2
+    finally:
+        api.stop()
+        for pid in orphans:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
