@@ -170,8 +170,9 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
     try:
         deadline = time.monotonic() + 120
         while True:
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited; see {worker_log}")
+            if worker.poll() is not None:   # its last line says why (a bad setting, a prefix of another format)
+                last = worker_log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+                raise RuntimeError(f"the worker exited: {last[0]} (log: {worker_log})")
             try:
                 get("/readyz")
                 break

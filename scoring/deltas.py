@@ -1,10 +1,10 @@
-"""What a batch or a due re-score changed for one customer, as increments a store can apply.
+"""What a batch or a due re-score changed for one customer, as a store can apply it.
 
-The edge keeps each customer (facts, per-bucket counters, open sessions, recent event ids;
-`CustomerDelta.after` is the customer whole) plus shared aggregates (per-bucket totals,
-standing sums, sorted sets). :func:`customer_delta` compares a customer before and after the core worked
-on it and says exactly what to add, set and drop, so the store executes it without
-knowing any rule. :class:`AggregateBook` is the same bookkeeping in memory: the
+The edge keeps each customer whole (`CustomerDelta.after`) and its recent event ids, plus
+shared aggregates (per-bucket totals, standing sums, sorted sets). :func:`customer_delta`
+says what the work changed: the counter increments the totals add, the new event ids, the
+facts the sorted sets follow, the old and new standing and the due time, so the store
+executes it without knowing any rule. :class:`AggregateBook` is the same bookkeeping in memory: the
 reference that the Redis aggregates must equal, and what the property tests check against
 a full recomputation.
 """
@@ -21,7 +21,7 @@ from scoring.business import Aggregates
 from scoring.config import Config
 from scoring.scores import ScoreCard
 from scoring.standing import Standing, next_change, standing, sum_difference
-from scoring.state import CustomerState, Journal, SessionStats
+from scoring.state import CustomerState, Journal
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +48,8 @@ class Facts:
 class CustomerDelta:
     customer_id: str
     counters: dict[int, dict[str, int]] = field(default_factory=dict)      # bucket -> key -> increment
-    evicted: dict[int, tuple[str, ...]] = field(default_factory=dict)      # bucket -> counter keys dropped
     seen: dict[str, int] = field(default_factory=dict)                     # new event ids -> ts
     seen_floor: int | None = None                                          # ids older than this are forgotten
-    sessions: dict[str, SessionStats] = field(default_factory=dict)        # new or changed sessions
-    sessions_dropped: tuple[str, ...] = ()                                 # closed or evicted
     facts: Facts | None = None                                             # None: unchanged
     facts_before: Facts | None = None                                      # None: a new customer
     old: Standing | None = None
@@ -65,10 +62,6 @@ class CustomerDelta:
     def sums(self) -> dict[str, int]:
         return sum_difference(self.old, self.new)
 
-    @property
-    def standing_changed(self) -> bool:
-        return self.old != self.new
-
 
 def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts | None, facts_after: Facts,
                    old: Standing | None, now_ms: int, config: Config, card: ScoreCard | None = None) -> CustomerDelta:
@@ -76,15 +69,9 @@ def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts |
     delta = CustomerDelta(after.customer_id, facts=None if facts_after == facts_before else facts_after,
                           facts_before=facts_before, old=old)
     delta.counters = journal.counters
-    delta.evicted = journal.evicted
     delta.seen = journal.ids
     if after.watermark_ms is not None:
         delta.seen_floor = after.watermark_ms - config.time.dedup_horizon_ms
-    for sid, before in journal.sessions_before.items():
-        stats = after.sessions.get(sid)
-        if stats is not None and stats.terms() != before:
-            delta.sessions[sid] = stats
-    delta.sessions_dropped = tuple(sid for sid in dict.fromkeys(journal.sessions_dropped) if sid not in after.sessions)
     delta.new = standing(after, facts_after.alert_states, now_ms, config, card)
     delta.due_ms = next_change(after, now_ms, config)
     return delta

@@ -35,9 +35,6 @@ class SessionStats:
     def bounced(self) -> bool:
         return self.ended and self.pages <= 1 and self.actions == 0
 
-    def terms(self) -> tuple[int, int, int, bool, int]:
-        return self.anchor_ms, self.pages, self.actions, self.ended, self.last_ms
-
     @property
     def activated(self) -> bool:
         return self.ended and self.actions > 0
@@ -64,17 +61,14 @@ SESSIONS, BOUNCES, ACTIVATED_SESSIONS = "sessions", "bounces", "sessions_activat
 
 @dataclass(slots=True)
 class Journal:
-    """What apply and evict changed while the journal was open: what a store must write.
+    """What apply changed while the journal was open: what a store adds to its shared totals and ids.
 
     Kept as the changes happen, so that a batch's delta costs what its events touched,
     not a copy and comparison of everything the customer holds.
     """
 
     counters: dict[int, dict[str, int]] = field(default_factory=dict)   # bucket -> key -> increment
-    evicted: dict[int, tuple[str, ...]] = field(default_factory=dict)    # bucket -> its keys when dropped
     ids: dict[str, int] = field(default_factory=dict)                    # event ids added -> ts
-    sessions_before: dict[str, tuple[int, int, int, bool, int] | None] = field(default_factory=dict)  # None: new
-    sessions_dropped: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -185,9 +179,6 @@ class CustomerState:
         (sessions and bounces count there, so a closed session can be forgotten)."""
         sid = delta.session_id
         session = self.sessions.get(sid)
-        journal = self.journal
-        if journal is not None and sid not in journal.sessions_before:
-            journal.sessions_before[sid] = None if session is None else session.terms()
         before = None
         if session is None:
             session = self.sessions[sid] = SessionStats(delta.ts_ms, last_ms=delta.ts_ms)
@@ -220,12 +211,9 @@ class CustomerState:
             gone = [b for b in self.buckets if b < oldest]
             floor = min((b for b in self.buckets if b >= oldest), default=oldest)
         self.bucket_floor = floor
-        journal = self.journal
         if gone:
             self.running = [r if r is None or r.first > max(gone) else None for r in self.running]
         for bucket in gone:
-            if journal is not None:
-                journal.evicted[bucket] = tuple(self.buckets[bucket])
             del self.buckets[bucket]
         if gone and self.sessions:
             for sid in [s for s, x in self.sessions.items() if bucket_of(x.anchor_ms, config.scoring.bucket_ms) < oldest]:
@@ -256,8 +244,6 @@ class CustomerState:
     def _close_session(self, sid: str) -> None:
         """Forget a session whose counts are final (they stay in the buckets' counters)."""
         del self.sessions[sid]
-        if self.journal is not None:
-            self.journal.sessions_dropped.append(sid)
 
     def is_member(self, at_ms: int) -> bool:
         """Member at `at_ms`: the latest membership change at or before it was a join."""

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from scoring.config import Config
+from scoring.deltas import Stored
 from scoring.events import id_problem
 from scoring.explain import explain
 from scoring.history import account_history, customer_history
@@ -77,11 +78,17 @@ def check_id(value: str, what: str, config: Config) -> str:
     return value
 
 
-async def customer(store: ReadStore, config: Config, customer_id: str, as_of_ms: int) -> dict[str, Any]:
+async def stored_customer(store: ReadStore, config: Config, customer_id: str) -> Stored:
+    """The customer as stored; 400 for an id no event could carry, 404 when there is none."""
     cid = check_id(customer_id, "customer id", config)
     stored = (await store.load([cid])).stored.get(cid)
     if stored is None:
         raise ApiError(404, f"unknown customer {customer_id!r}")
+    return stored
+
+
+async def customer(store: ReadStore, config: Config, customer_id: str, as_of_ms: int) -> dict[str, Any]:
+    stored = await stored_customer(store, config, customer_id)
     card = score_card(stored.state, as_of_ms, config)
     body = card.to_dict()
     body["alerts_active"] = sorted(rule for rule, s in stored.alert_states.items() if s.active)
@@ -119,11 +126,8 @@ def live(as_of_ms: int, now_ms: int, config: Config) -> int:
 
 async def customer_history_read(store: ReadStore, config: Config, customer_id: str, as_of_ms: int) -> dict[str, Any]:
     """ES, CER and tier at the end of each bucket over history.horizon, and the change over 7 and 30 days."""
-    cid = check_id(customer_id, "customer id", config)
-    stored = (await store.load([cid])).stored.get(cid)
-    if stored is None:
-        raise ApiError(404, f"unknown customer {customer_id!r}")
-    return {"customer_id": cid, **customer_history(stored.state, as_of_ms, config).to_dict()}
+    stored = await stored_customer(store, config, customer_id)
+    return {"customer_id": customer_id, **customer_history(stored.state, as_of_ms, config).to_dict()}
 
 
 async def account_history_read(store: ReadStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
