@@ -42,7 +42,7 @@ def encode_state(state: CustomerState) -> bytes:
     return orjson.dumps({
         "w": state.watermark_ms, "b": state.buckets, "la": state.last_active_ms, "lr": state.last_aer_ms,
         "f": state.features, "m": state.membership, "a": state.account, "g": state.segment, "sn": state.seen,
-        "ss": {sid: s.terms() for sid, s in state.sessions.items()},
+        "ss": {sid: (s.anchor_ms, s.pages, s.actions, s.ended, s.last_ms) for sid, s in state.sessions.items()},
     }, option=orjson.OPT_NON_STR_KEYS)
 
 
