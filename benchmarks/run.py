@@ -41,9 +41,10 @@ from streams.gc_tuning import quiet_collector  # noqa: E402
 from streams.settings import load_settings, prefixed_topics  # noqa: E402
 from streams.worker.topics import ensure_topics  # noqa: E402
 
-MODES = ("raw", "noop", "noop-default", "noop-fast", "noop-chunked", "scorer", "scorer-stock", "naive", "raw-batched",
-         "scorer-batched",
-         "scale-out", "scorer-cluster", "latency", "core", "read", "outbox")
+MODES = ("raw", "noop", "noop-default", "noop-fast", "noop-chunked", "scorer", "scorer-interpreted", "scorer-stock",
+         "naive", "raw-batched", "scorer-batched",
+         "scale-out", "scorer-cluster", "latency", "core", "core-interpreted", "read", "outbox")
+CORE_MODES = {"core": "compiled", "core-interpreted": "interpreted"}   # mode -> ENGAGE_CORE of its process
 BATCH = 100   # events per batch message in the batched topic (JSON arrays, grouped per partition)
 
 
@@ -120,16 +121,17 @@ def faust_mode(mode: str, bootstrap: str, redis_url: str, topic: str, events: in
 
 def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdir: Path,
                 timeout_s: float, workers: int = 1, name: str = "scorer", cluster: bool = False,
-                consumption: str = "chunked") -> dict[str, float]:
+                consumption: str = "chunked", core: str = "compiled") -> dict[str, float]:
     """`engage worker` processes end to end (consumed, validated, applied to Redis, KPIs current).
 
     With several workers they share the topic's partitions (one consumer group, one key prefix).
     `cluster`: `redis_url` is a node of a Redis Cluster (its memory is not measured).
     `consumption`: ENGAGE_CONSUMPTION of the workers (`stock`: Faust's per-message path).
+    `core`: ENGAGE_CORE of the workers (`interpreted`: the core's rules from their source).
     """
     app_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
     before = None if cluster else redis_counters(redis_url)
-    procs = [_start_worker(bootstrap, redis_url, prefix, app_id, workdir / f"{name}-{i}", cluster, consumption)
+    procs = [_start_worker(bootstrap, redis_url, prefix, app_id, workdir / f"{name}-{i}", cluster, consumption, core)
              for i in range(workers)]
     first = 0.0
     deadline = time.monotonic() + timeout_s
@@ -201,10 +203,12 @@ async def _cluster_customers(redis_url: str, prefix: str) -> dict[str, float]:
 
 
 def _start_worker(bootstrap: str, redis_url: str, prefix: str, app_id: str, base: Path,
-                  cluster: bool = False, consumption: str = "chunked") -> tuple[subprocess.Popen, int]:
+                  cluster: bool = False, consumption: str = "chunked",
+                  core: str = "compiled") -> tuple[subprocess.Popen, int]:
     port = local.free_port()
     env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": bootstrap, "ENGAGE_REDIS_URL": redis_url,
            "ENGAGE_REDIS_CLUSTER": "true" if cluster else "false", "ENGAGE_CONSUMPTION": consumption,
+           "ENGAGE_CORE": core,
            "ENGAGE_DATA_DIR": str(base.with_suffix(".data")), "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "streams.cli", "worker", "--topic-prefix", prefix, "--app-id", app_id,
                "--key-prefix", app_id, "--web-port", str(port), "--loglevel", "warning"]
@@ -361,6 +365,19 @@ def core_mode(events: int, customers: int, batch: int = 1000, collector: str = "
             "batch": batch, "settle_seconds": settle_s, "settle_accepted": settled_accepted,
             "settle_deltas": deltas, "settle_customers": len(stored),
             "gc_seconds": collecting.seconds, "gc_collections": collecting.count, "collector": collector}
+
+
+def core_of_build(build: str, events: int, customers: int, collector: str) -> dict[str, float]:
+    """`core_mode` in a process of its own, running the `build` of the core's rules (ENGAGE_CORE),
+    so that both builds are measured alike in one run."""
+    code = ("import json; from benchmarks.run import core_mode; from scoring import build; "
+            f"r = core_mode({events}, {customers}, collector={collector!r}); r['build'] = build.CHOSEN; "
+            "print(json.dumps(r))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "ENGAGE_CORE": build, "PYTHONPATH": str(ROOT)})
+    if done.returncode != 0:
+        raise RuntimeError(f"the {build} core's run failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 class _collector_time:
@@ -832,9 +849,10 @@ def rates(results: dict[str, dict[str, float]]) -> dict[str, float]:
     """events/s of each throughput mode (latency and read measure time per request, not throughput);
     `core` gives two: `core` (Scorer.process_batch) and `core-settle` (settle_batch)."""
     rate = {m: r["events"] / r["seconds"] for m, r in results.items() if r.get("seconds") and m not in ("latency", "read")}
-    core = results.get("core", {})
-    if core.get("settle_seconds"):
-        rate["core-settle"] = core["events"] / core["settle_seconds"]
+    for mode in CORE_MODES:
+        core = results.get(mode, {})
+        if core.get("settle_seconds"):
+            rate[f"{mode}-settle"] = core["events"] / core["settle_seconds"]
     return rate
 
 
@@ -858,11 +876,12 @@ def markdown(report: dict[str, object]) -> str:
         "| mode | events | seconds | events/s | × raw ceiling | × framework ceiling | × naive |",
         "|---|---|---|---|---|---|---|",
     ]
-    for mode in (*MODES[:MODES.index("core") + 1], "core-settle", *MODES[MODES.index("core") + 1:]):
+    for mode in [m for mode in MODES for m in ((mode, f"{mode}-settle") if mode in CORE_MODES else (mode,))]:
         if mode not in rate:
             continue
-        r = results["core"] if mode == "core-settle" else results[mode]
-        seconds = r["settle_seconds"] if mode == "core-settle" else r["seconds"]
+        settle = mode.endswith("-settle")
+        r = results[mode.removesuffix("-settle")]
+        seconds = r["settle_seconds"] if settle else r["seconds"]
         ratio = lambda base: f"{rate[mode] / rate[base]:.2f}" if base in rate else "–"  # noqa: E731
         lines.append(f"| {mode} | {r['events']:,} | {seconds:.2f} | {rate[mode]:,.0f} | {ratio('raw')} | "
                      f"{ratio('noop')} | {ratio('naive')} |")
@@ -950,21 +969,24 @@ def markdown(report: dict[str, object]) -> str:
         lines += ["", f"Core: {core['events']:,} generator messages ({core['customers']:,} customers touched of "
                       f"{report.get('core_customers', 0):,}), batches of {core['batch']:,}, one process, no services; "
                       f"{collector}: {core.get('gc_seconds', 0):.2f} s in {core.get('gc_collections', 0):,} "
-                      f"collections ({share:.1f} % of the timed work)."]
+                      f"collections ({share:.1f} % of the timed work). Each core mode runs in a process of "
+                      f"its own: `core` {core.get('build', 'compiled')}, `core-interpreted` "
+                      f"{results.get('core-interpreted', {}).get('build', 'not run')}."]
     lines += ["", "Modes: `raw` aiokafka + orjson only; `noop` a no-op Faust agent with the stock path's settings "
                   "(`take_events` batches; the old framework ceiling); `noop-default` the same agent iterating per "
                   "event with Faust's defaults; `noop-fast` the no-op agent on the benchmark transport "
                   "(benchmarks/fast_transport.py, per event); `noop-chunked` the no-op agent on the worker's "
                   "consumption path (streams/worker/kafka_transport.py: one event per fetched chunk); "
                   "`scorer` one `engage worker` end to end (chunked consumption, the default); `scorer-stock` the same "
-                  "with ENGAGE_CONSUMPTION=stock; `naive` per-event agent with one Redis round trip "
+                  "with ENGAGE_CONSUMPTION=stock; `scorer-interpreted` the same worker with ENGAGE_CORE=interpreted (the core's rules run from their source, not the compiled build); `naive` per-event agent with one Redis round trip "
                   "per read and write of a JSON document per customer; `raw-batched` / `scorer-batched` the same "
                   "on the batched topic; `scale-out` two workers sharing the topic; `scorer-cluster` one worker "
                   "with its state on the local three-master Redis Cluster (same topic); `latency` a paced producer at "
                   "80 % of the scorer's rate (p50/p95/p99 of event time -> applied in Redis, from the worker's "
                   "histogram); `core` the pure core in memory (`Scorer.process_batch`, bytes in), `core-settle` "
                   "the worker's core step (`unpack`, split by state shard, `settle_batch`: standings and deltas "
-                  "too); `read` API read latency against a consuming worker; `outbox` the worker's batch step with and "
+                  "too), both on the compiled core; `core-interpreted` and `core-interpreted-settle` the same "
+                  "on the interpreted one; `read` API read latency against a consuming worker; `outbox` the worker's batch step with and "
                   "without recording outputs (no Kafka).", "",
               "What stands in the way of the targets that are not met, with the profiles: `benchmarks/PROFILE.md`.", ""]
     return "\n".join(lines)
@@ -1001,6 +1023,10 @@ def targets(results: dict[str, dict[str, float]], rate: dict[str, float]) -> lis
         c = rate.get(mode)
         out.append((f"{name} ≥ 100,000 events/s", "–" if c is None else f"{c:,.0f}/s ({c / 100_000:.3f}× the target)",
                     "–" if c is None else ("yes" if c >= 100_000 else "no")))
+    for compiled, interpreted in (("core", "core-interpreted"), ("core-settle", "core-interpreted-settle"),
+                                  ("scorer", "scorer-interpreted")):
+        r = ratio(compiled, interpreted)
+        add(f"({compiled}: compiled / interpreted core)", r, "{:.2f}×", None)
     work = results.get("scorer", {})
     cpu, commands, written = (work.get(k) for k in ("redis_cpu_us_per_event", "redis_commands_per_event",
                                                      "redis_bytes_in_per_event"))
@@ -1079,12 +1105,12 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_start": os.getloadavg()[0],
     }
     results: dict[str, dict[str, float]] = {}
-    if "core" in modes:   # first: no worker or producer of this run competes with it
-        print("measuring core ...", file=sys.stderr)
+    for mode in [m for m in modes if m in CORE_MODES]:   # first: no worker or producer of this run competes
+        print(f"measuring {mode} ...", file=sys.stderr)
         report["core_customers"] = args.core_customers
-        results["core"] = core_mode(args.core_events or args.events, args.core_customers,
-                                    collector=args.core_collector)
-    service_modes = [m for m in modes if m != "core"]
+        results[mode] = core_of_build(CORE_MODES[mode], args.core_events or args.events, args.core_customers,
+                                      args.core_collector)
+    service_modes = [m for m in modes if m not in CORE_MODES]
     if service_modes:
         running = local.up(log=lambda line: print(line, file=sys.stderr))
         prefix = f"bench-{uuid.uuid4().hex[:8]}."
@@ -1108,11 +1134,12 @@ def main(argv: list[str] | None = None) -> int:
         if mode in ("raw", "raw-batched"):
             topic = settings.events_topic if mode == "raw" else batched.events_topic
             results[mode] = asyncio.run(raw_ceiling(running.kafka_bootstrap, topic, args.events))
-        elif mode in ("scorer", "scorer-stock", "scorer-batched", "scale-out"):
+        elif mode in ("scorer", "scorer-interpreted", "scorer-stock", "scorer-batched", "scale-out"):
             results[mode] = scorer_mode(running.kafka_bootstrap, running.redis_url,
                                         batched_prefix if mode == "scorer-batched" else prefix, args.events, workdir,
                                         args.timeout, workers=2 if mode == "scale-out" else 1, name=mode,
-                                        consumption="stock" if mode == "scorer-stock" else "chunked")
+                                        consumption="stock" if mode == "scorer-stock" else "chunked",
+                                        core="interpreted" if mode == "scorer-interpreted" else "compiled")
             if mode == "scorer":
                 results[mode].update(asyncio.run(dormant_member_bytes(running.redis_url, args.dormant)))
         elif mode == "scorer-cluster":   # the same topic, state on the local three-master Redis Cluster

@@ -1,8 +1,11 @@
 """The pure scoring core: events, config, windows, state, scores, KPIs and alert rules.
 
 Standard library plus orjson only; no Kafka, Redis, Faust or Prometheus. Time is
-always passed in (epoch milliseconds), never read from a clock.
+always passed in (epoch milliseconds), never read from a clock. The per-event rules run
+compiled when their build is there and current, else interpreted (scoring.build chooses, first).
 """
+
+from scoring import build  # noqa: F401  (first: it chooses the build the imports below load)
 
 from scoring.config import Config, ConfigError, load_config
 from scoring.engine import Outcome, Result, Scorer

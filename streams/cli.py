@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+try:
+    from scoring import build as core_build
+except RuntimeError as exc:    # ENGAGE_CORE names no build, or a compiled one that is not there
+    sys.exit(f"engage: {exc}")
 from scoring.config import Config, ConfigError, load_config
 from scoring.timeutil import format_duration
 
@@ -198,6 +202,7 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
     except SettingsError as exc:   # chunked consumption on an unvalidated faust-streaming
         raise click.UsageError(str(exc)) from None
     click.echo(f"engage worker: settings {json.dumps(settings.redacted())}", err=True)
+    _announce_core("worker")
     _check_layout(settings)
     try:
         ensure_topics(settings)
@@ -206,6 +211,16 @@ def worker(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, app_id,
     except SettingsError as exc:   # ENGAGE_TOPIC_REPLICATION above the brokers
         raise click.UsageError(str(exc)) from None
     run_worker(app, loglevel)
+
+
+def _announce_core(command: str) -> None:
+    """One line: which build of the core's rules runs; a warning when it is not the compiled one
+    and nobody asked for that (docs/performance.md, The compiled core)."""
+    chosen = core_build.CHOSEN
+    if chosen == "compiled" or chosen.endswith("ENGAGE_CORE=interpreted"):
+        click.echo(f"engage {command}: scoring core {chosen}", err=True)
+    else:
+        click.echo(f"engage {command}: warning: scoring core {chosen}; it scores the same, more slowly", err=True)
 
 
 def _check_layout(settings: Settings, claim: bool = True) -> None:
@@ -246,6 +261,7 @@ def api_command(ctx: click.Context, redis_url, key_prefix, web_port, api_process
     settings = settings_from(redis_url=redis_url, key_prefix=key_prefix, web_port=web_port, kafka_bootstrap="unused:0",
                          api_processes=api_processes, **NO_KAFKA)
     click.echo(f"engage api: settings {json.dumps(settings.redacted())}", err=True)
+    _announce_core("api")
     _check_layout(settings, claim=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     processes = f" in {settings.api_processes} processes" if settings.api_processes > 1 else ""

@@ -39,6 +39,11 @@ def test_every_mode_measures_and_reports(stack, stack_view, tmp_path, monkeypatc
     assert core["settle_customers"] == core["customers"] <= core["settle_deltas"]
     scorer = results["scorer"]
     assert scorer["customers"] == core["customers"]
+    # both builds of the core, measured alike: the same work, each run by the build it names
+    interpreted = results["core-interpreted"]
+    assert (core["build"], interpreted["build"]) == ("compiled", "interpreted: ENGAGE_CORE=interpreted")
+    assert (interpreted["accepted"], interpreted["settle_deltas"]) == (core["accepted"], core["settle_deltas"])
+    assert results["scorer-interpreted"]["customers"] == scorer["customers"]
 
     # the outbox's cost: the same batches with and without recording outputs, outputs really recorded
     outbox = results["outbox"]
@@ -83,12 +88,14 @@ def test_every_mode_measures_and_reports(stack, stack_view, tmp_path, monkeypatc
 def test_the_core_mode_needs_no_services(tmp_path, monkeypatch):
     monkeypatch.setenv("ENGAGE_STACK_DIR", str(tmp_path / "no-stack"))   # would be started if it were needed
     markdown = tmp_path / "RESULTS.md"
-    assert main(["--modes", "core", "--events", "300", "--core-customers", "50", "--out", str(tmp_path),
-                 "--markdown", str(markdown)]) == 0
+    assert main(["--modes", "core,core-interpreted", "--events", "300", "--core-customers", "50", "--out",
+                 str(tmp_path), "--markdown", str(markdown)]) == 0
     assert not (tmp_path / "no-stack").exists()
     report = json.loads(next(tmp_path.glob("*.json")).read_text())
-    assert set(report["results"]) == {"core"} and "prefill" not in report
-    assert "| core-settle | 300 |" in markdown.read_text()
+    assert set(report["results"]) == {"core", "core-interpreted"} and "prefill" not in report
+    table = markdown.read_text()
+    assert "| core-settle | 300 |" in table and "| core-interpreted-settle | 300 |" in table
+    assert "| (core: compiled / interpreted core) |" in table
 
 
 def test_the_naive_baseline_round_trips_a_customer_through_its_own_json():

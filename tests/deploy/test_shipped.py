@@ -68,11 +68,13 @@ def copies(stage: list[str]) -> list[tuple[str, str]]:
 
 
 def pip_install(stage: list[str]) -> list[str]:
-    """The arguments of the RUN line's `pip install` (up to its `&&`)."""
+    """The arguments of the product's `pip install`, a command of a RUN line (up to its `&&`)."""
     for run in instructions(stage, "RUN"):
         words = shlex.split(run)
-        if words[:2] == ["pip", "install"]:
-            return words[2:words.index("&&")] if "&&" in words else words[2:]
+        for start in [i for i in range(len(words) - 1) if words[i:i + 2] == ["pip", "install"]]:
+            if start == 0 or words[start - 1] == "&&":
+                rest = words[start + 2:]
+                return rest[:rest.index("&&")] if "&&" in rest else rest
     raise AssertionError("the product stage has no `RUN pip install ...`")
 
 
@@ -124,7 +126,9 @@ def test_the_manifests_are_read_whole():
     assert {"deployment.yaml:worker", "api.yaml:api", "alert-sink.yaml:alert-sink", "docker-compose:worker",
             "docker-compose:api", "docker-compose:alert-sink", "Dockerfile CMD"} <= set(found)
     stage = product_stage(DOCKERFILE.read_text())
-    assert [src for src, _ in copies(stage)] == ["pyproject.toml", "constraints.txt", "README.md", "scoring", "streams"]
+    assert [src for src, _ in copies(stage)] == ["pyproject.toml", "setup.py", "constraints.txt", "README.md", "scoring",
+                                                 "streams"]
+    assert pip_install(stage) == ["-c", "constraints.txt", "."]
     assert "devstack" not in " ".join(instructions(stage, "COPY"))
 
 
@@ -155,14 +159,22 @@ def shipped(tmp_path_factory) -> Shipped:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(origin.read_bytes())
-    for cache in app.rglob("__pycache__"):
-        subprocess.run(["rm", "-rf", str(cache)], check=True)
+    for left_out in dockerignored(app):      # as the build context leaves them out
+        subprocess.run(["rm", "-rf", str(left_out)], check=True)
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *pip_install(stage)],
                              cwd=app, capture_output=True, text=True, timeout=900, env=clean_env())
     assert install.returncode == 0, install.stdout + install.stderr
     return Shipped(app, venv, image_env(stage), exec_form(stage, "ENTRYPOINT"))
+
+
+def dockerignored(app: Path) -> list[Path]:
+    """What .dockerignore keeps out of the build context, among the files laid out in `app`
+    (the COPY lines keep the context's paths)."""
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    return sorted({path for pattern in patterns for path in app.glob(pattern)}, reverse=True)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -180,6 +192,9 @@ def test_the_image_holds_the_product_and_none_of_the_dev_tools(shipped):
     where = subprocess.run([python, "-c", "import streams; print(streams.__file__)"], cwd=shipped.venv,
                            capture_output=True, text=True, env=clean_env(), check=True)
     assert where.stdout.startswith(str(shipped.venv)) and not where.stdout.startswith(str(ROOT))
+    core = subprocess.run([python, "-c", "from scoring import build; print(build.CHOSEN)"], cwd=shipped.venv,
+                          capture_output=True, text=True, env=clean_env(), check=True)
+    assert core.stdout.strip() == "compiled"     # the install built the per-event rules (setup.py)
     helped = subprocess.run(shipped.command(["--help"]), cwd=shipped.venv, capture_output=True, text=True,
                             env=clean_env(), timeout=60)
     assert helped.returncode == 0, helped.stderr
