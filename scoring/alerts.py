@@ -30,7 +30,7 @@ class Rule(StrEnum):
     NOT_ACTIVATED = "not_activated"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class View:
     """What the rules look at for one customer at one moment."""
 
@@ -48,7 +48,7 @@ class View:
         return Snapshot(self.card.tier, self.card.es)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Snapshot:
     """What the rules remember of a customer's last evaluation (small, persisted by the edge)."""
 
@@ -56,7 +56,7 @@ class Snapshot:
     es: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RuleState:
     active: bool = False
     baseline: str | None = None    # tier_downgrade: tier before the episode; not_activated: membership start

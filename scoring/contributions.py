@@ -93,7 +93,7 @@ def scan_location_key(location: str) -> str:
     return f"scan.location.{location}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionDelta:
     session_id: str
     ts_ms: int
@@ -102,7 +102,7 @@ class SessionDelta:
     ended: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Contribution:
     bucket: int
     counters: tuple[tuple[str, int], ...]

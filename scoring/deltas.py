@@ -24,7 +24,7 @@ from scoring.standing import Standing, next_change, standing, sum_difference
 from scoring.state import CustomerState, Journal
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Facts:
     """The small per-customer facts stored whole (everything but counters, sessions and ids)."""
 

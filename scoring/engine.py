@@ -40,7 +40,7 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Result:
     outcome: Outcome
     event: Event | None = None
@@ -67,7 +67,7 @@ def gate(event: Event, state: CustomerState | None, now_ms: int, config: Config)
     return Outcome.ACCEPTED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BatchResult:
     results: list[Result]                 # one per message, in order
     touched: tuple[str, ...]              # customers whose state changed

@@ -25,7 +25,7 @@ from scoring.timeutil import MAX_EPOCH_MS, parse_rfc3339
 VALUE_SCALE = 1000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     event_id: str
     customer_id: str

@@ -27,7 +27,7 @@ from scoring.events import Event, read_event
 from scoring.reasons import EventRejected, Reason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unpacked:
     """One event's place in a message: the event, or why it was rejected, and where it sits."""
 

@@ -15,7 +15,7 @@ from scoring.windows import bucket_age, window_start_bucket, window_start_ms
 MAU_WINDOW_MS = 30 * DAY
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TypeScore:
     """Why a score is what it is: one event type's share of CER and ES."""
 
@@ -31,7 +31,7 @@ class TypeScore:
                 "component": round(self.component, 6), "es": round(self.es, 6)}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoreCard:
     customer_id: str
     as_of_ms: int

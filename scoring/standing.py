@@ -39,7 +39,7 @@ SUMS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Standing:
     """A customer's contribution to the cross-customer reads at one instant."""
 
