@@ -308,7 +308,8 @@ def core_mode(events: int, customers: int, batch: int = 1000, collector: str = "
       `scoring.deltas.settle_batch` per shard, which adds standings and deltas. The customers
       it returns (`Stored`) are kept for the next batch, each loaded the way the store loads
       it: only the batch's own event ids among its seen ids (the store's dedup zset is
-      emulated outside the timed part), and no running window counts (a load sums them).
+      emulated outside the timed part), with the running window counts it wrote (its record
+      carries them).
     """
     from scoring.config import load_config
     from scoring.deltas import Stored
@@ -346,7 +347,6 @@ def core_mode(events: int, customers: int, batch: int = 1000, collector: str = "
             if cid in stored:
                 known = seen.get(cid, {})
                 stored[cid].state.seen = {e: known[e] for e in ids if e in known}
-                stored[cid].state.running = [None, None]   # a loaded customer's window counts start afresh
         began = time.perf_counter()
         results = _core_settle_step(chunk, now, stored, config)
         settle_s += time.perf_counter() - began

@@ -6,6 +6,8 @@ prints the live state as it goes; it needs no services.
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -62,6 +64,7 @@ def run_offline(config: Config, settings: DemoSettings, echo: Callable[[str], No
     return scorer
 
 
+CATCH_UP_S = 60.0   # how long the closing view waits for the worker to consume everything sent
 STORY_ORDER = ("tier_downgrade", "score_drop", "inactive", "not_activated")   # the most telling first
 
 
@@ -129,10 +132,8 @@ class LiveDemoSettings:
 def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[str], None]) -> None:
     """Local stack up, topics, a worker process, backfill, then live traffic and a refreshing view."""
     import os
-    import subprocess
     import sys
     import threading
-    import time
     import urllib.request
 
     import orjson
@@ -199,6 +200,9 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
         while live.is_alive() and (not demo.duration_s or time.monotonic() - started < demo.duration_s + 5):
             time.sleep(demo.refresh_s)
             _render_live(echo, get, base, BusinessKpis, tty, time.monotonic() - started, headers)
+        live.join(timeout=5)
+        if demo.duration_s:   # the closing view shows everything sent, however busy the machine was
+            _wait_caught_up(echo, base, headers, demo.backfill + live_count, worker)
         _render_live(echo, get, base, BusinessKpis, False, time.monotonic() - started, headers)
         echo(f"\nDone. The stack keeps running (`./engage stack down` stops it); "
              f"`./engage worker` serves {base} again.")
@@ -213,6 +217,23 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def _wait_caught_up(echo, base: str, headers: dict[str, str] | None, sent: int,  # type: ignore[no-untyped-def]
+                    worker: subprocess.Popen, timeout_s: float = CATCH_UP_S) -> None:
+    """Until the worker has consumed every event sent (or `timeout_s`): the closing view is then
+    of all of them, not of what a busy machine got through in the live minute."""
+    deadline = time.monotonic() + timeout_s
+    consumed = 0.0
+    while time.monotonic() < deadline and worker.poll() is None:
+        try:
+            consumed = _counters(base, headers).get("consumed", 0)
+        except OSError:
+            consumed = 0
+        if consumed >= sent:
+            return
+        time.sleep(0.5)
+    echo(f"(the worker has consumed {consumed:,.0f} of the {sent:,} events sent; showing it as it is)")
 
 
 def _render_live(echo, get, base, kpi_type, clear: bool, elapsed: float,  # type: ignore[no-untyped-def]

@@ -58,7 +58,7 @@ from scoring.aggregation import add_delta
 from scoring.alerts import RuleState, Snapshot
 from scoring.deltas import CustomerDelta, Stored
 from scoring.standing import SUMS, Standing, bottom_key, risk_key
-from scoring.state import CustomerState, SessionStats
+from scoring.state import COUNT_PREFIX, CustomerState, RunningCounts, SessionStats
 
 FORMAT = 6   # 6: a customer is one string; 5: one packed record in a hash; 4: sessions_activated counted
 SHARDS = 16
@@ -136,7 +136,9 @@ def encode_customer(token: str, stored: Stored) -> bytes:
     before it has one) and its record: everything the core keeps of it but its recent event ids,
     and the due time written with it, as a positional array, counter names once each in a table
     that the buckets index (a customer's ~50 counters share ~15 names). Counters at zero are left
-    out, as a bucket with none. One string, not a hash: a hash whose values exceed 64 bytes is
+    out, as a bucket with none. The running window counts go with it, so that a customer loaded
+    again scores without summing its window (a value written before them had none: they are
+    summed once, as before). One string, not a hash: a hash whose values exceed 64 bytes is
     stored as a hash table, ~300 B more per customer."""
     if len(token) != TOKEN_WIDTH:
         raise ValueError(f"a write token is {TOKEN_WIDTH} characters (got {len(token)})")
@@ -151,10 +153,13 @@ def encode_customer(token: str, stored: Stored) -> bytes:
         if len(row) > 1:
             buckets.append(row)
     sessions = [x for sid, t in s.sessions.items() for x in (sid, t.anchor_ms, t.pages, t.actions, t.ended, t.last_ms)]
+    running = [None if r is None else [r.first, [x for name, count in r.counts.items()
+                                                 for x in (names.setdefault(COUNT_PREFIX + name, len(names)), count)]]
+               for r in s.running]
     alerts = {rule: [r.active, r.baseline, r.level] for rule, r in stored.alert_states.items()}
     snapshot = [stored.snapshot.tier.value, stored.snapshot.es] if stored.snapshot is not None else None
     record = [s.watermark_ms, s.last_active_ms, s.last_aer_ms, s.features, [x for m in s.membership for x in m],
-              s.account, s.segment, alerts, snapshot, list(names), buckets, sessions, stored.due_ms]
+              s.account, s.segment, alerts, snapshot, list(names), buckets, sessions, stored.due_ms, running]
     standing = None if stored.standing is None else _standing_array(stored.standing)
     return token.encode() + msgpack.packb(standing) + msgpack.packb(record)
 
@@ -165,7 +170,7 @@ def decode_customer(cid: str, value: bytes, seen: dict[str, int]) -> tuple[str, 
     values.feed(value[TOKEN_WIDTH:])
     standing = values.unpack()
     (watermark, last_active, last_aer, features, membership, account, segment, alerts, snapshot, names,
-     rows, sessions, due) = values.unpack()
+     rows, sessions, due, *rest) = values.unpack()
     names = [sys.intern(n) for n in names]   # a remembered customer (streams.state.cache) shares them
     buckets = {row[0]: {names[row[i]]: row[i + 1] for i in range(1, len(row), 2)} for row in rows}
     open_sessions = {sessions[i]: SessionStats(sessions[i + 1], sessions[i + 2], sessions[i + 3], sessions[i + 4],
@@ -175,10 +180,18 @@ def decode_customer(cid: str, value: bytes, seen: dict[str, int]) -> tuple[str, 
         features=features, membership=[(membership[i], membership[i + 1]) for i in range(0, len(membership), 2)],
         sessions=open_sessions, account=tuple(account) if account else None,
         segment=tuple(segment) if segment else None, seen=seen,
+        running=_running(rest[0], names) if rest else [None, None],
     )
     rules = {rule: RuleState(x[0], x[1], x[2]) for rule, x in alerts.items()}
     last = Snapshot(formulas.Tier(snapshot[0]), snapshot[1]) if snapshot is not None else None
     return value[:TOKEN_WIDTH].decode(), Stored(state, rules, last, _standing(cid, standing), due)
+
+
+def _running(packed: list[Any], names: list[str]) -> list[RunningCounts | None]:
+    """The record's running window counts: `[first bucket, [name position, count ...]]` per window."""
+    return [None if r is None else RunningCounts(r[0], {sys.intern(names[r[1][i]][len(COUNT_PREFIX):]): r[1][i + 1]
+                                                        for i in range(0, len(r[1]), 2)})
+            for r in packed]
 
 
 def decode_standing(cid: str, value: bytes) -> Standing | None:

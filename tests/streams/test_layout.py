@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from scoring.deltas import Stored, settle_batch, settle_due
 from scoring.events import validate_event
 from scoring.reasons import EventRejected
+from scoring.state import count_totals
 from scoring.timeutil import DAY, HOUR
 from streams.state.layout import TOKEN_WIDTH, decode_customer, decode_standing, encode_customer
 from tests.scoring.test_properties import BASE, event_lists, instants
@@ -67,6 +68,8 @@ def test_a_store_of_packed_records_scores_exactly_like_one_in_memory(data):
         assert_same(a, b)
         in_memory.update(a.stored)
         as_records.update({cid: packed(s) for cid, s in b.stored.items()})
+        for stored in as_records.values():
+            assert_running_counts_are_a_recount(stored)
         now += data.draw(instants(0, 3 * DAY), label="until the sweep")
         due = sorted(in_memory)
         a = settle_due({c: in_memory[c] for c in due}, now, SHORT)
@@ -74,6 +77,14 @@ def test_a_store_of_packed_records_scores_exactly_like_one_in_memory(data):
         assert_same(a, b)
         in_memory.update(a.stored)
         as_records.update({cid: packed(s) for cid, s in b.stored.items()})
+
+
+def assert_running_counts_are_a_recount(stored: Stored) -> None:
+    """The window counts a record carries equal a recount of its buckets from the same start."""
+    for running in stored.state.running:
+        if running is not None:
+            assert running.counts == count_totals(stored.state.buckets, running.first)
+            assert types_of(running.counts) == types_of(count_totals(stored.state.buckets, running.first))
 
 
 def assert_same(a, b) -> None:
@@ -103,6 +114,8 @@ def test_a_record_reads_back_as_the_customer_it_was_with_ints_kept_ints(data):
             state.sessions, state.account, state.segment, state.seen)
         assert (back.alert_states, back.snapshot, back.standing, back.due_ms) == (
             stored.alert_states, stored.snapshot, stored.standing, stored.due_ms)
+        assert again.running == state.running       # the window counts kept, not summed again
+        assert_running_counts_are_a_recount(back)
         assert type(back.standing.cer) is type(stored.standing.cer) and type(back.standing.es) is float
         assert types_of(dict(back.standing.sums)) == types_of(dict(stored.standing.sums))
 
@@ -119,14 +132,34 @@ def test_the_value_is_a_token_then_positional_arrays_any_messagepack_reader_deco
     values = msgpack.Unpacker()
     values.feed(value[TOKEN_WIDTH:])
     standing, record = values.unpack(), values.unpack()
-    watermark, last_active, _, _, _, account, segment, _, _, names, buckets, sessions, due = record
+    watermark, last_active, _, _, _, account, segment, _, _, names, buckets, sessions, due, running = record
     assert watermark == now - 400 and last_active == now - 400 and account is None and segment is None
     assert sessions == [] and due == stored.due_ms is not None
     counts = {names[row[i]]: row[i + 1] for row in buckets for i in range(1, len(row), 2)}
     assert counts["n.like"] == 2 and counts["n.page_view"] == 1 and len(names) == len(set(names))
+    # the score window's running counts, by the same names: [first bucket, [name position, count ...]]
+    first, window = running[0]
+    assert first <= min(row[0] for row in buckets)
+    assert {names[window[i]]: window[i + 1] for i in range(0, len(window), 2)} == {"n.like": 2, "n.page_view": 1}
     es, cer, tier, *_ = standing
     assert (es, cer, tier) == (stored.standing.es, stored.standing.cer, stored.standing.tier.value)
     assert decode_standing("c1", value) == stored.standing
+
+
+def test_a_value_written_before_the_running_counts_reads_back_with_them_summed_on_use():
+    """A record of 13 elements (written before the window counts went with it) still reads: the
+    counts are summed from its buckets when a score first needs them."""
+    now = BASE + DAY
+    events = valid([{"event_id": "e1", "customer_id": "c1", "type": "like", "ts": now - 1000}])
+    stored = settle_batch({}, events, [now], now, SHORT).stored["c1"]
+    values = msgpack.Unpacker()
+    values.feed(encode_customer(TOKEN, stored)[TOKEN_WIDTH:])
+    standing, record = values.unpack(), values.unpack()
+    older = TOKEN.encode() + msgpack.packb(standing) + msgpack.packb(record[:13])
+    _, back = decode_customer("c1", older, {})
+    assert back.state.running == [None, None]
+    first = stored.state.running[0].first
+    assert back.state.counts_from(first) == stored.state.counts_from(first) == {"like": 1}
 
 
 def test_the_standing_sums_keep_the_positions_stored_standings_name_them_by():
