@@ -30,6 +30,8 @@ COMPILED = ("account_alerts", "aggregation", "alerts", "contributions", "deltas"
             "explain", "formulas", "messages", "reasons", "scores", "standing", "state", "timeutil", "windows")
 MANIFEST = "compiled.sha256"     # written by the build: "<sha256 of the source> <module>" per line
 CHOICES = ("compiled", "interpreted")
+COMPILED_BUILD = "compiled"
+ON_REQUEST = "interpreted: ENGAGE_CORE=interpreted"   # what CHOSEN says when the source was asked for
 HERE = Path(__file__).resolve().parent
 
 
@@ -79,13 +81,11 @@ def choose() -> str:
     built, why = _built()
     if wanted == "compiled" and not built:
         raise CoreBuildError(f"ENGAGE_CORE=compiled, but the compiled core is {why}")
-    if wanted == "interpreted":
-        why, built = "ENGAGE_CORE=interpreted", False
-    if built:
-        return "compiled"
+    if built and wanted != "interpreted":
+        return COMPILED_BUILD
     if not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _SourceFinder())
-    return f"interpreted: {why}"
+    return ON_REQUEST if wanted == "interpreted" else f"interpreted: {why}"
 
 
 CHOSEN = choose()

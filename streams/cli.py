@@ -217,7 +217,7 @@ def _announce_core(command: str) -> None:
     """One line: which build of the core's rules runs; a warning when it is not the compiled one
     and nobody asked for that (docs/performance.md, The compiled core)."""
     chosen = core_build.CHOSEN
-    if chosen == "compiled" or chosen.endswith("ENGAGE_CORE=interpreted"):
+    if chosen in (core_build.COMPILED_BUILD, core_build.ON_REQUEST):
         click.echo(f"engage {command}: scoring core {chosen}", err=True)
     else:
         click.echo(f"engage {command}: warning: scoring core {chosen}; it scores the same, more slowly", err=True)

@@ -16,8 +16,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
-import orjson
-
 from scoring.business import business_kpis
 from scoring.config import load_config
 from scoring.deltas import AggregateBook, Stored, settle_batch, settle_due
@@ -113,10 +111,6 @@ def receive(stream: BinaryIO) -> Any:
     if len(head) < 4:
         raise EOFError
     return pickle.loads(stream.read(struct.unpack(">I", head)[0]))
-
-
-def encode(event: dict) -> bytes:
-    return orjson.dumps(event)
 
 
 def main() -> None:
