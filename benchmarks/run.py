@@ -43,7 +43,11 @@ from streams.worker.topics import ensure_topics  # noqa: E402
 
 MODES = ("raw", "noop", "noop-default", "noop-fast", "noop-chunked", "scorer", "scorer-interpreted", "scorer-stock",
          "naive", "raw-batched", "scorer-batched",
-         "scale-out", "scorer-cluster", "latency", "core", "core-interpreted", "read", "outbox")
+         "scale-out", "scorer-cluster", "latency", "core", "core-interpreted", "read", "outbox",
+         "scorer-replica0", "scorer-replica1", "scorer-batched-replica0", "scorer-batched-replica1")
+# mode -> ENGAGE_REDIS_MIN_REPLICAS of a worker on a Redis primary with one replica (the Sentinel setup's)
+REPLICA_MODES = {"scorer-replica0": 0, "scorer-replica1": 1, "scorer-batched-replica0": 0,
+                 "scorer-batched-replica1": 1}
 CORE_MODES = {"core": "compiled", "core-interpreted": "interpreted"}   # mode -> ENGAGE_CORE of its process
 BATCH = 100   # events per batch message in the batched topic (JSON arrays, grouped per partition)
 
@@ -121,18 +125,19 @@ def faust_mode(mode: str, bootstrap: str, redis_url: str, topic: str, events: in
 
 def scorer_mode(bootstrap: str, redis_url: str, prefix: str, events: int, workdir: Path,
                 timeout_s: float, workers: int = 1, name: str = "scorer", cluster: bool = False,
-                consumption: str = "chunked", core: str = "compiled") -> dict[str, float]:
+                consumption: str = "chunked", core: str = "compiled", min_replicas: int = 0) -> dict[str, float]:
     """`engage worker` processes end to end (consumed, validated, applied to Redis, KPIs current).
 
     With several workers they share the topic's partitions (one consumer group, one key prefix).
     `cluster`: `redis_url` is a node of a Redis Cluster (its memory is not measured).
     `consumption`: ENGAGE_CONSUMPTION of the workers (`stock`: Faust's per-message path).
     `core`: ENGAGE_CORE of the workers (`interpreted`: the core's rules from their source).
+    `min_replicas`: ENGAGE_REDIS_MIN_REPLICAS of the workers.
     """
     app_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
     before = None if cluster else redis_counters(redis_url)
-    procs = [_start_worker(bootstrap, redis_url, prefix, app_id, workdir / f"{name}-{i}", cluster, consumption, core)
-             for i in range(workers)]
+    procs = [_start_worker(bootstrap, redis_url, prefix, app_id, workdir / f"{name}-{i}", cluster, consumption, core,
+                           min_replicas) for i in range(workers)]
     first = 0.0
     deadline = time.monotonic() + timeout_s
     try:
@@ -204,11 +209,11 @@ async def _cluster_customers(redis_url: str, prefix: str) -> dict[str, float]:
 
 def _start_worker(bootstrap: str, redis_url: str, prefix: str, app_id: str, base: Path,
                   cluster: bool = False, consumption: str = "chunked",
-                  core: str = "compiled") -> tuple[subprocess.Popen, int]:
+                  core: str = "compiled", min_replicas: int = 0) -> tuple[subprocess.Popen, int]:
     port = local.free_port()
     env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": bootstrap, "ENGAGE_REDIS_URL": redis_url,
            "ENGAGE_REDIS_CLUSTER": "true" if cluster else "false", "ENGAGE_CONSUMPTION": consumption,
-           "ENGAGE_CORE": core,
+           "ENGAGE_CORE": core, "ENGAGE_REDIS_MIN_REPLICAS": str(min_replicas),
            "ENGAGE_DATA_DIR": str(base.with_suffix(".data")), "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "streams.cli", "worker", "--topic-prefix", prefix, "--app-id", app_id,
                "--key-prefix", app_id, "--web-port", str(port), "--loglevel", "warning"]
@@ -1060,6 +1065,11 @@ def targets(results: dict[str, dict[str, float]], rate: dict[str, float]) -> lis
     add("scale-out: 2 workers ≥ 1.6 × 1 worker (same 2 cores)", r, "{:.2f}×", None if r is None else r >= 1.6)
     r = ratio("scorer-cluster", "scorer")
     add("Redis Cluster (3 masters) / single Redis, one worker (same 2 cores)", r, "{:.2f}×", None)
+    for kind, waited, unwaited in (("one event per message", "scorer-replica1", "scorer-replica0"),
+                                   ("batch messages", "scorer-batched-replica1", "scorer-batched-replica0")):
+        r = ratio(waited, unwaited)
+        add(f"waiting for one Redis replica costs ≤ 10 % ({kind}: MIN_REPLICAS 1 / 0)", r, "{:.2f}×",
+            None if r is None else r >= 0.9)
     return out
 
 
@@ -1124,7 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
             report["prefill"] = prefill(running.kafka_bootstrap, settings.events_topic, args.events, args.customers)
         batched_prefix = f"{prefix}batched."
         batched = dataclasses.replace(settings, **prefixed_topics(batched_prefix))
-        if {"raw-batched", "scorer-batched"} & set(modes):
+        if {"raw-batched", "scorer-batched", "scorer-batched-replica0", "scorer-batched-replica1"} & set(modes):
             ensure_topics(batched)
             print(f"pre-filling {batched.events_topic} with the same events in arrays of {BATCH} ...", file=sys.stderr)
             report["prefill_batched"] = prefill(running.kafka_bootstrap, batched.events_topic, args.events,
@@ -1142,6 +1152,11 @@ def main(argv: list[str] | None = None) -> int:
                                         core="interpreted" if mode == "scorer-interpreted" else "compiled")
             if mode == "scorer":
                 results[mode].update(asyncio.run(dormant_member_bytes(running.redis_url, args.dormant)))
+        elif mode in REPLICA_MODES:   # the same topics, state on a primary with one replica, waited for or not
+            replicated = local.sentinel_up(Path(running.directory), log=lambda line: print(line, file=sys.stderr))
+            results[mode] = scorer_mode(running.kafka_bootstrap, replicated.services["redis-primary"].address,
+                                        batched_prefix if "batched" in mode else prefix, args.events, workdir,
+                                        args.timeout, name=mode, min_replicas=REPLICA_MODES[mode])
         elif mode == "scorer-cluster":   # the same topic, state on the local three-master Redis Cluster
             cluster = local.cluster_up(Path(running.directory), log=lambda line: print(line, file=sys.stderr))
             results[mode] = scorer_mode(running.kafka_bootstrap, cluster.redis_cluster_url, prefix, args.events,

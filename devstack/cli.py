@@ -105,16 +105,26 @@ _secure_option = click.option("--secure", is_flag=True, help="The secure stack (
 
 @stack.command("up")
 @click.option("--prometheus", is_flag=True, help="Also start Prometheus (Debian package).")
-@click.option("--redis-cluster", is_flag=True, help="Also start a Redis Cluster (three masters, no replicas); "
+@click.option("--redis-cluster", is_flag=True, help="Also start a Redis Cluster (three masters); "
               "its startup node is redis_cluster_url (workers: ENGAGE_REDIS_CLUSTER=true).")
+@click.option("--redis-replicas", type=click.IntRange(0, 1), default=0, show_default=True,
+              help="With --redis-cluster: replicas per master (redis-cluster-4..6).")
+@click.option("--redis-sentinel", is_flag=True, help="Also start a Redis primary and replica watched by three "
+              "Sentinels; prints redis_sentinels and redis_sentinel_master (workers: ENGAGE_REDIS_SENTINELS, "
+              "ENGAGE_REDIS_SENTINEL_MASTER).")
 @click.option("--brokers", type=click.Choice(["1", "3"]), default=None,
               help="Kafka brokers: 1 (the default for a new stack) or 3, a KRaft cluster (kafka-1..3) whose "
               "topics are replicated 3 times with min.insync.replicas=2. Default: what the running stack has.")
 @_secure_option
-def stack_up(prometheus: bool, redis_cluster: bool, brokers: str | None, secure: bool) -> None:
+def stack_up(prometheus: bool, redis_cluster: bool, redis_replicas: int, redis_sentinel: bool, brokers: str | None,
+             secure: bool) -> None:
     """Start the local stack, or reuse the running one; print its addresses (and, --secure, client_env)."""
     from devstack import stack as local
 
+    if redis_replicas and not redis_cluster:
+        raise click.UsageError("--redis-replicas: only with --redis-cluster")
+    if redis_sentinel and secure:
+        raise click.UsageError("--redis-sentinel: the local Sentinel setup is plain only, not with --secure")
     if redis_cluster and secure:
         raise click.UsageError("--redis-cluster: the local Redis Cluster is plain only, not with --secure")
     if brokers == "3" and secure:
@@ -124,7 +134,10 @@ def stack_up(prometheus: bool, redis_cluster: bool, brokers: str | None, secure:
                            log=lambda line: click.echo(line, err=True), secure=secure,
                            brokers=int(brokers) if brokers else None)
         if redis_cluster:
-            running = local.cluster_up(Path(running.directory), log=lambda line: click.echo(line, err=True))
+            running = local.cluster_up(Path(running.directory), log=lambda line: click.echo(line, err=True),
+                                       replicas=redis_replicas)
+        if redis_sentinel:
+            running = local.sentinel_up(Path(running.directory), log=lambda line: click.echo(line, err=True))
     except local.StackError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(running.to_json(), indent=2))

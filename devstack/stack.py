@@ -16,9 +16,13 @@ processes and ports in `devstack.processes`; this module composes them.
   one down. Plain listeners only.
 * Redis from Debian's `redis-server` (or an already running one: ENGAGE_REDIS_URL).
 * Prometheus with promtool from Debian's `prometheus`, only when asked for.
-* `cluster_up(directory)`: a Redis Cluster of three masters (no replicas) from the same
-  `redis-server` in cluster mode, made with `redis-cli --cluster create`; it joins the stack
-  in `directory` (services `redis-cluster-1..3`), and any node's URL is a client's startup node.
+* `cluster_up(directory, replicas=0|1)`: a Redis Cluster of three masters (and a replica each)
+  from the same `redis-server` in cluster mode, made with `redis-cli --cluster create`; it joins
+  the stack in `directory` (services `redis-cluster-1..3`, replicas `redis-cluster-4..6`), and
+  any node's URL is a client's startup node.
+* `sentinel_up(directory)`: a primary and its replica (`redis-primary`, `redis-replica`) watched
+  by three Sentinels (`redis-sentinel-1..3`, `redis-server --sentinel`), which promote the
+  replica when the primary stops answering for a second: `stack.redis_sentinels`.
 * `up(directory, secure=True)`: the same Kafka and Redis, locked down: Kafka's client
   listener is SASL_SSL (SCRAM-SHA-512 users created at format time), Redis listens on TLS
   only with an ACL user and the default user disabled; a CA and a server certificate
@@ -49,12 +53,13 @@ from devstack import prometheus as prometheus_service
 from devstack.kafka import BROKER_SETTINGS, CLUSTER_BROKER_SETTINGS, CLUSTER_BROKERS, KAFKA_VERSION, kafka_libs
 from devstack.processes import (READY_TIMEOUT_S, Service, StackError, ensure_binary, free_port, free_ports, reap,
                                 spawn, stop, stop_all, wait_ready)
-from devstack.redis import CLUSTER_NODES
+from devstack.redis import CLUSTER_NODES, CLUSTER_REPLICAS, SENTINEL_MASTER, SENTINEL_NODES, SENTINELS
 from devstack.tls import secure_material, security_env
 
-__all__ = ["BROKER_SETTINGS", "CLUSTER_BROKERS", "CLUSTER_BROKER_SETTINGS", "CLUSTER_NODES", "KAFKA_VERSION", "Service", "Stack", "StackError", "cluster_down",
+__all__ = ["BROKER_SETTINGS", "CLUSTER_BROKERS", "CLUSTER_BROKER_SETTINGS", "CLUSTER_NODES", "CLUSTER_REPLICAS",
+           "KAFKA_VERSION", "Service", "Stack", "StackError", "cluster_down",
            "cluster_up", "down", "ensure_binary", "free_port", "kafka_libs", "local_addresses", "restart",
-           "secure_stack_dir", "set_scrape_targets", "stack_dir", "status", "up"]
+           "secure_stack_dir", "sentinel_down", "sentinel_up", "set_scrape_targets", "stack_dir", "status", "up"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKER_NAMES = kafka.cluster_broker_names(CLUSTER_BROKERS)   # a three-broker stack's Kafka services
@@ -111,6 +116,13 @@ class Stack:
         node = self.services.get(CLUSTER_NODES[0])
         return node.address if node else None
 
+    @property
+    def redis_sentinels(self) -> str | None:
+        """The local Sentinels' host:port list (None: no Sentinel setup); the primary's name is
+        `devstack.redis.SENTINEL_MASTER`."""
+        found = [self.services[name].address for name in SENTINELS if name in self.services]
+        return ",".join(found) or None
+
     def to_json(self) -> dict[str, object]:
         return {
             "directory": self.directory,
@@ -118,6 +130,8 @@ class Stack:
             "redis_url": self.services["redis"].address if "redis" in self.services else None,
             "prometheus_url": self.prometheus_url,
             **({"redis_cluster_url": self.redis_cluster_url} if self.redis_cluster_url else {}),
+            **({"redis_sentinels": self.redis_sentinels, "redis_sentinel_master": SENTINEL_MASTER}
+               if self.redis_sentinels else {}),
             "services": {name: asdict(s) for name, s in self.services.items()},
             **({"security": self.security, "client_env": security_env(self.security)} if self.security else {}),
         }
@@ -250,7 +264,7 @@ def status(directory: Path | None = None) -> dict[str, object]:
         return {"directory": str(directory or stack_dir()), "running": False, "services": {}}
     sec = stack.security or None
     checks = {"kafka": partial(kafka.ready, security=sec), "redis": partial(redis.ready, security=sec),
-              "prometheus": prometheus_service.ready, **dict.fromkeys(CLUSTER_NODES, redis.cluster_node_ok),
+              "prometheus": prometheus_service.ready, **_cluster_checks(stack), **_sentinel_checks(stack),
               **dict.fromkeys(BROKER_NAMES, kafka.broker_ready)}
     out = stack.to_json()
     healthy = {name: s.alive() and checks[name](s) for name, s in stack.services.items()}
@@ -278,60 +292,122 @@ def set_scrape_targets(stack: Stack, targets: list[str]) -> None:
 # --- Redis Cluster ----------------------------------------------------------------------
 
 
-def cluster_up(directory: Path, log: Callable[[str], None] = lambda _: None) -> Stack:
-    """Start (or reuse) a Redis Cluster of three masters, no replicas, in the stack in `directory`.
+def cluster_up(directory: Path, log: Callable[[str], None] = lambda _: None, replicas: int = 0) -> Stack:
+    """Start (or reuse) a Redis Cluster of three masters, with `replicas` (0 or 1) replicas each,
+    in the stack in `directory`.
 
     Each node is a `redis-server` in cluster mode with its own directory, free client and bus
     ports, the single Redis's durability (appendfsync always) and `noeviction`. The slots are
-    assigned by `redis-cli --cluster create`, and the cluster is ready when every node's
-    CLUSTER INFO says `cluster_state:ok`. A cluster that is not wholly healthy is stopped and
-    made anew (new ports, empty). `stack.redis_cluster_url` is a client's startup node.
+    assigned by `redis-cli --cluster create` (which makes the last three nodes the replicas),
+    and the cluster is ready when every node's CLUSTER INFO says `cluster_state:ok` and every
+    replica's link is up. A cluster that is not wholly healthy, or has another number of
+    replicas, is stopped and made anew (new ports, empty). `stack.redis_cluster_url` is a
+    client's startup node.
     """
+    if replicas not in (0, 1):
+        raise StackError(f"a local Redis Cluster has 0 or 1 replicas per master (asked for {replicas})")
     directory.mkdir(parents=True, exist_ok=True)
     stack = Stack.load(directory) or Stack(str(directory))
     stack.directory = str(directory)
     if stack.security:
         raise StackError(f"{directory} holds a secure stack: the local Redis Cluster is plain only")
-    nodes = [stack.services.get(name) for name in CLUSTER_NODES]
-    if all(node and node.alive() and redis.cluster_node_ok(node) for node in nodes):
+    names = [*CLUSTER_NODES, *(CLUSTER_REPLICAS if replicas else ())]
+    healthy = partial(redis.cluster_node_ok, nodes=len(names))
+    nodes = [stack.services.get(name) for name in (*CLUSTER_NODES, *CLUSTER_REPLICAS)]
+    if all(node and node.alive() and healthy(node) for node in nodes[:len(names)]) and not any(nodes[len(names):]):
         log(f"redis cluster: reusing {stack.redis_cluster_url}")
         return stack
-    for name, node in zip(CLUSTER_NODES, nodes):
+    for name, node in zip((*CLUSTER_NODES, *CLUSTER_REPLICAS), nodes):
         if node and node.pid and node.alive():
             stop(node)
         stack.services.pop(name, None)
         shutil.rmtree(directory / name, ignore_errors=True)   # its nodes.conf names the old ports
     server = ensure_binary("redis-server", "redis-server", log)
     cli = ensure_binary("redis-cli", "redis-tools", log)
-    ports = free_ports(2 * len(CLUSTER_NODES))
-    for name, port, bus_port in zip(CLUSTER_NODES, ports[0::2], ports[1::2]):
+    ports = free_ports(2 * len(names))
+    for name, port, bus_port in zip(names, ports[0::2], ports[1::2]):
         stack.services[name] = redis.start_cluster_node(server, directory / name, port, bus_port)
         stack.save()
-    for name in CLUSTER_NODES:
+    for name in names:
         wait_ready(stack.services[name], redis.ready)
-    addresses = [f"127.0.0.1:{stack.services[name].port}" for name in CLUSTER_NODES]
+    addresses = [f"127.0.0.1:{stack.services[name].port}" for name in names]
     try:
-        created = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+        created = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas),
+                                  "--cluster-yes"],
                                  capture_output=True, text=True, timeout=READY_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise StackError(f"redis-cli --cluster create did not finish in {READY_TIMEOUT_S:.0f} s") from None
     if created.returncode != 0:
         raise StackError(f"redis-cli --cluster create failed (exit {created.returncode}):\n"
                          f"{(created.stdout + created.stderr)[-2000:]}")
-    for name in CLUSTER_NODES:
-        wait_ready(stack.services[name], redis.cluster_node_ok)
+    for name in names:
+        wait_ready(stack.services[name], healthy)
+    for name in names[len(CLUSTER_NODES):]:
+        wait_ready(stack.services[name], redis.replica_in_sync)
     stack.save()
-    log(f"redis cluster: ready at {stack.redis_cluster_url} ({len(CLUSTER_NODES)} masters, no replicas)")
+    log(f"redis cluster: ready at {stack.redis_cluster_url} ({len(CLUSTER_NODES)} masters, "
+        f"{'one replica each' if replicas else 'no replicas'})")
     return stack
 
 
 def cluster_down(directory: Path, purge: bool = False, log: Callable[[str], None] = lambda _: None) -> None:
     """Stop the Redis Cluster of the stack in `directory` (its other services keep running);
     with `purge`, delete the nodes' data too."""
+    _stop_part(directory, (*CLUSTER_NODES, *CLUSTER_REPLICAS), purge, log)
+
+
+# --- Redis with Sentinel ------------------------------------------------------------------
+
+
+def sentinel_up(directory: Path, log: Callable[[str], None] = lambda _: None) -> Stack:
+    """Start (or reuse) a Redis primary, its replica and three Sentinels in the stack in `directory`.
+
+    Ready when the replica's link is up and every Sentinel knows the replica and the other two.
+    A setup not wholly healthy is stopped and made anew (new ports, empty)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stack = Stack.load(directory) or Stack(str(directory))
+    stack.directory = str(directory)
+    if stack.security:
+        raise StackError(f"{directory} holds a secure stack: the local Sentinel setup is plain only")
+    names = (*SENTINEL_NODES, *SENTINELS)
+    checks = _sentinel_checks(stack)
+    if all(name in stack.services and stack.services[name].alive() and checks[name](stack.services[name])
+           for name in names):
+        log(f"redis sentinel: reusing {stack.redis_sentinels}")
+        return stack
+    sentinel_down(directory, purge=True)
+    stack = Stack.load(directory) or Stack(str(directory))
+    server = ensure_binary("redis-server", "redis-server", log)
+    primary_port, replica_port, *sentinel_ports = free_ports(2 + len(SENTINELS))
+    stack.services["redis-primary"] = redis.start_data_node(server, directory / "redis-primary", primary_port)
+    stack.save()
+    wait_ready(stack.services["redis-primary"], redis.ready)
+    stack.services["redis-replica"] = redis.start_data_node(server, directory / "redis-replica", replica_port,
+                                                           primary_port)
+    stack.save()
+    wait_ready(stack.services["redis-replica"], redis.replica_in_sync)
+    for name, port in zip(SENTINELS, sentinel_ports):
+        stack.services[name] = redis.start_sentinel(server, directory / name, port, primary_port)
+        stack.save()
+    for name in SENTINELS:
+        wait_ready(stack.services[name], redis.sentinel_ok)
+    log(f"redis sentinel: ready, primary {SENTINEL_MASTER!r} at {stack.services['redis-primary'].address}, "
+        f"sentinels {stack.redis_sentinels}")
+    return stack
+
+
+def sentinel_down(directory: Path, purge: bool = False, log: Callable[[str], None] = lambda _: None) -> None:
+    """Stop the Sentinel setup of the stack in `directory` (its other services keep running)."""
+    _stop_part(directory, (*SENTINEL_NODES, *SENTINELS), purge, log)
+
+
+def _stop_part(directory: Path, names: tuple[str, ...], purge: bool, log: Callable[[str], None]) -> None:
+    """Stop these services of the stack in `directory` (last first) and forget them; the stack's
+    file goes when nothing is left in it."""
     stack = Stack.load(directory)
     if stack is None:
         return
-    for name in reversed(CLUSTER_NODES):
+    for name in reversed(names):
         node = stack.services.pop(name, None)
         if node and node.pid is not None and node.alive():
             stop(node)
@@ -342,6 +418,10 @@ def cluster_down(directory: Path, purge: bool = False, log: Callable[[str], None
         stack.save()
     else:
         (directory / "stack.json").unlink(missing_ok=True)
+
+
+def _sentinel_checks(stack: Stack) -> dict[str, Callable[[Service], bool]]:
+    return {"redis-primary": redis.ready, "redis-replica": redis.ready, **dict.fromkeys(SENTINELS, redis.sentinel_ok)}
 
 
 # --- restarts (fault tests, operators) -----------------------------------------------------
@@ -373,7 +453,13 @@ def restart(stack: Stack, name: str, down_s: float = 0.0, kill: bool = False,
     service.pid = spawn(command, Path(service.log or cwd / f"{name}.log"), cwd)
     stack.save()
     checks = {"kafka": kafka.ready, "redis": redis.ready, "prometheus": prometheus_service.ready,
-              **dict.fromkeys(CLUSTER_NODES, redis.cluster_node_ok), **dict.fromkeys(BROKER_NAMES, kafka.broker_ready)}
+              **_cluster_checks(stack), **_sentinel_checks(stack), **dict.fromkeys(BROKER_NAMES, kafka.broker_ready)}
     wait_ready(service, checks[name])
     log(f"{name}: ready again at {service.address}")
     return service
+
+
+def _cluster_checks(stack: Stack) -> dict[str, Callable[[Service], bool]]:
+    """The health check of each Redis Cluster node of `stack`: it knows all of the stack's nodes."""
+    names = [name for name in (*CLUSTER_NODES, *CLUSTER_REPLICAS) if name in stack.services]
+    return dict.fromkeys(names, partial(redis.cluster_node_ok, nodes=len(names)))

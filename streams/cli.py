@@ -153,7 +153,8 @@ def _flag_of(variable: str, flags: dict[str, object]) -> str | None:
 
 
 # Commands that never talk to Redis (or Kafka) ignore its security settings: "" is the default.
-NO_REDIS = {"redis_username": "", "redis_password": "", "redis_ssl_ca_file": "", "redis_cluster": ""}
+NO_REDIS = {"redis_username": "", "redis_password": "", "redis_ssl_ca_file": "", "redis_cluster": "",
+            "redis_sentinels": "", "redis_sentinel_master": ""}
 NO_KAFKA = {"kafka_security_protocol": "", "kafka_sasl_mechanism": "", "kafka_username": "", "kafka_password": "",
              "kafka_ssl_cafile": ""}
 
@@ -225,23 +226,27 @@ def _announce_core(command: str) -> None:
 
 def _check_layout(settings: Settings, claim: bool = True) -> None:
     """One line and exit 1 when the Redis may evict keys, or the key prefix holds state in a layout
-    this version does not write (`claim`: mark an empty prefix as this layout's)."""
+    this version does not write (`claim`: mark an empty prefix as this layout's, and warn when the
+    Redis's replicas and ENGAGE_REDIS_MIN_REPLICAS disagree)."""
     import asyncio
 
     from streams.state.store import EvictionPolicyError, LayoutError, RedisStore
 
-    async def check() -> None:
+    async def check() -> str | None:
         store = RedisStore.from_settings(settings)
         try:
             await store.check_eviction_policy()
             await store.check_layout(claim)
+            return await store.check_replicas(settings.redis_min_replicas) if claim else None
         finally:
             await store.close()
 
     try:
-        asyncio.run(check())
+        warning = asyncio.run(check())
     except (EvictionPolicyError, LayoutError) as exc:
         raise click.ClickException(str(exc)) from None
+    if warning:
+        click.echo(f"engage worker: warning: {warning}", err=True)
 
 
 @main.command("api")

@@ -45,6 +45,10 @@ class Settings:
     kafka_bootstrap: str
     redis_url: str
     redis_cluster: bool = False                   # redis_url is a node of a Redis Cluster (streams/state/redis_client.py)
+    redis_sentinels: str = ""                     # host:port,...: the primary is whichever Redis Sentinel names (redis_url: its database)
+    redis_sentinel_master: str = ""               # the primary's name at the Sentinels
+    redis_min_replicas: int = 0                   # a write counts once this many replicas have it (streams/state/replicas.py)
+    redis_replica_timeout_s: float = 2.0          # ... within this long; else the batch is retried and /readyz is 503
     app_id: str = "engagement-scorer"
     key_prefix: str = "eng"
     events_topic: str = "engagement.events"
@@ -161,6 +165,8 @@ def load_settings(overrides: Mapping[str, object] | None = None, env: Mapping[st
     for name in ("kafka_bootstrap", "redis_url"):
         if name not in raw and fallback.get(name):
             raw[name] = fallback[name]
+    if raw.get("redis_sentinels") and "redis_url" not in raw:
+        raw["redis_url"] = "redis://localhost/0"     # the host is the Sentinels' answer; only the database is read
     for required in ("kafka_bootstrap", "redis_url"):
         if required not in raw and defaults is None:
             raise SettingsError(ENV[required], "not set")
@@ -205,6 +211,8 @@ def _validate(raw: dict[str, object]) -> Settings:
                 raise SettingsError(name, "must be -1 (forever) or at least 60000 ms")
         elif f.name == "state_cache_customers":
             values[f.name] = _number(name, value, int, 0, 100_000_000)
+        elif f.name == "redis_min_replicas":
+            values[f.name] = _number(name, value, int, 0, MAX_REPLICATION)
         elif f.name == "api_processes":
             values[f.name] = _number(name, value, int, 1, MAX_API_PROCESSES)
         elif f.type in ("int", int):
@@ -246,6 +254,11 @@ def _validate(raw: dict[str, object]) -> Settings:
                 raise SettingsError(name, f"must be a host name or IP address to bind (got {text!r})")
             if f.name == "data_dir":
                 _directory(name, text)
+            if f.name == "redis_sentinels" and not all(re.match(r"^[^:\s,]+:\d{1,5}\Z", part)
+                                                       for part in text.split(",")):
+                raise SettingsError(name, f"must be host:port[,host:port] (got {text!r})")
+            if f.name == "redis_sentinel_master" and not _NAME.match(text):
+                raise SettingsError(name, f"letters, digits, '.', '_' and '-' only (got {text!r})")
             if f.name == "kafka_bootstrap":
                 text = text.removeprefix("kafka://")
                 if not all(re.match(r"^[^:\s]+:\d{1,5}\Z", part) for part in text.split(",")):
@@ -342,6 +355,15 @@ def _check_security(s: Settings, raw: Mapping[str, object]) -> None:
         if database not in ("", "0"):
             raise SettingsError(ENV["redis_url"], f"a Redis Cluster has database 0 only (with {ENV['redis_cluster']}; "
                                 f"got database {database!r})")
+    if s.redis_sentinels and not s.redis_sentinel_master:
+        raise SettingsError(ENV["redis_sentinel_master"], f"required with {ENV['redis_sentinels']}: the name the "
+                            "Sentinels monitor the primary by")
+    if s.redis_sentinel_master and not s.redis_sentinels:
+        raise SettingsError(ENV["redis_sentinels"], f"required with {ENV['redis_sentinel_master']} (host:port of "
+                            "the Sentinels)")
+    if s.redis_sentinels and s.redis_cluster:
+        raise SettingsError(ENV["redis_sentinels"], f"a Redis Cluster fails over by itself: set either "
+                            f"{ENV['redis_sentinels']} or {ENV['redis_cluster']}")
     if s.metrics_auth and not s.api_token:
         raise SettingsError(ENV["metrics_auth"], f"needs {ENV['api_token']} (or {FILE_ENV['api_token']})")
 

@@ -104,6 +104,10 @@ class Keys:
     def account(self, shard: int, account_id: str) -> str:
         return f"{self.tag(shard)}:acct:{account_id}"
 
+    def sync(self, shard: int) -> str:
+        """Written before each WAIT of a confirmed write (`streams.state.replicas`)."""
+        return f"{self.tag(shard)}:sync"
+
     def outbox(self, shard: int) -> tuple[str, str]:
         """The shard's outbox hash and its claim-time zset."""
         return f"{self.tag(shard)}:out", f"{self.tag(shard)}:out:at"

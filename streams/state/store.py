@@ -31,6 +31,7 @@ from streams.state.layout import (FORMAT, SHARDS, TOKEN_WIDTH, Keys, Ops, ShardT
                                   write_delta)
 from streams.state.outbox import Output
 from streams.state.ports import Loaded
+from streams.state.replicas import ReplicaWait, replica_count
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -53,9 +54,15 @@ class EvictionPolicyError(RuntimeError):
 
 
 class RedisStore:
-    def __init__(self, client: Any, keys: Keys | None = None) -> None:
+    """`min_replicas` > 0: every write that a lost primary must not take with it (a batch's, the
+    sweep's, an account's, the outbox's acknowledgements) returns only once that many replicas
+    have it (`streams.state.replicas`)."""
+
+    def __init__(self, client: Any, keys: Keys | None = None, min_replicas: int = 0,
+                 replica_timeout_ms: int = 2000) -> None:
         self.redis = client
         self.keys = keys or Keys()
+        self.replicas = ReplicaWait(client, min_replicas, replica_timeout_ms)
         self.conflicts = 0  # shard writes recomputed because another writer won
         self._random = random.SystemRandom()
         self.cluster = isinstance(client, RedisCluster)
@@ -78,7 +85,8 @@ class RedisStore:
         """The store of `settings`: its URL, key prefix, ACL user, TLS CA and cluster mode."""
         from streams.state.redis_client import redis_client
 
-        return cls(redis_client(settings), Keys(settings.key_prefix))
+        return cls(redis_client(settings), Keys(settings.key_prefix), settings.redis_min_replicas,
+                   round(settings.redis_replica_timeout_s * 1000))
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -182,7 +190,7 @@ class RedisStore:
             ops = Ops()
             for shard in shards:
                 self._ops(ops, shard, deltas.get(shard, ()), read_tokens, outputs.get(shard, ()), claimable_at_ms, token)
-            return set(shards) if await self._run(ops) else set()
+            return set(shards) if await self._run(ops, 0) else set()
         written = await asyncio.gather(*(self._write_one(shard, deltas.get(shard, ()), read_tokens,
                                                          outputs.get(shard, ()), claimable_at_ms, token)
                                          for shard in shards))
@@ -192,7 +200,7 @@ class RedisStore:
                          outputs: Iterable[Output], claimable_at_ms: int, token: str) -> bool:
         ops = Ops()
         self._ops(ops, shard, deltas, read_tokens, outputs, claimable_at_ms, token)
-        return await self._run(ops)
+        return await self._run(ops, shard)
 
     def _ops(self, ops: Ops, shard: int, deltas: Iterable[CustomerDelta], read_tokens: Mapping[str, str],
              outputs: Iterable[Output], claimable_at_ms: int, token: str) -> None:
@@ -218,7 +226,8 @@ class RedisStore:
             keys = [key for shard, _ in group for key in self.keys.outbox(shard)]
             args = [x for i, (_, shard_outputs) in enumerate(group) for o in shard_outputs
                     for x in (2 * i + 1, o.field, o.output_id)]
-            calls.append(self._ack_outbox(keys=keys, args=args))
+            # a deletion lost with its primary would publish the output again
+            calls.append(self.replicas.call(self._ack_outbox, keys, args, self.keys.sync(group[0][0])))
         return sum(await asyncio.gather(*calls))
 
     async def claim_outputs(self, shard: int, now_ms: int, lease_until_ms: int, limit: int) -> list[Output]:
@@ -255,13 +264,28 @@ class RedisStore:
                     f"without a word; set maxmemory-policy noeviction (redis.conf, or CONFIG SET "
                     f"maxmemory-policy noeviction)")
 
-    async def _run(self, ops: Ops) -> bool:
+    async def _run(self, ops: Ops, shard: int) -> bool:
+        """The apply script over `ops`, all in `shard`'s slot on a cluster; confirmed by the replicas
+        (when asked for) even when there is nothing to write: an earlier attempt may have written."""
         if ops.empty():
+            await self.replicas.confirm(self.keys.sync(shard))
             return True
-        ok = bool(await self._apply(keys=ops.keys, args=ops.arguments()))
+        ok = bool(await self.replicas.call(self._apply, ops.keys, ops.arguments(), self.keys.sync(shard)))
         if not ok:
             self.conflicts += 1
         return ok
+
+    async def check_replicas(self, min_replicas: int) -> str | None:
+        """A warning when the Redis has replicas and no write waits for them (`min_replicas` 0), or
+        has fewer than `min_replicas`; None when they agree."""
+        connected = await replica_count(self.redis)
+        if min_replicas == 0 and connected > 0:
+            return (f"Redis has {connected} replica(s) per primary, and ENGAGE_REDIS_MIN_REPLICAS is 0: a primary "
+                    f"lost before its replica has a write loses committed events; set it to 1")
+        if connected < min_replicas:
+            return (f"ENGAGE_REDIS_MIN_REPLICAS is {min_replicas}, and a Redis primary has {connected} replica(s) "
+                    f"connected: writes wait (and /readyz says 503) until enough replicas are")
+        return None
 
     async def due(self, shard: int, now_ms: int, limit: int) -> list[str]:
         raw = await self.redis.zrangebyscore(self.keys.shared(shard, "due"), "-inf", now_ms, start=0, num=limit)
@@ -552,7 +576,7 @@ class RedisStore:
         ops.add("HSET", key, "v", token)
         ops.add("HSET", key, "d", snapshot)
         outbox.record(ops, *self.keys.outbox(home), outputs, claimable_at_ms)
-        return home, await self._run(ops)
+        return home, await self._run(ops, home)
 
     async def recent_alerts(self, limit: int) -> list[dict[str, object]]:
         return [orjson.loads(raw) for raw in await self.redis.lrange(self.keys.recent_alerts, 0, limit - 1)]

@@ -88,7 +88,8 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         autodiscover=False,
     )
     runtime = Runtime(settings, config, RedisStore.from_settings(settings), Metrics(config.aer.reference_lines),
-                      producer=lambda: app.producer, consumer=lambda: app.consumer)
+                      producer=lambda: app.producer, consumer=lambda: app.consumer,
+                      stopping=lambda: bool(app.should_stop))
     if settings.consumption == "stock":
         events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 

@@ -19,6 +19,7 @@ import aiokafka.errors
 import kafka.errors
 import redis.exceptions
 
+from streams.state.replicas import ReplicasUnconfirmed
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger("engage.worker")
@@ -60,13 +61,20 @@ class Deterministic(Exception):
 
 class Retrier:
     """Runs a step until it succeeds, backing off exponentially (to 5 s), and remembers
-    whether the last step is failing (for /readyz) and whether Redis refused it as full."""
+    whether the last step is failing (for /readyz), whether Redis refused it as full, and why its
+    replicas did not confirm it."""
 
-    def __init__(self, metrics: Metrics, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+    def __init__(self, metrics: Metrics, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self.metrics = metrics
         self.sleep = sleep
+        # the worker is shutting down: a failing step is given up, not retried (Faust stops its
+        # producer before the agents, so a publish would never succeed and the process never exit);
+        # the batch stays uncommitted, its outputs in the outbox, and it is redelivered
+        self.stopping = stopping
         self.failing = False
         self.out_of_memory = False     # the last failure was Redis refusing a write at maxmemory
+        self.unreplicated = ""         # the last failure was a write its replicas did not confirm: why
 
     async def __call__(self, what: str, step: Callable[[], Awaitable[T]], give_up_after: int | None = None) -> T:
         """`step()` until it succeeds; raises Deterministic after `give_up_after` non-service errors in a row."""
@@ -75,14 +83,20 @@ class Retrier:
             try:
                 result = await step()
                 self.failing = self.out_of_memory = False
+                self.unreplicated = ""
                 return result
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: keep the batch, back off, try again
+                if self.stopping():
+                    raise
                 attempt += 1
                 self.out_of_memory = isinstance(exc, redis.exceptions.OutOfMemoryError)
                 if self.out_of_memory:
                     self.metrics.redis_out_of_memory.inc()
+                self.unreplicated = str(exc) if isinstance(exc, ReplicasUnconfirmed) else ""
+                if self.unreplicated:
+                    self.metrics.redis_unreplicated.inc()
                 repeated = 0 if is_service_error(exc) else repeated + 1
                 if give_up_after is not None and repeated >= give_up_after:
                     raise Deterministic(f"{type(exc).__name__}: {exc}"[:500]) from exc

@@ -33,6 +33,8 @@ class WorkerHealth:
         if self.retry.failing and self.retry.out_of_memory:
             return False, "Redis refuses writes at its maxmemory (OOM): the batch is being retried; free memory or " \
                           "raise maxmemory"
+        if self.retry.failing and self.retry.unreplicated:
+            return False, f"the last batch is being retried: {self.retry.unreplicated}"
         if self.retry.failing:
             return False, "the last batch is being retried"
         stall = self.progress.stall

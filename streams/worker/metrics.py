@@ -187,6 +187,9 @@ class Metrics:
                                            "failed (KPI, due and outbox gauges kept their last values)", registry=r)
         self.redis_out_of_memory = Counter(PREFIX + "redis_out_of_memory_errors", "Redis writes refused at its "
                                            "maxmemory (OOM); the batch or sweep is retried", registry=r)
+        self.redis_unreplicated = Counter(PREFIX + "redis_replica_waits_failed", "Redis writes fewer replicas than "
+                                          "ENGAGE_REDIS_MIN_REPLICAS confirmed within the timeout; the batch or sweep "
+                                          "is retried", registry=r)
         self.outbox = Gauge(PREFIX + "outbox_outputs", "Outputs recorded in Redis and not yet acknowledged by Kafka "
                             "(all workers of the key prefix)", registry=r)
         self.outbox_redriven = Counter(PREFIX + "outbox_redriven", "Outputs this worker published from the outbox "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streams.clock import now_ms
@@ -24,8 +24,10 @@ log = logging.getLogger("engage.worker")
 
 
 class Publisher:
-    def __init__(self, settings: Settings, store: OutboxStore, metrics: Metrics, producer: Callable[[], Any]) -> None:
+    def __init__(self, settings: Settings, store: OutboxStore, metrics: Metrics, producer: Callable[[], Any],
+                 retry: Callable[..., Awaitable[Any]] | None = None) -> None:
         self.store = store
+        self.retry = retry            # the acknowledgement's own retries (streams.worker.failures.Retrier)
         self.metrics = metrics
         self.producer = producer      # Faust's producer, once the app has started
         self.grace_ms = round(settings.outbox_grace_s * 1000)
@@ -41,7 +43,11 @@ class Publisher:
                  for _, output in outputs]
         if sends:
             await asyncio.gather(*sends)
-            await self.store.acknowledge_outputs(outputs)
+            # retried alone: retrying the whole send would publish everything again
+            if self.retry is not None:
+                await self.retry("redis", lambda: self.store.acknowledge_outputs(outputs))
+            else:
+                await self.store.acknowledge_outputs(outputs)
         await self.store.push_recent_alerts([o.value for _, o in outputs if o.kind is Kind.ALERT])
 
     async def redrive(self, limit: int = 500) -> int:

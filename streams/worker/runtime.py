@@ -27,13 +27,14 @@ from streams.worker.writer import BatchWriter
 
 class Runtime:
     def __init__(self, settings: Settings, config: Config, store: RedisStore, metrics: Metrics,
-                 producer: Callable[[], Any], consumer: Callable[[], Any]) -> None:
+                 producer: Callable[[], Any], consumer: Callable[[], Any],
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self.settings, self.config, self.store, self.metrics = settings, config, store, metrics
-        self.retry = Retrier(metrics)
+        self.retry = Retrier(metrics, stopping=stopping)
         self.progress = Progress(settings.events_topic, consumer, settings.stall_after_s)
         writer = BatchWriter(config, store, round(settings.outbox_grace_s * 1000),
                              remember=settings.state_cache_customers)
-        self.publisher = Publisher(settings, store, metrics, producer)
+        self.publisher = Publisher(settings, store, metrics, producer, self.retry)
         self.lifecycle = BatchLifecycle(store, writer, self.publisher, self.retry, metrics, self.progress)
         self.latest_kpis = LatestKpis(store, config, settings.kpi_interval_s)
         self.sweeper = Sweeper(config, store, self.lifecycle, self.latest_kpis, metrics, self.retry)

@@ -24,6 +24,7 @@ def test_every_mode_measures_and_reports(stack, stack_view, tmp_path, monkeypatc
                      "20", "--read-computed-requests", "5", "--read-rate", "100"]) == 0
     finally:
         local.cluster_down(stack_view, purge=True)   # the Redis Cluster `scorer-cluster` added to the view
+        local.sentinel_down(stack_view, purge=True)  # the primary and replica of the `*-replica*` modes
     report = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert set(report["results"]) == set(MODES)
     results = report["results"]
@@ -44,6 +45,12 @@ def test_every_mode_measures_and_reports(stack, stack_view, tmp_path, monkeypatc
     assert (core["build"], interpreted["build"]) == ("compiled", "interpreted: ENGAGE_CORE=interpreted")
     assert (interpreted["accepted"], interpreted["settle_deltas"]) == (core["accepted"], core["settle_deltas"])
     assert results["scorer-interpreted"]["customers"] == scorer["customers"]
+
+    # a replica waited for (WAIT on the primary) in the modes that ask for one, never in the others
+    for mode, waits in (("scorer-replica0", False), ("scorer-replica1", True), ("scorer-batched-replica0", False),
+                        ("scorer-batched-replica1", True)):
+        assert results[mode]["customers"] == scorer["customers"], mode
+        assert (results[mode].get("redis_calls_wait_per_event", 0) > 0) is waits, mode
 
     # the outbox's cost: the same batches with and without recording outputs, outputs really recorded
     outbox = results["outbox"]

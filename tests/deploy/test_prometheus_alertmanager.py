@@ -34,13 +34,14 @@ def test_promtool_check_config_and_rules(promtool):
     config = run(promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
     assert config.returncode == 0, config.stdout + config.stderr
     rules = run(promtool, "check", "rules", str(RULES))
-    assert rules.returncode == 0 and "8 rules found" in rules.stdout, rules.stdout + rules.stderr
+    assert rules.returncode == 0 and "9 rules found" in rules.stdout, rules.stdout + rules.stderr
 
 
 def test_every_rule_is_shown_to_fire_and_to_stay_quiet():
     alerts = [r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
     assert set(alerts) == {"ActiveEngagementRateLow", "NpsDrop", "NoEventsReceived", "ConsumerLagHigh",
-                           "WorkerDown", "DeadLetterRateHigh", "RedisOutOfMemory", "OutboxBacklog"}
+                           "WorkerDown", "DeadLetterRateHigh", "RedisOutOfMemory", "RedisReplicasBehind",
+                           "OutboxBacklog"}
     cases = [case for test in yaml.safe_load(RULE_TESTS.read_text())["tests"] for case in test["alert_rule_test"]]
     for alert in alerts:
         mine = [c for c in cases if c["alertname"] == alert]

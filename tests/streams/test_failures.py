@@ -93,3 +93,19 @@ def test_without_a_limit_even_a_bug_is_retried():
     """Publishing has no limit: an output is never dropped (it stays in the outbox meanwhile)."""
     step, calls = failing([TypeError("x")] * (QUARANTINE_AFTER + 2))
     assert asyncio.run(retrier()("publish", step)) == "done" and len(calls) == QUARANTINE_AFTER + 3
+
+
+def test_a_worker_shutting_down_gives_a_failing_step_up_instead_of_retrying_forever():
+    """Faust stops its producer before the agents: a publish retried then would never succeed, and
+    the worker would never exit (Kubernetes would SIGKILL it). The error is raised: the batch stays
+    uncommitted (its outputs in the outbox) and is redelivered to the next owner."""
+    stopping = []
+    retry = Retrier(Metrics({}), sleep=lambda _: asyncio.sleep(0), stopping=lambda: bool(stopping))
+    not_ready = RuntimeError("Producer service not yet started")
+    step, calls = failing([not_ready] * 3)
+    assert asyncio.run(retry("publish", step)) == "done" and len(calls) == 4     # running: retried
+    stopping.append(True)
+    step, calls = failing([not_ready] * 3)
+    with pytest.raises(RuntimeError, match="not yet started"):
+        asyncio.run(retry("publish", step))
+    assert len(calls) == 1

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -112,9 +113,12 @@ def owns_all_partitions(worker: WorkerProcess) -> bool:
     return worker.metrics().get("engagement_assigned_partitions") == 4
 
 
-def ends_like_the_core(stack, unique: str, worker: WorkerProcess, messages: list, timeout: float = 240) -> None:
-    """Waits until Redis holds exactly the core's state over `messages`; then the API and KPIs must agree."""
+def ends_like_the_core(stack, unique: str, worker: WorkerProcess, messages: list, timeout: float = 240,
+                       records: Callable[[], dict] | None = None) -> None:
+    """Waits until Redis holds exactly the core's state over `messages`; then the API and KPIs must agree.
+    `records`: how to read the stored customers (default: the stack's single Redis)."""
     reference, _ = reference_for([m.value for m in messages], now_ms())
+    read = records or (lambda: redis_records(stack, unique))
 
     last: dict[str, object] = {}
 
@@ -123,7 +127,7 @@ def ends_like_the_core(stack, unique: str, worker: WorkerProcess, messages: list
         last.update(lag=m.get("engagement_consumer_lag"), partitions=m.get("engagement_assigned_partitions"))
         if m.get("engagement_consumer_lag", 1) != 0 or m.get("engagement_assigned_partitions") != 4:
             return False
-        states = redis_records(stack, unique)
+        states = read()
         last.update(missing=len(set(reference.customers) - set(states)), extra=len(set(states) - set(reference.customers)),
                     differing=sorted(c for c, s in states.items()
                                      if c in reference.customers and s != without_ids(reference.customers[c]))[:5])

@@ -372,3 +372,45 @@ def test_more_replicas_than_brokers_is_refused_naming_the_variable():
 
     with pytest.raises(SettingsError, match="ENGAGE_TOPIC_REPLICATION.*3.*1 broker"):
         replication(load_settings(env={**BASE, "ENGAGE_TOPIC_REPLICATION": "3"}), 1)
+
+
+# --- Redis Sentinel and replicas ------------------------------------------------------------------
+
+SENTINELS = {"ENGAGE_REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.2:26379", "ENGAGE_REDIS_SENTINEL_MASTER": "engage"}
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"ENGAGE_REDIS_SENTINELS": "10.0.0.1:26379"}, "ENGAGE_REDIS_SENTINEL_MASTER"),   # each needs the other
+    ({"ENGAGE_REDIS_SENTINEL_MASTER": "engage"}, "ENGAGE_REDIS_SENTINELS"),
+    ({**SENTINELS, "ENGAGE_REDIS_CLUSTER": "true"}, "ENGAGE_REDIS_SENTINELS"),        # a cluster fails over itself
+    ({"ENGAGE_REDIS_SENTINELS": "10.0.0.1", "ENGAGE_REDIS_SENTINEL_MASTER": "engage"}, "ENGAGE_REDIS_SENTINELS"),
+    ({"ENGAGE_REDIS_MIN_REPLICAS": "-1"}, "ENGAGE_REDIS_MIN_REPLICAS"),
+    ({"ENGAGE_REDIS_MIN_REPLICAS": "1.5"}, "ENGAGE_REDIS_MIN_REPLICAS"),
+])
+def test_a_sentinel_or_replica_setting_it_cannot_use_is_named(env, named):
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={**BASE, **env})
+    assert err.value.name == named and named in str(err.value)
+
+
+def test_min_replicas_is_0_by_default_and_waits_2_s():
+    s = load_settings(env=BASE)
+    assert (s.redis_min_replicas, s.redis_replica_timeout_s) == (0, 2.0)
+    s = load_settings(env={**BASE, "ENGAGE_REDIS_MIN_REPLICAS": "2", "ENGAGE_REDIS_REPLICA_TIMEOUT_S": "0.5"})
+    assert (s.redis_min_replicas, s.redis_replica_timeout_s) == (2, 0.5)
+
+
+def test_redis_client_asks_the_sentinels_for_the_primary_with_the_urls_database_and_credentials():
+    from redis.asyncio.sentinel import SentinelConnectionPool
+
+    from streams.state.redis_client import redis_client
+
+    bare = load_settings(env={"ENGAGE_KAFKA_BOOTSTRAP": "127.0.0.1:1", **SENTINELS})   # no URL needed
+    client = redis_client(bare)
+    assert isinstance(client.connection_pool, SentinelConnectionPool)
+    assert client.connection_pool.service_name == "engage" and client.connection_pool.connection_kwargs["db"] == 0
+    assert [(s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
+            for s in client.connection_pool.sentinel_manager.sentinels] == [("10.0.0.1", 26379), ("10.0.0.2", 26379)]
+    with_url = redis_client(load_settings(env={**BASE, **SENTINELS, "ENGAGE_REDIS_URL": "redis://:pw@ignored:1/3"}))
+    kwargs = with_url.connection_pool.connection_kwargs
+    assert (kwargs["db"], kwargs["password"]) == (3, "pw")

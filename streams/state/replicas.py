@@ -1,0 +1,119 @@
+"""Writes confirmed by Redis replicas (`ENGAGE_REDIS_MIN_REPLICAS`) before the worker goes on.
+
+Redis replicates asynchronously: a primary answers a write before any replica has it, and a
+primary lost before its replica had the write is replaced by a replica without it. The worker
+then publishes outputs and commits Kafka offsets of events that Redis no longer holds. With
+`min_replicas` above 0, a write counts as done only once `WAIT` says that many replicas have it.
+
+`WAIT` covers the writes of the connection it is sent on, up to that connection's last write, and
+redis-py's pool hands a command any of its connections. So each confirmed write is one pipeline
+on one connection (on a cluster: on the node of the shard's slot): the script, a write of the
+shard's `sync` key, then `WAIT`. The `sync` write makes the connection's offset the primary's
+newest, so the `WAIT` also covers what an earlier attempt wrote on another connection: a retried
+batch whose events are all duplicates writes nothing of its own, yet its first write must still
+reach a replica before the batch's outputs are published and its offsets committed.
+
+Fewer replicas than asked within the timeout raise `ReplicasUnconfirmed`, a service error: the
+batch is retried (the write is idempotent under its write tokens), `/readyz` says why, and
+`engagement_redis_replica_waits_failed_total` counts it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
+
+
+class ReplicasUnconfirmed(redis.exceptions.ConnectionError):
+    """Fewer replicas than `ENGAGE_REDIS_MIN_REPLICAS` acknowledged a write within the timeout.
+
+    A ConnectionError: like a lost primary, it passes (a replica catching up, a failover ending)
+    and the write is retried, never quarantined."""
+
+
+class ReplicaWait:
+    """Runs a script call and, when `replicas` > 0, confirms it on `replicas` replicas."""
+
+    def __init__(self, client: Any, replicas: int = 0, timeout_ms: int = 2000) -> None:
+        self.client = client
+        self.replicas = replicas
+        self.timeout_ms = timeout_ms
+        self.cluster = isinstance(client, RedisCluster)
+
+    async def call(self, script: Any, keys: list[str], args: list[Any], sync_key: str) -> Any:
+        """`script(keys, args)`, confirmed by the replicas of the node holding `sync_key` (a key
+        in the slot of `keys`) when confirmation is asked for."""
+        if self.replicas <= 0:
+            return await script(keys=keys, args=args)
+        return await self._confirmed(sync_key, script, keys, args)
+
+    async def confirm(self, sync_key: str) -> None:
+        """Confirm, with nothing else to write, that the replicas have every write made so far on
+        the node of `sync_key` (a retried write that turned out to have nothing to do)."""
+        if self.replicas > 0:
+            await self._confirmed(sync_key, None, [], [])
+
+    async def _confirmed(self, sync_key: str, script: Any, keys: list[str], args: list[Any]) -> Any:
+        for attempt in (1, 2):
+            target: dict[str, Any] = {}
+            if self.cluster:
+                pipe = self.client.pipeline()
+                target = {"target_nodes": self.client.get_node_from_key(sync_key)}
+            else:
+                pipe = self.client.pipeline(transaction=False)
+            if script is not None:
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)   # (a cluster pipeline refuses .evalsha)
+            pipe.set(sync_key, "1")
+            pipe.execute_command("WAIT", self.replicas, self.timeout_ms, **target)
+            # no redirection on a cluster: a command re-sent elsewhere would not be on WAIT's connection
+            replies = await (pipe.execute(raise_on_error=False, allow_redirections=False) if self.cluster
+                             else pipe.execute(raise_on_error=False))
+            result = replies[0] if script is not None else None
+            if isinstance(result, redis.exceptions.NoScriptError) and attempt == 1:
+                # a promoted replica, or a restarted node, does not know the script yet
+                await self.client.script_load(script.script)   # on a cluster: on every primary
+                continue
+            for reply in replies:
+                if isinstance(reply, (redis.exceptions.MovedError, redis.exceptions.AskError)):
+                    await self.client.nodes_manager.initialize()    # the slot moved: a failover
+                    raise redis.exceptions.ClusterError(f"slot of {sync_key} moved: {reply}")
+                if isinstance(reply, Exception):
+                    raise reply
+            acknowledged = int(replies[-1])
+            if acknowledged < self.replicas:
+                raise ReplicasUnconfirmed(await self._shortfall(sync_key, acknowledged))
+            return result
+        raise AssertionError("unreachable")
+
+    async def _shortfall(self, sync_key: str, acknowledged: int) -> str:
+        """Why a write is unconfirmed, naming the primary and the replicas it sees."""
+        try:
+            if self.cluster:
+                node = self.client.get_node_from_key(sync_key)
+                reply = await self.client.info("replication", target_nodes=node)
+                info, primary = reply.get(node.name, reply), node.name
+            else:
+                info = await self.client.info("replication")
+                pool = self.client.connection_pool
+                if hasattr(pool, "get_master_address"):          # through Sentinel
+                    host, port = await pool.get_master_address()
+                else:
+                    host, port = pool.connection_kwargs.get("host", "?"), pool.connection_kwargs.get("port", "?")
+                primary = f"{host}:{port}"
+            seen = [f"{v.get('ip')}:{v.get('port')} {v.get('state')} lag {v.get('lag')} s"
+                    for k, v in sorted(info.items()) if k.startswith("slave") and isinstance(v, dict)]
+        except Exception as exc:  # noqa: BLE001 - the reason stays useful without the details
+            return (f"{acknowledged} of {self.replicas} Redis replicas confirmed a write within "
+                    f"{self.timeout_ms} ms (replicas unknown: {exc})")
+        return (f"{acknowledged} of {self.replicas} Redis replicas of {primary} confirmed a write within "
+                f"{self.timeout_ms} ms; replicas connected: {', '.join(seen) or 'none'}")
+
+
+async def replica_count(client: Any) -> int:
+    """The fewest replicas connected to any primary (one Redis, or every primary of a cluster)."""
+    if isinstance(client, RedisCluster):
+        replies = await client.info("replication", target_nodes=RedisCluster.PRIMARIES)
+        return min(int(info.get("connected_slaves", 0)) for info in replies.values())
+    return int((await client.info("replication")).get("connected_slaves", 0))
