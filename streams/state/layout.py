@@ -34,7 +34,12 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{s}:out                  HASH   the outbox: outputs written with the shard's changes and not yet
                                         acknowledged by Kafka (streams/state/outbox.py)
     <p>:{s}:out:at               ZSET   outbox field -> when a redrive may claim it
+    <p>:{s}:config               STRING the scoring config's fingerprint every write of the shard needs
+    <p>:{s}:sync                 STRING written before a WAIT for replicas (streams.state.replicas)
     <p>:{g}:alerts:recent        LIST   the last 100 alerts (JSON), newest first
+
+Longer than the other modules because the keys, a customer's encoding and the commands of a delta
+are one contract, the one `docs/redis-layout.md` describes to other services.
 
 A write is optimistic (`streams.state.store`): the script applies a shard's changes only if no customer's write
 token moved since it was read (a rebalance overlap); else the batch is recomputed from fresh state. The token
@@ -103,6 +108,10 @@ class Keys:
 
     def account(self, shard: int, account_id: str) -> str:
         return f"{self.tag(shard)}:acct:{account_id}"
+
+    def config(self, shard: int) -> str:
+        """The fingerprint of the scoring config the shard's writes must be computed with."""
+        return f"{self.tag(shard)}:config"
 
     def sync(self, shard: int) -> str:
         """Written before each WAIT of a confirmed write (`streams.state.replicas`)."""
@@ -235,6 +244,7 @@ class Ops:
         self.keys: list[str] = []
         self._index: dict[str, int] = {}
         self.checks: list[list[Any]] = []
+        self.configs: list[list[Any]] = []
         self.ops: list[list[Any]] = []
         self.blobs: list[bytes] = []
         self._merged: dict[tuple[str, str], list[tuple[object, ...]]] = {}
@@ -249,6 +259,11 @@ class Ops:
         """Apply nothing unless `key`'s write token is still `read_token`: its hash field `v`, or
         (`prefixed`) the first TOKEN_WIDTH bytes of its string value."""
         self.checks.append([self.key(key), read_token, TOKEN_WIDTH if prefixed else 0])
+
+    def require_config(self, key: str, fingerprint: str) -> None:
+        """Apply nothing, and answer -1, when `key` names another scoring config than `fingerprint`
+        (a newer worker adopted one: streams.worker.timers.ConfigAdoption); a missing key passes."""
+        self.configs.append([self.key(key), fingerprint])
 
     def add(self, command: str, key: str, *args: object) -> None:
         self.ops.append([command, self.key(key), *(a if isinstance(a, str) else self._arg(a) for a in args)])
@@ -273,7 +288,7 @@ class Ops:
 
     def payload(self) -> bytes:
         self._flush()
-        return orjson.dumps({"check": self.checks, "ops": self.ops})
+        return orjson.dumps({"config": self.configs, "check": self.checks, "ops": self.ops})
 
     def arguments(self) -> list[bytes]:
         """The script's arguments: the commands (ARGV[1]), then the bytes they name (ARGV[2] ...)."""

@@ -49,6 +49,11 @@ class LayoutError(RuntimeError):
     """The prefix holds state in another layout (or shard count) than this version writes."""
 
 
+class ConfigSuperseded(RuntimeError):
+    """Another worker adopted another scoring config since this one started (a rolling change):
+    this worker's writes would mix two configs' standings, so none is applied."""
+
+
 class EvictionPolicyError(RuntimeError):
     """The Redis may evict keys: it would drop customers' state without a word."""
 
@@ -63,6 +68,7 @@ class RedisStore:
         self.redis = client
         self.keys = keys or Keys()
         self.replicas = ReplicaWait(client, min_replicas, replica_timeout_ms)
+        self.config_fingerprint: str | None = None     # once adopted: every write requires it (adopt_config)
         self.conflicts = 0  # shard writes recomputed because another writer won
         self._random = random.SystemRandom()
         self.cluster = isinstance(client, RedisCluster)
@@ -204,6 +210,8 @@ class RedisStore:
 
     def _ops(self, ops: Ops, shard: int, deltas: Iterable[CustomerDelta], read_tokens: Mapping[str, str],
              outputs: Iterable[Output], claimable_at_ms: int, token: str) -> None:
+        if self.config_fingerprint:
+            ops.require_config(self.keys.config(shard), self.config_fingerprint)
         totals = ShardTotals.empty()
         for delta in deltas:
             write_delta(ops, self.keys, shard, delta, read_tokens.get(delta.customer_id, "0"), token)
@@ -270,7 +278,10 @@ class RedisStore:
         if ops.empty():
             await self.replicas.confirm(self.keys.sync(shard))
             return True
-        ok = bool(await self.replicas.call(self._apply, ops.keys, ops.arguments(), self.keys.sync(shard)))
+        answer = await self.replicas.call(self._apply, ops.keys, ops.arguments(), self.keys.sync(shard))
+        if answer == -1:
+            raise ConfigSuperseded(await self.superseded() or "the scoring config changed")
+        ok = bool(answer)
         if not ok:
             self.conflicts += 1
         return ok
@@ -292,12 +303,32 @@ class RedisStore:
         return [r.decode() for r in raw]
 
     async def adopt_config(self, fingerprint: str) -> bool:
-        """Record the scoring config's fingerprint; True when it differs from the one stored before."""
+        """Make `fingerprint` the scoring config every write of the prefix must be computed with, and
+        this store's; True when it differs from the one stored before (the standings need re-scoring).
+
+        Each shard keeps it too, so that the write script refuses, in the same atomic step, a write
+        computed with another config: a worker still running the old config during a rolling change
+        writes nothing from here on (`ConfigSuperseded`), and the standings never flap between two.
+        """
         previous = await self.redis.hget(self.keys.meta, "config")
-        if previous is not None and previous.decode() == fingerprint:
-            return False
-        await self.redis.hset(self.keys.meta, "config", fingerprint)
-        return previous is not None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.set(self.keys.config(shard), fingerprint)
+            pipe.hset(self.keys.meta, "config", fingerprint)
+            await pipe.execute()
+        self.config_fingerprint = fingerprint
+        return previous is not None and previous.decode() != fingerprint
+
+    async def superseded(self) -> str | None:
+        """Why this store's writes are refused, when a worker adopted another scoring config since
+        (`adopt_config`); None while its own is the prefix's."""
+        if not self.config_fingerprint:
+            return None
+        adopted = await self.redis.get(self.keys.config(0))
+        if adopted is None or adopted.decode() == self.config_fingerprint:
+            return None
+        return (f"another worker adopted scoring config {adopted.decode()}; this worker runs {self.config_fingerprint} "
+                f"and writes nothing: restart it with the current config")
 
     async def mark_all_due(self, now_ms: int, chunk: int = 1000) -> int:
         """Make every customer due now (a config change): the sweep then re-scores them all."""
@@ -572,6 +603,8 @@ class RedisStore:
         if no other worker wrote the snapshot since `read_token` was read: (home shard, written)."""
         home, key = self.keys.account_snapshot(account_id)
         ops = Ops()
+        if self.config_fingerprint:
+            ops.require_config(self.keys.config(home), self.config_fingerprint)
         ops.check(key, read_token)
         ops.add("HSET", key, "v", token)
         ops.add("HSET", key, "d", snapshot)

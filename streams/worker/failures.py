@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,11 +21,13 @@ import kafka.errors
 import redis.exceptions
 
 from streams.state.replicas import ReplicasUnconfirmed
+from streams.state.store import ConfigSuperseded
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger("engage.worker")
 T = TypeVar("T")
 
+STOPPED_FAILING = 75   # the exit status of a worker stopped while its batch could not be written
 QUARANTINE_AFTER = 3   # the same non-service error this many times in a row: quarantine, don't block
 
 SERVICE_ERRORS: tuple[type[BaseException], ...] = (
@@ -39,6 +42,7 @@ SERVICE_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.RedisClusterException,      # cluster: a slot not covered (yet)
     redis.exceptions.NoPermissionError,          # an ACL that lacks a command: fix the deployment, lose nothing
     redis.exceptions.WatchError,                 # another writer won a race
+    ConfigSuperseded,                            # a rolling config change: wait to be replaced, lose nothing
     aiokafka.errors.KafkaError,                  # the broker: leader elections, timeouts, disconnections
     kafka.errors.KafkaError,
 )
@@ -61,20 +65,24 @@ class Deterministic(Exception):
 
 class Retrier:
     """Runs a step until it succeeds, backing off exponentially (to 5 s), and remembers
-    whether the last step is failing (for /readyz), whether Redis refused it as full, and why its
-    replicas did not confirm it."""
+    whether the last step is failing (for /readyz), whether Redis refused it as full, and why it
+    cannot go on (replicas that did not confirm it, a newer scoring config)."""
 
     def __init__(self, metrics: Metrics, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 stopping: Callable[[], bool] = lambda: False, exit: Callable[[int], Any] = os._exit) -> None:
         self.metrics = metrics
         self.sleep = sleep
-        # the worker is shutting down: a failing step is given up, not retried (Faust stops its
-        # producer before the agents, so a publish would never succeed and the process never exit);
-        # the batch stays uncommitted, its outputs in the outbox, and it is redelivered
+        # The worker is shutting down while a step fails (Faust stops its producer before the agents,
+        # so a publish never succeeds; a superseded config's write never will): retrying would keep
+        # the process alive until it is killed, and giving up by raising would let Faust ack the
+        # batch on its way out, committing offsets whose effects are not in Redis. So the process
+        # exits at once, like a SIGKILL: the batch stays uncommitted, its outputs in the outbox, and
+        # the partition's next owner consumes it again (tests/streams/test_faults.py: exact).
         self.stopping = stopping
+        self.exit = exit
         self.failing = False
         self.out_of_memory = False     # the last failure was Redis refusing a write at maxmemory
-        self.unreplicated = ""         # the last failure was a write its replicas did not confirm: why
+        self.unready = ""              # why the last failure makes the worker unready: replicas, a newer config
 
     async def __call__(self, what: str, step: Callable[[], Awaitable[T]], give_up_after: int | None = None) -> T:
         """`step()` until it succeeds; raises Deterministic after `give_up_after` non-service errors in a row."""
@@ -83,19 +91,22 @@ class Retrier:
             try:
                 result = await step()
                 self.failing = self.out_of_memory = False
-                self.unreplicated = ""
+                self.unready = ""
                 return result
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: keep the batch, back off, try again
                 if self.stopping():
-                    raise
+                    log.error("%s step failed while the worker stops (%s: %s): exiting now, leaving the batch "
+                              "uncommitted for the partition's next owner", what, type(exc).__name__, exc)
+                    logging.shutdown()
+                    self.exit(STOPPED_FAILING)
                 attempt += 1
                 self.out_of_memory = isinstance(exc, redis.exceptions.OutOfMemoryError)
                 if self.out_of_memory:
                     self.metrics.redis_out_of_memory.inc()
-                self.unreplicated = str(exc) if isinstance(exc, ReplicasUnconfirmed) else ""
-                if self.unreplicated:
+                self.unready = str(exc) if isinstance(exc, (ReplicasUnconfirmed, ConfigSuperseded)) else ""
+                if isinstance(exc, ReplicasUnconfirmed):
                     self.metrics.redis_unreplicated.inc()
                 repeated = 0 if is_service_error(exc) else repeated + 1
                 if give_up_after is not None and repeated >= give_up_after:

@@ -30,11 +30,14 @@ class WorkerHealth:
         problem = await self.store.unreachable()
         if problem:
             return False, problem
+        superseded = await self.store.superseded()
+        if superseded:
+            return False, superseded
         if self.retry.failing and self.retry.out_of_memory:
             return False, "Redis refuses writes at its maxmemory (OOM): the batch is being retried; free memory or " \
                           "raise maxmemory"
-        if self.retry.failing and self.retry.unreplicated:
-            return False, f"the last batch is being retried: {self.retry.unreplicated}"
+        if self.retry.failing and self.retry.unready:
+            return False, f"the last batch is being retried: {self.retry.unready}"
         if self.retry.failing:
             return False, "the last batch is being retried"
         stall = self.progress.stall

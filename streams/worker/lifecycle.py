@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from scoring.engine import Outcome, Result
@@ -34,14 +35,16 @@ class BatchLifecycle:
     """One batch from the consumer to Kafka's acknowledgements of its outputs."""
 
     def __init__(self, store: RedisStore, writer: BatchWriter, publisher: Publisher, retry: Retrier,
-                 metrics: Metrics, progress: Progress) -> None:
+                 metrics: Metrics, progress: Progress, adopted: asyncio.Event | None = None) -> None:
         self.store, self.writer, self.publisher, self.retry = store, writer, publisher, retry
         self.metrics, self.progress = metrics, progress
+        self.adopted = adopted or _set_event()    # set once the worker's scoring config is the prefix's
         self._conflicts_seen = 0
         self._cache_seen = (0, 0, 0)
 
     async def handle(self, batch: list[Incoming]) -> None:
         """Write one batch, publish its outputs, observe it; never raises (but for cancellation)."""
+        await self.adopted.wait()
         written = await self._write(batch)
         await self.retry("publish", lambda: self.publisher.send(written.outputs))
         self._observe(written, batch)
@@ -103,3 +106,9 @@ class BatchLifecycle:
             m.cache_reads.labels(result=result).inc(count - before)
         self._cache_seen = now
         m.cache_size.set(len(cache))
+
+
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event

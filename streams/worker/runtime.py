@@ -35,9 +35,10 @@ class Runtime:
         writer = BatchWriter(config, store, round(settings.outbox_grace_s * 1000),
                              remember=settings.state_cache_customers)
         self.publisher = Publisher(settings, store, metrics, producer, self.retry)
-        self.lifecycle = BatchLifecycle(store, writer, self.publisher, self.retry, metrics, self.progress)
+        self.adoption = ConfigAdoption(config, store, self.retry)
+        self.lifecycle = BatchLifecycle(store, writer, self.publisher, self.retry, metrics, self.progress,
+                                        self.adoption.adopted)
         self.latest_kpis = LatestKpis(store, config, settings.kpi_interval_s)
         self.sweeper = Sweeper(config, store, self.lifecycle, self.latest_kpis, metrics, self.retry)
-        self.adoption = ConfigAdoption(config, store, self.retry)
         self.health = WorkerHealth(f"{settings.app_id}-{uuid.uuid4().hex[:8]}", store, metrics, self.retry,
                                    self.progress, self.adoption, self.latest_kpis)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -31,7 +32,13 @@ class Sweeper:
 
     async def sweep(self) -> None:
         """The trend point is recorded here and not with every KPI answer: a write on the /metrics
-        path would hang every scrape while Redis refuses writes."""
+        path would hang every scrape while Redis refuses writes. Nothing before the worker adopted
+        its config; nothing once another worker's config superseded it (the sweep also deletes
+        totals and activity entries by its config's windows, outside the write script's check)."""
+        if not self.lifecycle.adopted.is_set():
+            return
+        if await self.store.superseded():      # /readyz says why (WorkerHealth)
+            return
         swept = await self.lifecycle.writer.sweep(now_ms())
         if swept.outputs:
             await self.retry("publish", lambda: self.lifecycle.publisher.send(swept.outputs))
@@ -59,11 +66,17 @@ class ConfigAdoption:
     def __init__(self, config: Config, store: RedisStore, retry: Retrier) -> None:
         self.config, self.store, self.retry = config, store, retry
         self.rescoring = False
+        self.adopted = asyncio.Event()     # no batch or sweep is written before (BatchLifecycle, Sweeper)
 
     async def adopt(self) -> None:
+        """Make this worker's config the prefix's: the last worker started wins. From then on a
+        worker started later with another config supersedes this one, whose writes Redis refuses
+        (a rolling change: docs/operations.md)."""
         # retried like a batch: a Redis that is down or full at start-up must not crash the worker
         fingerprint = config_fingerprint(self.config)
-        if await self.retry("redis", lambda: self.store.adopt_config(fingerprint)):
+        changed = await self.retry("redis", lambda: self.store.adopt_config(fingerprint))
+        self.adopted.set()
+        if changed:
             marked = await self.retry("redis", lambda: self.store.mark_all_due(now_ms()))
             self.rescoring = True
             log.warning("scoring config changed: re-scoring the standings of %d customers in the background", marked)

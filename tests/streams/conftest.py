@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from streams.state.layout import Keys
@@ -25,9 +27,11 @@ def start(tmp_path):
     """Starts `engage worker` processes; every one is stopped when the test ends."""
     started: list[WorkerProcess] = []
 
-    def run(stack, unique: str, name: str, env: dict[str, str] | None = None, port: int | None = None) -> WorkerProcess:
+    def run(stack, unique: str, name: str, env: dict[str, str] | None = None, port: int | None = None,
+            config: Path | None = None) -> WorkerProcess:
         # the due sweep every second: live reads are exact at most a sweep interval behind (docs/reliability.md)
-        started.append(WorkerProcess(stack, unique, tmp_path, name, sweep_s="1", extra_env=env, port=port))
+        started.append(WorkerProcess(stack, unique, tmp_path, name, sweep_s="1", extra_env=env, port=port,
+                                     config=config))
         return started[-1]
 
     yield run

@@ -180,7 +180,9 @@ def test_a_sentinel_failover_mid_stream_ends_exactly_like_the_core(stack, sentin
     start_again(sentinel_redis, primary)                   # back as a replica of the new primary
     sending.finish(timeout=120)
     ends_like_the_core(stack, unique, worker, messages, records=lambda: sentinel_records(sentinel_redis, unique))
-    assert sentinel_roles(sentinel_redis) == (replica, primary)
+    assert worker.metrics()["engagement_batch_retries_total"] > 0      # the same process lived through it
+    # one primary and one replica again (the Sentinels may have moved the primary more than once)
+    assert set(sentinel_roles(sentinel_redis)) == {primary, replica}
 
 
 def sentinel_roles_or_none(setup: local.Stack, name: str) -> str | None:

@@ -8,7 +8,7 @@ import aiokafka.errors
 import pytest
 import redis.exceptions
 
-from streams.worker.failures import QUARANTINE_AFTER, Deterministic, Retrier, is_service_error
+from streams.worker.failures import QUARANTINE_AFTER, STOPPED_FAILING, Deterministic, Retrier, is_service_error
 from streams.worker.metrics import Metrics
 
 
@@ -95,17 +95,23 @@ def test_without_a_limit_even_a_bug_is_retried():
     assert asyncio.run(retrier()("publish", step)) == "done" and len(calls) == QUARANTINE_AFTER + 3
 
 
-def test_a_worker_shutting_down_gives_a_failing_step_up_instead_of_retrying_forever():
-    """Faust stops its producer before the agents: a publish retried then would never succeed, and
-    the worker would never exit (Kubernetes would SIGKILL it). The error is raised: the batch stays
-    uncommitted (its outputs in the outbox) and is redelivered to the next owner."""
-    stopping = []
-    retry = Retrier(Metrics({}), sleep=lambda _: asyncio.sleep(0), stopping=lambda: bool(stopping))
+def test_a_worker_stopping_while_a_step_fails_exits_at_once_leaving_the_batch_uncommitted():
+    """Faust stops its producer before the agents: a publish retried then never succeeds, and the
+    worker would never exit (Kubernetes would SIGKILL it); raising instead would let Faust ack the
+    batch on its way out. The process exits at once, as a SIGKILL would, and the batch is
+    consumed again by the partition's next owner."""
+    stopping, exits = [], []
+
+    def exit_now(status: int) -> None:
+        exits.append(status)
+        raise SystemExit(status)
+
+    retry = Retrier(Metrics({}), sleep=lambda _: asyncio.sleep(0), stopping=lambda: bool(stopping), exit=exit_now)
     not_ready = RuntimeError("Producer service not yet started")
     step, calls = failing([not_ready] * 3)
-    assert asyncio.run(retry("publish", step)) == "done" and len(calls) == 4     # running: retried
+    assert asyncio.run(retry("publish", step)) == "done" and len(calls) == 4 and exits == []   # running: retried
     stopping.append(True)
     step, calls = failing([not_ready] * 3)
-    with pytest.raises(RuntimeError, match="not yet started"):
+    with pytest.raises(SystemExit):
         asyncio.run(retry("publish", step))
-    assert len(calls) == 1
+    assert len(calls) == 1 and exits == [STOPPED_FAILING]

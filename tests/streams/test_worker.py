@@ -56,6 +56,9 @@ def runtime(memory: MemoryRedis, producer: RecordingProducer, prefix: str = "w")
         await asyncio.sleep(0)
 
     worker.retry.sleep = no_wait
+    # batches wait for the worker's config adoption, a task of the running app; these tests drive the
+    # lifecycle without the app, on a prefix no other config writes (test_rolling_config.py covers it)
+    worker.adoption.adopted.set()
     return worker
 
 
