@@ -8,16 +8,20 @@ fed live-stamped events faster than it consumes, timed over a minute after a pac
 of one retention of soak.toml (16 minutes at --warmup-rate: until then each customer's
 counters grow, and so does the cost of a batch; see `calibrate`); the benchmark's scorer
 figure is for historical traffic, a different shape. A paced
-`engage generate` sends live events (now-stamped) while a sampler records, every
---sample-s seconds, the worker's RSS, Redis `used_memory`, the consumer lag and the
-counters. At the end it waits for the lag to reach 0 and checks that nothing was lost:
+`engage generate` sends live events (now-stamped) to a fresh worker and key prefix, first for
+one retention (the soak's own warm-up, at its own rate, so that the state reaches its steady
+size), then for --minutes, while a sampler records, every --sample-s seconds, the worker's RSS,
+Redis `used_memory`, the consumer lag and the counters. The bounds cover the minutes after the
+warm-up: memory flat, the worker keeping up, and no partition reassigned
+(`engagement_partition_assignments_total` unchanged). At the end it waits for the lag to reach
+0 and checks that nothing was lost:
 
 * every message written to the topic was consumed (end offsets = messages consumed);
 * every consumed event was processed, deduplicated or rejected, and the DLQ holds
   exactly the rejected ones.
 
 Memory is "flat after warm-up" when it grew less than --flat-percent over the second
-half of the run. The soak uses benchmarks/soak.toml, whose short dedup horizon and
+half of the measured minutes. The soak uses benchmarks/soak.toml, whose short dedup horizon and
 lateness make the per-customer event-id memory reach its steady state within minutes;
 with the defaults (2 days) Redis keeps growing for 2 days before it levels off, by
 design (see README, Reliability). Results: benchmarks/results/soak-<time>.json and
@@ -79,7 +83,8 @@ def counters(port: int) -> dict[str, float]:
     import urllib.request
 
     names = ("engagement_messages_consumed_total", "engagement_events_consumed_total",
-             "engagement_events_processed_total", "engagement_events_deduplicated_total", "engagement_consumer_lag")
+             "engagement_events_processed_total", "engagement_events_deduplicated_total", "engagement_consumer_lag",
+             "engagement_partition_assignments_total")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             lines = response.read().decode().splitlines()
@@ -95,9 +100,10 @@ def counters(port: int) -> dict[str, float]:
     return values
 
 
-def growth_percent(samples: list[dict[str, float]], key: str) -> float:
-    """Growth of `key` over the second half of the run, in % of its value at the half-way mark."""
-    half = [s for s in samples if s["t"] >= samples[-1]["t"] / 2]
+def growth_percent(samples: list[dict[str, float]], key: str, since: float = 0.0) -> float:
+    """Growth of `key` over the second half of the run after `since` (the warm-up), in % of its
+    value at the half-way mark."""
+    half = [s for s in samples if s["t"] >= (since + samples[-1]["t"]) / 2]
     if len(half) < 2 or not half[0][key]:
         return 0.0
     return (half[-1][key] - half[0][key]) / half[0][key] * 100
@@ -216,15 +222,18 @@ def calibrate(running: local.Stack, customers: int, warmup_s: float = 150.0, mea
 
 def soak(minutes: float, rate: float, customers: int, sample_s: float, flat_percent: float,
          running: local.Stack, log=print, drain_s: float = 3600.0,
-         kept_up_s: float = 10.0) -> dict[str, object]:  # type: ignore[no-untyped-def]
+         kept_up_s: float = 10.0, warmup_s: float = 0.0) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """`warmup_s` of the same stream at the same rate first, until the state holds a full retention:
+    the samples cover it too, the bounds only the `minutes` after it."""
     run = _Run(running, "soak")
     run_id, prefix, env = run.id, run.prefix, run.env
     worker, port = run.start_worker()
-    count = int(rate * minutes * 60)
+    count = int(rate * (warmup_s + minutes * 60))
     samples: list[dict[str, float]] = []
     generator = None
     try:
-        log(f"soak {run_id}: {count:,} events at {rate:,.0f}/s for {minutes:g} min, {customers:,} customers")
+        log(f"soak {run_id}: {count:,} events at {rate:,.0f}/s for {warmup_s / 60:g} min of warm-up and {minutes:g} "
+            f"min, {customers:,} customers")
         generator = subprocess.Popen(run.generate(count, customers, "--rate", str(rate)), env=env, cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         began = time.monotonic()
@@ -255,16 +264,22 @@ def soak(minutes: float, rate: float, customers: int, sample_s: float, flat_perc
                 "rejected": int(final.get("rejected", 0)), "dlq_messages": dlq}
         drained = loss["messages_consumed"] == written
         zero_loss = drained and accounted == events and dlq == loss["rejected"]
-        growth = {key: round(growth_percent(samples, key), 2) for key in ("worker_rss_mb", "redis_used_mb")}
+        growth = {key: round(growth_percent(samples, key, warmup_s), 2) for key in ("worker_rss_mb", "redis_used_mb")}
         # throughput is flat when the worker kept up all through the second half: never more
         # than `kept_up_s` seconds of traffic waiting
-        second_half = [s_ for s_ in samples if s_["t"] >= samples[-1]["t"] / 2] if samples else []
+        second_half = [s_ for s_ in samples if s_["t"] >= (warmup_s + samples[-1]["t"]) / 2] if samples else []
         peak_lag = max((s_.get("engagement_consumer_lag", 0) for s_ in second_half), default=0)
-        return {"run": run_id, "machine": machine(), "minutes": minutes, "rate": rate, "customers": customers,
-                "config": str(CONFIG.relative_to(ROOT)), "samples": samples, "drained_after_s": drained_after_s,
-                "loss": loss, "drained": drained, "zero_loss": zero_loss, "second_half_growth_percent": growth,
-                "flat": all(abs(g) < flat_percent for g in growth.values()), "flat_percent": flat_percent,
-                "second_half_peak_lag": peak_lag, "kept_up_s": kept_up_s, "kept_up": peak_lag <= rate * kept_up_s}
+        # a rebalance with no worker joining or leaving (a missed heartbeat, a session expiring)
+        measured = [s_ for s_ in samples if s_["t"] >= warmup_s]
+        assignments = [s_.get("engagement_partition_assignments_total", 0) for s_ in measured]
+        return {"run": run_id, "machine": machine(), "minutes": minutes, "warmup_s": warmup_s, "rate": rate,
+                "customers": customers, "config": str(CONFIG.relative_to(ROOT)), "samples": samples,
+                "drained_after_s": drained_after_s, "loss": loss, "drained": drained, "zero_loss": zero_loss,
+                "second_half_growth_percent": growth, "flat": all(abs(g) < flat_percent for g in growth.values()),
+                "flat_percent": flat_percent, "second_half_peak_lag": peak_lag, "kept_up_s": kept_up_s,
+                "kept_up": peak_lag <= rate * kept_up_s,
+                "partition_assignments": [min(assignments, default=0), max(assignments, default=0)],
+                "no_reassignment": bool(assignments) and min(assignments) == max(assignments)}
     finally:
         if generator and generator.poll() is None:
             generator.kill()
@@ -288,6 +303,13 @@ def markdown(report: dict[str, object]) -> str:
         f"- Growth over the second half: worker RSS {report['second_half_growth_percent']['worker_rss_mb']:+.2f} %, "  # type: ignore[index]
         f"Redis {report['second_half_growth_percent']['redis_used_mb']:+.2f} % "  # type: ignore[index]
         f"({'flat' if report['flat'] else 'NOT flat'} at ±{report['flat_percent']:g} %).",
+        *([f"- Warm-up: the first {report['warmup_s'] / 60:g} minutes of the same stream at the same rate (one "
+           f"retention: the state reaches its steady size); the bounds cover the {report['minutes']:g} minutes "
+           f"after it."] if report.get("warmup_s") else []),
+        *([f"- Partition assignments over the measured minutes: {report['partition_assignments'][0]:g} → "  # type: ignore[index]
+           f"{report['partition_assignments'][1]:g} ("  # type: ignore[index]
+           f"{'no reassignment' if report['no_reassignment'] else 'REASSIGNED: a false rebalance'})."]
+          if "no_reassignment" in report else []),
         *([f"- Throughput over the second half: at most {report['second_half_peak_lag']:,.0f} messages waiting "
            f"({'flat: the worker kept up' if report['kept_up'] else 'NOT flat: more'} than "
            f"{report['kept_up_s']:g} s of traffic)."] if "kept_up" in report else []),
@@ -313,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="calibration warm-up (default: soak.toml's retention plus a minute)")
     parser.add_argument("--warmup-rate", type=float, default=500.0,
                         help="events/s of the calibration's paced warm-up (one the worker keeps up with)")
+    parser.add_argument("--no-soak-warmup", dest="soak_warmup", action="store_false",
+                        help="start measuring at once instead of after one retention at the soak's own rate")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     directory = ROOT / ".engage" / "soak" / "stack"   # its own Kafka and Redis: Redis memory is this run's alone
@@ -320,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         warmup_s = args.warmup_s or load_config(CONFIG).retention_ms / 1000 + 60
         rate = args.rate or calibrate(running, args.customers, warmup_s=warmup_s, warmup_rate=args.warmup_rate)
-        report = soak(args.minutes, rate, args.customers, args.sample_s, args.flat_percent, running)
+        report = soak(args.minutes, rate, args.customers, args.sample_s, args.flat_percent, running,
+                      warmup_s=warmup_s if args.soak_warmup else 0.0)
         report["rate_from"] = "--rate" if args.rate else (
             f"80 % of {rate / 0.8:,.0f} events/s, one worker's max here after a {warmup_s / 60:.0f}-minute warm-up "
             f"at {args.warmup_rate:,.0f} events/s")
