@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ import redis
 from devstack import stack as local
 from devstack.processes import reap, spawn, wait_ready
 from devstack.redis import SENTINEL_MASTER, cluster_node_ok, replica_of
-from tests.streams.support import now_ms, redis_records, without_ids
+from tests.streams.support import ApiProcess, now_ms, redis_records, without_ids
 from tests.streams.test_faults import committed_offsets, consumed, ends_like_the_core, flowing
 from tests.streams.test_pipeline import reference_for
 
@@ -168,9 +169,11 @@ def sentinel_records(setup: local.Stack, prefix: str) -> dict:
     return redis_records(setup, prefix, url=setup.services[primary].address)
 
 
-def test_a_sentinel_failover_mid_stream_ends_exactly_like_the_core(stack, sentinel_redis, unique, start):
+def test_a_sentinel_failover_mid_stream_ends_exactly_like_the_core(stack, sentinel_redis, unique, start, tmp_path):
     env = sentinel_env(sentinel_redis, 1)
     worker, messages, sending = flowing(stack, unique, start, seed=22, seconds=14, until=1 / 4, env=env)
+    reader = ApiProcess(stack, unique, tmp_path, extra_env=env)       # `engage api` follows it too
+    reader.wait_until(lambda: reader.get("/readyz")[0] == 200, "engage api to serve")
     primary, replica = sentinel_roles(sentinel_redis)
     kill(sentinel_redis.services[primary])                 # the Sentinels promote the replica
     deadline = time.monotonic() + 60
@@ -181,6 +184,14 @@ def test_a_sentinel_failover_mid_stream_ends_exactly_like_the_core(stack, sentin
     sending.finish(timeout=120)
     ends_like_the_core(stack, unique, worker, messages, records=lambda: sentinel_records(sentinel_redis, unique))
     assert worker.metrics()["engagement_batch_retries_total"] > 0      # the same process lived through it
+    try:                                      # the same `engage api` process reads the new primary
+        as_of = now_ms()
+        for cid in sorted({m.key.decode() for m in messages if m.key})[:20]:
+            path = f"/customers/{urllib.parse.quote(cid)}?as_of={as_of}"
+            assert reader.get(path) == worker.get(path), cid
+        assert reader.get(f"/kpis?as_of={as_of}") == worker.get(f"/kpis?as_of={as_of}")
+    finally:
+        reader.stop()
     # one primary and one replica again (the Sentinels may have moved the primary more than once)
     assert set(sentinel_roles(sentinel_redis)) == {primary, replica}
 
