@@ -59,6 +59,7 @@ class ReplicaWait:
         for attempt in (1, 2):
             target: dict[str, Any] = {}
             if self.cluster:
+                await self.client.initialize()          # a no-op once it knows the slots
                 pipe = self.client.pipeline()
                 target = {"target_nodes": self.client.get_node_from_key(sync_key)}
             else:
