@@ -311,7 +311,7 @@ def markdown(report: dict[str, object]) -> str:
            f"{'no reassignment' if report['no_reassignment'] else 'REASSIGNED: a false rebalance'})."]
           if "no_reassignment" in report else []),
         *([f"- Throughput over the second half: at most {report['second_half_peak_lag']:,.0f} messages waiting "
-           f"({'flat: the worker kept up' if report['kept_up'] else 'NOT flat: more'} than "
+           f"({'flat: the worker kept up, never more' if report['kept_up'] else 'NOT flat: more'} than "
            f"{report['kept_up_s']:g} s of traffic)."] if "kept_up" in report else []),
         f"- Loss: {loss['messages_written']:,} messages written, {loss['messages_consumed']:,} consumed; "  # type: ignore[index]
         f"{loss['events_consumed']:,} events consumed, {loss['events_accounted']:,} processed + deduplicated + "  # type: ignore[index]

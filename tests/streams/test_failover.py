@@ -130,6 +130,7 @@ def test_a_primary_lost_before_its_replica_had_the_writes_loses_nothing_with_min
         stack, replicated_cluster, unique, start):
     env = cluster_env(replicated_cluster, 1)
     worker, messages, sending = flowing(stack, unique, start, seed=21, seconds=14, until=1 / 5, env=env)
+    assert "ENGAGE_REDIS_MIN_REPLICAS" not in worker.log.read_text()     # no warning: it waits for them
     lose_a_primary_whose_replica_lags(replicated_cluster, unique, lag_s=4)
     sending.finish(timeout=120)
     assert worker.metrics()["engagement_redis_replica_waits_failed_total"] > 0   # it did wait for the replica
@@ -142,6 +143,8 @@ def test_the_same_failover_with_min_replicas_0_loses_committed_events(stack, rep
     were committed, so they are never redelivered and the end state is not the core's."""
     env = cluster_env(replicated_cluster, 0)
     worker, messages, sending = flowing(stack, unique, start, seed=21, seconds=14, until=1 / 5, env=env)
+    warnings = [line for line in worker.log.read_text().splitlines() if "ENGAGE_REDIS_MIN_REPLICAS is 0" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("engage worker: warning: Redis has 1 replica(s)"), warnings
     lose_a_primary_whose_replica_lags(replicated_cluster, unique, lag_s=4)
     sending.finish(timeout=120)
     worker.wait_until(lambda: worker.metrics().get("engagement_consumer_lag", 1) == 0
