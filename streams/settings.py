@@ -330,10 +330,10 @@ def _check_security(s: Settings, raw: Mapping[str, object]) -> None:
     try:
         parts = urlsplit(s.redis_url)
         url_user, url_password = parts.username, parts.password
-        query, path = parse_qs(parts.query), parts.path
+        query = parse_qs(parts.query)
     except ValueError:
         url_user = url_password = None
-        query, path = {}, ""
+        query = {}
     url_password = url_password or (query.get("password") or [None])[0]
     url_user = url_user or (query.get("username") or [None])[0]
     if s.redis_password and url_password:
@@ -351,7 +351,7 @@ def _check_security(s: Settings, raw: Mapping[str, object]) -> None:
         if s.redis_url.startswith("unix://"):
             raise SettingsError(ENV["redis_cluster"], f"a Redis Cluster is reached over TCP: {ENV['redis_url']} "
                                 "must be a redis:// or rediss:// URL of one of its nodes")
-        database = (query.get("db") or [""])[0] or path.strip("/")
+        database = redis_database(s.redis_url)
         if database not in ("", "0"):
             raise SettingsError(ENV["redis_url"], f"a Redis Cluster has database 0 only (with {ENV['redis_cluster']}; "
                                 f"got database {database!r})")
@@ -366,6 +366,15 @@ def _check_security(s: Settings, raw: Mapping[str, object]) -> None:
                             f"{ENV['redis_sentinels']} or {ENV['redis_cluster']}")
     if s.metrics_auth and not s.api_token:
         raise SettingsError(ENV["metrics_auth"], f"needs {ENV['api_token']} (or {FILE_ENV['api_token']})")
+
+
+def redis_database(url: str) -> str:
+    """The database a Redis URL names (its `db` query parameter, else its path), "" when none."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return (parse_qs(parts.query).get("db") or [""])[0] or parts.path.strip("/")
 
 
 def _number(name: str, value: object, kind: type, low: float, high: float) -> int | float:

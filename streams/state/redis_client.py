@@ -13,14 +13,14 @@ must keep its keys in one hash slot: give them one hash tag (`{customer}`).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.sentinel
 
 from streams.security import redis_options
-from streams.settings import Settings
+from streams.settings import Settings, redis_database
 
 # Every command the project sends to Redis (worker, replay, score, the local stack's probe), and no
 # other: a locked-down deployment grants its ACL user only these (the secure local stack does, so
@@ -50,7 +50,7 @@ def sentinel_primary(settings: Settings, **options: Any) -> redis.asyncio.Redis:
     database and credentials; its host is not used.
     """
     url = urlsplit(settings.redis_url)
-    database = int((parse_qs(url.query).get("db") or [""])[0] or url.path.strip("/") or 0)
+    database = int(redis_database(settings.redis_url) or 0)
     credentials = {**({"username": url.username} if url.username else {}),
                    **({"password": url.password} if url.password else {})}
     sentinels = [(host, int(port)) for host, port in (part.rsplit(":", 1) for part in settings.redis_sentinels.split(","))]
