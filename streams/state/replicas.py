@@ -42,16 +42,18 @@ class ReplicaWait:
         self.timeout_ms = timeout_ms
         self.cluster = isinstance(client, RedisCluster)
 
-    async def call(self, script: Any, keys: list[str], args: list[Any], sync_key: str) -> Any:
+    async def call(self, script: Any, keys: list[str], args: list[Any], sync_key: str, confirm: bool = True) -> Any:
         """`script(keys, args)`, confirmed by the replicas of the node holding `sync_key` (a key
-        in the slot of `keys`) when confirmation is asked for."""
-        if self.replicas <= 0:
+        in the slot of `keys`) when confirmation is asked for. `confirm=False`: not yet, the caller
+        confirms later (`confirm`), overlapping the replicas' round trip with other work."""
+        if self.replicas <= 0 or not confirm:
             return await script(keys=keys, args=args)
         return await self._confirmed(sync_key, script, keys, args)
 
     async def confirm(self, sync_key: str) -> None:
         """Confirm, with nothing else to write, that the replicas have every write made so far on
-        the node of `sync_key` (a retried write that turned out to have nothing to do)."""
+        the node of `sync_key` (a retried write that turned out to have nothing to do, or writes
+        made with `confirm=False`)."""
         if self.replicas > 0:
             await self._confirmed(sync_key, None, [], [])
 

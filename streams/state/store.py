@@ -180,14 +180,15 @@ class RedisStore:
 
     async def write_shards(self, deltas: Mapping[int, Iterable[CustomerDelta]], read_tokens: Mapping[str, str],
                            outputs: Mapping[int, Iterable[Output]] | None = None,
-                           claimable_at_ms: int = 0, token: str | None = None) -> set[int]:
+                           claimable_at_ms: int = 0, token: str | None = None, confirm: bool = True) -> set[int]:
         """Apply each shard's deltas atomically, only if no customer changed since it was read
         (its write token is still the one in `read_tokens`), stamping them with `token` (default: a
         new one), together with the shard's `outputs` (into its outbox, claimable by a redrive
         from `claimable_at_ms`).
 
         Returns the shards written. On a single Redis every shard goes in one script call (all
-        or none); on a cluster each shard is its own call on its own slot.
+        or none); on a cluster each shard is its own call on its own slot. `confirm=False`: the
+        replicas are not waited for here; the caller confirms the shards later (`confirm`).
         """
         outputs = outputs or {}
         token = token or self.new_token()
@@ -196,17 +197,25 @@ class RedisStore:
             ops = Ops()
             for shard in shards:
                 self._ops(ops, shard, deltas.get(shard, ()), read_tokens, outputs.get(shard, ()), claimable_at_ms, token)
-            return set(shards) if await self._run(ops, 0) else set()
+            return set(shards) if await self._run(ops, 0, confirm) else set()
         written = await asyncio.gather(*(self._write_one(shard, deltas.get(shard, ()), read_tokens,
-                                                         outputs.get(shard, ()), claimable_at_ms, token)
+                                                         outputs.get(shard, ()), claimable_at_ms, token, confirm)
                                          for shard in shards))
         return {shard for shard, ok in zip(shards, written) if ok}
 
+    async def confirm(self, shards: Iterable[int]) -> None:
+        """Wait until the replicas (`min_replicas`) have every write made so far to `shards`: those
+        written with `confirm=False`. Raises `ReplicasUnconfirmed` (or a connection error) when they
+        do not; the writes may then be lost with their primary, and must be made again."""
+        written = set(shards)
+        homes = written if self.cluster or not written else {0}    # on a single Redis one confirms all
+        await asyncio.gather(*(self.replicas.confirm(self.keys.sync(shard)) for shard in homes))
+
     async def _write_one(self, shard: int, deltas: Iterable[CustomerDelta], read_tokens: Mapping[str, str],
-                         outputs: Iterable[Output], claimable_at_ms: int, token: str) -> bool:
+                         outputs: Iterable[Output], claimable_at_ms: int, token: str, confirm: bool = True) -> bool:
         ops = Ops()
         self._ops(ops, shard, deltas, read_tokens, outputs, claimable_at_ms, token)
-        return await self._run(ops, shard)
+        return await self._run(ops, shard, confirm)
 
     def _ops(self, ops: Ops, shard: int, deltas: Iterable[CustomerDelta], read_tokens: Mapping[str, str],
              outputs: Iterable[Output], claimable_at_ms: int, token: str) -> None:
@@ -272,13 +281,14 @@ class RedisStore:
                     f"without a word; set maxmemory-policy noeviction (redis.conf, or CONFIG SET "
                     f"maxmemory-policy noeviction)")
 
-    async def _run(self, ops: Ops, shard: int) -> bool:
+    async def _run(self, ops: Ops, shard: int, confirm: bool = True) -> bool:
         """The apply script over `ops`, all in `shard`'s slot on a cluster; confirmed by the replicas
         (when asked for) even when there is nothing to write: an earlier attempt may have written."""
         if ops.empty():
-            await self.replicas.confirm(self.keys.sync(shard))
+            if confirm:
+                await self.replicas.confirm(self.keys.sync(shard))
             return True
-        answer = await self.replicas.call(self._apply, ops.keys, ops.arguments(), self.keys.sync(shard))
+        answer = await self.replicas.call(self._apply, ops.keys, ops.arguments(), self.keys.sync(shard), confirm)
         if answer == -1:
             raise ConfigSuperseded(await self.superseded() or "the scoring config changed")
         ok = bool(answer)

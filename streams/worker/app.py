@@ -10,12 +10,14 @@ Notes (faust-streaming 0.15.3):
   fetched run of a partition's records (the chunks fetched together are one batch), and the
   producer is idempotent
   (`streams.worker.kafka_transport`); `stock` is Faust unmodified: its per-message path, events
-  gathered with `take_events`. Both ack a batch only once `BatchLifecycle.handle` has returned.
+  gathered with `noack_take`. Both ack a batch's events themselves, once `BatchLifecycle` has its
+  write confirmed and its outputs published (`pipelined`: while the next batch is read and scored).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,14 @@ def incoming(event: Any) -> Incoming:
 def chunk_incoming(event: Any) -> list[Incoming]:
     """A chunk event's aiokafka records as the batch writer takes them."""
     return [Incoming.of_record(record) for record in event.value]
+
+
+def acknowledger(stream: faust.StreamT, events: list[Any]) -> Callable[[], Awaitable[None]]:
+    """Acknowledges a batch's Faust events (their offsets become committable), once it is done."""
+    async def acknowledge() -> None:
+        for event in events:
+            await stream.ack(event)
+    return acknowledge
 
 
 def consumption_settings(settings: Settings) -> dict[str, Any]:
@@ -95,8 +105,11 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
 
         @app.agent(events, concurrency=1, name="score")
         async def score(stream: faust.StreamT) -> None:
-            async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-                await runtime.lifecycle.handle([incoming(event) for event in batch])
+            try:
+                async for batch in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
+                    await runtime.lifecycle.pipelined([incoming(event) for event in batch], acknowledger(stream, batch))
+            finally:
+                runtime.lifecycle.cancel()
     else:
         chunks = app.topic(settings.events_topic, schema=kafka_transport.ChunkSchema(),
                            partitions=settings.partitions)
@@ -105,8 +118,12 @@ def create_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
         async def score_chunks(stream: faust.StreamT) -> None:
             # the chunks fetched together (one per partition) make one batch: a batch has a fixed cost
             # (Redis round trips, the publish), so live traffic in small chunks is not paid per chunk
-            async for events in stream.take_events(CHUNKS_BUFFERED, within=settings.batch_within_s):
-                await runtime.lifecycle.handle([message for event in events for message in chunk_incoming(event)])
+            try:
+                async for events in stream.noack_take(CHUNKS_BUFFERED, within=settings.batch_within_s):
+                    await runtime.lifecycle.pipelined([message for event in events for message in chunk_incoming(event)],
+                                                      acknowledger(stream, events))
+            finally:
+                runtime.lifecycle.cancel()
 
     @app.on_partitions_assigned.connect
     async def count_assignment(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -44,6 +44,7 @@ class Written:
     now_ms: int = 0
     outputs: list[tuple[int, Output]] = field(default_factory=list)       # (shard, output), in publish order
     account_alerts: list[AccountAlert] = field(default_factory=list)      # the sweep's account evaluations
+    shards: set[int] = field(default_factory=set)                          # the state shards written to
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for _, r in self.outcomes if r.outcome is outcome)

@@ -1,10 +1,15 @@
 """The worker's batch lifecycle: write a batch into Redis, publish its outputs, observe it.
 
-* `stream.take_events()` acknowledges the whole buffer in a `finally`, even when the
-  body raised. So a batch never escapes `BatchLifecycle.handle`: the Redis write and then the
-  publishing are each retried until they succeed (`streams.worker.failures`), and only then
-  does the agent go on (and the offsets become committable). At-least-once delivery plus
-  event-id dedup in the same Redis transaction gives every event exactly one effect.
+* A batch's events are acknowledged to Faust (their offsets committable) only once its Redis
+  write is done, confirmed by the replicas when asked for (`ENGAGE_REDIS_MIN_REPLICAS`), and its
+  outputs are published. So a batch never escapes `BatchLifecycle`: the Redis write and then the
+  publishing are each retried until they succeed (`streams.worker.failures`). At-least-once
+  delivery plus event-id dedup in the same Redis transaction gives every event exactly one effect.
+* Pipelined (`pipelined`): once a batch is written, the replicas' confirmation, the publishing
+  and the acknowledgement run in a task of their own while the next batch is read and scored.
+  The next batch writes only after that confirmation: a write lost with its primary is made
+  again before anything later, so the state never holds a batch's successor without it.
+  Outputs are published, and batches acknowledged, in batch order.
 * A batch failing the same way every time is applied one message at a time, and each
   message that still fails is dead-lettered as `processing_error` (quarantine).
 * The write also records the batch's outputs in the outbox; `streams.worker.publishing` sends
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from scoring.engine import Outcome, Result
 from scoring.reasons import Reason
@@ -29,6 +35,7 @@ from streams.worker.publishing import Publisher
 from streams.worker.writer import BatchWriter, dead_letter
 
 log = logging.getLogger("engage.worker")
+Acknowledge = Callable[[], Awaitable[object]]
 
 
 class BatchLifecycle:
@@ -41,15 +48,67 @@ class BatchLifecycle:
         self.adopted = adopted or _set_event()    # set once the worker's scoring config is the prefix's
         self._conflicts_seen = 0
         self._cache_seen = (0, 0, 0)
+        self._tail: asyncio.Task[None] | None = None     # the last batch's confirmation, publishing, ack
+        self._confirmed = _set_event()                   # set once the last batch's write is confirmed
 
     async def handle(self, batch: list[Incoming]) -> None:
-        """Write one batch, publish its outputs, observe it; never raises (but for cancellation)."""
+        """Write one batch, publish its outputs, observe it, all before returning; never raises
+        (but for cancellation)."""
+        await self.pipelined(batch)
+        await self.drain()
+
+    async def pipelined(self, batch: list[Incoming], acknowledge: Acknowledge | None = None) -> None:
+        """Write one batch into Redis, once the previous batch's write is confirmed; its own
+        confirmation, publishing and then `acknowledge()` run in a task that the next call (or
+        `drain`) follows. Raises what made the previous batch's task fail (it never should)."""
         await self.adopted.wait()
-        written = await self._write(batch)
+        previous, previous_confirmed = self._tail, self._confirmed
+        if previous is not None and previous.done():
+            previous.result()
+        written = await self._write(batch, confirm=False, ready=lambda: _confirmed(previous_confirmed, previous))
+        self._confirmed = confirmed = asyncio.Event()
+        self._tail = asyncio.create_task(self._finish(batch, written, previous, confirmed, acknowledge))
+
+    async def drain(self) -> None:
+        """Wait for the last batch's confirmation, publishing and acknowledgement."""
+        if self._tail is not None:
+            await self._tail
+
+    def cancel(self) -> None:
+        """The agent stops: leave the batch in flight unacknowledged (it is consumed again, and its
+        recorded outputs stay in the outbox for a redrive)."""
+        if self._tail is not None:
+            self._tail.cancel()
+
+    async def _finish(self, batch: list[Incoming], written: Written, previous: asyncio.Task[None] | None,
+                      confirmed: asyncio.Event, acknowledge: Acknowledge | None) -> None:
+        written = await self._confirm(batch, written)
+        confirmed.set()
+        if previous is not None:
+            await previous                     # outputs and acknowledgements in batch order
         await self.retry("publish", lambda: self.publisher.send(written.outputs))
         self._observe(written, batch)
+        if acknowledge is not None:
+            await acknowledge()
 
-    async def _write(self, batch: list[Incoming]) -> Written:
+    async def _confirm(self, batch: list[Incoming], written: Written) -> Written:
+        """The batch's writes confirmed by the replicas. When they are not, the write may be lost
+        with its primary, so the batch is written again, confirmed, retried and quarantined as any
+        write (events that landed are duplicates then: they write nothing, and are confirmed)."""
+        first = True
+
+        async def step() -> Written:
+            nonlocal first
+            if first:
+                first = False
+                await self.store.confirm(written.shards)
+                return written
+            return await self._write(batch)
+
+        return await self.retry("redis", step)
+
+    async def _write(self, batch: list[Incoming], confirm: bool = True,
+                     ready: Callable[[], Awaitable[object]] | None = None) -> Written:
         """The batch into Redis; a message that fails the same way every time is quarantined.
 
         Service errors (Redis, Kafka, the network) are retried for as long as they last.
@@ -58,26 +117,31 @@ class BatchLifecycle:
         time and each message that still fails is dead-lettered as `processing_error`.
         """
         try:
-            return await self.retry("redis", lambda: self.writer.write(batch, now_ms()), QUARANTINE_AFTER)
+            return await self.retry("redis", lambda: self.writer.write(batch, now_ms(), confirm, ready),
+                                    QUARANTINE_AFTER)
         except Deterministic:
             log.error("a batch of %d messages fails the same way every time; applying it one message at a time",
                       len(batch))
+        if ready is not None:
+            await ready()
         merged = Written(now_ms=now_ms())
         for message in batch:
             try:
-                part = await self.retry("redis", lambda: self.writer.write([message], now_ms()), QUARANTINE_AFTER)
+                part = await self.retry("redis", lambda: self.writer.write([message], now_ms(), confirm),
+                                        QUARANTINE_AFTER)
             except Deterministic as failure:
                 log.error("quarantined %s[%d]@%d to the DLQ: %s", message.topic, message.partition, message.offset,
                           failure.detail)
                 result = Result(Outcome.REJECTED, reason=Reason.PROCESSING_ERROR, detail=failure.detail)
                 output = dead_letter(message, result, merged.now_ms)
                 quarantined = [(Keys.shard_of(output.output_id), output)]
-                await self.retry("redis", lambda: self.writer.record(quarantined, merged.now_ms))
-                part = Written([(message, result)], now_ms=merged.now_ms, outputs=quarantined)
+                shards = await self.retry("redis", lambda: self.writer.record(quarantined, merged.now_ms, confirm))
+                part = Written([(message, result)], now_ms=merged.now_ms, outputs=quarantined, shards=shards)
             merged.outcomes += part.outcomes
             merged.alerts += part.alerts
             merged.cards += part.cards
             merged.outputs += part.outputs
+            merged.shards |= part.shards
         return merged
 
     def _observe(self, written: Written, batch: list[Incoming]) -> None:
@@ -112,3 +176,15 @@ def _set_event() -> asyncio.Event:
     event = asyncio.Event()
     event.set()
     return event
+
+
+async def _confirmed(confirmed: asyncio.Event, tail: asyncio.Task[None] | None) -> None:
+    """Until `confirmed` is set by `tail`; raises what stopped `tail` when it ended without setting it."""
+    if tail is None or confirmed.is_set():
+        return
+    waiting = asyncio.ensure_future(confirmed.wait())
+    await asyncio.wait({waiting, tail}, return_when=asyncio.FIRST_COMPLETED)
+    if not confirmed.is_set():
+        waiting.cancel()
+        tail.result()          # its failure, or CancelledError
+        raise RuntimeError("the previous batch's task ended without its write confirmed")

@@ -11,7 +11,7 @@ No scoring rule lives here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import orjson
@@ -62,7 +62,11 @@ class BatchWriter:
         self.cache.misses += len(set(customer_ids)) - len(remembered)
         return loaded
 
-    async def write(self, batch: list[Incoming], now_ms: int) -> Written:
+    async def write(self, batch: list[Incoming], now_ms: int, confirm: bool = True,
+                    ready: Callable[[], Awaitable[object]] | None = None) -> Written:
+        """The batch into Redis. `confirm=False`: its writes are not confirmed by the replicas yet
+        (the caller confirms `Written.shards`); `ready`: awaited before anything is written (the
+        previous batch's confirmation), after the batch is read and scored."""
         decoded = [(message, item) for message in batch for item in unpack(message.value, self.config)]
 
         def rejected(position: int) -> Incoming:
@@ -104,7 +108,8 @@ class BatchWriter:
         processed = Written(now_ms=now_ms)
         made: list[tuple[int | str, int, Output]] = []
         for shard, positions, settled, outputs in await self._apply_shards(by_shard, events, clocks, now_ms, outputs_of,
-                                                                     undecodable):
+                                                                     undecodable, confirm, ready):
+            processed.shards.add(shard)
             for position, result in zip(positions, settled.results):
                 outcomes[position] = result
             processed.alerts += settled.alerts
@@ -129,16 +134,18 @@ class BatchWriter:
             processed.outcomes.append((rejected(position) if result.outcome is Outcome.REJECTED else message, result))
         return processed
 
-    async def record(self, outputs: list[tuple[int, Output]], now_ms: int) -> None:
-        """Outputs made outside a batch's write (a quarantined message's dead letter) into the outbox."""
+    async def record(self, outputs: list[tuple[int, Output]], now_ms: int, confirm: bool = True) -> set[int]:
+        """Outputs made outside a batch's write (a quarantined message's dead letter) into the outbox;
+        returns the shards written."""
         by_shard: dict[int, list[Output]] = {}
         for shard, output in outputs:
             by_shard.setdefault(shard, []).append(output)
-        await self.store.write_shards({}, {}, by_shard, now_ms + self.outbox_grace_ms)
+        return await self.store.write_shards({}, {}, by_shard, now_ms + self.outbox_grace_ms, confirm=confirm)
 
     async def _apply_shards(self, by_shard: dict[int, list[int]], events: list[Event], clocks: list[int], now_ms: int,
                       outputs_of: Callable[[list[int], Settled], list[tuple[int | str, Output]]],
-                      undecodable: dict[int, list[tuple[int | str, Output]]]
+                      undecodable: dict[int, list[tuple[int | str, Output]]], confirm: bool = True,
+                      ready: Callable[[], Awaitable[object]] | None = None
                       ) -> list[tuple[int, list[int], Settled, list[tuple[int | str, Output]]]]:
         """Read the customers, let the core settle each shard's events, write the deltas and outputs.
 
@@ -172,10 +179,12 @@ class BatchWriter:
             for shard, early in waiting.items():
                 outputs.setdefault(shard, list(early))
             token = self.store.new_token()
+            if ready is not None:
+                await ready()
             written = await self.store.write_shards(
                 {shard: s.deltas for shard, s in settled.items()}, loaded.read_tokens,
                 {shard: [output for _, output in made] for shard, made in outputs.items()},
-                now_ms + self.outbox_grace_ms, token)
+                now_ms + self.outbox_grace_ms, token, confirm=confirm)
             for shard in written:
                 if shard in settled:
                     self.cache.keep(token, settled[shard].stored)
