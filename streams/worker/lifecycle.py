@@ -9,7 +9,8 @@
   and the acknowledgement run in a task of their own while the next batch is read and scored.
   The next batch writes only after that confirmation: a write lost with its primary is made
   again before anything later, so the state never holds a batch's successor without it.
-  Outputs are published, and batches acknowledged, in batch order.
+  A batch's confirmation waits for the batch before it to be published: outputs are published,
+  and batches acknowledged, in batch order, and at most two batches are written and unpublished.
 * A batch failing the same way every time is applied one message at a time, and each
   message that still fails is dead-lettered as `processing_error` (quarantine).
 * The write also records the batch's outputs in the outbox; `streams.worker.publishing` sends
@@ -82,10 +83,13 @@ class BatchLifecycle:
 
     async def _finish(self, batch: list[Incoming], written: Written, previous: asyncio.Task[None] | None,
                       confirmed: asyncio.Event, acknowledge: Acknowledge | None) -> None:
+        if previous is not None:
+            # in batch order; and the next batch writes only once this one is confirmed, so that no more
+            # than two batches are ever written and unpublished (a publish failing for minutes holds the
+            # agent, as it holds Kafka's commits, instead of letting batches pile up in memory)
+            await previous
         written = await self._confirm(batch, written)
         confirmed.set()
-        if previous is not None:
-            await previous                     # outputs and acknowledgements in batch order
         await self.retry("publish", lambda: self.publisher.send(written.outputs))
         self._observe(written, batch)
         if acknowledge is not None:

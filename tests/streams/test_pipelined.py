@@ -128,3 +128,32 @@ def test_a_cancelled_batch_is_not_acknowledged_and_the_next_write_never_passes_i
 
     steps = asyncio.run(run())
     assert "ack first" not in steps and "write c2 unconfirmed" not in steps and steps[-1] == "cancelled"
+
+
+def test_while_a_publish_keeps_failing_no_more_than_two_batches_are_written_and_unpublished():
+    async def run() -> tuple[list[str], RecordingProducer]:
+        producer = RecordingProducer(failures=10**9)     # Kafka refuses every send until told otherwise
+        worker = runtime(MemoryRedis(), producer)
+        timeline = Timeline(worker)
+        timeline.go.set()
+        at = now_ms() - 60_000
+        life = worker.lifecycle
+        for i in range(1, 3):
+            await life.pipelined(batch(ev(f"c{i}", "like", at, event_id=f"e{i}"), start_offset=i),
+                                 timeline.acknowledger(f"b{i}"))
+        third = asyncio.create_task(life.pipelined(batch(ev("c3", "like", at, event_id="e3"), start_offset=3),
+                                                   timeline.acknowledger("b3")))
+        for _ in range(200):
+            await asyncio.sleep(0.001)
+        timeline.steps.append("kafka back")
+        producer.failures = 0
+        await third
+        await life.drain()
+        return timeline.steps, producer
+
+    steps, producer = asyncio.run(run())
+    at = steps.index
+    assert at("load c3") < at("kafka back") < at("write c3 unconfirmed")     # scored, held while b1 is unpublished
+    assert "write c2 unconfirmed" in steps[:at("kafka back")]
+    assert [s for s in steps if s.startswith("ack")] == ["ack b1", "ack b2", "ack b3"]
+    assert [card["customer_id"] for card in producer.on(SETTINGS.scores_topic)] == ["c1", "c2", "c3"]
