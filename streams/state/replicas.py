@@ -13,6 +13,13 @@ newest, so the `WAIT` also covers what an earlier attempt wrote on another conne
 batch whose events are all duplicates writes nothing of its own, yet its first write must still
 reach a replica before the batch's outputs are published and its offsets committed.
 
+A batch may be written first and confirmed later, while the next one is scored (`confirm=False`,
+then `confirm`). `WAIT` speaks only of the node it runs on, and a failover in between would have
+it confirm the new primary, which lacks the write. So such a write leaves a mark of its own on
+its node in the same pipeline (`<sync key>:<writer>`), and the confirmation checks, on the same
+connection as its `WAIT`, that the node holds that mark; when it does not, `WriteNotFound` has
+the batch written again.
+
 Fewer replicas than asked within the timeout raise `ReplicasUnconfirmed`, a service error: the
 batch is retried (the write is idempotent under its write tokens), `/readyz` says why, and
 `engagement_redis_replica_waits_failed_total` counts it.
@@ -20,6 +27,7 @@ batch is retried (the write is idempotent under its write tokens), `/readyz` say
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import redis.exceptions
@@ -33,6 +41,15 @@ class ReplicasUnconfirmed(redis.exceptions.ConnectionError):
     and the write is retried, never quarantined."""
 
 
+class WriteNotFound(redis.exceptions.ConnectionError):
+    """A write made without confirmation is not on the node that holds its slot now: its primary
+    was replaced since (a failover), and the write may be lost with it. A ConnectionError: the
+    write is made again, never quarantined."""
+
+
+MARK_TTL_S = 86_400     # a process's marks outlive any wait for a confirmation, and then go
+
+
 class ReplicaWait:
     """Runs a script call and, when `replicas` > 0, confirms it on `replicas` replicas."""
 
@@ -41,23 +58,38 @@ class ReplicaWait:
         self.replicas = replicas
         self.timeout_ms = timeout_ms
         self.cluster = isinstance(client, RedisCluster)
+        self.writer = uuid.uuid4().hex[:12]              # this process's marks: `<sync key>:<writer>`
+        self.deferred: dict[str, str] = {}               # sync key -> the mark of its last write not yet confirmed
 
     async def call(self, script: Any, keys: list[str], args: list[Any], sync_key: str, confirm: bool = True) -> Any:
         """`script(keys, args)`, confirmed by the replicas of the node holding `sync_key` (a key
-        in the slot of `keys`) when confirmation is asked for. `confirm=False`: not yet, the caller
-        confirms later (`confirm`), overlapping the replicas' round trip with other work."""
-        if self.replicas <= 0 or not confirm:
+        in the slot of `keys`) when confirmation is asked for. `confirm=False`: not yet; the write
+        then leaves a mark on its node (`deferred`), which `confirm` checks before it waits."""
+        if self.replicas <= 0:
             return await script(keys=keys, args=args)
-        return await self._confirmed(sync_key, script, keys, args)
+        if not confirm:
+            return await self._pipeline(sync_key, script, keys, args, wait=False)
+        return await self._pipeline(sync_key, script, keys, args)
 
     async def confirm(self, sync_key: str) -> None:
         """Confirm, with nothing else to write, that the replicas have every write made so far on
-        the node of `sync_key` (a retried write that turned out to have nothing to do, or writes
-        made with `confirm=False`)."""
+        the node of `sync_key` (a retried write that turned out to have nothing to do). After
+        writes made with `confirm=False`, first checks that this node holds their mark: a write
+        made on a primary since replaced (a failover) is not on the node confirmed now, and
+        confirming that node would say nothing of it; `WriteNotFound` then asks for it again."""
         if self.replicas > 0:
-            await self._confirmed(sync_key, None, [], [])
+            mark = self.deferred.get(sync_key)
+            await self._pipeline(sync_key, None, [], [], mark=mark)
+            if mark is not None and self.deferred.get(sync_key) == mark:
+                del self.deferred[sync_key]     # confirmed: later confirmations need not check it
 
-    async def _confirmed(self, sync_key: str, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _mark_key(self, sync_key: str) -> str:
+        return f"{sync_key}:{self.writer}"           # same slot as `sync_key`: the hash tag is first
+
+    async def _pipeline(self, sync_key: str, script: Any, keys: list[str], args: list[Any], wait: bool = True,
+                        mark: str | None = None) -> Any:
+        """One pipeline on one connection to the node of `sync_key`: the script if any; then, when
+        `wait`, the mark's check if any, the `sync` write and `WAIT`; else a new mark of this write."""
         for attempt in (1, 2):
             target: dict[str, Any] = {}
             if self.cluster:
@@ -68,8 +100,14 @@ class ReplicaWait:
                 pipe = self.client.pipeline(transaction=False)
             if script is not None:
                 pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)   # (a cluster pipeline refuses .evalsha)
-            pipe.set(sync_key, "1")
-            pipe.execute_command("WAIT", self.replicas, self.timeout_ms, **target)
+            if not wait:
+                written = uuid.uuid4().hex
+                pipe.set(self._mark_key(sync_key), written, ex=MARK_TTL_S)
+            else:
+                if mark is not None:
+                    pipe.get(self._mark_key(sync_key))
+                pipe.set(sync_key, "1")
+                pipe.execute_command("WAIT", self.replicas, self.timeout_ms, **target)
             # no redirection on a cluster: a command re-sent elsewhere would not be on WAIT's connection
             replies = await (pipe.execute(raise_on_error=False, allow_redirections=False) if self.cluster
                              else pipe.execute(raise_on_error=False))
@@ -84,6 +122,14 @@ class ReplicaWait:
                     raise redis.exceptions.ClusterError(f"slot of {sync_key} moved: {reply}")
                 if isinstance(reply, Exception):
                     raise reply
+            if not wait:
+                self.deferred[sync_key] = written
+                return result
+            if mark is not None:
+                found = replies[1 if script is not None else 0]
+                if (found.decode() if isinstance(found, bytes) else found) != mark:
+                    raise WriteNotFound(f"a write to the node of {sync_key} is not on the node that holds its slot "
+                                        f"now (its primary changed since): writing it again")
             acknowledged = int(replies[-1])
             if acknowledged < self.replicas:
                 raise ReplicasUnconfirmed(await self._shortfall(sync_key, acknowledged))

@@ -206,10 +206,15 @@ class RedisStore:
     async def confirm(self, shards: Iterable[int]) -> None:
         """Wait until the replicas (`min_replicas`) have every write made so far to `shards`: those
         written with `confirm=False`. Raises `ReplicasUnconfirmed` (or a connection error) when they
-        do not; the writes may then be lost with their primary, and must be made again."""
+        do not, or `WriteNotFound` when the node that holds a shard's slot now lacks the write (its
+        primary was replaced since); the writes may then be lost, and must be made again."""
         written = set(shards)
         homes = written if self.cluster or not written else {0}    # on a single Redis one confirms all
         await asyncio.gather(*(self.replicas.confirm(self.keys.sync(shard)) for shard in homes))
+
+    def forget_unconfirmed(self) -> None:
+        """The writes made with `confirm=False` were made again, confirmed: stop checking their marks."""
+        self.replicas.deferred.clear()
 
     async def _write_one(self, shard: int, deltas: Iterable[CustomerDelta], read_tokens: Mapping[str, str],
                          outputs: Iterable[Output], claimable_at_ms: int, token: str, confirm: bool = True) -> bool:

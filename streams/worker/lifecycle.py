@@ -107,7 +107,9 @@ class BatchLifecycle:
                 first = False
                 await self.store.confirm(written.shards)
                 return written
-            return await self._write(batch)
+            again = await self._write(batch)
+            self.store.forget_unconfirmed()      # made again, confirmed: the first write's marks say nothing now
+            return again
 
         return await self.retry("redis", step)
 
