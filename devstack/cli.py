@@ -71,9 +71,12 @@ def demo(ctx: click.Context, offline: bool, customers: int, accounts: int, event
               help="Events per message: above 1, batch messages of --shape (grouped per partition).")
 @click.option("--shape", type=click.Choice(["array", "ndjson"]), default="array", show_default=True,
               help="Batch message format: a JSON array, or NDJSON (one event per line).")
+@click.option("--format", "message_format", type=click.Choice(["engage", "segment"]), default="engage",
+              show_default=True, help="Each event in the product's own JSON, or as a Segment-spec track message "
+                                      "(named by the shipped [mapping]).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(kafka_bootstrap, redis_url, topic_prefix, count, rate, history, customers, accounts, seed, id_prefix,
-             batch, shape, quiet) -> None:  # type: ignore[no-untyped-def]
+             batch, shape, message_format, quiet) -> None:  # type: ignore[no-untyped-def]
     """Produce realistic synthetic events (Zipf activity, every type, some duplicates, late and bad ones)."""
     from devstack.traffic import TrafficSettings
     from scoring.timeutil import parse_duration
@@ -90,7 +93,7 @@ def generate(kafka_bootstrap, redis_url, topic_prefix, count, rate, history, cus
                          **topic_names(topic_prefix))
     sent = run_generate(settings, GenerateOptions(
         count=count, rate=rate, history_ms=history_ms, progress=not quiet, batch=batch, shape=shape,
-        traffic=TrafficSettings(customers=customers, accounts=accounts, seed=seed, prefix=id_prefix)))
+        segment=message_format == "segment", traffic=TrafficSettings(customers=customers, accounts=accounts, seed=seed, prefix=id_prefix)))
     click.echo(json.dumps(dict(sorted(sent.items()))))
 
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
+from scoring.config import load_config
 from scoring.timeutil import DAY
-from devstack.traffic import TrafficGenerator, TrafficSettings, batched
+from devstack.traffic import TrafficGenerator, TrafficSettings, as_segment, batched
 from streams.clock import now_ms
 from streams.security import kafka_options
 from streams.settings import Settings
@@ -27,6 +28,7 @@ class GenerateOptions:
     progress: bool = True
     batch: int = 1              # events per message; > 1 sends batch messages of `shape`
     shape: str = "array"        # array (a JSON array) or ndjson (one event per line)
+    segment: bool = False       # each event as a Segment-spec track message (the shipped [mapping]'s names)
 
 
 def generate(settings: Settings, options: GenerateOptions) -> Counter[str]:
@@ -46,6 +48,9 @@ def generate(settings: Settings, options: GenerateOptions) -> Counter[str]:
     last_report = began
     try:
         messages = traffic.messages(options.count, first, span)
+        if options.segment:
+            mapping = load_config().mapping
+            messages = (as_segment(message, mapping) for message in messages)
         if options.batch > 1:
             grouped = batched(messages, options.batch, options.shape, partition_of(producer, settings.events_topic))
         else:

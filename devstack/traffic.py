@@ -16,14 +16,16 @@ import bisect
 import heapq
 import itertools
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from scoring.messages import pack
+from scoring.segment_spec import TrackMapping
 from scoring.timeutil import DAY, HOUR, SECOND
 
 
@@ -333,3 +335,32 @@ def _fits_in_batch(value: bytes) -> bool:
         return isinstance(orjson.loads(value), dict)
     except orjson.JSONDecodeError:
         return False
+
+
+def as_segment(message: Message, mapping: Mapping[str, TrackMapping]) -> Message:
+    """The same message as a Segment-spec `track` message that `mapping` reads back into the same
+    event: the name of the first entry mapping to its type, its fields at that entry's paths, its
+    time as an RFC 3339 string. A message that is no event object of a mapped type (a malformed
+    one) passes unchanged: it stays the same rejection."""
+    by_type: dict[str, tuple[str, TrackMapping]] = {}
+    for name, entry in mapping.items():
+        by_type.setdefault(entry.type, (name, entry))
+    try:
+        event = orjson.loads(message.value)
+    except orjson.JSONDecodeError:
+        return message
+    if not isinstance(event, dict) or event.get("type") not in by_type:
+        return message
+    name, entry = by_type[event["type"]]
+    ts = event.get("ts")
+    if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < 253402300800000:
+        ts = datetime.fromtimestamp(ts / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    track: dict[str, Any] = {"type": "track", "event": name, "messageId": event.get("event_id"),
+                             "userId": event.get("customer_id"), "timestamp": ts, "properties": {}, "context": {}}
+    for field_name, path in entry.paths.items():
+        if field_name in event:
+            place: dict[str, Any] = track
+            for step in path[:-1]:
+                place = place.setdefault(step, {})
+            place[path[-1]] = event[field_name]
+    return Message(message.key, orjson.dumps(track), message.kind, message.at_ms)

@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from scoring.catalogue import BUILTIN_TYPES, PASSIVE_TYPES
+from scoring.segment_spec import DEFAULT_PATHS, FIELDS, TrackMapping
 from scoring.timeutil import DAY, format_duration, parse_duration
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}\Z")  # \Z: "$" would allow a trailing newline
+MESSAGE_PATH = re.compile(r"^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*\Z")   # a dotted path in a Segment-spec message
+MAX_TRACK_NAME = 200
 OFF = "off"
 
 
@@ -127,6 +130,7 @@ class Config:
     activity_types: frozenset[str]
     history_ms: int                  # [history] horizon: how far back score history reaches
     scorecards: Mapping[str, ScoringConfig] = field(default_factory=dict)   # segment -> its scorecard
+    mapping: Mapping[str, TrackMapping] = field(default_factory=dict)       # Segment track event name -> type
     known_types: frozenset[str] = field(default=frozenset())
     custom_types: frozenset[str] = field(default=frozenset())
     retention_ms: int = field(init=False, default=0)  # derived: see _retention (read on every event)
@@ -182,7 +186,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
 
 
 # Tables whose keys are free-form (event type names / labels) rather than fixed settings.
-_OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards"}
+_OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping"}
 SCORECARD_TABLES = ("weights", "targets", "tiers")
 
 
@@ -321,6 +325,7 @@ def build_config(raw: Mapping[str, Any]) -> Config:
 
     return Config(
         scoring=scoring(weights, targets, excellent, moderate),
+        mapping=_track_mapping(r.table("mapping"), known),
         scorecards={segment: scoring(*parts) for segment, parts in sorted(segment_cards.items())},
         aer=AerConfig(window_ms=window("aer.window"), activity_types=aer_types, low_below=low, high_above=high,
                       reference_lines=lines),
@@ -386,10 +391,46 @@ def config_mapping(config: Config) -> dict[str, Any]:
                                  "targets": dict(sorted(card.targets.items())),
                                  "tiers": {"excellent": card.tier_excellent, "moderate": card.tier_moderate}}
                        for segment, card in config.scorecards.items()},
+        "mapping": {name: _mapping_entry(entry) for name, entry in sorted(config.mapping.items())},
         "limits": {"max_event_bytes": limits.max_event_bytes, "max_message_bytes": limits.max_message_bytes,
                    "max_batch_events": limits.max_batch_events, "max_id_length": limits.max_id_length,
                    "max_count": limits.max_count, "max_value": limits.max_value},
     }
+
+
+def _track_mapping(table: Mapping[str, Any], known: frozenset[str]) -> dict[str, TrackMapping]:
+    """[mapping]: each Segment track event name -> its event type, and the message paths its fields
+    are read from (`"Order Completed" = { type = "purchase", value = "properties.revenue" }`, or just
+    `"Page Viewed" = "page_view"`); the paths not given are the defaults (`properties.<field>`)."""
+    out: dict[str, TrackMapping] = {}
+    for name, entry in table.items():
+        key = f'mapping."{name}"'
+        if not name or len(name) > MAX_TRACK_NAME or not name.isprintable():
+            raise ConfigError(key, f"a track event name is 1..{MAX_TRACK_NAME} printable characters")
+        if isinstance(entry, str):
+            entry = {"type": entry}
+        if not isinstance(entry, Mapping):
+            raise ConfigError(key, "must be an event type, or a table with `type` and the paths of its fields")
+        type_name = entry.get("type")
+        if type_name not in known:
+            raise ConfigError(f"{key}.type", f"must be a known event type (got {type_name!r})")
+        paths = dict(DEFAULT_PATHS)
+        for field_name, path in entry.items():
+            if field_name == "type":
+                continue
+            if field_name not in FIELDS:
+                raise ConfigError(f"{key}.{field_name}", f"not a field a mapping reads (one of {', '.join(FIELDS)})")
+            if not isinstance(path, str) or not MESSAGE_PATH.match(path):
+                raise ConfigError(f"{key}.{field_name}", "must be a dotted path in the message, e.g. 'properties.revenue'")
+            paths[field_name] = path
+        out[name] = TrackMapping(type_name, {f: tuple(p.split(".")) for f, p in paths.items()})
+    return out
+
+
+def _mapping_entry(entry: TrackMapping) -> str | dict[str, str]:
+    """A [mapping] entry as written: the type alone, or with the paths that differ from the defaults."""
+    paths = {f: ".".join(p) for f, p in entry.paths.items() if ".".join(p) != DEFAULT_PATHS[f]}
+    return {"type": entry.type, **paths} if paths else entry.type
 
 
 def _positive_number(key: str, value: Any) -> float:

@@ -48,10 +48,12 @@ class Result:
     detail: str = ""
     field: str | None = None              # the offending field of a rejection, when one is to blame
     alerts: tuple[alert_rules.Alert, ...] = ()
+    subject: str | None = None            # what a rejection is about (an unmapped event's name)
 
     @classmethod
     def rejected(cls, rejection: EventRejected) -> Result:
-        return cls(Outcome.REJECTED, reason=rejection.reason, detail=rejection.detail, field=rejection.field)
+        return cls(Outcome.REJECTED, reason=rejection.reason, detail=rejection.detail, field=rejection.field,
+                   subject=rejection.subject)
 
 
 def gate(event: Event, state: CustomerState | None, now_ms: int, config: Config) -> Outcome:

@@ -18,6 +18,7 @@ import orjson
 from scoring.catalogue import BUILTIN_TYPES, CUSTOM_RULE, SENTIMENTS, TypeRule
 from scoring.config import Config
 from scoring.reasons import EventRejected, Reason
+from scoring.segment_spec import is_segment_message, translate
 from scoring.timeutil import MAX_EPOCH_MS, parse_rfc3339
 
 # Value sums are kept as integers in thousandths so that adding them is exact and
@@ -89,9 +90,22 @@ def read_event(value: bytes | Any, config: Config) -> Event:
 
 
 def validate_event(obj: Any, config: Config) -> Event:
-    """An already-decoded JSON value -> Event, or EventRejected."""
+    """An already-decoded JSON value -> Event, or EventRejected. A Segment-spec message is read
+    through the config's [mapping] (`scoring.segment_spec`), its rejections naming its own fields."""
     if not isinstance(obj, dict):
         raise EventRejected(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {_json_type(obj)}")
+    if is_segment_message(obj):
+        event, sources = translate(obj, config.mapping)
+        try:
+            return _validated(event, config)
+        except EventRejected as rejected:
+            source = sources.get(rejected.field or "", rejected.field)
+            detail = rejected.detail if source == rejected.field else f"{rejected.detail} (read from {source})"
+            raise EventRejected(rejected.reason, detail, source) from None
+    return _validated(obj, config)
+
+
+def _validated(obj: dict[str, Any], config: Config) -> Event:
     limit = config.limits.max_id_length
     event_id = _identifier(obj, "event_id", limit, required=True)
     customer_id = _identifier(obj, "customer_id", limit, required=True, allow_int=True)

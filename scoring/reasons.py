@@ -23,14 +23,17 @@ class Reason(StrEnum):
     TS_IN_FUTURE = "ts_in_future"            # `ts` beyond now + time.max_future_skew
     TS_TOO_LATE = "ts_too_late"              # `ts` older than watermark - time.allowed_lateness
     EMPTY_BATCH = "empty_batch"              # a batch message (JSON array) holding no events
+    UNMAPPED_EVENT = "unmapped_event"        # a Segment track event whose name [mapping] does not map to a type
+    UNSUPPORTED_MESSAGE = "unsupported_message"  # a Segment call that is no event (identify, group, page, ...)
     PROCESSING_ERROR = "processing_error"    # the worker failed on this message every time it tried (quarantined)
 
 
 class EventRejected(ValueError):
     """Raised by validation; carries the stable reason and a human-readable detail."""
 
-    def __init__(self, reason: Reason, detail: str, field: str | None = None) -> None:
+    def __init__(self, reason: Reason, detail: str, field: str | None = None, subject: str | None = None) -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
         self.field = field
+        self.subject = subject      # what the reason is about, when a metric counts it (an unmapped event's name)

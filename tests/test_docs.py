@@ -51,7 +51,7 @@ def test_the_readme_is_a_front_page_not_the_reference():
 
 def dotted_keys(table, prefix=""):
     for key, value in table.items():
-        if prefix in ("weights.", "targets.") or prefix.startswith("aer.reference_lines"):
+        if prefix in ("weights.", "targets.") or prefix.startswith(("aer.reference_lines", "mapping.")):
             continue
         if isinstance(value, dict) and key != "reference_lines":
             yield from dotted_keys(value, f"{prefix}{key}.")
@@ -72,6 +72,26 @@ def test_every_config_key_is_in_the_configuration_table():
     assert len(keys) > 30
     missing = [k for k in keys if f"`{k}`" not in README]
     assert missing == []
+
+
+def test_bring_your_own_events_shows_every_type_in_both_formats_read_as_the_same_event_and_the_shipped_names():
+    import orjson
+
+    from scoring.catalogue import BUILTIN_TYPES
+    from scoring.config import load_config
+    from scoring.events import validate_event
+
+    page = (ROOT / "docs" / "bring-your-own-events.md").read_text()
+    own_block, segment_block = re.findall(r"```json\n(.*?)```", page, flags=re.S)
+    own = [orjson.loads(line) for line in own_block.splitlines()]
+    segment = [orjson.loads(line) for line in segment_block.splitlines()]
+    config = load_config()
+    assert [event["type"] for event in own] == list(BUILTIN_TYPES)
+    for mine, theirs in zip(own, segment, strict=True):
+        assert theirs["type"] == "track" and validate_event(theirs, config) == validate_event(mine, config)
+    shipped = page.split("| track event | type |", 1)[1].split("\n\n", 1)[0]
+    rows = dict(re.findall(r"^\| `([^`]+)` \| `([a-z_]+)` \|", shipped, flags=re.M))
+    assert rows == {name: entry.type for name, entry in config.mapping.items()}
 
 
 def test_every_rejection_reason_is_documented():

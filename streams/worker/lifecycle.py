@@ -159,6 +159,8 @@ class BatchLifecycle:
         m.deduplicated.inc(written.count(Outcome.DUPLICATE))
         for _, result in written.rejections():
             m.rejected.labels(reason=result.reason.value).inc()  # type: ignore[union-attr]
+            if result.reason is Reason.UNMAPPED_EVENT:
+                m.count_unmapped(result.subject)
         for alert in written.alerts:
             m.alerts.labels(rule=alert.rule.value).inc()
         for _, result in written.outcomes:

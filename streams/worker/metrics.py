@@ -156,6 +156,11 @@ class KpiCollector(Collector):
         yield from families.values()
 
 
+UNMAPPED_NAMES = 50          # distinct unmapped event names a worker labels one by one: a bounded label
+OTHER_NAME = "other"
+NAME_LABEL_LENGTH = 64
+
+
 class Metrics:
     """Every metric a worker exports, on its own (injectable) registry."""
 
@@ -168,6 +173,10 @@ class Metrics:
         self.rejected = Counter(PREFIX + "events_rejected", "Events sent to the dead-letter topic", ["reason"],
                                 registry=r)
         self.alerts = Counter(PREFIX + "alerts", "Alerts published (customer and account rules)", ["rule"], registry=r)
+        self.unmapped = Counter(PREFIX + "unmapped_events", "Segment track events dead-lettered because [mapping] "
+                                f"names no type for them, by name (the first {UNMAPPED_NAMES} names; later ones "
+                                f"as \"{OTHER_NAME}\")", ["event"], registry=r)
+        self._unmapped_names: set[str] = set()
         self.latency = Histogram(PREFIX + "event_latency_seconds", "Event time to applied in Redis",
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
                                           3600, 86400), registry=r)
@@ -209,3 +218,14 @@ class Metrics:
             self.alerts.labels(rule=rule.value)
         self.kpi_gauges = KpiCollector(reference_lines)
         r.register(self.kpi_gauges)
+
+    def count_unmapped(self, name: str | None) -> None:
+        """One more unmapped track event of `name`, under its own label while fewer than UNMAPPED_NAMES
+        names have one (a producer's typo must not grow the exposition without bound)."""
+        label = (name or "")[:NAME_LABEL_LENGTH]
+        if label not in self._unmapped_names:
+            if len(self._unmapped_names) >= UNMAPPED_NAMES:
+                label = OTHER_NAME
+            else:
+                self._unmapped_names.add(label)
+        self.unmapped.labels(event=label).inc()

@@ -267,6 +267,80 @@ def test_batch_messages_end_to_end_equal_the_core_with_per_event_dead_letters(st
         worker.stop()
 
 
+def docs_producer_values(bootstrap: str, topic: str, day: str) -> list[bytes]:
+    """Run the producer example of docs/bring-your-own-events.md against this test's topic (its
+    events dated `day`); returns the values it sent, as serialised."""
+    import pathlib
+    import re
+
+    page = (pathlib.Path(__file__).parents[2] / "docs" / "bring-your-own-events.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    code = code.replace('"localhost:9092"', repr(bootstrap)).replace('"engagement.events"', repr(topic))
+    code = code.replace("2026-11-20", day)
+    sent: list[bytes] = []
+
+    class Recording(KafkaProducer):
+        def send(self, topic, value=None, key=None, **kwargs):  # type: ignore[no-untyped-def]
+            sent.append(self.config["value_serializer"](value))
+            return super().send(topic, value=value, key=key, **kwargs)
+
+    exec(compile(code, "bring-your-own-events.md", "exec"), {"__name__": "docs_example", "KafkaProducer": Recording,
+                                                             "__builtins__": __builtins__}, {})
+    return sent
+
+
+def test_segment_spec_messages_end_to_end_equal_the_core_and_the_same_stream_in_the_own_format(stack, unique,
+                                                                                                 tmp_path):
+    """The stream of test_one_worker_end_to_end_equals_the_core sent as Segment-spec track messages,
+    with track events no mapping names, an identify, and the docs' producer example: the worker
+    equals the core over what was sent (DLQ, counters, API, gauges, scores), the core scores the
+    Segment stream exactly as the same stream in the product's format, and the unmapped names are
+    counted per name."""
+    from datetime import datetime, timedelta, timezone
+
+    from devstack.traffic import as_segment
+
+    settings = pipeline_settings(stack, unique)
+    traffic = TrafficGenerator(TrafficSettings(customers=120, accounts=12, seed=99, prefix=unique,
+                                               malformed_share=0.01, late_share=0.01, duplicate_share=0.02))
+    messages = list(traffic.messages(MESSAGES, now_ms() - 5 * DAY, 5 * DAY - HOUR))
+    segment = [as_segment(m, CONFIG.mapping) for m in messages]
+    at = now_ms() - HOUR
+    odd = [orjson.dumps({"type": "track", "messageId": f"{unique}-odd-{i}", "userId": f"{unique}-c-odd", "event": name,
+                         "timestamp": at}) for i, name in enumerate(["Coupon Applied", "Coupon Applied", "Nap Taken"])]
+    odd.append(orjson.dumps({"type": "identify", "messageId": f"{unique}-id-1", "userId": f"{unique}-c-odd",
+                             "traits": {"plan": "pro"}}))
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    for message in segment:
+        producer.send(settings.events_topic, key=message.key or None, value=message.value)
+    for value in odd:
+        producer.send(settings.events_topic, key=f"{unique}-c-odd".encode(), value=value)
+    producer.flush()
+    producer.close()
+    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+    example = docs_producer_values(stack.kafka_bootstrap, settings.events_topic, yesterday)
+    values = [m.value for m in segment] + odd + example
+    assert len(example) == 2 and sum(v.startswith(b'{"type":"track"') for v in values) > 0.95 * len(values)
+
+    # the core scores the Segment stream as the same stream in the product's format
+    own, own_results = reference_for([m.value for m in messages], now_ms())
+    theirs, their_results = reference_for([m.value for m in segment], now_ms())
+    assert theirs.customers == own.customers
+    assert [(r.outcome, r.reason) for _, _, r in their_results] == [(r.outcome, r.reason) for _, _, r in own_results]
+
+    worker = WorkerProcess(stack, unique, tmp_path, "w1")
+    try:
+        worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness")
+        reference = check_everything(stack, unique, values, [worker])
+        assert reference.customers["u-1042"].account_id == "acme"          # the docs' two events, both accepted
+        metrics = worker.metrics()
+        assert metrics['engagement_unmapped_events_total{event="Coupon Applied"}'] == 2
+        assert metrics['engagement_unmapped_events_total{event="Nap Taken"}'] == 1
+        assert metrics['engagement_events_rejected_total{reason="unsupported_message"}'] == 1
+    finally:
+        worker.stop()
+
+
 def test_two_workers_sharing_the_partitions_equal_the_core(stack, unique, tmp_path):
     workers = [WorkerProcess(stack, unique, tmp_path, f"w{i}") for i in (1, 2)]
     try:

@@ -63,7 +63,8 @@ def runtime(memory: MemoryRedis, producer: RecordingProducer, prefix: str = "w")
 
 
 def batch(*events: dict, start_offset: int = 0) -> list[Incoming]:
-    return [Incoming(json.dumps(e).encode(), e["customer_id"].encode(), "events", 0, start_offset + i, now_ms())
+    return [Incoming(json.dumps(e).encode(), str(e.get("customer_id", e.get("userId"))).encode(), "events", 0,
+                     start_offset + i, now_ms())
             for i, e in enumerate(events)]
 
 
@@ -229,3 +230,32 @@ def test_a_stalled_worker_is_unready_even_while_it_re_scores():
     clock[0] = 31.0                            # ... and none was consumed for 31 s
     ready, detail = asyncio.run(worker.health.ready())
     assert not ready and detail == "12 messages waiting and none consumed for 31 s"
+
+
+def test_segment_track_messages_are_scored_and_unmapped_names_dead_lettered_and_counted_per_name():
+    memory, producer = MemoryRedis(), RecordingProducer()
+    worker = runtime(memory, producer)
+    at = now_ms() - 60_000
+    track = {"type": "track", "messageId": "m1", "userId": "c1", "event": "Post Liked", "timestamp": at,
+             "context": {"groupId": "acme"}}
+    unmapped = [{**track, "messageId": f"m{i}", "event": name} for i, name in enumerate(["Coupon Applied"] * 2 + ["Nap Taken"], 2)]
+    asyncio.run(worker.lifecycle.handle(batch(track, *unmapped, {"type": "identify", "messageId": "m9", "userId": "c1"})))
+    [card] = producer.on(SETTINGS.scores_topic)
+    assert (card["customer_id"], card["account_id"]) == ("c1", "acme")
+    dead = producer.on(SETTINGS.dlq_topic)
+    assert [(d["reason"], d["field"]) for d in dead] == [("unmapped_event", "event")] * 3 + [("unsupported_message", "type")]
+    counted = worker.metrics.unmapped
+    assert counted.labels(event="Coupon Applied")._value.get() == 2 and counted.labels(event="Nap Taken")._value.get() == 1
+
+
+def test_unmapped_event_names_are_labelled_one_by_one_up_to_a_bound_then_as_other():
+    from streams.worker.metrics import OTHER_NAME, UNMAPPED_NAMES
+
+    metrics = Metrics(CONFIG.aer.reference_lines)
+    for i in range(UNMAPPED_NAMES + 5):
+        metrics.count_unmapped(f"Event {i}")
+    metrics.count_unmapped("Event 0")            # a name already labelled keeps its label
+    metrics.count_unmapped("x" * 300)
+    exposition = [s for family in metrics.unmapped.collect() for s in family.samples if s.name.endswith("_total")]
+    labels = {s.labels["event"]: s.value for s in exposition}
+    assert len(labels) == UNMAPPED_NAMES + 1 and labels[OTHER_NAME] == 6 and labels["Event 0"] == 2
