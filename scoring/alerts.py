@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from scoring import formulas
 from scoring.config import Config
-from scoring.explain import Explanation, explain
+from scoring.explain import Explanation, explain, explain_silence
 from scoring.scores import ScoreCard, breakdown, score_card, was_activated
 from scoring.state import CustomerState
 from scoring.windows import window_start_bucket
@@ -28,6 +28,9 @@ class Rule(StrEnum):
     SCORE_DROP = "score_drop"
     INACTIVE = "inactive"
     NOT_ACTIVATED = "not_activated"
+
+
+SILENCE_RULES = frozenset({Rule.INACTIVE, Rule.NOT_ACTIVATED})   # alerts about silence, not a score's movement
 
 
 @dataclass(slots=True)
@@ -125,7 +128,7 @@ def evaluate(
     fired: list[Alert] = []
     cfg = config.alerts
 
-    built: list[tuple[tuple[dict[str, object], ...], Explanation]] = []   # built once if anything fires
+    built: list[tuple[dict[str, object], ...]] = []   # the breakdown, built once if anything fires
     card = current.card
     now = {"tier": card.tier.value, "es": card.es}
     last = now if previous is None else {"tier": previous.tier.value, "es": previous.es}
@@ -134,9 +137,11 @@ def evaluate(
         """Every alert carries the tier and ES before (the last evaluation; a score drop: its
         reference) and now, with its rule's own facts beside them."""
         if not built:
-            built.append((tuple(t.to_dict() for t in breakdown(card.counts, config.scorecard(card.segment))),
-                          explain(current.state, card.as_of_ms, config, card)))
-        rows, why = built[0]
+            built.append(tuple(t.to_dict() for t in breakdown(card.counts, config.scorecard(card.segment))))
+        rows = built[0]
+        # an alert's explanation speaks to its rule: silence for inactivity and activation, the score's
+        # movement for the others
+        why = (explain_silence if rule in SILENCE_RULES else explain)(current.state, card.as_of_ms, config, card)
         fired.append(Alert(rule, card.customer_id, card.account_id, card.as_of_ms, {**last, **before},
                            {**now, **after}, rows, why))
 

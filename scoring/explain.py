@@ -8,6 +8,10 @@ the types that moved ES the most in the direction it moved (for an alert: the bi
 losses); then days without activity, and a detractor's NPS or an
 unsatisfied CSAT answer in the window. Every number comes from the customer's counters:
 nothing is stored for it, so `GET /customers/{id}` explains any `as_of` the same way.
+
+An inactivity or activation alert is about silence, not a score that moved:
+:func:`explain_silence` says how long the customer has been silent and what it did in the
+scoring window before it went silent (its drivers: those activities then and now).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from scoring.config import Config
 from scoring.contributions import count_key, survey_key
 from scoring.scores import ScoreCard, score_card
 from scoring.state import CustomerState
-from scoring.timeutil import DAY, format_duration
+from scoring.timeutil import DAY, format_duration, format_rfc3339
 from scoring.windows import bucket_of, window_start_bucket
 
 MAX_DRIVERS = 3
@@ -160,3 +164,40 @@ def explain(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard
     sentence = (f"ES {es_before:.1f} → {card.es:.1f} ({tiers}) over {_span(config.alerts.score_drop_window_ms)}: "
                 + (", ".join(reasons) if reasons else "no scored activity changed"))
     return Explanation(sentence, since, es_before, tier_before, card.es, card.tier, drivers, quiet_days, nps, csat)
+
+
+def explain_silence(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard | None = None) -> Explanation:
+    """Why an inactivity or activation alert fired: how long the customer has been silent (since its
+    last activity, or since joining if never active), and its most frequent activities in the
+    scoring window that ended when it went silent, compared with the window now."""
+    scoring, bucket_ms = config.scorecard(state.segment_name), config.scoring.bucket_ms
+    card = card or score_card(state, as_of_ms, config, detail=False)
+    joined = state.membership_start(as_of_ms)
+    last = card.last_active_ms
+    since = last if last is not None else (joined if joined is not None else as_of_ms)
+    quiet_days = (as_of_ms - since) // DAY
+    then = _window_totals(state, window_start_bucket(since, scoring.window_ms, bucket_ms), bucket_of(since, bucket_ms))
+    now = _window_totals(state, window_start_bucket(as_of_ms, scoring.window_ms, bucket_ms),
+                         bucket_of(as_of_ms, bucket_ms))
+    before_counts = {t: then.get(count_key(t), 0) for t in scoring.weights}
+    es_before = formulas.engagement_score(before_counts, scoring.weights, scoring.targets, scoring.total_weight)
+
+    def points(count: int, type_name: str) -> float:
+        weight = scoring.weights.get(type_name, 0)
+        return 0.0 if not weight else weight * formulas.engagement_component(count, scoring.targets[type_name]) \
+            / scoring.total_weight
+
+    did = sorted(((then.get(count_key(t), 0), t) for t in config.activity_types if then.get(count_key(t), 0)),
+                 key=lambda item: (-item[0], item[1]))[:MAX_DRIVERS]
+    drivers = tuple(Driver(t, n, now.get(count_key(t), 0), points(n, t), points(now.get(count_key(t), 0), t))
+                    for n, t in did)
+    tier_before = formulas.tier(es_before, scoring.tier_excellent, scoring.tier_moderate)
+    day = format_rfc3339(since)[:10]
+    if last is None:
+        sentence = f"Never active since joining {quiet_days} days ago ({day})"
+    else:
+        before = ", ".join(f"{n:,} {label(t)}" for n, t in did) or "nothing scored"
+        sentence = (f"No activity for {quiet_days} days (last active {day}); in the "
+                    f"{_span(scoring.window_ms)} before: {before}")
+    sentence += f"; ES {card.es:.1f} ({card.tier.value})"
+    return Explanation(sentence, since, es_before, tier_before, card.es, card.tier, drivers, quiet_days, None, None)

@@ -206,3 +206,36 @@ def test_an_explanation_names_a_long_silence_and_an_unhappy_answer():
     quiet.process(ev("n", "member_joined", t), t)
     assert explain(quiet.customers["n"], t + 12 * DAY, config).sentence == (
         "ES 0.0 → 0.0 (still low) over 7 days: never active since joining 12 days ago")
+
+
+def test_an_inactivity_alert_says_how_long_the_customer_has_been_silent_and_what_it_did_before_hand_worked():
+    """ES = 10 x likes over a 3-day window. A member likes 8 times and views 3 pages on day 0, then
+    nothing: 14 days later the inactivity alert speaks of the silence, not of scores that moved."""
+    config = likes_only(alerts={"score_drop_percent": 0, "tier_downgrade": False, "inactivity": "14d",
+                                "activation": "off"})
+    scorer = Scorer(config)
+    t = DAY0 + 12 * HOUR
+    scorer.process(ev("s", "member_joined", t), t)
+    scorer.process(ev("s", "like", t + HOUR, count=8), t + HOUR)
+    scorer.process(ev("s", "page_view", t + 2 * HOUR, count=3), t + 2 * HOUR)
+    [alert] = scorer.sweep(t + 2 * HOUR + 14 * DAY)
+    why = alert.why
+    assert alert.rule is Rule.INACTIVE
+    assert why.sentence == ("No activity for 14 days (last active 2026-09-21); in the 3 days before: "
+                            "8 likes, 3 page views; ES 0.0 (low)")
+    assert (why.since_ms, why.quiet_days, why.es_before, why.tier_before.value) == (t + 2 * HOUR, 14, 80.0, "excellent")
+    assert [(d.type, d.before, d.now, d.es_points_before, d.es_points_now) for d in why.drivers] == [
+        ("like", 8, 0, 80.0, 0.0), ("page_view", 3, 0, 0.0, 0.0)]
+    assert alert.to_dict()["why"] == why.to_dict()
+
+
+def test_an_activation_alert_says_the_member_was_never_active_since_joining():
+    config = likes_only(alerts={"score_drop_percent": 0, "tier_downgrade": False, "inactivity": "off",
+                                "activation": "7d"})
+    scorer = Scorer(config)
+    t = DAY0 + 12 * HOUR
+    scorer.process(ev("n", "member_joined", t), t)
+    [alert] = scorer.sweep(t + 7 * DAY)
+    assert alert.rule is Rule.NOT_ACTIVATED
+    assert alert.why.sentence == "Never active since joining 7 days ago (2026-09-21); ES 0.0 (low)"
+    assert (alert.why.drivers, alert.why.quiet_days, alert.why.since_ms) == ((), 7, t)

@@ -194,7 +194,9 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
         assert alert["customer_id"] in reference.customers and alert["breakdown"]
         assert set(alert) >= {"before", "after", "as_of", "account_id", "why"}
         assert {"tier", "es"} <= set(alert["before"]) and {"tier", "es"} <= set(alert["after"])
-        assert alert["why"]["sentence"].startswith("ES ") and schema_errors(
+        silence = alert["rule"] in {"inactive", "not_activated"}          # the explanation speaks to its rule
+        assert alert["why"]["sentence"].startswith(("No activity for ", "Never active since joining ") if silence
+                                                   else "ES ") and schema_errors(
             "GET", "/alerts/recent", 200, {"alerts": [alert]}) == []
 
     # the DLQ holds exactly the rejected messages, each with its reason and original bytes
