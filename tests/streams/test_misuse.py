@@ -173,7 +173,7 @@ def test_an_unknown_command_is_one_line_naming_it():
 # --- config keys --------------------------------------------------------------------------
 
 DEFAULTS = tomllib.loads((Path(__file__).parents[2] / "scoring" / "defaults.toml").read_text())
-OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards"}   # custom names are allowed in these
+OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping"}   # custom names allowed
 
 
 def leaf_keys(table: dict, prefix: str = ""):
@@ -223,6 +223,18 @@ def test_an_unknown_config_key_is_named(section, tmp_path):
     ("[scorecards.enterprise.tiers]\nmoderate = 90\n", "scorecards.enterprise.tiers.moderate"),
 ])
 def test_a_bad_segment_scorecard_is_named(toml, key, tmp_path):
+    path = tmp_path / "engage.toml"
+    path.write_text(toml)
+    one_line_naming(invoke(["--config", str(path), "worker"]), f"'{key}'")
+
+
+@pytest.mark.parametrize(("toml", "key"), [
+    ('[mapping]\n"Plan Upgraded" = "teleport"\n', 'mapping."Plan Upgraded".type'),
+    ('[mapping]\n"Plan Upgraded" = 3\n', 'mapping."Plan Upgraded"'),
+    ('[mapping."Plan Upgraded"]\ntype = "conversion"\nmrr = "properties.mrr"\n', 'mapping."Plan Upgraded".mrr'),
+    ('[mapping."Plan Upgraded"]\ntype = "conversion"\nvalue = "properties..mrr"\n', 'mapping."Plan Upgraded".value'),
+])
+def test_a_bad_track_event_mapping_is_named(toml, key, tmp_path):
     path = tmp_path / "engage.toml"
     path.write_text(toml)
     one_line_naming(invoke(["--config", str(path), "worker"]), f"'{key}'")
