@@ -79,6 +79,13 @@ class Alert:
     after: dict[str, object]
     breakdown: tuple[dict[str, object], ...]
     why: Explanation                      # the reasons, as data and as one sentence (scoring.explain)
+    began_ms: int = 0                     # when its condition began (see `evaluate`)
+
+    def stale(self, config: Config) -> bool:
+        """Its condition began more than `alerts.max_age` before it was evaluated: a backfill, a
+        replay or a long outage found it, not the present. Recorded (the rule's memory), not sent."""
+        max_age = config.alerts.max_age_ms
+        return max_age is not None and self.as_of_ms - self.began_ms > max_age
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -116,13 +123,17 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
 
 
 def evaluate(
-    previous: Snapshot | None, current: View, states: AlertStates, config: Config
+    previous: Snapshot | None, current: View, states: AlertStates, config: Config, trigger_ms: int | None = None
 ) -> tuple[list[Alert], dict[str, RuleState]]:
     """Alerts that fire now, and the rule states to keep for next time.
 
     `previous` is the snapshot of the customer's last evaluation (None the first time),
     so a tier lost because counts aged out of the window is caught by the next update
     or sweep, whichever comes first.
+
+    Each alert says when its condition began: for inactivity and activation, the deadline that
+    passed; for a score rule, the newest event time of the events that moved the score
+    (`trigger_ms`), or the evaluation itself when time alone moved it (a sweep).
     """
     out: dict[str, RuleState] = dict(states)
     fired: list[Alert] = []
@@ -133,7 +144,7 @@ def evaluate(
     now = {"tier": card.tier.value, "es": card.es}
     last = now if previous is None else {"tier": previous.tier.value, "es": previous.es}
 
-    def alert(rule: Rule, before: dict[str, object], after: dict[str, object]) -> None:
+    def alert(rule: Rule, before: dict[str, object], after: dict[str, object], began_ms: int | None = None) -> None:
         """Every alert carries the tier and ES before (the last evaluation; a score drop: its
         reference) and now, with its rule's own facts beside them."""
         if not built:
@@ -142,8 +153,9 @@ def evaluate(
         # an alert's explanation speaks to its rule: silence for inactivity and activation, the score's
         # movement for the others
         why = (explain_silence if rule in SILENCE_RULES else explain)(current.state, card.as_of_ms, config, card)
+        began = began_ms if began_ms is not None else (trigger_ms if trigger_ms is not None else card.as_of_ms)
         fired.append(Alert(rule, card.customer_id, card.account_id, card.as_of_ms, {**last, **before},
-                           {**now, **after}, rows, why))
+                           {**now, **after}, rows, why, min(began, card.as_of_ms)))
 
     # tier downgrade: fires on a drop below the previous tier, again on a further drop,
     # and re-arms once the tier is back at the tier the episode started from.
@@ -183,7 +195,7 @@ def evaluate(
         )
         if inactive and not state.active:
             alert(Rule.INACTIVE, {"last_active": current.card.last_active_ms},
-                  {"inactive_ms": current.card.as_of_ms - since})
+                  {"inactive_ms": current.card.as_of_ms - since}, since + cfg.inactivity_ms)
         out[Rule.INACTIVE] = state if state.active == inactive else replace(state, active=inactive)
 
     # activation: a new member with no activity within alerts.activation of joining; once per membership.
@@ -193,7 +205,7 @@ def evaluate(
         overdue = joined is not None and not current.activated and current.card.as_of_ms >= joined + cfg.activation_ms
         episode = str(joined)
         if overdue and not (state.active and state.baseline == episode):
-            alert(Rule.NOT_ACTIVATED, {"joined": joined}, {"activated": False})
+            alert(Rule.NOT_ACTIVATED, {"joined": joined}, {"activated": False}, joined + cfg.activation_ms)
             state = RuleState(True, episode)
         elif not overdue and state.active:
             state = RuleState()

@@ -99,6 +99,7 @@ class AlertConfig:
     score_drop_min_reference: float
     inactivity_ms: int | None
     activation_ms: int | None
+    max_age_ms: int | None = None   # an alert whose condition began longer before its evaluation is not sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +310,7 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         score_drop_min_reference=r.number("alerts.score_drop_min_reference", 0, 100),
         inactivity_ms=r.optional_duration("alerts.inactivity"),
         activation_ms=r.optional_duration("alerts.activation"),
+        max_age_ms=r.optional_duration("alerts.max_age"),
     )
 
     max_event_bytes = r.integer("limits.max_event_bytes", minimum=256)
@@ -385,7 +387,8 @@ def config_mapping(config: Config) -> dict[str, Any]:
         "alerts": {"tier_downgrade": alerts.tier_downgrade, "score_drop_percent": alerts.score_drop_percent,
                    "score_drop_window": duration(alerts.score_drop_window_ms),
                    "score_drop_min_reference": alerts.score_drop_min_reference,
-                   "inactivity": duration(alerts.inactivity_ms), "activation": duration(alerts.activation_ms)},
+                   "inactivity": duration(alerts.inactivity_ms), "activation": duration(alerts.activation_ms),
+                   "max_age": duration(alerts.max_age_ms)},
         "history": {"horizon": duration(config.history_ms)},
         "scorecards": {segment: {"weights": {n: card.weights.get(n, 0) for n in sorted(weighted | set(card.weights))},
                                  "targets": dict(sorted(card.targets.items())),

@@ -144,7 +144,8 @@ class Settled:
     """A batch (or a due re-score) worked out by the core: outcomes, outputs and the deltas to store."""
 
     results: list = field(default_factory=list)        # scoring.engine.Result per event, in order
-    alerts: list = field(default_factory=list)         # scoring.alerts.Alert
+    alerts: list = field(default_factory=list)         # scoring.alerts.Alert, to send
+    stale_alerts: list = field(default_factory=list)   # fired and recorded, not sent (alerts.max_age)
     cards: list = field(default_factory=list)          # scoring.scores.ScoreCard of touched customers
     deltas: list[CustomerDelta] = field(default_factory=list)
     stored: dict[str, Stored] = field(default_factory=dict)   # the customers after the work
@@ -165,7 +166,8 @@ def settle_batch(stored: Mapping[str, Stored], events: list, clocks: list[int], 
                     snapshots={cid: s.snapshot for cid, s in stored.items() if s.snapshot is not None},
                     journaled=True)
     result = scorer.process_batch(events, now_ms, clocks)
-    settled = Settled(results=result.results, alerts=list(result.alerts), cards=list(result.cards))
+    settled = Settled(results=result.results, alerts=list(result.alerts), cards=list(result.cards),
+                      stale_alerts=scorer.stale_alerts)
     _collect(settled, scorer, result.touched, stored, facts_before, now_ms, config,
              {card.customer_id: card for card in result.cards})
     return settled
@@ -181,6 +183,7 @@ def settle_due(stored: Mapping[str, Stored], now_ms: int, config: Config) -> Set
                     snapshots={cid: s.snapshot for cid, s in stored.items() if s.snapshot is not None},
                     journaled=True)
     settled = Settled(alerts=scorer.sweep(now_ms))
+    settled.stale_alerts = scorer.stale_alerts
     _collect(settled, scorer, tuple(stored), stored, facts_before, now_ms, config, sweep=True)
     return settled
 

@@ -85,13 +85,14 @@ class Scorer:
     snapshots: dict[str, alert_rules.Snapshot] = field(default_factory=dict)  # each customer's last evaluation
     evaluate_alerts: bool = True
     journaled: bool = False        # new customers get an open journal (the store records their deltas)
+    stale_alerts: list[alert_rules.Alert] = field(default_factory=list)   # fired, recorded, not sent (max_age)
 
     def process(self, message: Message, now_ms: int) -> Result:
         """Handle one raw message, decoded JSON object or validated Event; alerts evaluated after it."""
         result = self._admit(message, now_ms)
         if result.outcome is Outcome.ACCEPTED and self.evaluate_alerts:
             state = self.customers[result.event.customer_id]
-            return Result(Outcome.ACCEPTED, event=result.event, alerts=self._alerts(state, now_ms))
+            return Result(Outcome.ACCEPTED, event=result.event, alerts=self._alerts(state, now_ms, result.event.ts_ms))
         return result
 
     def process_message(self, raw: bytes, now_ms: int) -> list[Result]:
@@ -109,14 +110,17 @@ class Scorer:
         """
         times = clocks if clocks is not None else [now_ms] * len(messages)
         results = [self._admit(message, at) for message, at in zip(messages, times, strict=True)]
-        touched = dict.fromkeys(r.event.customer_id for r in results if r.outcome is Outcome.ACCEPTED)
+        touched: dict[str, int] = {}       # customer -> the newest event time among its accepted events
+        for r in results:
+            if r.outcome is Outcome.ACCEPTED:
+                touched[r.event.customer_id] = max(touched.get(r.event.customer_id, r.event.ts_ms), r.event.ts_ms)
         fired: list[alert_rules.Alert] = []
         cards: list[ScoreCard] = []
-        for customer_id in touched:
+        for customer_id, newest in touched.items():
             state = self.customers[customer_id]
             if self.evaluate_alerts:
                 current = alert_rules.view(state, now_ms, self.config)
-                fired.extend(self._evaluate(current))
+                fired.extend(self._evaluate(current, newest))
                 cards.append(current.card)
             else:
                 cards.append(score_card(state, now_ms, self.config, detail=False))
@@ -155,18 +159,22 @@ class Scorer:
                 fired.extend(self._alerts(state, now_ms))
         return fired
 
-    def _alerts(self, state: CustomerState, now_ms: int) -> tuple[alert_rules.Alert, ...]:
-        return self._evaluate(alert_rules.view(state, now_ms, self.config))
+    def _alerts(self, state: CustomerState, now_ms: int, trigger_ms: int | None = None) -> tuple[alert_rules.Alert, ...]:
+        return self._evaluate(alert_rules.view(state, now_ms, self.config), trigger_ms)
 
-    def _evaluate(self, current: alert_rules.View) -> tuple[alert_rules.Alert, ...]:
-        """Compare with the view of the last evaluation, so changes by ageing are seen too."""
+    def _evaluate(self, current: alert_rules.View, trigger_ms: int | None = None) -> tuple[alert_rules.Alert, ...]:
+        """Compare with the view of the last evaluation, so changes by ageing are seen too. Returns
+        the alerts to send; the stale ones (`Alert.stale`) go to `stale_alerts`, recorded all the same."""
         cid = current.card.customer_id
         fired, states = alert_rules.evaluate(
-            self.snapshots.get(cid), current, self.alert_states.get(cid, {}), self.config
+            self.snapshots.get(cid), current, self.alert_states.get(cid, {}), self.config, trigger_ms
         )
         self.alert_states[cid] = states
         self.snapshots[cid] = current.snapshot()
-        return tuple(fired)
+        sent = [a for a in fired if not a.stale(self.config)]
+        if len(sent) < len(fired):
+            self.stale_alerts.extend(a for a in fired if a.stale(self.config))
+        return tuple(sent)
 
     # --- reads -------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ def broker_time(stamp_ms: float | None) -> int | None:
 class Written:
     outcomes: list[tuple[Incoming, Result]] = field(default_factory=list)  # one per message, in order
     alerts: list[Alert] = field(default_factory=list)
+    stale_alerts: list[Alert] = field(default_factory=list)                # recorded, not sent (alerts.max_age)
     cards: list[ScoreCard] = field(default_factory=list)                   # touched customers, after
     now_ms: int = 0
     outputs: list[tuple[int, Output]] = field(default_factory=list)       # (shard, output), in publish order

@@ -145,6 +145,7 @@ class BatchLifecycle:
                 part = Written([(message, result)], now_ms=merged.now_ms, outputs=quarantined, shards=shards)
             merged.outcomes += part.outcomes
             merged.alerts += part.alerts
+            merged.stale_alerts += part.stale_alerts
             merged.cards += part.cards
             merged.outputs += part.outputs
             merged.shards |= part.shards
@@ -163,6 +164,8 @@ class BatchLifecycle:
                 m.count_unmapped(result.subject)
         for alert in written.alerts:
             m.alerts.labels(rule=alert.rule.value).inc()
+        for alert in written.stale_alerts:
+            m.stale_alerts.labels(rule=alert.rule.value).inc()
         for _, result in written.outcomes:
             if result.outcome is Outcome.ACCEPTED:
                 m.latency.observe(max(0.0, (written.now_ms - result.event.ts_ms) / 1000.0))  # type: ignore[union-attr]

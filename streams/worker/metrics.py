@@ -173,6 +173,9 @@ class Metrics:
         self.rejected = Counter(PREFIX + "events_rejected", "Events sent to the dead-letter topic", ["reason"],
                                 registry=r)
         self.alerts = Counter(PREFIX + "alerts", "Alerts published (customer and account rules)", ["rule"], registry=r)
+        self.stale_alerts = Counter(PREFIX + "alerts_stale", "Alerts recorded and not sent: their condition began "
+                                    "more than alerts.max_age before they were evaluated (a backfill, a replay, an "
+                                    "outage)", ["rule"], registry=r)
         self.unmapped = Counter(PREFIX + "unmapped_events", "Segment track events dead-lettered because [mapping] "
                                 f"names no type for them, by name (the first {UNMAPPED_NAMES} names; later ones "
                                 f"as \"{OTHER_NAME}\")", ["event"], registry=r)
@@ -216,6 +219,8 @@ class Metrics:
             self.rejected.labels(reason=reason.value)
         for rule in (*Rule, *AccountRule):
             self.alerts.labels(rule=rule.value)
+        for rule in Rule:
+            self.stale_alerts.labels(rule=rule.value)
         self.kpi_gauges = KpiCollector(reference_lines)
         r.register(self.kpi_gauges)
 

@@ -44,6 +44,8 @@ class Sweeper:
             await self.retry("publish", lambda: self.lifecycle.publisher.send(swept.outputs))
         for alert in (*swept.alerts, *swept.account_alerts):
             self.metrics.alerts.labels(rule=alert.rule.value).inc()
+        for alert in swept.stale_alerts:
+            self.metrics.stale_alerts.labels(rule=alert.rule.value).inc()
         self.metrics.sweeps.inc()
         self.lifecycle.observe_cache()
         await self.record_trend(await self.latest_kpis.get())

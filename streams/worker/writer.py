@@ -113,6 +113,7 @@ class BatchWriter:
             for position, result in zip(positions, settled.results):
                 outcomes[position] = result
             processed.alerts += settled.alerts
+            processed.stale_alerts += settled.stale_alerts
             processed.cards += settled.cards
             made += [(ref, shard, output) for ref, output in outputs]
 
@@ -217,6 +218,7 @@ class BatchWriter:
                                                  {shard: outputs}, now_ms + self.outbox_grace_ms, token):
                     self.cache.keep(token, settled.stored)
                     swept.alerts += settled.alerts
+                    swept.stale_alerts += settled.stale_alerts
                     swept.outputs += [(shard, output) for output in outputs]
                 if len(due) < chunk:
                     break

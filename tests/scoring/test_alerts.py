@@ -239,3 +239,41 @@ def test_an_activation_alert_says_the_member_was_never_active_since_joining():
     assert alert.rule is Rule.NOT_ACTIVATED
     assert alert.why.sentence == "Never active since joining 7 days ago (2026-09-21); ES 0.0 (low)"
     assert (alert.why.drivers, alert.why.quiet_days, alert.why.since_ms) == ((), 7, t)
+
+
+def test_an_alert_whose_condition_began_before_max_age_is_recorded_not_sent():
+    """History backfilled today: a member who joined 40 days ago is found inactive at once, its
+    inactivity having begun 26 days ago (14 days after joining); with alerts.max_age 7 days the alert
+    is recorded (the rule's memory: it does not fire again when its like of 30 days ago arrives, nor
+    on the next sweep) and not sent. With max_age off it is sent."""
+    def backfill(max_age: str, last_active_days: int) -> Scorer:
+        config = load_config(overrides={"alerts": {"inactivity": "14d", "activation": "off", "max_age": max_age,
+                                                   "tier_downgrade": False, "score_drop_percent": 0}})
+        scorer = Scorer(config)
+        now = DAY0 + 60 * DAY
+        scorer.process(ev("m", "member_joined", now - 40 * DAY), now)
+        scorer.process(ev("m", "like", now - last_active_days * DAY), now)
+        return scorer
+
+    stale = backfill("7d", 30)
+    assert [(a.rule, a.began_ms) for a in stale.stale_alerts] == [(Rule.INACTIVE, DAY0 + 60 * DAY - 26 * DAY)]
+    assert stale.alert_states["m"][Rule.INACTIVE].active                   # recorded: the episode is known
+    assert rules(stale.sweep(DAY0 + 61 * DAY)) == [] and len(stale.stale_alerts) == 1
+    sent = backfill("off", 30)
+    assert sent.stale_alerts == [] and sent.alert_states["m"][Rule.INACTIVE].active
+
+
+def test_a_score_alert_is_stale_when_the_events_that_moved_the_score_are_older_than_max_age():
+    """9 likes 10 days ago (excellent then); today an event arrives and the tier is evaluated: it fell.
+    The alert began at the newest event that moved the score: sent when that event is an hour old,
+    recorded and not sent when it is 9 days old (a backfill), with alerts.max_age 2 days."""
+    config = likes_only(alerts={"score_drop_percent": 0, "inactivity": "off", "activation": "off",
+                                "max_age": "2d"})
+    now = DAY0 + 30 * DAY
+    for age, stale in ((9 * DAY, True), (HOUR, False)):
+        scorer = Scorer(config)
+        scorer.process(ev("c", "like", now - 10 * DAY, count=9), now - 10 * DAY)
+        result = scorer.process(ev("c", "like", now - age), now)
+        fired = [*result.alerts, *scorer.stale_alerts]
+        assert rules(fired) == [Rule.TIER_DOWNGRADE] and fired[0].began_ms == now - age
+        assert bool(scorer.stale_alerts) is stale and bool(result.alerts) is not stale

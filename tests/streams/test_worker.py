@@ -259,3 +259,13 @@ def test_unmapped_event_names_are_labelled_one_by_one_up_to_a_bound_then_as_othe
     exposition = [s for family in metrics.unmapped.collect() for s in family.samples if s.name.endswith("_total")]
     labels = {s.labels["event"]: s.value for s in exposition}
     assert len(labels) == UNMAPPED_NAMES + 1 and labels[OTHER_NAME] == 6 and labels["Event 0"] == 2
+
+
+def test_a_backfilled_inactivity_is_recorded_and_counted_not_published():
+    memory, producer = MemoryRedis(), RecordingProducer()
+    worker = runtime(memory, producer)
+    long_ago = now_ms() - 40 * 86_400_000
+    asyncio.run(worker.lifecycle.handle(batch(ev("old", "member_joined", long_ago, event_id="e1"))))
+    assert producer.on(SETTINGS.alerts_topic) == []
+    assert worker.metrics.stale_alerts.labels(rule="inactive")._value.get() == 1
+    assert worker.metrics.alerts.labels(rule="inactive")._value.get() == 0
