@@ -56,3 +56,18 @@ def test_batch_messages_hold_each_customers_events_in_its_own_partition(stack, u
                     key = item.event.customer_id.encode()
                     assert (murmur2(key) & 0x7FFFFFFF) % settings.partitions == record.partition
     assert events == 1500 and batches >= 1500 // 40
+
+
+def test_segment_format_sends_track_messages_the_worker_reads_as_events(stack, unique):
+    settings = pipeline_settings(stack, unique)
+    result = CliRunner().invoke(main, ["generate", "--kafka", stack.kafka_bootstrap, "--topic-prefix", f"{unique}.",
+                                       "--count", "600", "--customers", "40", "--format", "segment",
+                                       "--id-prefix", unique, "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    messages = records(stack, settings.events_topic)
+    tracks = [json.loads(r.value) for r in messages if r.value.startswith(b'{"type":"track"')]
+    assert len(messages) == 600 and len(tracks) > 560          # all but the malformed ones
+    assert {t["event"] for t in tracks} <= set(CONFIG.mapping)
+    read = [item for r in messages for item in unpack(r.value, CONFIG)]
+    assert sum(item.event is not None for item in read) >= len(tracks) - 10   # a few carry a bad field on purpose
+    assert all(t["userId"] == r.key.decode() for t, r in zip(tracks, (r for r in messages if r.value.startswith(b'{"type":"track"'))))
