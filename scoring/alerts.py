@@ -140,6 +140,7 @@ def evaluate(
     cfg = config.alerts
 
     built: list[tuple[dict[str, object], ...]] = []   # the breakdown, built once if anything fires
+    whys: dict[object, Explanation] = {}              # each kind of explanation, built once if needed
     card = current.card
     now = {"tier": card.tier.value, "es": card.es}
     last = now if previous is None else {"tier": previous.tier.value, "es": previous.es}
@@ -152,7 +153,10 @@ def evaluate(
         rows = built[0]
         # an alert's explanation speaks to its rule: silence for inactivity and activation, the score's
         # movement for the others
-        why = (explain_silence if rule in SILENCE_RULES else explain)(current.state, card.as_of_ms, config, card)
+        kind = explain_silence if rule in SILENCE_RULES else explain
+        if kind not in whys:
+            whys[kind] = kind(current.state, card.as_of_ms, config, card)
+        why = whys[kind]
         began = began_ms if began_ms is not None else (trigger_ms if trigger_ms is not None else card.as_of_ms)
         fired.append(Alert(rule, card.customer_id, card.account_id, card.as_of_ms, {**last, **before},
                            {**now, **after}, rows, why, min(began, card.as_of_ms)))

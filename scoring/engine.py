@@ -171,9 +171,9 @@ class Scorer:
         )
         self.alert_states[cid] = states
         self.snapshots[cid] = current.snapshot()
-        sent = [a for a in fired if not a.stale(self.config)]
-        if len(sent) < len(fired):
-            self.stale_alerts.extend(a for a in fired if a.stale(self.config))
+        sent: list[alert_rules.Alert] = []
+        for alert in fired:
+            (self.stale_alerts if alert.stale(self.config) else sent).append(alert)
         return tuple(sent)
 
     # --- reads -------------------------------------------------------------------------

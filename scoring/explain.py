@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from scoring import formulas
 from scoring.catalogue import SURVEY_SCALES
-from scoring.config import Config
+from scoring.config import Config, ScoringConfig
 from scoring.contributions import count_key, survey_key
 from scoring.scores import ScoreCard, score_card
 from scoring.state import CustomerState
@@ -113,6 +113,24 @@ def _mean_answer(totals: Mapping[str, int], survey: str) -> float | None:
     return None if responses == 0 else sum(s * n for s, n in answers.items()) / responses
 
 
+def _then_and_now(state: CustomerState, since: int, as_of_ms: int, scoring: ScoringConfig,
+                  bucket_ms: int) -> tuple[dict[str, int], dict[str, int], float]:
+    """The scoring window's totals as they were at `since` and as they are at `as_of_ms`, and ES then."""
+    then = _window_totals(state, window_start_bucket(since, scoring.window_ms, bucket_ms), bucket_of(since, bucket_ms))
+    now = _window_totals(state, window_start_bucket(as_of_ms, scoring.window_ms, bucket_ms),
+                         bucket_of(as_of_ms, bucket_ms))
+    counts = {t: then.get(count_key(t), 0) for t in scoring.weights}
+    return then, now, formulas.engagement_score(counts, scoring.weights, scoring.targets, scoring.total_weight)
+
+
+def _es_points(scoring: ScoringConfig, count: int, type_name: str) -> float:
+    """What `count` events of a type add to ES (0 for a type without a weight)."""
+    weight = scoring.weights.get(type_name, 0)
+    if not weight:
+        return 0.0
+    return weight * formulas.engagement_component(count, scoring.targets[type_name]) / scoring.total_weight
+
+
 def _span(ms: int) -> str:
     return f"{ms // DAY} days" if ms % DAY == 0 else format_duration(ms)
 
@@ -122,18 +140,11 @@ def explain(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard
     scoring, bucket_ms = config.scorecard(state.segment_name), config.scoring.bucket_ms
     card = card or score_card(state, as_of_ms, config, detail=False)
     since = as_of_ms - config.alerts.score_drop_window_ms
-    then = _window_totals(state, window_start_bucket(since, scoring.window_ms, bucket_ms), bucket_of(since, bucket_ms))
-    now = _window_totals(state, window_start_bucket(as_of_ms, scoring.window_ms, bucket_ms),
-                         bucket_of(as_of_ms, bucket_ms))
+    then, now, es_before = _then_and_now(state, since, as_of_ms, scoring, bucket_ms)
     before_counts = {t: then.get(count_key(t), 0) for t in scoring.weights}
-    es_before = formulas.engagement_score(before_counts, scoring.weights, scoring.targets, scoring.total_weight)
 
-    def points(count: int, type_name: str) -> float:
-        weight = scoring.weights[type_name]
-        return weight * formulas.engagement_component(count, scoring.targets[type_name]) / scoring.total_weight
-
-    moved = [Driver(t, before_counts[t], card.counts.get(t, 0), points(before_counts[t], t),
-                    points(card.counts.get(t, 0), t))
+    moved = [Driver(t, before_counts[t], card.counts.get(t, 0), _es_points(scoring, before_counts[t], t),
+                    _es_points(scoring, card.counts.get(t, 0), t))
              for t in sorted(scoring.weights) if scoring.weights[t] > 0]
     # the types that moved ES the most in the direction it moved (an alert: the biggest losses)
     sign = 1 if card.es > es_before else -1
@@ -176,20 +187,12 @@ def explain_silence(state: CustomerState, as_of_ms: int, config: Config, card: S
     last = card.last_active_ms
     since = last if last is not None else (joined if joined is not None else as_of_ms)
     quiet_days = (as_of_ms - since) // DAY
-    then = _window_totals(state, window_start_bucket(since, scoring.window_ms, bucket_ms), bucket_of(since, bucket_ms))
-    now = _window_totals(state, window_start_bucket(as_of_ms, scoring.window_ms, bucket_ms),
-                         bucket_of(as_of_ms, bucket_ms))
-    before_counts = {t: then.get(count_key(t), 0) for t in scoring.weights}
-    es_before = formulas.engagement_score(before_counts, scoring.weights, scoring.targets, scoring.total_weight)
-
-    def points(count: int, type_name: str) -> float:
-        weight = scoring.weights.get(type_name, 0)
-        return 0.0 if not weight else weight * formulas.engagement_component(count, scoring.targets[type_name]) \
-            / scoring.total_weight
+    then, now, es_before = _then_and_now(state, since, as_of_ms, scoring, bucket_ms)
 
     did = sorted(((then.get(count_key(t), 0), t) for t in config.activity_types if then.get(count_key(t), 0)),
                  key=lambda item: (-item[0], item[1]))[:MAX_DRIVERS]
-    drivers = tuple(Driver(t, n, now.get(count_key(t), 0), points(n, t), points(now.get(count_key(t), 0), t))
+    drivers = tuple(Driver(t, n, now.get(count_key(t), 0), _es_points(scoring, n, t),
+                           _es_points(scoring, now.get(count_key(t), 0), t))
                     for n, t in did)
     tier_before = formulas.tier(es_before, scoring.tier_excellent, scoring.tier_moderate)
     day = format_rfc3339(since)[:10]

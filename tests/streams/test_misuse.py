@@ -221,20 +221,12 @@ def test_an_unknown_config_key_is_named(section, tmp_path):
     ("[scorecards.enterprise.weights]\nlike = 99\n", "scorecards.enterprise.weights.like"),
     ("[scorecards.enterprise.targets]\nlike = -1\n", "scorecards.enterprise.targets.like"),
     ("[scorecards.enterprise.tiers]\nmoderate = 90\n", "scorecards.enterprise.tiers.moderate"),
-])
-def test_a_bad_segment_scorecard_is_named(toml, key, tmp_path):
-    path = tmp_path / "engage.toml"
-    path.write_text(toml)
-    one_line_naming(invoke(["--config", str(path), "worker"]), f"'{key}'")
-
-
-@pytest.mark.parametrize(("toml", "key"), [
     ('[mapping]\n"Plan Upgraded" = "teleport"\n', 'mapping."Plan Upgraded".type'),
     ('[mapping]\n"Plan Upgraded" = 3\n', 'mapping."Plan Upgraded"'),
     ('[mapping."Plan Upgraded"]\ntype = "conversion"\nmrr = "properties.mrr"\n', 'mapping."Plan Upgraded".mrr'),
     ('[mapping."Plan Upgraded"]\ntype = "conversion"\nvalue = "properties..mrr"\n', 'mapping."Plan Upgraded".value'),
 ])
-def test_a_bad_track_event_mapping_is_named(toml, key, tmp_path):
+def test_a_bad_segment_scorecard_or_track_event_mapping_is_named(toml, key, tmp_path):
     path = tmp_path / "engage.toml"
     path.write_text(toml)
     one_line_naming(invoke(["--config", str(path), "worker"]), f"'{key}'")
