@@ -107,9 +107,10 @@ class BatchLifecycle:
                 first = False
                 await self.store.confirm(written.shards)
                 return written
-            again = await self._write(batch)
-            self.store.forget_unconfirmed()      # made again, confirmed: the first write's marks say nothing now
-            return again
+            # written again, confirmed: the first write's marks say nothing now, and a retried write that
+            # finds its events already there must not check them (on a replaced primary it never would pass)
+            self.store.forget_unconfirmed()
+            return await self._write(batch)
 
         return await self.retry("redis", step)
 
