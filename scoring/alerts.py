@@ -16,11 +16,13 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from scoring import formulas
-from scoring.config import Config
+from scoring.config import Config, ScoringConfig
+from scoring.contributions import count_key
 from scoring.explain import Explanation, explain, explain_silence
-from scoring.scores import ScoreCard, breakdown, score_card, was_activated
+from scoring.measures import NO_VALUES, PENALTY, engagement, value_totals
+from scoring.scores import ScoreCard, breakdown, score_card, was_activated, window_values
 from scoring.state import CustomerState
-from scoring.windows import window_start_bucket
+from scoring.windows import bucket_of, window_start_bucket
 
 
 class Rule(StrEnum):
@@ -80,6 +82,7 @@ class Alert:
     breakdown: tuple[dict[str, object], ...]
     why: Explanation                      # the reasons, as data and as one sentence (scoring.explain)
     began_ms: int = 0                     # when its condition began (see `evaluate`)
+    measures: tuple[dict[str, object], ...] = ()   # the scorecard's measures, beside the breakdown
 
     def stale(self, config: Config) -> bool:
         """Its condition began more than `alerts.max_age` before it was evaluated: a backfill, a
@@ -96,6 +99,7 @@ class Alert:
             "before": self.before,
             "after": self.after,
             "breakdown": list(self.breakdown),
+            "measures": list(self.measures),
             "why": self.why.to_dict(),
         }
 
@@ -103,8 +107,8 @@ class Alert:
 def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
     window_ms, bucket_ms = config.scoring.window_ms, config.scoring.bucket_ms
     now = dict(state.counts_from(window_start_bucket(as_of_ms, window_ms, bucket_ms)))
-    reference = state.counts_from(
-        window_start_bucket(as_of_ms - config.alerts.score_drop_window_ms, window_ms, bucket_ms), slot=1)
+    reference_first = window_start_bucket(as_of_ms - config.alerts.score_drop_window_ms, window_ms, bucket_ms)
+    reference = state.counts_from(reference_first, slot=1)
     card = score_card(state, as_of_ms, config, detail=False, counts=now)
     joined = state.membership_start(as_of_ms)
     activation = config.alerts.activation_ms
@@ -114,12 +118,27 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
     scorecard = config.scorecard(state.segment_name)
     return View(
         card=card,
-        es_reference=formulas.engagement_score(reference, scorecard.weights, scorecard.targets,
-                                               scorecard.total_weight),
+        es_reference=_reference_es(state, reference, reference_first,
+                                   bucket_of(as_of_ms - config.alerts.score_drop_window_ms, bucket_ms), scorecard),
         joined_ms=joined,
         activated=not new_member or activation is None or was_activated(state, joined, config, activation),
         state=state,
     )
+
+
+def _reference_es(state: CustomerState, counts: Mapping[str, int], first: int, then: int,
+                  scorecard: ScoringConfig) -> float:
+    """ES to compare with for a score drop: the weighted counts over the window one drop-window ago
+    stretched to now (counts only leave a window as it slides), and the measures as they read one
+    drop-window ago (new answers and tickets can lower them), over the buckets first..then."""
+    if not scorecard.measures:
+        return engagement(counts, NO_VALUES, scorecard)
+    counts = dict(counts)
+    for measure in scorecard.measures:
+        if measure.kind == PENALTY:
+            counts[measure.type] = sum(c.get(count_key(measure.type), 0) for b, c in state.buckets.items()
+                                       if first <= b <= then)
+    return engagement(counts, value_totals(state.buckets, first, scorecard.averaged, then), scorecard)
 
 
 def evaluate(
@@ -139,7 +158,8 @@ def evaluate(
     fired: list[Alert] = []
     cfg = config.alerts
 
-    built: list[tuple[dict[str, object], ...]] = []   # the breakdown, built once if anything fires
+    built: list[tuple[tuple[dict[str, object], ...], tuple[dict[str, object], ...]]] = []   # the breakdown and
+    # measures, built once if anything fires
     whys: dict[object, Explanation] = {}              # each kind of explanation, built once if needed
     card = current.card
     now = {"tier": card.tier.value, "es": card.es}
@@ -149,8 +169,11 @@ def evaluate(
         """Every alert carries the tier and ES before (the last evaluation; a score drop: its
         reference) and now, with its rule's own facts beside them."""
         if not built:
-            built.append(tuple(t.to_dict() for t in breakdown(card.counts, config.scorecard(card.segment))))
-        rows = built[0]
+            scorecard = config.scorecard(card.segment)
+            first = window_start_bucket(card.as_of_ms, config.scoring.window_ms, config.scoring.bucket_ms)
+            types, measures = breakdown(card.counts, scorecard, window_values(current.state, first, scorecard))
+            built.append((tuple(t.to_dict() for t in types), tuple(m.to_dict() for m in measures)))
+        rows, measure_rows = built[0]
         # an alert's explanation speaks to its rule: silence for inactivity and activation, the score's
         # movement for the others
         kind = explain_silence if rule in SILENCE_RULES else explain
@@ -159,7 +182,7 @@ def evaluate(
         why = whys[kind]
         began = began_ms if began_ms is not None else (trigger_ms if trigger_ms is not None else card.as_of_ms)
         fired.append(Alert(rule, card.customer_id, card.account_id, card.as_of_ms, {**last, **before},
-                           {**now, **after}, rows, why, min(began, card.as_of_ms)))
+                           {**now, **after}, rows, why, min(began, card.as_of_ms), measure_rows))
 
     # tier downgrade: fires on a drop below the previous tier, again on a further drop,
     # and re-arms once the tier is back at the tier the episode started from.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scoring.catalogue import BUILTIN_TYPES, PASSIVE_TYPES
+from scoring.measures import AVERAGE, KINDS, PENALTY, Measure
 from scoring.segment_spec import DEFAULT_PATHS, FIELDS, TrackMapping
 from scoring.timeutil import DAY, format_duration, parse_duration
 
@@ -48,10 +49,13 @@ class ScoringConfig:
     targets: Mapping[str, float]
     tier_excellent: float
     tier_moderate: float
+    measures: tuple[Measure, ...] = ()    # the factors that are not a weighted count ([measures])
     total_weight: int = field(init=False, default=0)  # derived: the sum of the scored types' weights
+    averaged: tuple[str, ...] = field(init=False, default=())   # derived: the types an average measure reads
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "total_weight", sum(w for w in self.weights.values() if w > 0))
+        object.__setattr__(self, "averaged", tuple(sorted({m.type for m in self.measures if m.kind == AVERAGE})))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +191,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
 
 
 # Tables whose keys are free-form (event type names / labels) rather than fixed settings.
-_OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping"}
-SCORECARD_TABLES = ("weights", "targets", "tiers")
+_OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping", "measures"}
+SCORECARD_TABLES = ("weights", "targets", "tiers", "measures")
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str) -> None:
@@ -232,8 +236,8 @@ def build_config(raw: Mapping[str, Any]) -> Config:
     known = frozenset(BUILTIN_TYPES) | custom
 
     def card(prefix: str, tables: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, float],
-                                                                            float, float]:
-        """Weights, targets and tiers of one scorecard, each error naming its key under `prefix`."""
+                                                                            float, float, tuple[Measure, ...]]:
+        """Weights, targets, tiers and measures of one scorecard, each error naming its key under `prefix`."""
         weights: dict[str, int] = {}
         for name, value in tables["weights"].items():
             key = f"{prefix}weights.{name}"
@@ -246,8 +250,15 @@ def build_config(raw: Mapping[str, Any]) -> Config:
                                        f"(got {value})")
             if value:
                 weights[name] = value
-        if not weights:
-            raise ConfigError(f"{prefix}weights", "at least one event type needs a non-zero weight")
+        measures = tuple(m for name, entry in sorted(tables["measures"].items())
+                         if (m := _measure(f"{prefix}measures.{name}", name, entry, known, weight_min, weight_max)))
+        if not weights and not measures:
+            raise ConfigError(f"{prefix}weights", "at least one event type needs a non-zero weight (or add a measure)")
+        for m in measures:
+            if m.kind == PENALTY and m.type in weights:
+                raise ConfigError(f"{prefix}measures.{m.name}.type",
+                                  f"{m.type} is a weighted count here (weights.{m.type} = {weights[m.type]}); "
+                                  "a penalty on it would cancel it: give it weight 0 to make it a penalty")
         targets: dict[str, float] = {}
         for name, value in tables["targets"].items():
             key = f"{prefix}targets.{name}"
@@ -264,18 +275,18 @@ def build_config(raw: Mapping[str, Any]) -> Config:
             raise ConfigError(f"{prefix}{exc.key}", str(exc).split(": ", 1)[1]) from None
         if moderate > excellent:
             raise ConfigError(f"{prefix}tiers.moderate", "must be <= tiers.excellent")
-        return weights, targets, excellent, moderate
+        return weights, targets, excellent, moderate, measures
 
     base_tables = {name: r.table(name) for name in SCORECARD_TABLES}
-    weights, targets, excellent, moderate = card("", base_tables)
-    segment_cards: dict[str, tuple[dict[str, int], dict[str, float], float, float]] = {}
+    base_card = card("", base_tables)
+    segment_cards: dict[str, tuple[dict[str, int], dict[str, float], float, float, tuple[Measure, ...]]] = {}
     for segment, overrides in r.table("scorecards").items():
         prefix = f"scorecards.{segment}."
         if not isinstance(overrides, Mapping):
-            raise ConfigError(f"scorecards.{segment}", "must be a table of weights, targets and tiers")
+            raise ConfigError(f"scorecards.{segment}", "must be a table of weights, targets, tiers and measures")
         for name, table in overrides.items():
             if name not in SCORECARD_TABLES:
-                raise ConfigError(f"{prefix}{name}", "unknown key (a scorecard has weights, targets and tiers)")
+                raise ConfigError(f"{prefix}{name}", "unknown key (a scorecard has weights, targets, tiers and measures)")
             if not isinstance(table, Mapping):
                 raise ConfigError(f"{prefix}{name}", "must be a table")
         segment_cards[segment] = card(prefix, {name: {**base_tables[name], **overrides.get(name, {})}
@@ -318,15 +329,16 @@ def build_config(raw: Mapping[str, Any]) -> Config:
     if max_message_bytes < max_event_bytes:
         raise ConfigError("limits.max_message_bytes", f"must be at least limits.max_event_bytes ({max_event_bytes})")
 
-    def scoring(weights: dict[str, int], targets: dict[str, float], excellent: float, moderate: float) -> ScoringConfig:
+    def scoring(weights: dict[str, int], targets: dict[str, float], excellent: float, moderate: float,
+                measures: tuple[Measure, ...]) -> ScoringConfig:
         return ScoringConfig(
             window_ms=window("scoring.window"), bucket_ms=bucket_ms,
             benchmark_cer=r.number("scoring.benchmark_cer", 0, None), weight_min=weight_min, weight_max=weight_max,
             decay_half_life_ms=half_life, weights=weights, targets=targets,
-            tier_excellent=excellent, tier_moderate=moderate)
+            tier_excellent=excellent, tier_moderate=moderate, measures=measures)
 
     return Config(
-        scoring=scoring(weights, targets, excellent, moderate),
+        scoring=scoring(*base_card),
         mapping=_track_mapping(r.table("mapping"), known),
         scorecards={segment: scoring(*parts) for segment, parts in sorted(segment_cards.items())},
         aer=AerConfig(window_ms=window("aer.window"), activity_types=aer_types, low_below=low, high_above=high,
@@ -372,6 +384,7 @@ def config_mapping(config: Config) -> dict[str, Any]:
         "weights": {name: sc.weights.get(name, 0) for name in sorted(weighted)},
         "targets": dict(sorted(sc.targets.items())),
         "tiers": {"excellent": sc.tier_excellent, "moderate": sc.tier_moderate},
+        "measures": _measures_table(sc),
         "aer": {"window": duration(aer.window_ms), "activity_types": sorted(aer.activity_types),
                 "low_below": aer.low_below, "high_above": aer.high_above,
                 "reference_lines": dict(aer.reference_lines)},
@@ -392,13 +405,110 @@ def config_mapping(config: Config) -> dict[str, Any]:
         "history": {"horizon": duration(config.history_ms)},
         "scorecards": {segment: {"weights": {n: card.weights.get(n, 0) for n in sorted(weighted | set(card.weights))},
                                  "targets": dict(sorted(card.targets.items())),
-                                 "tiers": {"excellent": card.tier_excellent, "moderate": card.tier_moderate}}
+                                 "tiers": {"excellent": card.tier_excellent, "moderate": card.tier_moderate},
+                                 "measures": _measures_table(card, sc)}
                        for segment, card in config.scorecards.items()},
         "mapping": {name: _mapping_entry(entry) for name, entry in sorted(config.mapping.items())},
         "limits": {"max_event_bytes": limits.max_event_bytes, "max_message_bytes": limits.max_message_bytes,
                    "max_batch_events": limits.max_batch_events, "max_id_length": limits.max_id_length,
                    "max_count": limits.max_count, "max_value": limits.max_value},
     }
+
+
+_MEASURE_KEYS = {PENALTY: {"kind", "type", "weight", "target"},
+                 AVERAGE: {"kind", "type", "weight", "linear", "ranges", "missing"}}
+SKIP = "skip"
+
+
+def _measure(key: str, name: str, entry: Any, known: frozenset[str], weight_min: int,
+             weight_max: int) -> Measure | None:
+    """[measures.<name>]: a penalty count or an average value; None when its weight is 0 (a segment's
+    scorecard drops a default measure that way)."""
+    if not TYPE_NAME.match(name):
+        raise ConfigError(key, "measure names are lower-case letters, digits, '_', '.', '-' (max 64)")
+    if not isinstance(entry, Mapping):
+        raise ConfigError(key, f"must be a table with kind ({' or '.join(KINDS)}), type and weight")
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{key}.kind", f"must be {' or '.join(repr(k) for k in KINDS)} (got {kind!r})")
+    for field_name in entry:
+        if field_name not in _MEASURE_KEYS[kind]:
+            raise ConfigError(f"{key}.{field_name}", f"unknown key for a {kind} measure "
+                                                     f"(it has {', '.join(sorted(_MEASURE_KEYS[kind]))})")
+    type_name = entry.get("type")
+    if type_name not in known:
+        raise ConfigError(f"{key}.type", f"must be a known event type (got {type_name!r})")
+    weight = entry.get("weight")
+    if isinstance(weight, bool) or not isinstance(weight, int):
+        raise ConfigError(f"{key}.weight", f"must be an integer weight (got {weight!r})")
+    if weight != 0 and not weight_min <= weight <= weight_max:
+        raise ConfigError(f"{key}.weight", f"must be 0 or within the weight scale {weight_min}..{weight_max} "
+                                           f"(got {weight})")
+    if kind == PENALTY:
+        if "target" not in entry:
+            raise ConfigError(f"{key}.target", "a penalty needs the count at which it scores 0")
+        measure = Measure(name, kind, type_name, weight, target=_positive_number(f"{key}.target", entry["target"]))
+    else:
+        measure = Measure(name, kind, type_name, weight, linear=_linear(key, entry.get("linear")),
+                          ranges=_ranges(key, entry.get("ranges")), missing=_missing(key, entry.get("missing", SKIP)))
+        if (measure.linear is None) == (not measure.ranges):
+            raise ConfigError(f"{key}.linear", "an average is mapped to 0-100 by exactly one of `linear` "
+                                               "(the means that score 0 and 100) or `ranges`")
+    return measure if weight else None
+
+
+def _linear(key: str, raw: Any) -> tuple[float, float] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise ConfigError(f"{key}.linear", "must be [mean that scores 0, mean that scores 100]")
+    zero, full = (_bounded_number(f"{key}.linear", v, None, None) for v in raw)
+    if zero == full:
+        raise ConfigError(f"{key}.linear", "the two means must differ")
+    return zero, full
+
+
+def _ranges(key: str, raw: Any) -> tuple[tuple[float, float], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw or not all(isinstance(r, list) and len(r) == 2 for r in raw):
+        raise ConfigError(f"{key}.ranges", "must be a list of [lower bound, score] pairs, e.g. [[0, 0], [7, 50], [9, 100]]")
+    ranges = tuple((_bounded_number(f"{key}.ranges", bound, None, None),
+                    _bounded_number(f"{key}.ranges", score, 0, 100)) for bound, score in raw)
+    if any(a[0] >= b[0] for a, b in zip(ranges, ranges[1:])):
+        raise ConfigError(f"{key}.ranges", "lower bounds must be strictly ascending")
+    return ranges
+
+
+def _missing(key: str, raw: Any) -> float | None:
+    if raw == SKIP:
+        return None
+    if isinstance(raw, str):
+        raise ConfigError(f"{key}.missing", f"must be {SKIP!r} or a score 0-100 (got {raw!r})")
+    return _bounded_number(f"{key}.missing", raw, 0, 100)
+
+
+def _measure_entry(measure: Measure, weight: int | None = None) -> dict[str, Any]:
+    """A measure as its TOML table (`weight` given: the same measure at another weight)."""
+    out: dict[str, Any] = {"kind": measure.kind, "type": measure.type,
+                           "weight": measure.weight if weight is None else weight}
+    if measure.kind == PENALTY:
+        out["target"] = measure.target
+    else:
+        if measure.linear is not None:
+            out["linear"] = list(measure.linear)
+        else:
+            out["ranges"] = [list(r) for r in measure.ranges]
+        out["missing"] = SKIP if measure.missing is None else measure.missing
+    return out
+
+
+def _measures_table(card: ScoringConfig, base: ScoringConfig | None = None) -> dict[str, Any]:
+    """A scorecard's measures as [measures]; a segment's also names the default's it dropped (weight 0)."""
+    own = {m.name: _measure_entry(m) for m in card.measures}
+    dropped = {m.name: _measure_entry(m, 0) for m in (base.measures if base is not None else ())
+               if m.name not in own}
+    return dict(sorted({**own, **dropped}.items()))
 
 
 def _track_mapping(table: Mapping[str, Any], known: frozenset[str]) -> dict[str, TrackMapping]:

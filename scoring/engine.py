@@ -183,8 +183,8 @@ class Scorer:
         return None if state is None else score_card(state, as_of_ms, self.config)
 
     def account(self, account_id: str, as_of_ms: int) -> AccountCard | None:
-        cards = [score_card(s, as_of_ms, self.config, detail=False) for s in self.customers.values() if s.account_id == account_id]
-        return account_card(account_id, cards, as_of_ms, self.config.scoring) if cards else None
+        states = [s for s in self.customers.values() if s.account_id == account_id]
+        return account_card(account_id, states, as_of_ms, self.config) if states else None
 
     def leaderboard(self, as_of_ms: int, limit: int = 10, bottom: bool = False,
                     segment: str | None = None) -> list[ScoreCard]:

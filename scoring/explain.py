@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from scoring import formulas
 from scoring.catalogue import SURVEY_SCALES
 from scoring.config import Config, ScoringConfig
-from scoring.contributions import count_key, survey_key
+from scoring.contributions import survey_key, value_key, valued_key
+from scoring.measures import AVERAGE, MeasureScore, engagement, measure_scores
 from scoring.scores import ScoreCard, score_card
-from scoring.state import CustomerState
+from scoring.state import COUNT_PREFIX, CustomerState
 from scoring.timeutil import DAY, format_duration, format_rfc3339
 from scoring.windows import bucket_of, window_start_bucket
 
@@ -52,29 +53,37 @@ def label(type_name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Driver:
-    """One weighted type's count and ES points then and now."""
+    """One weighted type's count, or one measure's reading, and its ES points then and now."""
 
-    type: str
-    before: int
-    now: int
+    type: str                       # the event type, or the measure's name
+    before: float | None            # a count, or an average measure's mean (None: no answer)
+    now: float | None
     es_points_before: float
     es_points_now: float
+    measure: str | None = None      # the measure's kind; None: a weighted count
 
     @property
     def change_percent(self) -> float | None:
-        return None if self.before == 0 else 100.0 * (self.now - self.before) / self.before
+        if self.before is None or self.now is None or self.before == 0:
+            return None
+        return 100.0 * (self.now - self.before) / self.before
 
     def phrase(self) -> str:
+        if self.measure == AVERAGE:
+            def mean(x: float | None) -> str:
+                return "none" if x is None else f"{x:.3g}"
+            return f"{label(self.type)} {mean(self.before)} → {mean(self.now)}"
         change = self.change_percent
         if change is None:
-            return f"{label(self.type)} 0 → {self.now:,}"
+            return f"{label(self.type)} {self.before or 0:,.0f} → {self.now or 0:,.0f}"
         return f"{label(self.type)} {change:+.0f} %".replace("-", "−")
 
     def to_dict(self) -> dict[str, object]:
         change = self.change_percent
         return {"type": self.type, "before": self.before, "now": self.now,
                 "change_percent": None if change is None else round(change, 6),
-                "es_points_before": round(self.es_points_before, 6), "es_points_now": round(self.es_points_now, 6)}
+                "es_points_before": round(self.es_points_before, 6), "es_points_now": round(self.es_points_now, 6),
+                **({} if self.measure is None else {"measure": self.measure})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,22 +122,43 @@ def _mean_answer(totals: Mapping[str, int], survey: str) -> float | None:
     return None if responses == 0 else sum(s * n for s, n in answers.items()) / responses
 
 
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """One scoring window's counter totals, read as a score reads them: counts per type, the
+    average measures' value sums, and each factor's ES points."""
+
+    totals: dict[str, int]
+    counts: dict[str, int]
+    points: dict[str, float]                  # per weighted type
+    measures: tuple[MeasureScore, ...]
+    es: float
+
+    @classmethod
+    def of(cls, totals: dict[str, int], scoring: ScoringConfig, counts: dict[str, int] | None = None) -> _Window:
+        if counts is None:
+            counts = {key[len(COUNT_PREFIX):]: n for key, n in totals.items() if key.startswith(COUNT_PREFIX)}
+        values = {t: (totals.get(value_key(t), 0), totals.get(valued_key(t), 0)) for t in scoring.averaged}
+        measures, total = measure_scores(counts, values, scoring)
+        points = {t: w * formulas.engagement_component(counts.get(t, 0), scoring.targets[t]) / total if total else 0.0
+                  for t, w in scoring.weights.items()}
+        return cls(totals, counts, points, measures, engagement(counts, values, scoring))
+
+
 def _then_and_now(state: CustomerState, since: int, as_of_ms: int, scoring: ScoringConfig,
-                  bucket_ms: int) -> tuple[dict[str, int], dict[str, int], float]:
-    """The scoring window's totals as they were at `since` and as they are at `as_of_ms`, and ES then."""
+                  bucket_ms: int, counts_now: dict[str, int] | None = None) -> tuple[_Window, _Window]:
+    """The scoring window as it was at `since` and as it is at `as_of_ms` (with these counts, if given)."""
     then = _window_totals(state, window_start_bucket(since, scoring.window_ms, bucket_ms), bucket_of(since, bucket_ms))
     now = _window_totals(state, window_start_bucket(as_of_ms, scoring.window_ms, bucket_ms),
                          bucket_of(as_of_ms, bucket_ms))
-    counts = {t: then.get(count_key(t), 0) for t in scoring.weights}
-    return then, now, formulas.engagement_score(counts, scoring.weights, scoring.targets, scoring.total_weight)
+    return _Window.of(then, scoring), _Window.of(now, scoring, counts_now)
 
 
-def _es_points(scoring: ScoringConfig, count: int, type_name: str) -> float:
-    """What `count` events of a type add to ES (0 for a type without a weight)."""
-    weight = scoring.weights.get(type_name, 0)
-    if not weight:
-        return 0.0
-    return weight * formulas.engagement_component(count, scoring.targets[type_name]) / scoring.total_weight
+def _drivers(then: _Window, now: _Window, scoring: ScoringConfig) -> list[Driver]:
+    """Every weighted type and measure, then and now."""
+    moved = [Driver(t, then.counts.get(t, 0), now.counts.get(t, 0), then.points[t], now.points[t])
+             for t in sorted(scoring.weights)]
+    moved.extend(Driver(b.name, b.reading, a.reading, b.es, a.es, b.kind) for b, a in zip(then.measures, now.measures))
+    return moved
 
 
 def _span(ms: int) -> str:
@@ -140,12 +170,9 @@ def explain(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard
     scoring, bucket_ms = config.scorecard(state.segment_name), config.scoring.bucket_ms
     card = card or score_card(state, as_of_ms, config, detail=False)
     since = as_of_ms - config.alerts.score_drop_window_ms
-    then, now, es_before = _then_and_now(state, since, as_of_ms, scoring, bucket_ms)
-    before_counts = {t: then.get(count_key(t), 0) for t in scoring.weights}
-
-    moved = [Driver(t, before_counts[t], card.counts.get(t, 0), _es_points(scoring, before_counts[t], t),
-                    _es_points(scoring, card.counts.get(t, 0), t))
-             for t in sorted(scoring.weights) if scoring.weights[t] > 0]
+    then, now = _then_and_now(state, since, as_of_ms, scoring, bucket_ms, card.counts)
+    es_before = then.es
+    moved = _drivers(then, now, scoring)
     # the types that moved ES the most in the direction it moved (an alert: the biggest losses)
     sign = 1 if card.es > es_before else -1
     drivers = tuple(sorted((d for d in moved if sign * (d.es_points_now - d.es_points_before) > 0),
@@ -156,8 +183,8 @@ def explain(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard
     quiet_days = None if quiet_from is None else (as_of_ms - quiet_from) // DAY
     if quiet_days is not None and quiet_days < QUIET_DAYS:
         quiet_days = None
-    nps = _mean_answer(now, "nps_response")
-    csat = _mean_answer(now, "csat_response")
+    nps = _mean_answer(now.totals, "nps_response")
+    csat = _mean_answer(now.totals, "csat_response")
     nps = nps if nps is not None and nps <= NPS_DETRACTOR else None
     csat = csat if csat is not None and csat <= CSAT_UNSATISFIED else None
 
@@ -187,12 +214,11 @@ def explain_silence(state: CustomerState, as_of_ms: int, config: Config, card: S
     last = card.last_active_ms
     since = last if last is not None else (joined if joined is not None else as_of_ms)
     quiet_days = (as_of_ms - since) // DAY
-    then, now, es_before = _then_and_now(state, since, as_of_ms, scoring, bucket_ms)
-
-    did = sorted(((then.get(count_key(t), 0), t) for t in config.activity_types if then.get(count_key(t), 0)),
+    then, now = _then_and_now(state, since, as_of_ms, scoring, bucket_ms)
+    es_before = then.es
+    did = sorted(((then.counts.get(t, 0), t) for t in config.activity_types if then.counts.get(t, 0)),
                  key=lambda item: (-item[0], item[1]))[:MAX_DRIVERS]
-    drivers = tuple(Driver(t, n, now.get(count_key(t), 0), _es_points(scoring, n, t),
-                           _es_points(scoring, now.get(count_key(t), 0), t))
+    drivers = tuple(Driver(t, n, now.counts.get(t, 0), then.points.get(t, 0.0), now.points.get(t, 0.0))
                     for n, t in did)
     tier_before = formulas.tier(es_before, scoring.tier_excellent, scoring.tier_moderate)
     day = format_rfc3339(since)[:10]

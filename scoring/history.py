@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from scoring import formulas
 from scoring.config import Config
-from scoring.contributions import count_key
+from scoring.contributions import count_key, value_key, valued_key
+from scoring.measures import PENALTY, engagement
 from scoring.state import CustomerState
 from scoring.timeutil import DAY
 from scoring.windows import bucket_of
@@ -66,13 +67,19 @@ def customer_points(state: CustomerState, as_of_ms: int, config: Config) -> list
     scoring = config.scorecard(state.segment_name)
     width = scoring.window_ms // scoring.bucket_ms
     keys = {count_key(t): t for t in scoring.weights}
+    keys.update((count_key(m.type), m.type) for m in scoring.measures if m.kind == PENALTY)
     counts: dict[str, int] = {}
+    sums: dict[str, list[int]] = {t: [0, 0] for t in scoring.averaged}   # the average measures' value sums
+    value_keys = {key: (t, i) for t in scoring.averaged for i, key in enumerate((value_key(t), valued_key(t)))}
 
     def add(bucket: int, sign: int) -> None:
         for key, amount in state.buckets.get(bucket, {}).items():
             name = keys.get(key)
             if name is not None:
                 counts[name] = counts.get(name, 0) + sign * amount
+            valued = value_keys.get(key)
+            if valued is not None:
+                sums[valued[0]][valued[1]] += sign * amount
 
     ends = _ends(as_of_ms, config)
     for bucket in range(ends[0][0] - width + 1, ends[0][0]):
@@ -80,8 +87,8 @@ def customer_points(state: CustomerState, as_of_ms: int, config: Config) -> list
     out = []
     for bucket, at in ends:
         add(bucket, 1)
-        out.append((at, formulas.engagement_score(counts, scoring.weights, scoring.targets, scoring.total_weight),
-                    formulas.customer_engagement_rate(counts, scoring.weights)))
+        values = {t: (total, n) for t, (total, n) in sums.items()}
+        out.append((at, engagement(counts, values, scoring), formulas.customer_engagement_rate(counts, scoring.weights)))
         add(bucket - width + 1, -1)
     return out
 

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from scoring import formulas
 from scoring.config import Config, ScoringConfig
+from scoring.measures import NO_VALUES, MeasureScore, engagement, measure_scores, value_totals
 from scoring.state import COUNT_PREFIX, CustomerState
 from scoring.timeutil import DAY
 from scoring.windows import bucket_age, window_start_bucket, window_start_ms
@@ -48,6 +49,7 @@ class ScoreCard:
     segment: str | None
     breakdown: tuple[TypeScore, ...]
     counts: dict[str, int]          # event counts per type over the scoring window
+    measures: tuple[MeasureScore, ...] = ()   # the scorecard's measures (with the breakdown)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -65,16 +67,25 @@ class ScoreCard:
             "account_id": self.account_id,
             "segment": self.segment,
             "breakdown": [t.to_dict() for t in self.breakdown],
+            "measures": [m.to_dict() for m in self.measures],
         }
 
 
-def breakdown(counts: Mapping[str, int], scoring: ScoringConfig) -> tuple[TypeScore, ...]:
+def breakdown(counts: Mapping[str, int], scoring: ScoringConfig,
+              values: Mapping[str, tuple[int, int]] = NO_VALUES) -> tuple[tuple[TypeScore, ...], tuple[MeasureScore, ...]]:
+    """Each weighted type's and each measure's share of ES (and the types' of CER)."""
+    measures, total = measure_scores(counts, values, scoring)
     rows = []
     for name, weight in sorted(scoring.weights.items()):
         n = counts.get(name, 0)
         component = formulas.engagement_component(n, scoring.targets[name])
-        rows.append(TypeScore(name, n, weight, n * weight, component, weight * component / scoring.total_weight))
-    return tuple(rows)
+        rows.append(TypeScore(name, n, weight, n * weight, component, weight * component / total if total else 0.0))
+    return tuple(rows), measures
+
+
+def window_values(state: CustomerState, first: int, scoring: ScoringConfig) -> Mapping[str, tuple[int, int]]:
+    """The value sums the scorecard's average measures read, over the buckets from `first` on."""
+    return value_totals(state.buckets, first, scoring.averaged) if scoring.averaged else NO_VALUES
 
 
 def decayed_score(state: CustomerState, as_of_ms: int, scoring: ScoringConfig) -> float | None:
@@ -126,12 +137,14 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
     `counts` are the window's counts when the caller has them already (a copy of
     `CustomerState.counts_from`, which keeps them running).
     """
-    card = config.scorecard(state.segment_name)          # its segment's weights, targets, tiers
+    card = config.scorecard(state.segment_name)          # its segment's weights, targets, tiers, measures
+    first = window_start_bucket(as_of_ms, config.scoring.window_ms, config.scoring.bucket_ms)
     if counts is None:
-        counts = dict(state.counts_from(window_start_bucket(as_of_ms, config.scoring.window_ms,
-                                                            config.scoring.bucket_ms)))
+        counts = dict(state.counts_from(first))
+    values = window_values(state, first, card)
     cer = formulas.customer_engagement_rate(counts, card.weights)
-    es = formulas.engagement_score(counts, card.weights, card.targets, card.total_weight)
+    es = engagement(counts, values, card)
+    rows, measures = breakdown(counts, card, values) if detail else ((), ())
     return ScoreCard(
         customer_id=state.customer_id,
         as_of_ms=as_of_ms,
@@ -146,8 +159,9 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
         last_active_ms=state.last_active_ms,
         account_id=state.account_id,
         segment=state.segment_name,
-        breakdown=breakdown(counts, card) if detail else (),
+        breakdown=rows,
         counts=counts,
+        measures=measures,
     )
 
 
@@ -166,6 +180,7 @@ class AccountCard:
     tiers: dict[str, int]
     breakdown: tuple[TypeScore, ...] | None   # counts and CER summed over users; m_k and ES points their
                                                # mean (None: a summary, read from stored standings)
+    measures: tuple[MeasureScore, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -178,7 +193,8 @@ class AccountCard:
             "tier": self.tier.value,
             "below_benchmark": self.below_benchmark,
             "tiers": self.tiers,
-            **({} if self.breakdown is None else {"breakdown": [t.to_dict() for t in self.breakdown]}),
+            **({} if self.breakdown is None else {"breakdown": [t.to_dict() for t in self.breakdown],
+                                                  "measures": [m.to_dict() for m in self.measures]}),
         }
 
 
@@ -221,13 +237,30 @@ def account_summary(account_id: str, users: Iterable[Scored], as_of_ms: int, sco
     )
 
 
-def account_card(account_id: str, cards: Iterable[ScoreCard], as_of_ms: int, scoring: ScoringConfig) -> AccountCard:
-    """Roll up the score cards of an account's users (every user whose newest account_id is it)."""
-    cards = list(cards)
+def account_card(account_id: str, states: Iterable[CustomerState], as_of_ms: int, config: Config) -> AccountCard:
+    """Roll up an account's users (every user whose newest account_id is it): per type, counts and
+    CER summed, m_k and ES points their mean; per measure, readings and scores the mean of the
+    users that have one, ES points the mean over all (by the default scorecard)."""
+    scoring = config.scoring
+    first = window_start_bucket(as_of_ms, scoring.window_ms, scoring.bucket_ms)
+    users = [(score_card(s, as_of_ms, config, detail=False), window_values(s, first, scoring)) for s in states]
+    cards = [card for card, _ in users]
+    scored = [measure_scores(card.counts, values, scoring) for card, values in users]
     rows = []
     for name, weight in sorted(scoring.weights.items()):
         count = sum(c.counts.get(name, 0) for c in cards)
-        component = formulas.mean(formulas.engagement_component(c.counts.get(name, 0), scoring.targets[name]) for c in cards)
-        rows.append(TypeScore(name, count, weight, count * weight, component, weight * component / scoring.total_weight))
-    return replace(account_summary(account_id, cards, as_of_ms, scoring), breakdown=tuple(rows))
-
+        components = [formulas.engagement_component(c.counts.get(name, 0), scoring.targets[name]) for c in cards]
+        component = formulas.mean(components)
+        points = (weight * component / scoring.total_weight if not scoring.measures
+                  else formulas.mean(weight * m / total if total else 0.0 for m, (_, total) in zip(components, scored)))
+        rows.append(TypeScore(name, count, weight, count * weight, component, points))
+    measures = []
+    for i, measure in enumerate(scoring.measures):
+        own = [user_measures[i] for user_measures, _ in scored]
+        readings = [m.reading for m in own if m.reading is not None]
+        scores = [m.score for m in own if m.score is not None]
+        measures.append(MeasureScore(measure.name, measure.kind, measure.type,
+                                     formulas.mean(readings) if readings else None, measure.weight,
+                                     formulas.mean(scores) if scores else None, formulas.mean(m.es for m in own)))
+    return replace(account_summary(account_id, cards, as_of_ms, scoring), breakdown=tuple(rows),
+                   measures=tuple(measures))

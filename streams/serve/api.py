@@ -107,8 +107,7 @@ async def account_states(store: ReadStore, config: Config, account_id: str) -> l
 
 
 async def account(store: ReadStore, config: Config, account_id: str, as_of_ms: int) -> dict[str, Any]:
-    cards = [score_card(s, as_of_ms, config, detail=False) for s in await account_states(store, config, account_id)]
-    return account_card(account_id, cards, as_of_ms, config.scoring).to_dict()
+    return account_card(account_id, await account_states(store, config, account_id), as_of_ms, config).to_dict()
 
 
 def live(as_of_ms: int, now_ms: int, config: Config) -> int:

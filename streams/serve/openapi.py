@@ -19,6 +19,7 @@ from scoring.account_alerts import AccountRule
 from scoring.alerts import Rule
 from scoring.business import BusinessKpis
 from scoring.formulas import Tier
+from scoring.measures import KINDS
 from streams.serve.api import MAX_BATCH_IDS, MAX_LIMIT
 
 TITLE = "Engagement scorer API"
@@ -67,6 +68,13 @@ def _kpis_schema() -> dict[str, Any]:
 
 
 _TYPE_SCORE = _obj({"type": STR, "count": INT, "weight": NUM, "cer": NUM, "component": NUM, "es": NUM})
+_MEASURE_SCORE = _obj({
+    "name": STR, "kind": {"type": "string", "enum": list(KINDS)}, "type": STR,
+    "reading": {"type": ["number", "null"], "description": "the penalty's count, or the average's mean value "
+                                                            "(null: no event carried one in the window)"},
+    "weight": INT, "score": {"type": ["number", "null"], "description": "0-100; null: left out of the mean"},
+    "es": NUM})
+_MEASURES = {"type": "array", "items": _ref("MeasureScore")}
 _STANDING = {"customer_id": STR, "account_id": OPT_STR, "es": NUM, "tier": TIER, "cer": NUM, "active": BOOL}
 _ACCOUNT = {"account_id": STR, "as_of": MS, "users": INT, "active_users": INT, "cer": NUM, "es": NUM,
             "tier": TIER, "below_benchmark": BOOL,
@@ -75,30 +83,35 @@ _ACCOUNT = {"account_id": STR, "as_of": MS, "users": INT, "active_users": INT, "
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": STR, "status": INT}),
     "TypeScore": _TYPE_SCORE,
+    "MeasureScore": _MEASURE_SCORE,
     "ScoreCard": _obj({
         "customer_id": STR, "as_of": MS, "cer": NUM, "es": NUM, "tier": TIER, "below_benchmark": BOOL,
         "decayed": {"type": ["number", "null"]}, "active": BOOL, "member": BOOL, "last_event": OPT_MS,
         "last_active": OPT_MS, "account_id": OPT_STR, "segment": OPT_STR,
-        "breakdown": {"type": "array", "items": _ref("TypeScore")},
+        "breakdown": {"type": "array", "items": _ref("TypeScore")}, "measures": _MEASURES,
         "alerts_active": {"type": "array", "items": {"type": "string", "enum": [r.value for r in Rule]}},
         "why": _ref("Explanation"),
     }),
-    "Driver": _obj({"type": STR, "before": INT, "now": INT, "change_percent": {"type": ["number", "null"]},
-                    "es_points_before": NUM, "es_points_now": NUM}),
+    "Driver": _obj({"type": {"type": "string", "description": "the event type, or the measure's name"},
+                    "before": {"type": ["number", "null"]}, "now": {"type": ["number", "null"]},
+                    "change_percent": {"type": ["number", "null"]}, "es_points_before": NUM, "es_points_now": NUM},
+                   {"measure": {"type": "string", "enum": list(KINDS), "description": "a measure's kind"}}),
     "Explanation": _obj({
         "sentence": {"type": "string", "description": "one human sentence: ES and tier then and now, and why"},
         "since": MS, "es_before": NUM, "tier_before": TIER, "es_now": NUM, "tier_now": TIER,
         "drivers": {"type": "array", "items": _ref("Driver"), "maxItems": 3},
         "quiet_days": {"type": ["integer", "null"]}, "nps": {"type": ["number", "null"]},
         "csat": {"type": ["number", "null"]}}),
-    "AccountCard": _obj({**_ACCOUNT, "breakdown": {"type": "array", "items": _ref("TypeScore")}}),
+    "AccountCard": _obj({**_ACCOUNT, "breakdown": {"type": "array", "items": _ref("TypeScore")},
+                         "measures": _MEASURES}),
     "AccountSummary": _obj(_ACCOUNT),
     "Standing": _obj(_STANDING),
     "StandingWithAlerts": _obj({**_STANDING, "alerts": {"type": "array", "items": STR}}),
     "Alert": _obj({"id": {"type": "string", "description": "stable: the same alert redelivered has the same id"},
                    "rule": {"type": "string", "enum": [r.value for r in Rule]}, "customer_id": STR,
                    "account_id": OPT_STR, "as_of": MS, "before": {"type": "object"}, "after": {"type": "object"},
-                   "breakdown": {"type": "array", "items": _ref("TypeScore")}, "why": _ref("Explanation")}),
+                   "breakdown": {"type": "array", "items": _ref("TypeScore")}, "measures": _MEASURES,
+                   "why": _ref("Explanation")}),
     "Kpis": None,      # filled from BusinessKpis by document()
     "HistoryPoint": _obj({"at": MS, "es": NUM, "cer": NUM, "tier": TIER}),
     "CustomerHistory": _obj({"customer_id": STR, "as_of": MS, "points": {"type": "array", "items": _ref("HistoryPoint")},

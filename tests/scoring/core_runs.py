@@ -23,8 +23,14 @@ from scoring.engine import Scorer
 from scoring.messages import unpack
 from tests.scoring.test_standing import SHORT, SHORT_OVERRIDES
 
-# the same short windows under other weights and tiers: a config change the standings follow
-CHANGED = load_config(overrides={**SHORT_OVERRIDES, "weights": {"purchase": 10, "page_view": 2, "like": 4}})
+# the same short windows under other weights and measures: a config change the standings follow
+MEASURES = {
+    "tickets": {"kind": "penalty", "type": "ticket_opened", "weight": 3, "target": 2},
+    "nps": {"kind": "average", "type": "nps_response", "weight": 4, "ranges": [[0, 0], [7, 50], [9, 100]]},
+    "csat": {"kind": "average", "type": "csat_response", "weight": 2, "linear": [1, 5], "missing": 50},
+}
+CHANGED = load_config(overrides={**SHORT_OVERRIDES, "weights": {"purchase": 10, "page_view": 2, "like": 4},
+                                 "measures": MEASURES})
 CONFIGS = {"short": SHORT, "changed": CHANGED}
 
 

@@ -76,5 +76,5 @@ def test_an_accounts_history_rolls_up_its_users_per_point():
     states = [scorer.customers["u1"], scorer.customers["u2"]]
     history = account_history(states, as_of, config)
     assert [(p.es, p.cer) for p in history.points][-4:] == [(45.0, 9), (45.0, 9), (65.0, 13), (20.0, 4)]
-    card = account_card("acme", [score_card(s, as_of, config, detail=False) for s in states], as_of, config.scoring)
+    card = account_card("acme", states, as_of, config)
     assert (history.points[-1].es, history.points[-1].cer, history.points[-1].tier) == (card.es, card.cer, card.tier)

@@ -173,7 +173,7 @@ def test_an_unknown_command_is_one_line_naming_it():
 # --- config keys --------------------------------------------------------------------------
 
 DEFAULTS = tomllib.loads((Path(__file__).parents[2] / "scoring" / "defaults.toml").read_text())
-OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping"}   # custom names allowed
+OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping", "measures"}   # custom names
 
 
 def leaf_keys(table: dict, prefix: str = ""):
@@ -225,6 +225,24 @@ def test_an_unknown_config_key_is_named(section, tmp_path):
     ('[mapping]\n"Plan Upgraded" = 3\n', 'mapping."Plan Upgraded"'),
     ('[mapping."Plan Upgraded"]\ntype = "conversion"\nmrr = "properties.mrr"\n', 'mapping."Plan Upgraded".mrr'),
     ('[mapping."Plan Upgraded"]\ntype = "conversion"\nvalue = "properties..mrr"\n', 'mapping."Plan Upgraded".value'),
+    ("[measures]\nnps = 1\n", "measures.nps"),
+    ('[measures.nps]\nkind = "median"\ntype = "nps_response"\nweight = 2\n', "measures.nps.kind"),
+    ('[measures.nps]\nkind = "average"\ntype = "teleport"\nweight = 2\nlinear = [0, 10]\n', "measures.nps.type"),
+    ('[measures.nps]\nkind = "average"\ntype = "nps_response"\nweight = 99\nlinear = [0, 10]\n',
+     "measures.nps.weight"),
+    ('[measures.nps]\nkind = "average"\ntype = "nps_response"\nweight = 2\n', "measures.nps.linear"),
+    ('[measures.nps]\nkind = "average"\ntype = "nps_response"\nweight = 2\nlinear = [5, 5]\n', "measures.nps.linear"),
+    ('[measures.nps]\nkind = "average"\ntype = "nps_response"\nweight = 2\nranges = [[9, 100], [7, 50]]\n',
+     "measures.nps.ranges"),
+    ('[measures.nps]\nkind = "average"\ntype = "nps_response"\nweight = 2\nranges = [[0, 120]]\n', "measures.nps.ranges"),
+    ('[measures.nps]\nkind = "average"\ntype = "nps_response"\nweight = 2\nlinear = [0, 10]\nmissing = "zero"\n',
+     "measures.nps.missing"),
+    ('[measures.nps]\nkind = "average"\ntype = "nps_response"\nweight = 2\nlinear = [0, 10]\ntarget = 3\n',
+     "measures.nps.target"),
+    ('[measures.tickets]\nkind = "penalty"\ntype = "ticket_opened"\nweight = 2\n', "measures.tickets.target"),
+    ('[measures.tickets]\nkind = "penalty"\ntype = "like"\nweight = 2\ntarget = 3\n', "measures.tickets.type"),
+    ('[scorecards.enterprise.measures.tickets]\nkind = "penalty"\ntype = "ticket_opened"\nweight = 2\ntarget = 0\n',
+     "scorecards.enterprise.measures.tickets.target"),
 ])
 def test_a_bad_segment_scorecard_or_track_event_mapping_is_named(toml, key, tmp_path):
     path = tmp_path / "engage.toml"

@@ -154,6 +154,7 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
         for summary in body["accounts"]:
             full = json.loads(orjson.dumps(reference.account(summary["account_id"], body["as_of"]).to_dict()))
             full.pop("breakdown")
+            full.pop("measures")
             assert summary == full
         status, body = worker.post("/customers:batch", {"ids": []})
         assert status == 400 and schema_errors("POST", "/customers:batch", 400, body) == []
@@ -472,7 +473,13 @@ def test_a_changed_scoring_config_rescores_the_stored_standings_without_a_replay
                        # segment scorecards: enterprise customers scored on product use
                        "[scorecards.enterprise]\nweights = { feature_used = 10, like = 0, purchase = 8 }\n"
                        "targets = { feature_used = 3 }\ntiers = { excellent = 70, moderate = 40 }\n"
-                       "[scorecards.smb.weights]\nemail_open = 6\n")
+                       "[scorecards.smb.weights]\nemail_open = 6\n"
+                       # measures: tickets a penalty, NPS answers by their mean; enterprise drops NPS
+                       "[measures.tickets]\nkind = \"penalty\"\ntype = \"ticket_opened\"\nweight = 3\ntarget = 2\n"
+                       "[measures.nps]\nkind = \"average\"\ntype = \"nps_response\"\nweight = 4\n"
+                       "ranges = [[0, 0], [7, 50], [9, 100]]\n"
+                       "[scorecards.enterprise.measures.nps]\nkind = \"average\"\ntype = \"nps_response\"\n"
+                       "weight = 0\nlinear = [0, 10]\n")
     config = load_config(changed)
     second = WorkerProcess(stack, unique, tmp_path, "w2", config=changed, sweep_s="1")
     try:
@@ -500,8 +507,19 @@ def test_a_changed_scoring_config_rescores_the_stored_standings_without_a_replay
                     (c.customer_id, round(c.es, 6), c.tier.value) for c in expected]
             for card in expected[:3]:
                 status, body = second.get(f"/customers/{urllib.parse.quote(card.customer_id)}?as_of={as_of}")
-                assert body["segment"] == segment and body["breakdown"] == json.loads(orjson.dumps(
-                    reference.customer(card.customer_id, as_of).to_dict()))["breakdown"]
+                full = json.loads(orjson.dumps(reference.customer(card.customer_id, as_of).to_dict()))
+                assert body["segment"] == segment and body["breakdown"] == full["breakdown"]
+                assert body["measures"] == full["measures"] and body["es"] == full["es"]
+        # the default scorecard's measures, read back as the core computes them: some customers answered
+        answered = 0
+        for card in [*reference.leaderboard(as_of, limit=30), *reference.leaderboard(as_of, limit=10, bottom=True)]:
+            status, body = second.get(f"/customers/{urllib.parse.quote(card.customer_id)}?as_of={as_of}")
+            full = json.loads(orjson.dumps(reference.customer(card.customer_id, as_of).to_dict()))
+            assert schema_errors("GET", "/customers/{customer_id}", 200, body) == []
+            assert status == 200 and body["measures"] == full["measures"] and body["why"]["drivers"] == \
+                json.loads(orjson.dumps(explain(reference.customers[card.customer_id], as_of, config).to_dict()))["drivers"]
+            answered += any(m["reading"] is not None for m in body["measures"] if m["kind"] == "average")
+        assert answered > 0
         assert second.get("/leaderboard?segment=mid_market")[0] == 400       # no scorecard, not listed
     finally:
         second.stop()
