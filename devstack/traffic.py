@@ -54,6 +54,7 @@ TYPE_MIX: dict[str, float] = {
     "conversion": 0.4, "brand_search": 0.4, "competitor_search": 0.6, "purchase": 1.2,
     "nps_response": 0.3, "csat_response": 0.3, "ces_response": 0.2, "review": 0.2, "social_mention": 0.5,
     "ticket_opened": 0.3, "ticket_resolved": 0.3, "scan": 0.3,
+    "traits": 0.3,           # the account's traits restated (a Segment group call)
 }
 FEATURES = ("search", "export", "dashboards", "alerts", "api", "sso")
 SEGMENTS = ("smb", "mid_market", "enterprise")
@@ -61,6 +62,8 @@ SEGMENTS = ("smb", "mid_market", "enterprise")
 CHANNELS = ("web", "web", "app", "app", "email", "phone", "chat", "social", "in_store", "kiosk")
 DEVICES = ("ios", "ios", "android", "android", "desktop", "watch")
 LOCATIONS = ("expo_berlin", "expo_austin", "store_nyc")
+PLANS = {"smb": "starter", "mid_market": "growth", "enterprise": "enterprise"}
+OWNERS = ("ana", "ben", "chloe", "dev")
 
 
 @dataclass
@@ -265,6 +268,12 @@ class TrafficGenerator:
                 event["device"] = rng.choice(DEVICES)
             if rng.random() < 0.8:
                 event["location"] = rng.choice(LOCATIONS)
+        elif kind == "traits":
+            bought = rng.choice((5, 10, 25, 50, 100))
+            event["traits"] = {"plan": PLANS.get(c.segment, "starter"), "owner": rng.choice(OWNERS),
+                               "arr": bought * rng.choice((300, 600, 1200)), "seats_bought": bought,
+                               "seats_used": rng.randint(0, bought), "renewal_date": "2027-0%d-01" % rng.randint(1, 9)}
+            return event                 # no channel: a group call names none
         if rng.random() < 0.6:
             event["channel"] = rng.choice(CHANNELS)
         return event
@@ -349,12 +358,18 @@ def as_segment(message: Message, mapping: Mapping[str, TrackMapping]) -> Message
         event = orjson.loads(message.value)
     except orjson.JSONDecodeError:
         return message
-    if not isinstance(event, dict) or event.get("type") not in by_type:
+    if not isinstance(event, dict) or event.get("type") not in (*by_type, "traits"):
         return message
-    name, entry = by_type[event["type"]]
     ts = event.get("ts")
     if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < 253402300800000:
         ts = datetime.fromtimestamp(ts / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if event["type"] == "traits":       # the account's traits: a group call (without an account: identify)
+        call = {"type": "group" if "account_id" in event else "identify", "messageId": event.get("event_id"),
+                "userId": event.get("customer_id"), "timestamp": ts, "traits": event.get("traits")}
+        if "account_id" in event:
+            call["groupId"] = event["account_id"]
+        return Message(message.key, orjson.dumps(call), message.kind, message.at_ms)
+    name, entry = by_type[event["type"]]
     track: dict[str, Any] = {"type": "track", "event": name, "messageId": event.get("event_id"),
                              "userId": event.get("customer_id"), "timestamp": ts, "properties": {}, "context": {}}
     for field_name, path in entry.paths.items():

@@ -20,7 +20,7 @@ from scoring.config import Config, ScoringConfig
 from scoring.contributions import count_key
 from scoring.explain import Explanation, explain, explain_silence
 from scoring.measures import NO_VALUES, PENALTY, engagement, value_totals
-from scoring.scores import ScoreCard, breakdown, score_card, was_activated, window_values
+from scoring.scores import ScoreCard, breakdown, score_card, trait_numbers, was_activated, window_values
 from scoring.state import CustomerState
 from scoring.windows import bucket_of, window_start_bucket
 
@@ -115,11 +115,12 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
     # Only a membership that began inside the retention horizon is "new": for older ones
     # the buckets that would show activation are gone, and the question no longer applies.
     new_member = joined is not None and joined > as_of_ms - config.retention_ms + config.scoring.bucket_ms
-    scorecard = config.scorecard(state.segment_name)
+    scorecard = config.scorecard(state.segment_in(config))
     return View(
         card=card,
         es_reference=_reference_es(state, reference, reference_first,
-                                   bucket_of(as_of_ms - config.alerts.score_drop_window_ms, bucket_ms), scorecard),
+                                   bucket_of(as_of_ms - config.alerts.score_drop_window_ms, bucket_ms), scorecard,
+                                   trait_numbers(state, config)),
         joined_ms=joined,
         activated=not new_member or activation is None or was_activated(state, joined, config, activation),
         state=state,
@@ -127,10 +128,11 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
 
 
 def _reference_es(state: CustomerState, counts: Mapping[str, int], first: int, then: int,
-                  scorecard: ScoringConfig) -> float:
+                  scorecard: ScoringConfig, traits: Mapping[str, float]) -> float:
     """ES to compare with for a score drop: the weighted counts over the window one drop-window ago
     stretched to now (counts only leave a window as it slides), and the measures as they read one
-    drop-window ago (new answers and tickets can lower them), over the buckets first..then."""
+    drop-window ago (new answers and tickets can lower them), over the buckets first..then; traits
+    as they are (only their newest values are kept)."""
     if not scorecard.measures:
         return engagement(counts, NO_VALUES, scorecard)
     counts = dict(counts)
@@ -138,7 +140,7 @@ def _reference_es(state: CustomerState, counts: Mapping[str, int], first: int, t
         if measure.kind == PENALTY:
             counts[measure.type] = sum(c.get(count_key(measure.type), 0) for b, c in state.buckets.items()
                                        if first <= b <= then)
-    return engagement(counts, value_totals(state.buckets, first, scorecard.averaged, then), scorecard)
+    return engagement(counts, value_totals(state.buckets, first, scorecard.averaged, then), scorecard, traits)
 
 
 def evaluate(
@@ -171,7 +173,8 @@ def evaluate(
         if not built:
             scorecard = config.scorecard(card.segment)
             first = window_start_bucket(card.as_of_ms, config.scoring.window_ms, config.scoring.bucket_ms)
-            types, measures = breakdown(card.counts, scorecard, window_values(current.state, first, scorecard))
+            types, measures = breakdown(card.counts, scorecard, window_values(current.state, first, scorecard),
+                                        trait_numbers(current.state, config))
             built.append((tuple(t.to_dict() for t in types), tuple(m.to_dict() for m in measures)))
         rows, measure_rows = built[0]
         # an alert's explanation speaks to its rule: silence for inactivity and activation, the score's

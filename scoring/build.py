@@ -27,7 +27,8 @@ from pathlib import Path
 # The per-event path: decode, gate, apply, window counts, scores, standing, alerts, deltas.
 # Config loading, KPIs over everyone and history run once per load or read: they stay source.
 COMPILED = ("account_alerts", "aggregation", "alerts", "contributions", "deltas", "engine", "events",
-            "explain", "formulas", "measures", "messages", "reasons", "scores", "standing", "state", "timeutil", "windows")
+            "explain", "formulas", "measures", "messages", "reasons", "scores", "standing", "state", "timeutil", "traits",
+            "windows")
 MANIFEST = "compiled.sha256"     # written by the build: "<sha256 of the source> <module>" per line
 CHOICES = ("compiled", "interpreted")
 COMPILED_BUILD = "compiled"

@@ -18,6 +18,7 @@ class Group(StrEnum):
     COMMERCE = "commerce"
     VOICE_OF_CUSTOMER = "voice_of_customer"
     SUPPORT = "support"
+    PROFILE = "profile"
     IN_PERSON = "in_person"
     CUSTOM = "custom"
 
@@ -38,6 +39,7 @@ class TypeRule:
     feature_required: bool = False
     sentiment_required: bool = False
     first_contact_required: bool = False
+    traits_required: bool = False
 
 
 _SURVEY = dict(value_required=True, value_integer=True)
@@ -85,6 +87,8 @@ BUILTIN_TYPES: dict[str, TypeRule] = {
     "ticket_resolved": TypeRule(Group.SUPPORT, first_contact_required=True),
     # in person: a digital business card scanned (docs/scores-and-kpis.md metric #13; `device` and `location` optional)
     "scan": TypeRule(Group.IN_PERSON),
+    # profile: what the customer is, not what it does (`traits` required; a Segment identify call)
+    "traits": TypeRule(Group.PROFILE, traits_required=True),
 }
 
 CUSTOM_RULE = TypeRule(Group.CUSTOM)
@@ -94,6 +98,7 @@ MEMBERSHIP_TYPES = frozenset({"member_joined", "member_left"})
 # Events a customer does not initiate: they never make a customer "active", and they are not
 # "customer interactions" (the denominator of the brand search rate and the channel shares).
 # A competitor search is the customer's, but not an interaction with us.
-PASSIVE_TYPES = frozenset({"member_joined", "member_left", "email_delivered", "ad_impression", "competitor_search"})
+PASSIVE_TYPES = frozenset({"member_joined", "member_left", "email_delivered", "ad_impression", "competitor_search",
+                           "traits"})
 
 SURVEY_SCALES = {"nps_response": (0, 10), "csat_response": (1, 5), "ces_response": (1, 7)}

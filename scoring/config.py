@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from scoring.catalogue import BUILTIN_TYPES, PASSIVE_TYPES
-from scoring.measures import AVERAGE, KINDS, PENALTY, Measure
+from scoring.measures import AVERAGE, KINDS, PENALTY, TRAIT, Measure
+from scoring.traits import NUMBER, STRING, TRAIT_KINDS
 from scoring.segment_spec import DEFAULT_PATHS, FIELDS, TrackMapping
 from scoring.timeutil import DAY, format_duration, parse_duration
 
@@ -136,6 +137,8 @@ class Config:
     history_ms: int                  # [history] horizon: how far back score history reaches
     scorecards: Mapping[str, ScoringConfig] = field(default_factory=dict)   # segment -> its scorecard
     mapping: Mapping[str, TrackMapping] = field(default_factory=dict)       # Segment track event name -> type
+    traits: Mapping[str, str] = field(default_factory=dict)   # [traits]: the traits kept, name -> NUMBER/STRING/DATE
+    segment_from: str | None = None  # scoring.segment_from: the trait that is the segment; None: events' `segment`
     known_types: frozenset[str] = field(default=frozenset())
     custom_types: frozenset[str] = field(default=frozenset())
     retention_ms: int = field(init=False, default=0)  # derived: see _retention (read on every event)
@@ -191,7 +194,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
 
 
 # Tables whose keys are free-form (event type names / labels) rather than fixed settings.
-_OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping", "measures"}
+_OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping", "measures", "traits"}
 SCORECARD_TABLES = ("weights", "targets", "tiers", "measures")
 
 
@@ -235,6 +238,20 @@ def build_config(raw: Mapping[str, Any]) -> Config:
     custom = frozenset(n for n in r.table("weights") if n not in BUILTIN_TYPES)
     known = frozenset(BUILTIN_TYPES) | custom
 
+    traits: dict[str, str] = {}
+    for name, kind in r.table("traits").items():
+        if not TYPE_NAME.match(name):
+            raise ConfigError(f"traits.{name}", "trait names are lower-case letters, digits, '_', '.', '-' (max 64)")
+        if kind not in TRAIT_KINDS:
+            raise ConfigError(f"traits.{name}", f"must be one of {', '.join(map(repr, TRAIT_KINDS))} (got {kind!r})")
+        traits[name] = kind
+    segment_from = r.get("scoring.segment_from")
+    if segment_from == EVENT_SEGMENT:
+        segment_from = None
+    elif traits.get(segment_from) != STRING:
+        raise ConfigError("scoring.segment_from", f"must be {EVENT_SEGMENT!r} (the events' segment field) or a "
+                                                  f"string trait of [traits] (got {segment_from!r})")
+
     def card(prefix: str, tables: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, float],
                                                                             float, float, tuple[Measure, ...]]:
         """Weights, targets, tiers and measures of one scorecard, each error naming its key under `prefix`."""
@@ -251,7 +268,8 @@ def build_config(raw: Mapping[str, Any]) -> Config:
             if value:
                 weights[name] = value
         measures = tuple(m for name, entry in sorted(tables["measures"].items())
-                         if (m := _measure(f"{prefix}measures.{name}", name, entry, known, weight_min, weight_max)))
+                         if (m := _measure(f"{prefix}measures.{name}", name, entry, known, traits, weight_min,
+                                           weight_max)))
         if not weights and not measures:
             raise ConfigError(f"{prefix}weights", "at least one event type needs a non-zero weight (or add a measure)")
         for m in measures:
@@ -360,6 +378,8 @@ def build_config(raw: Mapping[str, Any]) -> Config:
             max_count=r.integer("limits.max_count", minimum=1), max_value=r.number("limits.max_value", 1, None)),
         activity_types=activity_types,
         history_ms=window("history.horizon"),
+        traits=traits,
+        segment_from=segment_from,
         known_types=known,
         custom_types=custom,
     )
@@ -379,6 +399,7 @@ def config_mapping(config: Config) -> dict[str, Any]:
     weighted = set(sc.weights) | set(config.custom_types) | set(sc.targets)
     return {
         "scoring": {"window": duration(sc.window_ms), "bucket": duration(sc.bucket_ms),
+                    "segment_from": config.segment_from or EVENT_SEGMENT,
                     "benchmark_cer": sc.benchmark_cer, "weight_min": sc.weight_min,
                     "weight_max": sc.weight_max, "decay_half_life": duration(sc.decay_half_life_ms)},
         "weights": {name: sc.weights.get(name, 0) for name in sorted(weighted)},
@@ -403,6 +424,7 @@ def config_mapping(config: Config) -> dict[str, Any]:
                    "inactivity": duration(alerts.inactivity_ms), "activation": duration(alerts.activation_ms),
                    "max_age": duration(alerts.max_age_ms)},
         "history": {"horizon": duration(config.history_ms)},
+        "traits": dict(sorted(config.traits.items())),
         "scorecards": {segment: {"weights": {n: card.weights.get(n, 0) for n in sorted(weighted | set(card.weights))},
                                  "targets": dict(sorted(card.targets.items())),
                                  "tiers": {"excellent": card.tier_excellent, "moderate": card.tier_moderate},
@@ -416,18 +438,20 @@ def config_mapping(config: Config) -> dict[str, Any]:
 
 
 _MEASURE_KEYS = {PENALTY: {"kind", "type", "weight", "target"},
-                 AVERAGE: {"kind", "type", "weight", "linear", "ranges", "missing"}}
+                 AVERAGE: {"kind", "type", "weight", "linear", "ranges", "missing"},
+                 TRAIT: {"kind", "trait", "per", "weight", "linear", "ranges", "missing"}}
+EVENT_SEGMENT = "segment"
 SKIP = "skip"
 
 
-def _measure(key: str, name: str, entry: Any, known: frozenset[str], weight_min: int,
+def _measure(key: str, name: str, entry: Any, known: frozenset[str], traits: Mapping[str, str], weight_min: int,
              weight_max: int) -> Measure | None:
-    """[measures.<name>]: a penalty count or an average value; None when its weight is 0 (a segment's
-    scorecard drops a default measure that way)."""
+    """[measures.<name>]: a penalty count, an average value or a numeric trait (or a ratio of two);
+    None when its weight is 0 (a segment's scorecard drops a default measure that way)."""
     if not TYPE_NAME.match(name):
         raise ConfigError(key, "measure names are lower-case letters, digits, '_', '.', '-' (max 64)")
     if not isinstance(entry, Mapping):
-        raise ConfigError(key, f"must be a table with kind ({' or '.join(KINDS)}), type and weight")
+        raise ConfigError(key, f"must be a table with kind ({', '.join(KINDS)}), type (or trait) and weight")
     kind = entry.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"{key}.kind", f"must be {' or '.join(repr(k) for k in KINDS)} (got {kind!r})")
@@ -435,9 +459,17 @@ def _measure(key: str, name: str, entry: Any, known: frozenset[str], weight_min:
         if field_name not in _MEASURE_KEYS[kind]:
             raise ConfigError(f"{key}.{field_name}", f"unknown key for a {kind} measure "
                                                      f"(it has {', '.join(sorted(_MEASURE_KEYS[kind]))})")
-    type_name = entry.get("type")
-    if type_name not in known:
-        raise ConfigError(f"{key}.type", f"must be a known event type (got {type_name!r})")
+    if kind == TRAIT:
+        type_name = ""
+        for field_name in ("trait", "per"):
+            if field_name in entry and traits.get(entry[field_name]) != NUMBER:
+                raise ConfigError(f"{key}.{field_name}", f"must be a number trait of [traits] (got {entry[field_name]!r})")
+        if "trait" not in entry:
+            raise ConfigError(f"{key}.trait", "a trait measure reads a number trait of [traits]")
+    else:
+        type_name = entry.get("type")
+        if type_name not in known:
+            raise ConfigError(f"{key}.type", f"must be a known event type (got {type_name!r})")
     weight = entry.get("weight")
     if isinstance(weight, bool) or not isinstance(weight, int):
         raise ConfigError(f"{key}.weight", f"must be an integer weight (got {weight!r})")
@@ -450,7 +482,8 @@ def _measure(key: str, name: str, entry: Any, known: frozenset[str], weight_min:
         measure = Measure(name, kind, type_name, weight, target=_positive_number(f"{key}.target", entry["target"]))
     else:
         measure = Measure(name, kind, type_name, weight, linear=_linear(key, entry.get("linear")),
-                          ranges=_ranges(key, entry.get("ranges")), missing=_missing(key, entry.get("missing", SKIP)))
+                          ranges=_ranges(key, entry.get("ranges")), missing=_missing(key, entry.get("missing", SKIP)),
+                          trait=entry.get("trait"), per=entry.get("per"))
         if (measure.linear is None) == (not measure.ranges):
             raise ConfigError(f"{key}.linear", "an average is mapped to 0-100 by exactly one of `linear` "
                                                "(the means that score 0 and 100) or `ranges`")
@@ -490,8 +523,11 @@ def _missing(key: str, raw: Any) -> float | None:
 
 def _measure_entry(measure: Measure, weight: int | None = None) -> dict[str, Any]:
     """A measure as its TOML table (`weight` given: the same measure at another weight)."""
-    out: dict[str, Any] = {"kind": measure.kind, "type": measure.type,
-                           "weight": measure.weight if weight is None else weight}
+    out: dict[str, Any] = {"kind": measure.kind, "weight": measure.weight if weight is None else weight}
+    if measure.kind == TRAIT:
+        out.update({"trait": measure.trait, **({} if measure.per is None else {"per": measure.per})})
+    else:
+        out["type"] = measure.type
     if measure.kind == PENALTY:
         out["target"] = measure.target
     else:

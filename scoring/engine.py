@@ -191,7 +191,7 @@ class Scorer:
         """Customers ranked by ES (ties: CER, then id), best first, or worst first when `bottom`;
         only `segment`'s customers when one is given."""
         cards = [score_card(s, as_of_ms, self.config, detail=False) for s in self.customers.values()
-                 if segment is None or s.segment_name == segment]
+                 if segment is None or s.segment_in(self.config) == segment]
         cards.sort(key=bottom_key if bottom else top_key)     # the one leaderboard order (scoring.standing)
         return [score_card(self.customers[c.customer_id], as_of_ms, self.config) for c in cards[:limit]]
 

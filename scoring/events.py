@@ -20,6 +20,7 @@ from scoring.config import Config
 from scoring.reasons import EventRejected, Reason
 from scoring.segment_spec import is_segment_message, translate
 from scoring.timeutil import MAX_EPOCH_MS, parse_rfc3339
+from scoring.traits import Traits, read_traits
 
 # Value sums are kept as integers in thousandths so that adding them is exact and
 # independent of order (float addition is not associative).
@@ -43,6 +44,7 @@ class Event:
     channel: str | None = None       # where the interaction happened (web, app, phone ...)
     device: str | None = None        # a scan's device type
     location: str | None = None      # a scan's place (an event, a store)
+    traits: Traits | None = None     # the allowed traits it sets (scoring.traits)
 
     @property
     def value(self) -> float | None:
@@ -65,6 +67,8 @@ class Event:
             field_value = getattr(self, name)
             if field_value is not None:
                 out[name] = field_value
+        if self.traits is not None:
+            out["traits"] = dict(self.traits)
         return out
 
 
@@ -128,6 +132,9 @@ def _validated(obj: dict[str, Any], config: Config) -> Event:
             raise EventRejected(Reason.MISSING_FIELD, f"sentiment is required for {type_name}", "sentiment")
     elif sentiment not in SENTIMENTS:
         raise EventRejected(Reason.INVALID_FIELD, f"sentiment must be one of {', '.join(SENTIMENTS)}", "sentiment")
+    traits = read_traits(obj.get("traits"), config.traits, config.limits.max_value, lambda v: id_problem(v, limit))
+    if traits is None and rule.traits_required:
+        raise EventRejected(Reason.MISSING_FIELD, f"traits is required for {type_name}", "traits")
     first_contact = obj.get("first_contact")
     if first_contact is None:
         if rule.first_contact_required:
@@ -151,6 +158,7 @@ def _validated(obj: dict[str, Any], config: Config) -> Event:
         channel=_identifier(obj, "channel", limit, required=False),
         device=_identifier(obj, "device", limit, required=False),
         location=_identifier(obj, "location", limit, required=False),
+        traits=traits,
     )
 
 

@@ -24,7 +24,7 @@ from scoring.catalogue import SURVEY_SCALES
 from scoring.config import Config, ScoringConfig
 from scoring.contributions import survey_key, value_key, valued_key
 from scoring.measures import AVERAGE, MeasureScore, engagement, measure_scores
-from scoring.scores import ScoreCard, score_card
+from scoring.scores import ScoreCard, score_card, trait_numbers
 from scoring.state import COUNT_PREFIX, CustomerState
 from scoring.timeutil import DAY, format_duration, format_rfc3339
 from scoring.windows import bucket_of, window_start_bucket
@@ -134,23 +134,26 @@ class _Window:
     es: float
 
     @classmethod
-    def of(cls, totals: dict[str, int], scoring: ScoringConfig, counts: dict[str, int] | None = None) -> _Window:
+    def of(cls, totals: dict[str, int], scoring: ScoringConfig, traits: Mapping[str, float],
+           counts: dict[str, int] | None = None) -> _Window:
         if counts is None:
             counts = {key[len(COUNT_PREFIX):]: n for key, n in totals.items() if key.startswith(COUNT_PREFIX)}
         values = {t: (totals.get(value_key(t), 0), totals.get(valued_key(t), 0)) for t in scoring.averaged}
-        measures, total = measure_scores(counts, values, scoring)
+        measures, total = measure_scores(counts, values, scoring, traits)
         points = {t: w * formulas.engagement_component(counts.get(t, 0), scoring.targets[t]) / total if total else 0.0
                   for t, w in scoring.weights.items()}
-        return cls(totals, counts, points, measures, engagement(counts, values, scoring))
+        return cls(totals, counts, points, measures, engagement(counts, values, scoring, traits))
 
 
-def _then_and_now(state: CustomerState, since: int, as_of_ms: int, scoring: ScoringConfig,
-                  bucket_ms: int, counts_now: dict[str, int] | None = None) -> tuple[_Window, _Window]:
+def _then_and_now(state: CustomerState, since: int, as_of_ms: int, config: Config,
+                  counts_now: dict[str, int] | None = None) -> tuple[_Window, _Window]:
     """The scoring window as it was at `since` and as it is at `as_of_ms` (with these counts, if given)."""
+    scoring, bucket_ms = config.scorecard(state.segment_in(config)), config.scoring.bucket_ms
     then = _window_totals(state, window_start_bucket(since, scoring.window_ms, bucket_ms), bucket_of(since, bucket_ms))
     now = _window_totals(state, window_start_bucket(as_of_ms, scoring.window_ms, bucket_ms),
                          bucket_of(as_of_ms, bucket_ms))
-    return _Window.of(then, scoring), _Window.of(now, scoring, counts_now)
+    traits = trait_numbers(state, config)      # only their newest values are kept: then reads them too
+    return _Window.of(then, scoring, traits), _Window.of(now, scoring, traits, counts_now)
 
 
 def _drivers(then: _Window, now: _Window, scoring: ScoringConfig) -> list[Driver]:
@@ -167,10 +170,10 @@ def _span(ms: int) -> str:
 
 def explain(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard | None = None) -> Explanation:
     """Why the customer's ES is what it is at `as_of_ms`, against one score-drop window earlier."""
-    scoring, bucket_ms = config.scorecard(state.segment_name), config.scoring.bucket_ms
+    scoring = config.scorecard(state.segment_in(config))
     card = card or score_card(state, as_of_ms, config, detail=False)
     since = as_of_ms - config.alerts.score_drop_window_ms
-    then, now = _then_and_now(state, since, as_of_ms, scoring, bucket_ms, card.counts)
+    then, now = _then_and_now(state, since, as_of_ms, config, card.counts)
     es_before = then.es
     moved = _drivers(then, now, scoring)
     # the types that moved ES the most in the direction it moved (an alert: the biggest losses)
@@ -208,13 +211,13 @@ def explain_silence(state: CustomerState, as_of_ms: int, config: Config, card: S
     """Why an inactivity or activation alert fired: how long the customer has been silent (since its
     last activity, or since joining if never active), and its most frequent activities in the
     scoring window that ended when it went silent, compared with the window now."""
-    scoring, bucket_ms = config.scorecard(state.segment_name), config.scoring.bucket_ms
+    scoring = config.scorecard(state.segment_in(config))
     card = card or score_card(state, as_of_ms, config, detail=False)
     joined = state.membership_start(as_of_ms)
     last = card.last_active_ms
     since = last if last is not None else (joined if joined is not None else as_of_ms)
     quiet_days = (as_of_ms - since) // DAY
-    then, now = _then_and_now(state, since, as_of_ms, scoring, bucket_ms)
+    then, now = _then_and_now(state, since, as_of_ms, config)
     es_before = then.es
     did = sorted(((then.counts.get(t, 0), t) for t in config.activity_types if then.counts.get(t, 0)),
                  key=lambda item: (-item[0], item[1]))[:MAX_DRIVERS]

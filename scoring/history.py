@@ -16,6 +16,7 @@ from scoring import formulas
 from scoring.config import Config
 from scoring.contributions import count_key, value_key, valued_key
 from scoring.measures import PENALTY, engagement
+from scoring.scores import trait_numbers
 from scoring.state import CustomerState
 from scoring.timeutil import DAY
 from scoring.windows import bucket_of
@@ -64,11 +65,12 @@ def _trend(points: tuple[HistoryPoint, ...], config: Config) -> dict[str, float 
 
 def customer_points(state: CustomerState, as_of_ms: int, config: Config) -> list[tuple[int, float, float]]:
     """(instant, ES, CER) at each point: the scoring window's counts slid one bucket at a time."""
-    scoring = config.scorecard(state.segment_name)
+    scoring = config.scorecard(state.segment_in(config))
     width = scoring.window_ms // scoring.bucket_ms
     keys = {count_key(t): t for t in scoring.weights}
     keys.update((count_key(m.type), m.type) for m in scoring.measures if m.kind == PENALTY)
     counts: dict[str, int] = {}
+    traits = trait_numbers(state, config)        # only their newest values are kept: every point reads them
     sums: dict[str, list[int]] = {t: [0, 0] for t in scoring.averaged}   # the average measures' value sums
     value_keys = {key: (t, i) for t in scoring.averaged for i, key in enumerate((value_key(t), valued_key(t)))}
 
@@ -88,13 +90,14 @@ def customer_points(state: CustomerState, as_of_ms: int, config: Config) -> list
     for bucket, at in ends:
         add(bucket, 1)
         values = {t: (total, n) for t, (total, n) in sums.items()}
-        out.append((at, engagement(counts, values, scoring), formulas.customer_engagement_rate(counts, scoring.weights)))
+        out.append((at, engagement(counts, values, scoring, traits),
+                    formulas.customer_engagement_rate(counts, scoring.weights)))
         add(bucket - width + 1, -1)
     return out
 
 
 def customer_history(state: CustomerState, as_of_ms: int, config: Config) -> History:
-    sc = config.scorecard(state.segment_name)
+    sc = config.scorecard(state.segment_in(config))
     points = tuple(HistoryPoint(at, es, cer, formulas.tier(es, sc.tier_excellent, sc.tier_moderate))
                    for at, es, cer in customer_points(state, as_of_ms, config))
     return History(as_of_ms, points, _trend(points, config))

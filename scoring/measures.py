@@ -8,7 +8,9 @@ ES is the weighted mean of a scorecard's factors, each scored 0-100. A weighted 
 * an **average**: the mean `value` of a type's events in the window (an NPS answer, a handle
   time), mapped to 0-100 linearly between two bounds (either way round: less can be better) or
   by ranges. A customer with no such event in the window has no mean: the measure is left out
-  of its weighted mean (`missing = "skip"`, the default), or scores the configured `missing`.
+  of its weighted mean (`missing = "skip"`, the default), or scores the configured `missing`;
+* a **trait**: a number trait of the customer (ARR, seats used), or the ratio of two (seats used
+  per seat bought), mapped like an average; a customer without it (or a ratio over 0) has none.
 
 CER stays the sum of count x weight over the weighted counts: measures only move ES. With no
 measures, ES is exactly the seed formula (`formulas.engagement_score`), bit for bit.
@@ -24,11 +26,12 @@ from typing import Protocol
 
 from scoring import formulas
 
-PENALTY, AVERAGE = "penalty", "average"
-KINDS = (PENALTY, AVERAGE)
+PENALTY, AVERAGE, TRAIT = "penalty", "average", "trait"
+KINDS = (PENALTY, AVERAGE, TRAIT)
 VALUE_PREFIX, VALUED_PREFIX = "v.", "vn."    # scoring.contributions.value_key / valued_key
 VALUE_SCALE = 1000                            # scoring.events.VALUE_SCALE: values are kept in thousandths
 NO_VALUES: Mapping[str, tuple[int, int]] = {}
+NO_TRAITS: Mapping[str, float] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +39,35 @@ class Measure:
     """One measure of a scorecard, as configured."""
 
     name: str
-    kind: str                                   # PENALTY or AVERAGE
-    type: str                                   # the event type it reads
+    kind: str                                   # PENALTY, AVERAGE or TRAIT
+    type: str                                   # the event type it reads ("" for a trait)
     weight: int
     target: float | None = None                 # penalty: the count that scores 0
     linear: tuple[float, float] | None = None   # average: the means that score 0 and 100
     ranges: tuple[tuple[float, float], ...] = ()  # average: (lower bound, score), bounds ascending
     missing: float | None = None                # average without events: this score; None: left out
+    trait: str | None = None                    # trait: the number trait it reads
+    per: str | None = None                      # trait: the trait it is divided by, if any
 
-    def reading(self, counts: Mapping[str, int], values: Mapping[str, tuple[int, int]]) -> float | None:
-        """What the measure reads over the window: the penalty's count, or the average's mean
-        value (None when no event carried one)."""
+    @property
+    def reads(self) -> str:
+        """What it reads, as people say it: the event type, or the trait (a ratio as `a/b`)."""
+        if self.kind != TRAIT:
+            return self.type
+        return f"{self.trait}/{self.per}" if self.per else str(self.trait)
+
+    def reading(self, counts: Mapping[str, int], values: Mapping[str, tuple[int, int]],
+                traits: Mapping[str, float] = NO_TRAITS) -> float | None:
+        """What the measure reads: the penalty's count and the average's mean value over the window
+        (None when no event carried one), or the trait's value now (None without it)."""
         if self.kind == PENALTY:
             return float(counts.get(self.type, 0))
+        if self.kind == TRAIT:
+            value = traits.get(str(self.trait))
+            if value is None or self.per is None:
+                return value
+            per = traits.get(self.per)
+            return value / per if per else None
         total, valued = values.get(self.type, (0, 0))
         return total / VALUE_SCALE / valued if valued else None
 
@@ -84,8 +103,8 @@ class MeasureScore:
 
     name: str
     kind: str
-    type: str
-    reading: float | None    # the count (penalty) or mean value (average); None: no events
+    type: str                # the event type it reads, or its trait (`a/b`: a ratio)
+    reading: float | None    # the count (penalty), mean value (average) or trait; None: none
     weight: int
     score: float | None      # 0-100; None: left out of this customer's mean
     es: float                # its points of ES: weight * score / the weights counted
@@ -109,14 +128,14 @@ def value_totals(buckets: Mapping[int, Mapping[str, int]], first: int, types: It
     return out
 
 
-def scored(card: ScoringConfig, counts: Mapping[str, int],
-           values: Mapping[str, tuple[int, int]]) -> tuple[list[tuple[Measure, float | None, float | None]], int]:
+def scored(card: ScoringConfig, counts: Mapping[str, int], values: Mapping[str, tuple[int, int]],
+           traits: Mapping[str, float] = NO_TRAITS) -> tuple[list[tuple[Measure, float | None, float | None]], int]:
     """Each measure with its reading and score, and the weight ES is divided by for this customer:
     every weighted count's, and each measure's that has a score."""
     rows = []
     total = card.total_weight
     for measure in card.measures:
-        reading = measure.reading(counts, values)
+        reading = measure.reading(counts, values, traits)
         score = measure.score(reading)
         rows.append((measure, reading, score))
         if score is not None:
@@ -124,12 +143,13 @@ def scored(card: ScoringConfig, counts: Mapping[str, int],
     return rows, total
 
 
-def engagement(counts: Mapping[str, int], values: Mapping[str, tuple[int, int]], card: ScoringConfig) -> float:
+def engagement(counts: Mapping[str, int], values: Mapping[str, tuple[int, int]], card: ScoringConfig,
+               traits: Mapping[str, float] = NO_TRAITS) -> float:
     """ES: the weighted mean of the scorecard's factors, in 0..100. `values` need only hold the
-    averaged types (`card.averaged`)."""
+    averaged types (`card.averaged`), `traits` the customer's number traits."""
     if not card.measures:
         return formulas.engagement_score(counts, card.weights, card.targets, card.total_weight)
-    rows, total = scored(card, counts, values)
+    rows, total = scored(card, counts, values, traits)
     if total <= 0:
         return 0.0
     weights, targets = card.weights, card.targets
@@ -139,10 +159,10 @@ def engagement(counts: Mapping[str, int], values: Mapping[str, tuple[int, int]],
     return min(100.0, max(0.0, math.fsum(terms) / total))
 
 
-def measure_scores(counts: Mapping[str, int], values: Mapping[str, tuple[int, int]],
-                   card: ScoringConfig) -> tuple[tuple[MeasureScore, ...], int]:
+def measure_scores(counts: Mapping[str, int], values: Mapping[str, tuple[int, int]], card: ScoringConfig,
+                   traits: Mapping[str, float] = NO_TRAITS) -> tuple[tuple[MeasureScore, ...], int]:
     """Each measure's reading, score and ES points, and the weight ES is divided by."""
-    rows, total = scored(card, counts, values)
-    return tuple(MeasureScore(m.name, m.kind, m.type, reading, m.weight, score,
+    rows, total = scored(card, counts, values, traits)
+    return tuple(MeasureScore(m.name, m.kind, m.reads, reading, m.weight, score,
                               m.weight * score / total if score is not None and total else 0.0)
                  for m, reading, score in rows), total

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from scoring import formulas
 from scoring.config import Config, ScoringConfig
-from scoring.measures import NO_VALUES, MeasureScore, engagement, measure_scores, value_totals
+from scoring.measures import NO_TRAITS, NO_VALUES, MeasureScore, engagement, measure_scores, value_totals
 from scoring.state import COUNT_PREFIX, CustomerState
+from scoring.traits import NUMBER, TraitValue, shown
 from scoring.timeutil import DAY
 from scoring.windows import bucket_age, window_start_bucket, window_start_ms
 
@@ -50,6 +51,7 @@ class ScoreCard:
     breakdown: tuple[TypeScore, ...]
     counts: dict[str, int]          # event counts per type over the scoring window
     measures: tuple[MeasureScore, ...] = ()   # the scorecard's measures (with the breakdown)
+    traits: dict[str, TraitValue] = field(default_factory=dict)   # the customer's allowed traits, as shown
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -68,19 +70,34 @@ class ScoreCard:
             "segment": self.segment,
             "breakdown": [t.to_dict() for t in self.breakdown],
             "measures": [m.to_dict() for m in self.measures],
+            "traits": self.traits,
         }
 
 
-def breakdown(counts: Mapping[str, int], scoring: ScoringConfig,
-              values: Mapping[str, tuple[int, int]] = NO_VALUES) -> tuple[tuple[TypeScore, ...], tuple[MeasureScore, ...]]:
+def breakdown(counts: Mapping[str, int], scoring: ScoringConfig, values: Mapping[str, tuple[int, int]] = NO_VALUES,
+              traits: Mapping[str, float] = NO_TRAITS) -> tuple[tuple[TypeScore, ...], tuple[MeasureScore, ...]]:
     """Each weighted type's and each measure's share of ES (and the types' of CER)."""
-    measures, total = measure_scores(counts, values, scoring)
+    measures, total = measure_scores(counts, values, scoring, traits)
     rows = []
     for name, weight in sorted(scoring.weights.items()):
         n = counts.get(name, 0)
         component = formulas.engagement_component(n, scoring.targets[name])
         rows.append(TypeScore(name, n, weight, n * weight, component, weight * component / total if total else 0.0))
     return tuple(rows), measures
+
+
+def trait_numbers(state: CustomerState, config: Config) -> Mapping[str, float]:
+    """The customer's number traits (what a trait measure reads)."""
+    if not state.traits:
+        return NO_TRAITS
+    return {name: value for name, value in state.trait_values().items()
+            if config.traits.get(name) == NUMBER and not isinstance(value, str)}
+
+
+def shown_traits(state: CustomerState, config: Config) -> dict[str, TraitValue]:
+    """The customer's traits the config allows, as the API shows them."""
+    return {name: shown(config.traits[name], value) for name, value in sorted(state.trait_values().items())
+            if name in config.traits}
 
 
 def window_values(state: CustomerState, first: int, scoring: ScoringConfig) -> Mapping[str, tuple[int, int]]:
@@ -137,14 +154,15 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
     `counts` are the window's counts when the caller has them already (a copy of
     `CustomerState.counts_from`, which keeps them running).
     """
-    card = config.scorecard(state.segment_name)          # its segment's weights, targets, tiers, measures
+    card = config.scorecard(state.segment_in(config))          # its segment's weights, targets, tiers, measures
     first = window_start_bucket(as_of_ms, config.scoring.window_ms, config.scoring.bucket_ms)
     if counts is None:
         counts = dict(state.counts_from(first))
     values = window_values(state, first, card)
+    numbers = trait_numbers(state, config)
     cer = formulas.customer_engagement_rate(counts, card.weights)
-    es = engagement(counts, values, card)
-    rows, measures = breakdown(counts, card, values) if detail else ((), ())
+    es = engagement(counts, values, card, numbers)
+    rows, measures = breakdown(counts, card, values, numbers) if detail else ((), ())
     return ScoreCard(
         customer_id=state.customer_id,
         as_of_ms=as_of_ms,
@@ -158,10 +176,11 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
         last_event_ms=state.watermark_ms,
         last_active_ms=state.last_active_ms,
         account_id=state.account_id,
-        segment=state.segment_name,
+        segment=state.segment_in(config),
         breakdown=rows,
         counts=counts,
         measures=measures,
+        traits=shown_traits(state, config) if detail else {},
     )
 
 
@@ -243,9 +262,10 @@ def account_card(account_id: str, states: Iterable[CustomerState], as_of_ms: int
     users that have one, ES points the mean over all (by the default scorecard)."""
     scoring = config.scoring
     first = window_start_bucket(as_of_ms, scoring.window_ms, scoring.bucket_ms)
-    users = [(score_card(s, as_of_ms, config, detail=False), window_values(s, first, scoring)) for s in states]
-    cards = [card for card, _ in users]
-    scored = [measure_scores(card.counts, values, scoring) for card, values in users]
+    users = [(score_card(s, as_of_ms, config, detail=False), window_values(s, first, scoring),
+              trait_numbers(s, config)) for s in states]
+    cards = [card for card, _, _ in users]
+    scored = [measure_scores(card.counts, values, scoring, numbers) for card, values, numbers in users]
     rows = []
     for name, weight in sorted(scoring.weights.items()):
         count = sum(c.counts.get(name, 0) for c in cards)

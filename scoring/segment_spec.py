@@ -10,8 +10,12 @@ A `track` call is an event: `messageId` its id, `userId` (else `anonymousId`) th
 `timestamp` (else `originalTimestamp`) the time; `event` is mapped to a type by the config's
 `[mapping]` table, and each of the type's fields is read from a path in the message (by default
 `properties.<field>`, and the account from `context.groupId`). A track event the table does not
-name is rejected as `unmapped_event`; the other calls (`identify`, `group`, `page`, `screen`,
-`alias`) as `unsupported_message`: they carry traits and memberships, which are not read yet.
+name is rejected as `unmapped_event`.
+
+An `identify` call is a `traits` event: its `traits` (those the config allows, scoring.traits).
+A `group` call is one too, with `groupId` as the customer's account: it makes the user a member
+of the account, and the group's traits are kept on that user (a user's plan and ARR are its
+account's). The other calls (`page`, `screen`, `alias`) are rejected as `unsupported_message`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 from scoring.reasons import EventRejected, Reason
 
 CALLS = frozenset({"track", "identify", "group", "page", "screen", "alias"})
+TRAIT_CALLS = frozenset({"identify", "group"})
+TRAITS_TYPE = "traits"     # the event type an identify or group call is (scoring.catalogue)
 # the event fields a mapping can read from a path of the message, and where by default
 FIELDS = ("value", "count", "session_id", "feature", "segment", "sentiment", "first_contact", "channel",
           "device", "location", "account_id")
@@ -47,9 +53,11 @@ def translate(obj: Mapping[str, Any], mapping: Mapping[str, TrackMapping]) -> tu
     """The event a Segment `track` message says, in this product's form, and for each of its
     fields the Segment field it came from (for rejections); EventRejected when it says none."""
     call = obj["type"]
+    if call in TRAIT_CALLS:
+        return _traits_event(obj, call)
     if call != "track":
-        raise EventRejected(Reason.UNSUPPORTED_MESSAGE,
-                            f"Segment {call} messages are not read: only track messages are events", "type")
+        raise EventRejected(Reason.UNSUPPORTED_MESSAGE, f"Segment {call} messages are not read: only track, "
+                                                        "identify and group messages are", "type")
     name = obj.get("event")
     if name is None:
         raise EventRejected(Reason.MISSING_FIELD, "event is required in a track message", "event")
@@ -60,16 +68,35 @@ def translate(obj: Mapping[str, Any], mapping: Mapping[str, TrackMapping]) -> tu
         shown = name if len(name) <= 64 else name[:64] + "..."
         raise EventRejected(Reason.UNMAPPED_EVENT, f"no [mapping] entry for the track event {shown!r}", "event",
                             subject=name)
-    customer = "userId" if obj.get("userId") is not None else "anonymousId"
-    stamp = "timestamp" if obj.get("timestamp") is not None else "originalTimestamp"
-    event: dict[str, Any] = {"event_id": obj.get("messageId"), "customer_id": obj.get(customer),
-                             "type": found.type, "ts": obj.get(stamp)}
-    sources = {"event_id": "messageId", "customer_id": customer, "type": "event", "ts": stamp}
+    event, sources = _common(obj, found.type, "event")
     for field, path in found.paths.items():
         value = _at(obj, path)
         sources[field] = ".".join(path)
         if value is not None:
             event[field] = value
+    return event, sources
+
+
+def _common(obj: Mapping[str, Any], type_name: str, type_source: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The id, customer, type and time every call gives, and the Segment field each came from."""
+    customer = "userId" if obj.get("userId") is not None else "anonymousId"
+    stamp = "timestamp" if obj.get("timestamp") is not None else "originalTimestamp"
+    event: dict[str, Any] = {"event_id": obj.get("messageId"), "customer_id": obj.get(customer),
+                             "type": type_name, "ts": obj.get(stamp)}
+    return event, {"event_id": "messageId", "customer_id": customer, "type": type_source, "ts": stamp}
+
+
+def _traits_event(obj: Mapping[str, Any], call: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """An identify or group call as a `traits` event (a group call: with its group as the account)."""
+    event, sources = _common(obj, TRAITS_TYPE, "type")
+    traits = obj.get("traits")
+    event["traits"] = {} if traits is None else traits
+    sources["traits"] = "traits"
+    if call == "group":
+        event["account_id"] = obj.get("groupId")
+        sources["account_id"] = "groupId"
+        if event["account_id"] is None:
+            raise EventRejected(Reason.MISSING_FIELD, "groupId is required in a group message", "groupId")
     return event, sources
 
 

@@ -110,7 +110,7 @@ def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_
         account_id=card.account_id, scored=scored, member_since=state.membership_start(as_of_ms),
         alerts=tuple(sorted(rule for rule, s in alert_states.items() if s.active)),
         sums={k: v for k, v in sums.items() if v},
-        segment=state.segment_name if state.segment_name in ranked_segments(config) else None,
+        segment=card.segment if card.segment in ranked_segments(config) else None,
     )
 
 

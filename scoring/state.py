@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from scoring.config import Config
 from scoring.contributions import JOIN, Contribution, SessionDelta
 from scoring.events import Event
+from scoring.traits import TraitValue
 from scoring.windows import bucket_of, retained_from_bucket
 
 
@@ -83,6 +84,7 @@ class CustomerState:
     sessions: dict[str, SessionStats] = field(default_factory=dict)
     account: tuple[int, str, str] | None = None           # (ts, event_id, account_id) of the newest event naming one
     segment: tuple[int, str, str] | None = None
+    traits: dict[str, tuple[int, str, TraitValue]] = field(default_factory=dict)  # name -> (ts, event_id, value)
     seen: dict[str, int] = field(default_factory=dict)    # event_id -> ts, within the dedup horizon
     seen_by_time: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap of seen
     sessions_by_last: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap
@@ -96,7 +98,15 @@ class CustomerState:
 
     @property
     def segment_name(self) -> str | None:
+        """The `segment` of its newest event that names one."""
         return self.segment[2] if self.segment else None
+
+    def segment_in(self, config: Config) -> str | None:
+        """Its segment: the events' (`segment_name`), or its trait `scoring.segment_from` names."""
+        if config.segment_from is None:
+            return self.segment_name
+        entry = self.traits.get(config.segment_from)
+        return entry[2] if entry is not None and isinstance(entry[2], str) else None
 
     def apply(self, event: Event, contrib: Contribution, now_ms: int, config: Config) -> None:
         """Fold one accepted, non-duplicate event in. Gating happens before (see scoring.engine)."""
@@ -122,12 +132,26 @@ class CustomerState:
             self.account = max(self.account or (-1, "", ""), (event.ts_ms, event.event_id, event.account_id))
         if event.segment is not None:
             self.segment = max(self.segment or (-1, "", ""), (event.ts_ms, event.event_id, event.segment))
+        if event.traits:
+            self._set_traits(event)
 
         if contrib.bucket < retained_from_bucket(now_ms, config):
             return  # older than anything a score can read: only the facts above matter
         self._count(contrib.bucket, contrib.counters)
         if contrib.session is not None:
             self._update_session(contrib.session, config.scoring.bucket_ms)
+
+    def _set_traits(self, event: Event) -> None:
+        """Each trait the event sets, unless a newer event set it."""
+        stamp = (event.ts_ms, event.event_id)
+        for name, value in event.traits or ():
+            current = self.traits.get(name)
+            if current is None or stamp > current[:2]:
+                self.traits[name] = (*stamp, value)
+
+    def trait_values(self) -> dict[str, TraitValue]:
+        """The known traits' newest values."""
+        return {name: entry[2] for name, entry in self.traits.items() if entry[2] is not None}
 
     def counts_from(self, first: int, slot: int = 0) -> dict[str, int]:
         """Event counts per type over every bucket from `first` on (a window: see scoring.windows).

@@ -89,6 +89,8 @@ SCHEMAS: dict[str, Any] = {
         "decayed": {"type": ["number", "null"]}, "active": BOOL, "member": BOOL, "last_event": OPT_MS,
         "last_active": OPT_MS, "account_id": OPT_STR, "segment": OPT_STR,
         "breakdown": {"type": "array", "items": _ref("TypeScore")}, "measures": _MEASURES,
+        "traits": {"type": "object", "additionalProperties": {"type": ["number", "string"]},
+                   "description": "the customer's allowed traits (a date as RFC 3339)"},
         "alerts_active": {"type": "array", "items": {"type": "string", "enum": [r.value for r in Rule]}},
         "why": _ref("Explanation"),
     }),

@@ -172,9 +172,15 @@ def encode_customer(token: str, stored: Stored) -> bytes:
     alerts = {rule: [r.active, r.baseline, r.level] for rule, r in stored.alert_states.items()}
     snapshot = [stored.snapshot.tier.value, stored.snapshot.es] if stored.snapshot is not None else None
     record = [s.watermark_ms, s.last_active_ms, s.last_aer_ms, s.features, [x for m in s.membership for x in m],
-              s.account, s.segment, alerts, snapshot, list(names), buckets, sessions, stored.due_ms, running]
+              s.account, s.segment, alerts, snapshot, list(names), buckets, sessions, stored.due_ms, running,
+              [x for name, entry in s.traits.items() for x in (name, *entry)]]
     standing = None if stored.standing is None else _standing_array(stored.standing)
     return token.encode() + msgpack.packb(standing) + msgpack.packb(record)
+
+
+def _traits(flat: list[Any]) -> dict[str, tuple[int, str, Any]]:
+    """The record's traits: `[name, ts, event id, value, ...]` (a value written before traits had none)."""
+    return {flat[i]: (flat[i + 1], flat[i + 2], flat[i + 3]) for i in range(0, len(flat), 4)}
 
 
 def decode_customer(cid: str, value: bytes, seen: dict[str, int]) -> tuple[str, Stored]:
@@ -194,6 +200,7 @@ def decode_customer(cid: str, value: bytes, seen: dict[str, int]) -> tuple[str, 
         sessions=open_sessions, account=tuple(account) if account else None,
         segment=tuple(segment) if segment else None, seen=seen,
         running=_running(rest[0], names) if rest else [None, None],
+        traits=_traits(rest[1]) if len(rest) > 1 else {},
     )
     rules = {rule: RuleState(x[0], x[1], x[2]) for rule, x in alerts.items()}
     last = Snapshot(formulas.Tier(snapshot[0]), snapshot[1]) if snapshot is not None else None

@@ -28,9 +28,12 @@ MEASURES = {
     "tickets": {"kind": "penalty", "type": "ticket_opened", "weight": 3, "target": 2},
     "nps": {"kind": "average", "type": "nps_response", "weight": 4, "ranges": [[0, 0], [7, 50], [9, 100]]},
     "csat": {"kind": "average", "type": "csat_response", "weight": 2, "linear": [1, 5], "missing": 50},
+    "seats": {"kind": "trait", "trait": "seats_used", "per": "arr", "weight": 1, "linear": [0, 1]},
 }
+# ... and a customer's segment its `plan` trait (the events' `segment` field no longer counts)
 CHANGED = load_config(overrides={**SHORT_OVERRIDES, "weights": {"purchase": 10, "page_view": 2, "like": 4},
-                                 "measures": MEASURES})
+                                 "measures": MEASURES, "scoring": {**SHORT_OVERRIDES["scoring"], "segment_from": "plan"},
+                                 "scorecards": {"pro": {"weights": {"like": 9}}}})
 CONFIGS = {"short": SHORT, "changed": CHANGED}
 
 

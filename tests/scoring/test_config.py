@@ -29,8 +29,9 @@ SPEC_TYPES = {
     "nps_response", "csat_response", "ces_response", "review", "social_mention",
     "ticket_opened", "ticket_resolved",
     "brand_search", "competitor_search", "scan",     # metrics #13, #27 (docs/scores-and-kpis.md)
+    "traits",                                          # what a customer is (docs/traits.md)
 }
-PASSIVE = {"member_joined", "member_left", "email_delivered", "ad_impression", "competitor_search"}
+PASSIVE = {"member_joined", "member_left", "email_delivered", "ad_impression", "competitor_search", "traits"}
 
 
 # --- defaults ---------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ TYPE_GROUPS = (
     ("member_joined", "member_left", "points_earned", "points_redeemed"),
     ("feature_used", "like"),
     ("nps_response", "csat_response", "ces_response", "review", "social_mention", "ticket_resolved"),
+    ("traits", "like"),
 )
 
 
@@ -85,6 +86,11 @@ def event_bodies(draw, ts, types=TYPES):
         event["first_contact"] = draw(st.booleans())
         if draw(st.booleans()):
             event["value"] = draw(st.integers(0, 7200))
+    if type_name == "traits" or draw(st.integers(0, 9)) == 0:      # a trait set (or unset) by any event
+        event["traits"] = draw(st.dictionaries(st.sampled_from(("plan", "arr", "seats_used", "email")),
+                                               st.sampled_from((None, "pro", "free", 3, 12.5)), max_size=3)
+                               .map(lambda t: {k: v for k, v in t.items()
+                                               if v is None or isinstance(v, str) == (k in ("plan", "email"))}))
     if draw(st.integers(0, 3)) == 0:
         event["account_id"] = draw(st.sampled_from(ACCOUNTS))
     if draw(st.integers(0, 5)) == 0:

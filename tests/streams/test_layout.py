@@ -8,6 +8,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from scoring.config import load_config
 from scoring.deltas import Stored, settle_batch, settle_due
 from scoring.events import validate_event
 from scoring.reasons import EventRejected
@@ -15,7 +16,7 @@ from scoring.state import count_totals
 from scoring.timeutil import DAY, HOUR
 from streams.state.layout import TOKEN_WIDTH, decode_customer, decode_standing, encode_customer
 from tests.scoring.test_properties import BASE, event_lists, instants
-from tests.scoring.test_standing import SHORT
+from tests.scoring.test_standing import SHORT, SHORT_OVERRIDES
 
 
 TOKEN = "0" * (TOKEN_WIDTH - 2) + "42"
@@ -41,11 +42,11 @@ def types_of(value: object) -> object:
     return type(value)
 
 
-def valid(events: list[dict]) -> list:
+def valid(events: list[dict], config=SHORT) -> list:  # type: ignore[no-untyped-def]
     out = []
     for event in events:
         try:
-            out.append(validate_event(event, SHORT))
+            out.append(validate_event(event, config))
         except EventRejected:
             pass
     return out
@@ -132,8 +133,9 @@ def test_the_value_is_a_token_then_positional_arrays_any_messagepack_reader_deco
     values = msgpack.Unpacker()
     values.feed(value[TOKEN_WIDTH:])
     standing, record = values.unpack(), values.unpack()
-    watermark, last_active, _, _, _, account, segment, _, _, names, buckets, sessions, due, running = record
+    watermark, last_active, _, _, _, account, segment, _, _, names, buckets, sessions, due, running, traits = record
     assert watermark == now - 400 and last_active == now - 400 and account is None and segment is None
+    assert traits == []                  # [name, ts, event id, value, ...]: none set
     assert sessions == [] and due == stored.due_ms is not None
     counts = {names[row[i]]: row[i + 1] for row in buckets for i in range(1, len(row), 2)}
     assert counts["n.like"] == 2 and counts["n.page_view"] == 1 and len(names) == len(set(names))
@@ -160,6 +162,25 @@ def test_a_value_written_before_the_running_counts_reads_back_with_them_summed_o
     assert back.state.running == [None, None]
     first = stored.state.running[0].first
     assert back.state.counts_from(first) == stored.state.counts_from(first) == {"like": 1}
+
+
+def test_traits_go_with_the_record_and_a_value_written_before_them_reads_back_without():
+    now = BASE + DAY
+    config = load_config(overrides={**SHORT_OVERRIDES, "scoring": {**SHORT_OVERRIDES["scoring"], "segment_from": "plan"}})
+    events = valid([{"event_id": "e1", "customer_id": "c1", "type": "traits", "ts": now - 1000,
+                     "traits": {"plan": "pro", "arr": 1200.5, "renewal_date": "2027-03-01", "email": "x@y"}}], config)
+    stored = settle_batch({}, events, [now], now, config).stored["c1"]
+    value = encode_customer(TOKEN, stored)
+    _, back = decode_customer("c1", value, {})
+    assert back.state.traits == stored.state.traits == {
+        "arr": (now - 1000, "e1", 1200.5), "plan": (now - 1000, "e1", "pro"),
+        "renewal_date": (now - 1000, "e1", 1_803_859_200_000)}     # not allowed: email
+    assert back.state.segment_in(config) == "pro" and back.state.segment_name is None
+    values = msgpack.Unpacker()
+    values.feed(value[TOKEN_WIDTH:])
+    standing, record = values.unpack(), values.unpack()
+    _, older = decode_customer("c1", TOKEN.encode() + msgpack.packb(standing) + msgpack.packb(record[:14]), {})
+    assert older.state.traits == {}
 
 
 def test_the_standing_sums_keep_the_positions_stored_standings_name_them_by():

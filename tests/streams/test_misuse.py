@@ -173,7 +173,7 @@ def test_an_unknown_command_is_one_line_naming_it():
 # --- config keys --------------------------------------------------------------------------
 
 DEFAULTS = tomllib.loads((Path(__file__).parents[2] / "scoring" / "defaults.toml").read_text())
-OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping", "measures"}   # custom names
+OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping", "measures", "traits"}  # custom
 
 
 def leaf_keys(table: dict, prefix: str = ""):

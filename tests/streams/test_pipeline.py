@@ -321,7 +321,9 @@ def test_segment_spec_messages_end_to_end_equal_the_core_and_the_same_stream_in_
     odd = [orjson.dumps({"type": "track", "messageId": f"{unique}-odd-{i}", "userId": f"{unique}-c-odd", "event": name,
                          "timestamp": at}) for i, name in enumerate(["Coupon Applied", "Coupon Applied", "Nap Taken"])]
     odd.append(orjson.dumps({"type": "identify", "messageId": f"{unique}-id-1", "userId": f"{unique}-c-odd",
-                             "traits": {"plan": "pro"}}))
+                             "timestamp": at, "traits": {"plan": "pro", "email": "odd@example.com"}}))
+    odd.append(orjson.dumps({"type": "page", "messageId": f"{unique}-page-1", "userId": f"{unique}-c-odd",
+                             "timestamp": at, "name": "Pricing"}))
     producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
     for message in segment:
         producer.send(settings.events_topic, key=message.key or None, value=message.value)
@@ -333,6 +335,7 @@ def test_segment_spec_messages_end_to_end_equal_the_core_and_the_same_stream_in_
     example = docs_producer_values(stack.kafka_bootstrap, settings.events_topic, yesterday)
     values = [m.value for m in segment] + odd + example
     assert len(example) == 2 and sum(v.startswith(b'{"type":"track"') for v in values) > 0.95 * len(values)
+    assert sum(v.startswith(b'{"type":"group"') for v in values) > 5          # the accounts' traits
 
     # the core scores the Segment stream as the same stream in the product's format
     own, own_results = reference_for([m.value for m in messages], now_ms())
@@ -349,6 +352,15 @@ def test_segment_spec_messages_end_to_end_equal_the_core_and_the_same_stream_in_
         assert metrics['engagement_unmapped_events_total{event="Coupon Applied"}'] == 2
         assert metrics['engagement_unmapped_events_total{event="Nap Taken"}'] == 1
         assert metrics['engagement_events_rejected_total{reason="unsupported_message"}'] == 1
+        # traits: the identify's (its allowed ones) and the group calls' kept as the core keeps them
+        status, body = worker.get(f"/customers/{unique}-c-odd")
+        assert status == 200 and body["traits"] == {"plan": "pro"}
+        grouped = [cid for cid, state in reference.customers.items() if state.traits][:5]
+        assert grouped
+        for cid in grouped:
+            status, body = worker.get(f"/customers/{urllib.parse.quote(cid)}")
+            assert status == 200 and body["traits"] == reference.customer(cid, body["as_of"]).to_dict()["traits"]
+            assert set(body["traits"]) == {"plan", "owner", "arr", "seats_bought", "seats_used", "renewal_date"}
     finally:
         worker.stop()
 

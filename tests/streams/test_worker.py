@@ -239,7 +239,7 @@ def test_segment_track_messages_are_scored_and_unmapped_names_dead_lettered_and_
     track = {"type": "track", "messageId": "m1", "userId": "c1", "event": "Post Liked", "timestamp": at,
              "context": {"groupId": "acme"}}
     unmapped = [{**track, "messageId": f"m{i}", "event": name} for i, name in enumerate(["Coupon Applied"] * 2 + ["Nap Taken"], 2)]
-    asyncio.run(worker.lifecycle.handle(batch(track, *unmapped, {"type": "identify", "messageId": "m9", "userId": "c1"})))
+    asyncio.run(worker.lifecycle.handle(batch(track, *unmapped, {"type": "page", "messageId": "m9", "userId": "c1"})))
     [card] = producer.on(SETTINGS.scores_topic)
     assert (card["customer_id"], card["account_id"]) == ("c1", "acme")
     dead = producer.on(SETTINGS.dlq_topic)
