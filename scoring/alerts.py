@@ -12,7 +12,7 @@ evaluates them from a periodic sweep as well as on every update.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from scoring import formulas
@@ -20,7 +20,8 @@ from scoring.config import Config, ScoringConfig
 from scoring.contributions import count_key
 from scoring.explain import Explanation, explain, explain_silence
 from scoring.measures import NO_VALUES, PENALTY, engagement, value_totals
-from scoring.scores import ScoreCard, breakdown, score_card, trait_numbers, was_activated, window_values
+from scoring.scores import (ScoreCard, breakdown, score_card, shown_traits, trait_numbers, was_activated,
+                            window_values)
 from scoring.state import CustomerState
 from scoring.windows import bucket_of, window_start_bucket
 
@@ -83,6 +84,7 @@ class Alert:
     why: Explanation                      # the reasons, as data and as one sentence (scoring.explain)
     began_ms: int = 0                     # when its condition began (see `evaluate`)
     measures: tuple[dict[str, object], ...] = ()   # the scorecard's measures, beside the breakdown
+    traits: Mapping[str, object] = field(default_factory=dict)   # the customer's traits: its owner, plan ...
 
     def stale(self, config: Config) -> bool:
         """Its condition began more than `alerts.max_age` before it was evaluated: a backfill, a
@@ -100,6 +102,7 @@ class Alert:
             "after": self.after,
             "breakdown": list(self.breakdown),
             "measures": list(self.measures),
+            "traits": dict(self.traits),
             "why": self.why.to_dict(),
         }
 
@@ -160,8 +163,8 @@ def evaluate(
     fired: list[Alert] = []
     cfg = config.alerts
 
-    built: list[tuple[tuple[dict[str, object], ...], tuple[dict[str, object], ...]]] = []   # the breakdown and
-    # measures, built once if anything fires
+    built: list[tuple[tuple[dict[str, object], ...], tuple[dict[str, object], ...], dict[str, object]]] = []
+    # the breakdown, measures and traits, built once if anything fires
     whys: dict[object, Explanation] = {}              # each kind of explanation, built once if needed
     card = current.card
     now = {"tier": card.tier.value, "es": card.es}
@@ -175,8 +178,9 @@ def evaluate(
             first = window_start_bucket(card.as_of_ms, config.scoring.window_ms, config.scoring.bucket_ms)
             types, measures = breakdown(card.counts, scorecard, window_values(current.state, first, scorecard),
                                         trait_numbers(current.state, config))
-            built.append((tuple(t.to_dict() for t in types), tuple(m.to_dict() for m in measures)))
-        rows, measure_rows = built[0]
+            built.append((tuple(t.to_dict() for t in types), tuple(m.to_dict() for m in measures),
+                          shown_traits(current.state, config)))
+        rows, measure_rows, traits = built[0]
         # an alert's explanation speaks to its rule: silence for inactivity and activation, the score's
         # movement for the others
         kind = explain_silence if rule in SILENCE_RULES else explain
@@ -185,7 +189,7 @@ def evaluate(
         why = whys[kind]
         began = began_ms if began_ms is not None else (trigger_ms if trigger_ms is not None else card.as_of_ms)
         fired.append(Alert(rule, card.customer_id, card.account_id, card.as_of_ms, {**last, **before},
-                           {**now, **after}, rows, why, min(began, card.as_of_ms), measure_rows))
+                           {**now, **after}, rows, why, min(began, card.as_of_ms), measure_rows, traits))
 
     # tier downgrade: fires on a drop below the previous tier, again on a further drop,
     # and re-arms once the tier is back at the tier the episode started from.

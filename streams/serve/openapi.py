@@ -75,6 +75,8 @@ _MEASURE_SCORE = _obj({
     "weight": INT, "score": {"type": ["number", "null"], "description": "0-100; null: left out of the mean"},
     "es": NUM})
 _MEASURES = {"type": "array", "items": _ref("MeasureScore")}
+_TRAITS = {"type": "object", "additionalProperties": {"type": ["number", "string"]},
+           "description": "the customer's allowed traits (a date as RFC 3339)"}
 _STANDING = {"customer_id": STR, "account_id": OPT_STR, "es": NUM, "tier": TIER, "cer": NUM, "active": BOOL}
 _ACCOUNT = {"account_id": STR, "as_of": MS, "users": INT, "active_users": INT, "cer": NUM, "es": NUM,
             "tier": TIER, "below_benchmark": BOOL,
@@ -89,8 +91,7 @@ SCHEMAS: dict[str, Any] = {
         "decayed": {"type": ["number", "null"]}, "active": BOOL, "member": BOOL, "last_event": OPT_MS,
         "last_active": OPT_MS, "account_id": OPT_STR, "segment": OPT_STR,
         "breakdown": {"type": "array", "items": _ref("TypeScore")}, "measures": _MEASURES,
-        "traits": {"type": "object", "additionalProperties": {"type": ["number", "string"]},
-                   "description": "the customer's allowed traits (a date as RFC 3339)"},
+        "traits": _TRAITS,
         "alerts_active": {"type": "array", "items": {"type": "string", "enum": [r.value for r in Rule]}},
         "why": _ref("Explanation"),
     }),
@@ -113,7 +114,7 @@ SCHEMAS: dict[str, Any] = {
                    "rule": {"type": "string", "enum": [r.value for r in Rule]}, "customer_id": STR,
                    "account_id": OPT_STR, "as_of": MS, "before": {"type": "object"}, "after": {"type": "object"},
                    "breakdown": {"type": "array", "items": _ref("TypeScore")}, "measures": _MEASURES,
-                   "why": _ref("Explanation")}),
+                   "traits": _TRAITS, "why": _ref("Explanation")}),
     "Kpis": None,      # filled from BusinessKpis by document()
     "HistoryPoint": _obj({"at": MS, "es": NUM, "cer": NUM, "tier": TIER}),
     "CustomerHistory": _obj({"customer_id": STR, "as_of": MS, "points": {"type": "array", "items": _ref("HistoryPoint")},

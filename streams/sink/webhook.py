@@ -30,6 +30,10 @@ RULE_TITLES = {
 }
 
 
+# the traits a CS team reads first in an alert, when the customer has them (docs/traits.md)
+PROFILE = (("owner", "owner"), ("plan", "plan"), ("arr", "ARR"), ("renewal_date", "renews"))
+
+
 def slack_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
     """Slack incoming-webhook JSON (`text` + `blocks`), with the full alert under `alert`."""
     title = RULE_TITLES.get(str(alert["rule"]), str(alert["rule"]))
@@ -43,12 +47,15 @@ def slack_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
     drivers = ", ".join(f"{r['type']} {r['count']}" for r in top) or "no scored activity in the window"
     why = alert.get("why") if isinstance(alert.get("why"), Mapping) else {}
     sentence = str(why.get("sentence") or change)     # an alert recorded before explanations: the change
-    text = f"{title}: {who}: {sentence}"
+    traits = alert.get("traits") if isinstance(alert.get("traits"), Mapping) else {}
+    profile = " · ".join(f"{label} {traits[name]}" for name, label in PROFILE if traits.get(name) is not None)
+    text = f"{title}: {who}: {sentence}" + (f" ({profile})" if profile else "")
     return {
         "text": text,
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{who}\n{sentence}"}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Top drivers: {drivers}"}]},
+            *([{"type": "context", "elements": [{"type": "mrkdwn", "text": profile}]}] if profile else []),
         ],
         "id": alert_id(alert),
         "alert": dict(alert),

@@ -141,3 +141,19 @@ def test_traits_and_the_segment_source_round_trip_through_the_config():
     assert config.traits["industry"] == "string" and config.traits["plan"] == "string"   # added to the shipped
     assert build_config(config_mapping(config)) == config
     assert config_mapping(CONFIG)["scoring"]["segment_from"] == "segment" and CONFIG.segment_from is None
+
+
+def test_an_alert_carries_the_customers_traits():
+    """The plan is the segment; moving to a harsher plan's scorecard is a tier downgrade, and the
+    alert names the owner and the plan (a webhook routes or prints them)."""
+    weights = {name: 0 for name in default_mapping()["weights"]}
+    weights["like"] = 1
+    config = load_config(overrides={"weights": weights, "targets": {"like": 10}, "scoring": {"segment_from": "plan"},
+                                    "scorecards": {"enterprise": {"targets": {"like": 20}}},
+                                    "alerts": {"inactivity": "off", "activation": "off"}})
+    scorer = Scorer(config)
+    scorer.process(traits("c", 5, owner="ana", plan="growth", email="x@y.example"), NOW)
+    assert scorer.process(ev("c", "like", NOW - 4 * HOUR, count=9), NOW).alerts == ()       # ES 90: excellent
+    [alert] = scorer.process(traits("c", 3, plan="enterprise", seats_used=2), NOW).alerts    # ES 45: low
+    assert (alert.rule.value, alert.before["tier"], alert.after["tier"]) == ("tier_downgrade", "excellent", "low")
+    assert alert.to_dict()["traits"] == {"owner": "ana", "plan": "enterprise", "seats_used": 2}

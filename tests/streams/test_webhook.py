@@ -39,6 +39,15 @@ def test_the_webhook_message_carries_the_alerts_sentence():
     assert sentence in payload["blocks"][0]["text"]["text"] and payload["alert"] == explained
 
 
+def test_the_webhook_message_names_the_customers_owner_plan_arr_and_renewal_when_it_has_them():
+    profiled = {**ALERT, "traits": {"owner": "ana", "plan": "growth", "arr": 36000, "seats_used": 21,
+                                    "renewal_date": "2027-04-01"}}
+    payload = slack_payload(profiled)
+    assert payload["text"].endswith("(owner ana · plan growth · ARR 36000 · renews 2027-04-01)")
+    assert payload["blocks"][2]["elements"][0]["text"] == "owner ana · plan growth · ARR 36000 · renews 2027-04-01"
+    assert len(slack_payload({**ALERT, "traits": {"seats_used": 3}})["blocks"]) == 2     # none of them: no line
+
+
 @pytest.mark.parametrize("raw", [b"", b"not json", b"[1]", b'{"rule": "inactive"}', b'{"customer_id": "c", "rule": 3}',
                                  b'{"customer_id": "c", "rule": "inactive"}'])
 def test_a_record_that_is_not_an_alert_is_recognised(raw):
