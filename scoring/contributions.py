@@ -141,7 +141,8 @@ def contribution(event: Event, config: Config) -> Contribution:
         features = (ANY_FEATURE, event.feature) if event.feature in config.kpis.features else (ANY_FEATURE,)
 
     session = None
-    if event.session_id is not None and t in ("session_start", "page_view", "action", "session_end"):
+    if event.session_id is not None and t in ("session_start", "page_view", "action", "session_end") \
+            and event.imported is None:     # history: counted, but its sessions are not rebuilt
         session = SessionDelta(
             session_id=event.session_id,
             ts_ms=event.ts_ms,

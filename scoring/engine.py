@@ -7,7 +7,8 @@ The order of checks is fixed and shared with the edge:
 1. decode and validate                  -> rejected (reason)
 2. event id already seen for customer   -> duplicate (counted once, never re-applied)
 3. ts beyond now + max_future_skew      -> rejected ts_in_future
-4. ts before watermark - lateness       -> rejected ts_too_late
+4. ts before watermark - lateness       -> rejected ts_too_late (history, scoring.history_import:
+                                           its own duplicate check, and ts_beyond_retention)
 5. apply and evict                       -> accepted
 6. alert rules, once per event (process) or once per touched customer (process_batch)
 """
@@ -23,6 +24,7 @@ from scoring.business import BusinessKpis, business_kpis
 from scoring.config import Config
 from scoring.contributions import contribution
 from scoring.events import Event, decode_event, validate_event
+from scoring.history_import import is_imported_duplicate
 from scoring.messages import unpack
 from scoring.reasons import EventRejected, Reason
 from scoring.scores import AccountCard, ScoreCard, account_card, score_card
@@ -57,7 +59,9 @@ class Result:
 
 
 def gate(event: Event, state: CustomerState | None, now_ms: int, config: Config) -> Outcome:
-    """Duplicate or accepted; raises EventRejected for a time outside the limits."""
+    """Duplicate or accepted; raises EventRejected for a time outside the limits (history: its own rules)."""
+    if event.imported is not None:
+        return Outcome.DUPLICATE if is_imported_duplicate(event, state, now_ms, config) else Outcome.ACCEPTED
     if state is not None and event.event_id in state.seen:
         return Outcome.DUPLICATE
     if is_in_future(event.ts_ms, now_ms, config.time):

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from scoring.catalogue import BUILTIN_TYPES, CUSTOM_RULE, SENTIMENTS, TypeRule
+from scoring.catalogue import BUILTIN_TYPES, CUSTOM_RULE, MEMBERSHIP_TYPES, SENTIMENTS, TypeRule
 from scoring.config import Config
 from scoring.reasons import EventRejected, Reason
 from scoring.segment_spec import is_segment_message, translate
@@ -45,6 +45,7 @@ class Event:
     device: str | None = None        # a scan's device type
     location: str | None = None      # a scan's place (an event, a store)
     traits: Traits | None = None     # the allowed traits it sets (scoring.traits)
+    imported: tuple[str, int] | None = None   # (import id, row) of an event imported as history (scoring.history_import)
 
     @property
     def value(self) -> float | None:
@@ -69,6 +70,8 @@ class Event:
                 out[name] = field_value
         if self.traits is not None:
             out["traits"] = dict(self.traits)
+        if self.imported is not None:
+            out["import"] = {"id": self.imported[0], "row": self.imported[1]}
         return out
 
 
@@ -159,7 +162,25 @@ def _validated(obj: dict[str, Any], config: Config) -> Event:
         device=_identifier(obj, "device", limit, required=False),
         location=_identifier(obj, "location", limit, required=False),
         traits=traits,
+        imported=_imported(obj.get("import"), type_name, limit),
     )
+
+
+def _imported(raw: Any, type_name: str, limit: int) -> tuple[str, int] | None:
+    """`import`: {"id": the import's id, "row": its row} on an event imported as history."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("row"), int) or isinstance(raw.get("row"), bool) \
+            or raw["row"] < 0:
+        raise EventRejected(Reason.INVALID_FIELD, 'import must be {"id": string, "row": integer >= 0}', "import")
+    import_id = raw.get("id")
+    problem = id_problem(import_id, limit) if isinstance(import_id, str) else "must be a string"
+    if problem:
+        raise EventRejected(Reason.INVALID_FIELD, f"import.id {problem}", "import.id")
+    if type_name in MEMBERSHIP_TYPES:
+        raise EventRejected(Reason.NOT_IMPORTABLE, f"{type_name} cannot be imported as history: a membership "
+                                                   "change alters every KPI of its time", "type")
+    return import_id, raw["row"]
 
 
 def _json_type(value: Any) -> str:

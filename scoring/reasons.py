@@ -24,7 +24,9 @@ class Reason(StrEnum):
     TS_TOO_LATE = "ts_too_late"              # `ts` older than watermark - time.allowed_lateness
     EMPTY_BATCH = "empty_batch"              # a batch message (JSON array) holding no events
     UNMAPPED_EVENT = "unmapped_event"        # a Segment track event whose name [mapping] does not map to a type
-    UNSUPPORTED_MESSAGE = "unsupported_message"  # a Segment call that is no event (identify, group, page, ...)
+    UNSUPPORTED_MESSAGE = "unsupported_message"  # a Segment call that is no event (page, screen, alias)
+    NOT_IMPORTABLE = "not_importable"        # an imported event history cannot hold (a membership change)
+    TS_BEYOND_RETENTION = "ts_beyond_retention"  # an imported event older than anything a score reads
     PROCESSING_ERROR = "processing_error"    # the worker failed on this message every time it tried (quarantined)
 
 

@@ -85,6 +85,7 @@ class CustomerState:
     account: tuple[int, str, str] | None = None           # (ts, event_id, account_id) of the newest event naming one
     segment: tuple[int, str, str] | None = None
     traits: dict[str, tuple[int, str, TraitValue]] = field(default_factory=dict)  # name -> (ts, event_id, value)
+    imports: dict[str, tuple[int, int]] = field(default_factory=dict)  # import id -> (last row, newest ts) applied
     seen: dict[str, int] = field(default_factory=dict)    # event_id -> ts, within the dedup horizon
     seen_by_time: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap of seen
     sessions_by_last: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap
@@ -109,13 +110,19 @@ class CustomerState:
         return entry[2] if entry is not None and isinstance(entry[2], str) else None
 
     def apply(self, event: Event, contrib: Contribution, now_ms: int, config: Config) -> None:
-        """Fold one accepted, non-duplicate event in. Gating happens before (see scoring.engine)."""
-        self.seen[event.event_id] = event.ts_ms
-        journal = self.journal
-        if journal is not None:
-            journal.ids[event.event_id] = event.ts_ms
-        if self.seen_by_time is not None:
-            heapq.heappush(self.seen_by_time, (event.ts_ms, event.event_id))
+        """Fold one accepted, non-duplicate event in. Gating happens before (see scoring.engine).
+        An imported event is remembered by its import's row, not its id (scoring.history_import)."""
+        if event.imported is None:
+            self.seen[event.event_id] = event.ts_ms
+            journal = self.journal
+            if journal is not None:
+                journal.ids[event.event_id] = event.ts_ms
+            if self.seen_by_time is not None:
+                heapq.heappush(self.seen_by_time, (event.ts_ms, event.event_id))
+        else:
+            import_id, row = event.imported
+            last = self.imports.get(import_id, (-1, event.ts_ms))
+            self.imports[import_id] = (max(last[0], row), max(last[1], event.ts_ms))
         self.watermark_ms = _max(self.watermark_ms, event.ts_ms)
         if contrib.active:
             self.last_active_ms = _max(self.last_active_ms, event.ts_ms)
@@ -254,6 +261,10 @@ class CustomerState:
                 session = self.sessions.get(sid)
                 if session is not None and session.last_ms == last:
                     self._close_session(sid)
+        if self.imports:        # an import whose every row is past the retention: any row again is refused
+            edge = oldest * config.scoring.bucket_ms
+            for import_id in [i for i, (_, newest) in self.imports.items() if newest < edge]:
+                del self.imports[import_id]
         if self.watermark_ms is not None and self.seen:
             horizon = self.watermark_ms - config.time.dedup_horizon_ms
             heap = self.seen_by_time

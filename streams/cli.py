@@ -3,7 +3,8 @@
 One module for every command, so `engage --help` and this file read alike; each command only
 parses its flags and calls the module that does the work. The development commands (`stack`,
 `demo`, `generate`) are the checkout's: `devstack.cli` adds them, with the local stack's
-addresses as defaults, and this module never imports them.
+addresses as defaults, and this module never imports them. Longer than the other modules because
+every command is here, each a few lines of flags.
 """
 
 from __future__ import annotations
@@ -338,6 +339,42 @@ def replay(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, key_pre
         raise click.ClickException(str(exc)) from None
     click.echo(f"\nreplayed {count:,} messages from {settings.events_topic} into prefix {settings.key_prefix!r}",
                err=True)
+
+
+@main.command("import")
+@click.option("--kafka", "kafka_bootstrap", help="Kafka bootstrap host:port. Env: ENGAGE_KAFKA_BOOTSTRAP.")
+@click.option("--topic-prefix", help="Prefix for every topic name (isolation), e.g. 'test1.'")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.option("--id", "import_id", required=True,
+              help="The import's id: the same rows imported again under the same id change nothing.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "daily"]), default=None,
+              help="jsonl (events, one per line), csv (a header of event fields) or daily (customer_id, date, "
+                   "type, count). Default: csv for a .csv file, else jsonl.")
+@click.pass_context
+def import_command(ctx: click.Context, kafka_bootstrap, topic_prefix, source, import_id, fmt) -> None:  # type: ignore[no-untyped-def]
+    """Import history older than the live stream (a file, or - for stdin) into the buckets still kept."""
+    from scoring.events import id_problem
+    from streams.worker.history_import import run_import
+
+    config = load_config_or_usage(ctx.obj["config_path"])
+    problem = id_problem(import_id, config.limits.max_id_length)
+    if problem:
+        raise click.BadParameter(problem, param_hint="'--id'")
+    settings = settings_from(kafka_bootstrap=kafka_bootstrap, redis_url="redis://unused", **NO_REDIS,
+                             **topic_names(topic_prefix))
+    fmt = fmt or ("csv" if str(getattr(source, "name", "")).endswith(".csv") else "jsonl")
+    try:
+        report = run_import(settings, config, source, fmt, import_id)
+    except Exception as exc:  # noqa: BLE001 - the broker unreachable: one line, not a traceback
+        raise click.ClickException(f"import {import_id!r} stopped: {exc}") from None
+    for line, why in report.invalid[:20]:
+        click.echo(f"line {line}: {why}", err=True)
+    if len(report.invalid) > 20:
+        click.echo(f"... and {len(report.invalid) - 20:,} more", err=True)
+    click.echo(f"import {import_id!r}: {report.sent:,} events sent to {settings.events_topic} as history, "
+               f"{len(report.invalid):,} lines not sent", err=True)
+    if report.invalid:
+        ctx.exit(1)
 
 
 @main.command()

@@ -133,9 +133,9 @@ def test_the_value_is_a_token_then_positional_arrays_any_messagepack_reader_deco
     values = msgpack.Unpacker()
     values.feed(value[TOKEN_WIDTH:])
     standing, record = values.unpack(), values.unpack()
-    watermark, last_active, _, _, _, account, segment, _, _, names, buckets, sessions, due, running, traits = record
+    watermark, last_active, _, _, _, account, segment, _, _, names, buckets, sessions, due, running, traits, imports = record
     assert watermark == now - 400 and last_active == now - 400 and account is None and segment is None
-    assert traits == []                  # [name, ts, event id, value, ...]: none set
+    assert traits == [] and imports == []          # [name, ts, event id, value, ...], [id, row, ts, ...]: none
     assert sessions == [] and due == stored.due_ms is not None
     counts = {names[row[i]]: row[i + 1] for row in buckets for i in range(1, len(row), 2)}
     assert counts["n.like"] == 2 and counts["n.page_view"] == 1 and len(names) == len(set(names))

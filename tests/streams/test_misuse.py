@@ -130,8 +130,10 @@ BAD_TEXT_FLAGS = {
     "--url": ("ftp://x", "ENGAGE_ALERT_WEBHOOK_URL"),
     "--history": ("soon", "--history"),
     "--id-prefix": ("a{", "--id-prefix"),
+    "--id": ("a{", "--id"),
 }
-POSITIONAL = {("score",): ["someone"], ("config", "check"): ["defaults.toml"]}
+POSITIONAL = {("score",): ["someone"], ("config", "check"): ["defaults.toml"],
+              ("import",): [__file__, "--id", "an-import"]}           # any readable file
 
 
 def commands(group: click.Group = main, path: tuple[str, ...] = ()):
