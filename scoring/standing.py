@@ -23,7 +23,7 @@ from scoring import formulas
 from scoring.alerts import RuleState
 from scoring.config import Config
 from scoring.contributions import JOIN, count_key
-from scoring.scores import MAU_WINDOW_MS, ScoreCard, Scored, score_card, was_activated
+from scoring.scores import MAU_WINDOW_MS, ScoreCard, Scored, score_card, shown_traits, was_activated
 from scoring.state import CustomerState
 from scoring.windows import bucket_of, retained_from_bucket, window_start_bucket
 
@@ -54,6 +54,7 @@ class Standing:
     alerts: tuple[str, ...]            # rules whose condition is active (sorted)
     sums: Mapping[str, int]            # contribution to each of SUMS (zeros omitted)
     segment: str | None = None         # its segment, when that segment has a leaderboard of its own
+    traits: tuple[tuple[str, object], ...] = ()   # its traits as shown (sorted): batch reads list them
 
     @property
     def at_risk(self) -> bool:
@@ -111,6 +112,7 @@ def standing(state: CustomerState, alert_states: Mapping[str, RuleState], as_of_
         alerts=tuple(sorted(rule for rule, s in alert_states.items() if s.active)),
         sums={k: v for k, v in sums.items() if v},
         segment=card.segment if card.segment in ranked_segments(config) else None,
+        traits=tuple(shown_traits(state, config).items()) if state.traits else (),
     )
 
 

@@ -158,8 +158,8 @@ def parse_ids(body: bytes, config: Config) -> list[str]:
 
 
 def standing_row(standing: Standing) -> dict[str, object]:
-    """A customer as the cross-customer reads list it: its stored standing and active alerts."""
-    return {**standing.summary(), "alerts": list(standing.alerts)}
+    """A customer as the cross-customer reads list it: its stored standing, active alerts and traits."""
+    return {**standing.summary(), "alerts": list(standing.alerts), "traits": dict(standing.traits)}
 
 
 async def customers_batch(store: ReadStore, ids: list[str], as_of_ms: int) -> dict[str, Any]:

@@ -109,7 +109,7 @@ SCHEMAS: dict[str, Any] = {
                          "measures": _MEASURES}),
     "AccountSummary": _obj(_ACCOUNT),
     "Standing": _obj(_STANDING),
-    "StandingWithAlerts": _obj({**_STANDING, "alerts": {"type": "array", "items": STR}}),
+    "StandingWithAlerts": _obj({**_STANDING, "alerts": {"type": "array", "items": STR}, "traits": _TRAITS}),
     "Alert": _obj({"id": {"type": "string", "description": "stable: the same alert redelivered has the same id"},
                    "rule": {"type": "string", "enum": [r.value for r in Rule]}, "customer_id": STR,
                    "account_id": OPT_STR, "as_of": MS, "before": {"type": "object"}, "after": {"type": "object"},

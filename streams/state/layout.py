@@ -235,15 +235,16 @@ def _standing_array(s: Standing) -> list[object]:
     """Its sums as (index in SUMS, value) pairs, zeros left out."""
     sums = [x for key, value in s.sums.items() for x in (_SUM_INDEX[key], value)]
     return [s.es, s.cer, s.tier.value, s.active, s.account_id, s.scored, s.member_since, list(s.alerts), sums,
-            s.segment]
+            s.segment, *([[x for pair in s.traits for x in pair]] if s.traits else [])]
 
 
 def _standing(cid: str, packed: list[Any] | None) -> Standing | None:
     if packed is None:
         return None
-    es, cer, tier, active, account_id, scored, member_since, alerts, sums, segment = packed
+    es, cer, tier, active, account_id, scored, member_since, alerts, sums, segment, *rest = packed
+    traits = tuple((rest[0][i], rest[0][i + 1]) for i in range(0, len(rest[0]), 2)) if rest else ()
     return Standing(cid, es, cer, formulas.Tier(tier), active, account_id, scored, member_since, tuple(alerts),
-                    {SUMS[sums[i]]: sums[i + 1] for i in range(0, len(sums), 2)}, segment)
+                    {SUMS[sums[i]]: sums[i + 1] for i in range(0, len(sums), 2)}, segment, traits)
 
 
 _REMOVALS = ("ZREM", "SREM")

@@ -11,6 +11,7 @@ import sys
 from datetime import datetime, timezone
 
 import orjson
+import pytest
 from kafka import KafkaProducer
 
 from devstack.traffic import TrafficGenerator, TrafficSettings
@@ -21,6 +22,8 @@ from streams.clock import now_ms
 from tests.streams.support import WorkerProcess, consume_all, pipeline_settings
 from tests.builders import CONFIG
 from tests.streams.test_pipeline import check_everything
+
+pytestmark = pytest.mark.services
 
 
 def _key(value: bytes) -> bytes | None:

@@ -176,6 +176,8 @@ def test_traits_go_with_the_record_and_a_value_written_before_them_reads_back_wi
         "arr": (now - 1000, "e1", 1200.5), "plan": (now - 1000, "e1", "pro"),
         "renewal_date": (now - 1000, "e1", 1_803_859_200_000)}     # not allowed: email
     assert back.state.segment_in(config) == "pro" and back.state.segment_name is None
+    assert decode_standing("c1", value).traits == stored.standing.traits == (
+        ("arr", 1200.5), ("plan", "pro"), ("renewal_date", "2027-03-01"))      # as batch reads show them
     values = msgpack.Unpacker()
     values.feed(value[TOKEN_WIDTH:])
     standing, record = values.unpack(), values.unpack()

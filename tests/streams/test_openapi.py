@@ -83,7 +83,8 @@ def test_a_customers_batch_lists_found_customers_in_the_order_asked_and_the_unkn
     at = now_ms() - 3_600_000
     store, reference, now = run_batches(
         ev("b", "like", at, count=40, account_id="acme"), ev("a", "purchase", at, value=20),
-        ev("c", "member_joined", at - 20 * 86_400_000), ev("a", "comment", at))
+        ev("c", "member_joined", at - 20 * 86_400_000), ev("a", "comment", at),
+        ev("a", "traits", at, traits={"owner": "ana", "renewal_date": "2027-04-01", "email": "a@example.com"}))
     ids = api.parse_ids(orjson.dumps({"ids": ["b", "nobody", "a", "b", "c", "ghost"]}), CONFIG)
     body = asyncio.run(api.customers_batch(store, ids, now))
     assert schema_errors("POST", "/customers:batch", 200, body) == []
@@ -95,6 +96,8 @@ def test_a_customers_batch_lists_found_customers_in_the_order_asked_and_the_unkn
         assert (row["es"], row["cer"], row["tier"], row["active"], row["account_id"]) == \
             (round(card.es, 6), card.cer, card.tier.value, card.active, card.account_id)
         assert row["alerts"] == sorted(r for r, s in reference.alert_states[cid].items() if s.active)
+        assert row["traits"] == card.traits                        # the allowed ones, a date as shown
+    assert body["customers"][1]["traits"] == {"owner": "ana", "renewal_date": "2027-04-01"}
     assert body["customers"][2]["alerts"] == ["inactive", "not_activated"]    # c joined 20 days ago, never active
 
 

@@ -147,7 +147,7 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
             card = reference.customer(row["customer_id"], body["as_of"])
             assert row == {"customer_id": card.customer_id, "account_id": card.account_id, "es": round(card.es, 6),
                            "tier": card.tier.value, "cer": card.cer, "active": card.active,
-                           "alerts": alerts_active[card.customer_id]}
+                           "alerts": alerts_active[card.customer_id], "traits": card.traits}
         status, body = worker.post("/accounts:batch", {"ids": [*accounts, f"{unique}-no-account"]})
         assert status == 200 and schema_errors("POST", "/accounts:batch", 200, body) == []
         assert body["unknown"] == [f"{unique}-no-account"] and [a["account_id"] for a in body["accounts"]] == accounts
