@@ -19,7 +19,7 @@ from scoring import formulas
 from scoring.config import Config, ScoringConfig
 from scoring.contributions import count_key
 from scoring.explain import Explanation, explain, explain_silence
-from scoring.measures import NO_VALUES, PENALTY, engagement, value_totals
+from scoring.measures import PENALTY, engagement, value_totals
 from scoring.scores import (ScoreCard, breakdown, score_card, shown_traits, trait_numbers, was_activated,
                             window_values)
 from scoring.state import CustomerState
@@ -121,9 +121,11 @@ def view(state: CustomerState, as_of_ms: int, config: Config) -> View:
     scorecard = config.scorecard(state.segment_in(config))
     return View(
         card=card,
-        es_reference=_reference_es(state, reference, reference_first,
-                                   bucket_of(as_of_ms - config.alerts.score_drop_window_ms, bucket_ms), scorecard,
-                                   trait_numbers(state, config)),
+        es_reference=formulas.engagement_score(reference, scorecard.weights, scorecard.targets,
+                                               scorecard.total_weight) if not scorecard.measures else
+        _reference_es(state, reference, reference_first,
+                      bucket_of(as_of_ms - config.alerts.score_drop_window_ms, bucket_ms), scorecard,
+                      trait_numbers(state, config)),
         joined_ms=joined,
         activated=not new_member or activation is None or was_activated(state, joined, config, activation),
         state=state,
@@ -136,8 +138,6 @@ def _reference_es(state: CustomerState, counts: Mapping[str, int], first: int, t
     stretched to now (counts only leave a window as it slides), and the measures as they read one
     drop-window ago (new answers and tickets can lower them), over the buckets first..then; traits
     as they are (only their newest values are kept)."""
-    if not scorecard.measures:
-        return engagement(counts, NO_VALUES, scorecard)
     counts = dict(counts)
     for measure in scorecard.measures:
         if measure.kind == PENALTY:

@@ -135,7 +135,9 @@ def _validated(obj: dict[str, Any], config: Config) -> Event:
             raise EventRejected(Reason.MISSING_FIELD, f"sentiment is required for {type_name}", "sentiment")
     elif sentiment not in SENTIMENTS:
         raise EventRejected(Reason.INVALID_FIELD, f"sentiment must be one of {', '.join(SENTIMENTS)}", "sentiment")
-    traits = read_traits(obj.get("traits"), config.traits, config.limits.max_value, lambda v: id_problem(v, limit))
+    raw_traits = obj.get("traits")      # most events carry none: no call then (the per-event path)
+    traits = None if raw_traits is None else read_traits(raw_traits, config.traits, config.limits.max_value,
+                                                         lambda v: id_problem(v, limit))
     if traits is None and rule.traits_required:
         raise EventRejected(Reason.MISSING_FIELD, f"traits is required for {type_name}", "traits")
     first_contact = obj.get("first_contact")
@@ -162,7 +164,7 @@ def _validated(obj: dict[str, Any], config: Config) -> Event:
         device=_identifier(obj, "device", limit, required=False),
         location=_identifier(obj, "location", limit, required=False),
         traits=traits,
-        imported=_imported(obj.get("import"), type_name, limit),
+        imported=None if obj.get("import") is None else _imported(obj["import"], type_name, limit),
     )
 
 

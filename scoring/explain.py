@@ -16,14 +16,14 @@ scoring window before it went silent (its drivers: those activities then and now
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from scoring import formulas
 from scoring.catalogue import SURVEY_SCALES
 from scoring.config import Config, ScoringConfig
 from scoring.contributions import survey_key, value_key, valued_key
-from scoring.measures import AVERAGE, MeasureScore, engagement, measure_scores
+from scoring.measures import AVERAGE, PENALTY, MeasureScore, engagement, measure_scores
 from scoring.scores import ScoreCard, score_card, trait_numbers
 from scoring.state import COUNT_PREFIX, CustomerState
 from scoring.timeutil import DAY, format_duration, format_rfc3339
@@ -129,36 +129,48 @@ class _Window:
 
     totals: dict[str, int]
     counts: dict[str, int]
-    points: dict[str, float]                  # per weighted type
+    scoring: ScoringConfig
+    total: int                                # the weight ES is divided by
     measures: tuple[MeasureScore, ...]
     es: float
 
+    def points(self, type_name: str) -> float:
+        """What a type's count adds to ES (0 for a type without a weight)."""
+        weight = self.scoring.weights.get(type_name, 0)
+        if not weight or not self.total:
+            return 0.0
+        return weight * formulas.engagement_component(self.counts.get(type_name, 0),
+                                                      self.scoring.targets[type_name]) / self.total
+
     @classmethod
-    def of(cls, totals: dict[str, int], scoring: ScoringConfig, traits: Mapping[str, float],
-           counts: dict[str, int] | None = None) -> _Window:
+    def of(cls, totals: dict[str, int], scoring: ScoringConfig, traits: Mapping[str, float], types: Iterable[str],
+           counts: dict[str, int] | None = None, es: float | None = None) -> _Window:
+        """The window's reading of `types` (its counts, when not given) and ES (when not given)."""
         if counts is None:
-            counts = {key[len(COUNT_PREFIX):]: n for key, n in totals.items() if key.startswith(COUNT_PREFIX)}
+            counts = {t: n for t in types if (n := totals.get(COUNT_PREFIX + t, 0))}
         values = {t: (totals.get(value_key(t), 0), totals.get(valued_key(t), 0)) for t in scoring.averaged}
         measures, total = measure_scores(counts, values, scoring, traits)
-        points = {t: w * formulas.engagement_component(counts.get(t, 0), scoring.targets[t]) / total if total else 0.0
-                  for t, w in scoring.weights.items()}
-        return cls(totals, counts, points, measures, engagement(counts, values, scoring, traits))
+        return cls(totals, counts, scoring, total, measures,
+                   engagement(counts, values, scoring, traits) if es is None else es)
 
 
-def _then_and_now(state: CustomerState, since: int, as_of_ms: int, config: Config,
-                  counts_now: dict[str, int] | None = None) -> tuple[_Window, _Window]:
-    """The scoring window as it was at `since` and as it is at `as_of_ms` (with these counts, if given)."""
+def _then_and_now(state: CustomerState, since: int, as_of_ms: int, config: Config, card: ScoreCard,
+                  counts_now: dict[str, int] | None = None, also: Iterable[str] = ()) -> tuple[_Window, _Window]:
+    """The scoring window as it was at `since` and as it is at `as_of_ms` (its ES the card's), each read
+    for the scored types and `also` (its counts `counts_now`, if given)."""
     scoring, bucket_ms = config.scorecard(state.segment_in(config)), config.scoring.bucket_ms
     then = _window_totals(state, window_start_bucket(since, scoring.window_ms, bucket_ms), bucket_of(since, bucket_ms))
     now = _window_totals(state, window_start_bucket(as_of_ms, scoring.window_ms, bucket_ms),
                          bucket_of(as_of_ms, bucket_ms))
     traits = trait_numbers(state, config)      # only their newest values are kept: then reads them too
-    return _Window.of(then, scoring, traits), _Window.of(now, scoring, traits, counts_now)
+    types = {*scoring.weights, *(m.type for m in scoring.measures if m.kind == PENALTY), *also}
+    return (_Window.of(then, scoring, traits, types),
+            _Window.of(now, scoring, traits, types, counts_now, es=card.es))
 
 
 def _drivers(then: _Window, now: _Window, scoring: ScoringConfig) -> list[Driver]:
     """Every weighted type and measure, then and now."""
-    moved = [Driver(t, then.counts.get(t, 0), now.counts.get(t, 0), then.points[t], now.points[t])
+    moved = [Driver(t, then.counts.get(t, 0), now.counts.get(t, 0), then.points(t), now.points(t))
              for t in sorted(scoring.weights)]
     moved.extend(Driver(b.name, b.reading, a.reading, b.es, a.es, b.kind) for b, a in zip(then.measures, now.measures))
     return moved
@@ -173,7 +185,7 @@ def explain(state: CustomerState, as_of_ms: int, config: Config, card: ScoreCard
     scoring = config.scorecard(state.segment_in(config))
     card = card or score_card(state, as_of_ms, config, detail=False)
     since = as_of_ms - config.alerts.score_drop_window_ms
-    then, now = _then_and_now(state, since, as_of_ms, config, card.counts)
+    then, now = _then_and_now(state, since, as_of_ms, config, card, card.counts)
     es_before = then.es
     moved = _drivers(then, now, scoring)
     # the types that moved ES the most in the direction it moved (an alert: the biggest losses)
@@ -217,12 +229,11 @@ def explain_silence(state: CustomerState, as_of_ms: int, config: Config, card: S
     last = card.last_active_ms
     since = last if last is not None else (joined if joined is not None else as_of_ms)
     quiet_days = (as_of_ms - since) // DAY
-    then, now = _then_and_now(state, since, as_of_ms, config)
+    then, now = _then_and_now(state, since, as_of_ms, config, card, also=config.activity_types)
     es_before = then.es
     did = sorted(((then.counts.get(t, 0), t) for t in config.activity_types if then.counts.get(t, 0)),
                  key=lambda item: (-item[0], item[1]))[:MAX_DRIVERS]
-    drivers = tuple(Driver(t, n, now.counts.get(t, 0), then.points.get(t, 0.0), now.points.get(t, 0.0))
-                    for n, t in did)
+    drivers = tuple(Driver(t, n, now.counts.get(t, 0), then.points(t), now.points(t)) for n, t in did)
     tier_before = formulas.tier(es_before, scoring.tier_excellent, scoring.tier_moderate)
     day = format_rfc3339(since)[:10]
     if last is None:

@@ -34,7 +34,7 @@ def is_imported_duplicate(event: Event, state: CustomerState | None, now_ms: int
     time in the future or past the retention."""
     assert event.imported is not None
     import_id, row = event.imported
-    if state is not None and (event.event_id in state.seen or state.imports.get(import_id, (-1, 0))[0] >= row):
+    if state is not None and (event.event_id in state.seen or (state.imports or {}).get(import_id, (-1, 0))[0] >= row):
         return True
     if is_in_future(event.ts_ms, now_ms, config.time):
         raise EventRejected(Reason.TS_IN_FUTURE, f"ts more than {config.time.max_future_skew_ms} ms ahead of now", "ts")

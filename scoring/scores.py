@@ -15,6 +15,7 @@ from scoring.timeutil import DAY
 from scoring.windows import bucket_age, window_start_bucket, window_start_ms
 
 MAU_WINDOW_MS = 30 * DAY
+NO_SHOWN_TRAITS: dict[str, TraitValue] = {}    # shared by every card without traits (never changed): no dict each
 
 
 @dataclass(slots=True)
@@ -51,7 +52,7 @@ class ScoreCard:
     breakdown: tuple[TypeScore, ...]
     counts: dict[str, int]          # event counts per type over the scoring window
     measures: tuple[MeasureScore, ...] = ()   # the scorecard's measures (with the breakdown)
-    traits: dict[str, TraitValue] = field(default_factory=dict)   # the customer's allowed traits, as shown
+    traits: dict[str, TraitValue] = field(default_factory=lambda: NO_SHOWN_TRAITS)   # its allowed traits, as shown
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -155,13 +156,17 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
     `CustomerState.counts_from`, which keeps them running).
     """
     card = config.scorecard(state.segment_in(config))          # its segment's weights, targets, tiers, measures
-    first = window_start_bucket(as_of_ms, config.scoring.window_ms, config.scoring.bucket_ms)
+    first = window_start_bucket(as_of_ms, config.scoring.window_ms, config.scoring.bucket_ms) \
+        if counts is None or card.measures else 0
     if counts is None:
         counts = dict(state.counts_from(first))
-    values = window_values(state, first, card)
-    numbers = trait_numbers(state, config)
     cer = formulas.customer_engagement_rate(counts, card.weights)
-    es = engagement(counts, values, card, numbers)
+    if card.measures:
+        values, numbers = window_values(state, first, card), trait_numbers(state, config)
+        es = engagement(counts, values, card, numbers)
+    else:   # the seed's formula alone (the common case on the per-event path: no call in between)
+        values, numbers = NO_VALUES, NO_TRAITS
+        es = formulas.engagement_score(counts, card.weights, card.targets, card.total_weight)
     rows, measures = breakdown(counts, card, values, numbers) if detail else ((), ())
     return ScoreCard(
         customer_id=state.customer_id,
@@ -180,7 +185,7 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
         breakdown=rows,
         counts=counts,
         measures=measures,
-        traits=shown_traits(state, config) if detail else {},
+        traits=shown_traits(state, config) if detail and state.traits else NO_SHOWN_TRAITS,
     )
 
 

@@ -84,8 +84,9 @@ class CustomerState:
     sessions: dict[str, SessionStats] = field(default_factory=dict)
     account: tuple[int, str, str] | None = None           # (ts, event_id, account_id) of the newest event naming one
     segment: tuple[int, str, str] | None = None
-    traits: dict[str, tuple[int, str, TraitValue]] = field(default_factory=dict)  # name -> (ts, event_id, value)
-    imports: dict[str, tuple[int, int]] = field(default_factory=dict)  # import id -> (last row, newest ts) applied
+    # None until set: most customers have neither, and an empty dict each costs memory and GC time
+    traits: dict[str, tuple[int, str, TraitValue]] | None = None   # name -> (ts, event_id, value)
+    imports: dict[str, tuple[int, int]] | None = None              # import id -> (last row, newest ts) applied
     seen: dict[str, int] = field(default_factory=dict)    # event_id -> ts, within the dedup horizon
     seen_by_time: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap of seen
     sessions_by_last: list[tuple[int, str]] | None = field(default=None, compare=False, repr=False)  # a heap
@@ -105,8 +106,9 @@ class CustomerState:
     def segment_in(self, config: Config) -> str | None:
         """Its segment: the events' (`segment_name`), or its trait `scoring.segment_from` names."""
         if config.segment_from is None:
-            return self.segment_name
-        entry = self.traits.get(config.segment_from)
+            segment = self.segment
+            return segment[2] if segment else None
+        entry = self.traits.get(config.segment_from) if self.traits else None
         return entry[2] if entry is not None and isinstance(entry[2], str) else None
 
     def apply(self, event: Event, contrib: Contribution, now_ms: int, config: Config) -> None:
@@ -121,8 +123,10 @@ class CustomerState:
                 heapq.heappush(self.seen_by_time, (event.ts_ms, event.event_id))
         else:
             import_id, row = event.imported
-            last = self.imports.get(import_id, (-1, event.ts_ms))
-            self.imports[import_id] = (max(last[0], row), max(last[1], event.ts_ms))
+            imports = self.imports if self.imports is not None else {}
+            last = imports.get(import_id, (-1, event.ts_ms))
+            imports[import_id] = (max(last[0], row), max(last[1], event.ts_ms))
+            self.imports = imports
         self.watermark_ms = _max(self.watermark_ms, event.ts_ms)
         if contrib.active:
             self.last_active_ms = _max(self.last_active_ms, event.ts_ms)
@@ -151,14 +155,16 @@ class CustomerState:
     def _set_traits(self, event: Event) -> None:
         """Each trait the event sets, unless a newer event set it."""
         stamp = (event.ts_ms, event.event_id)
+        traits = self.traits if self.traits is not None else {}
         for name, value in event.traits or ():
-            current = self.traits.get(name)
+            current = traits.get(name)
             if current is None or stamp > current[:2]:
-                self.traits[name] = (*stamp, value)
+                traits[name] = (*stamp, value)
+        self.traits = traits or None
 
     def trait_values(self) -> dict[str, TraitValue]:
         """The known traits' newest values."""
-        return {name: entry[2] for name, entry in self.traits.items() if entry[2] is not None}
+        return {name: entry[2] for name, entry in (self.traits or {}).items() if entry[2] is not None}
 
     def counts_from(self, first: int, slot: int = 0) -> dict[str, int]:
         """Event counts per type over every bucket from `first` on (a window: see scoring.windows).
@@ -265,6 +271,7 @@ class CustomerState:
             edge = oldest * config.scoring.bucket_ms
             for import_id in [i for i, (_, newest) in self.imports.items() if newest < edge]:
                 del self.imports[import_id]
+            self.imports = self.imports or None
         if self.watermark_ms is not None and self.seen:
             horizon = self.watermark_ms - config.time.dedup_horizon_ms
             heap = self.seen_by_time

@@ -173,8 +173,8 @@ def encode_customer(token: str, stored: Stored) -> bytes:
     snapshot = [stored.snapshot.tier.value, stored.snapshot.es] if stored.snapshot is not None else None
     record = [s.watermark_ms, s.last_active_ms, s.last_aer_ms, s.features, [x for m in s.membership for x in m],
               s.account, s.segment, alerts, snapshot, list(names), buckets, sessions, stored.due_ms, running,
-              [x for name, entry in s.traits.items() for x in (name, *entry)],
-              [x for import_id, entry in s.imports.items() for x in (import_id, *entry)]]
+              [x for name, entry in (s.traits or {}).items() for x in (name, *entry)],
+              [x for import_id, entry in (s.imports or {}).items() for x in (import_id, *entry)]]
     standing = None if stored.standing is None else _standing_array(stored.standing)
     return token.encode() + msgpack.packb(standing) + msgpack.packb(record)
 
@@ -206,8 +206,8 @@ def decode_customer(cid: str, value: bytes, seen: dict[str, int]) -> tuple[str, 
         sessions=open_sessions, account=tuple(account) if account else None,
         segment=tuple(segment) if segment else None, seen=seen,
         running=_running(rest[0], names) if rest else [None, None],
-        traits=_traits(rest[1]) if len(rest) > 1 else {},
-        imports=_imports(rest[2]) if len(rest) > 2 else {},
+        traits=_traits(rest[1]) if len(rest) > 1 and rest[1] else None,
+        imports=_imports(rest[2]) if len(rest) > 2 and rest[2] else None,
     )
     rules = {rule: RuleState(x[0], x[1], x[2]) for rule, x in alerts.items()}
     last = Snapshot(formulas.Tier(snapshot[0]), snapshot[1]) if snapshot is not None else None

@@ -98,4 +98,4 @@ def test_an_import_is_forgotten_once_all_its_rows_left_the_retention():
     assert "warehouse-2026-11" in scorer.customers["c"].imports
     later = NOW - 20 * DAY + CONFIG.retention_ms + DAY
     scorer.sweep(later)
-    assert scorer.customers["c"].imports == {}
+    assert scorer.customers["c"].imports is None

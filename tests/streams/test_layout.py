@@ -182,7 +182,7 @@ def test_traits_go_with_the_record_and_a_value_written_before_them_reads_back_wi
     values.feed(value[TOKEN_WIDTH:])
     standing, record = values.unpack(), values.unpack()
     _, older = decode_customer("c1", TOKEN.encode() + msgpack.packb(standing) + msgpack.packb(record[:14]), {})
-    assert older.state.traits == {}
+    assert older.state.traits is None
 
 
 def test_the_standing_sums_keep_the_positions_stored_standings_name_them_by():
