@@ -58,9 +58,9 @@ def test_documented_defaults():
     assert c.time.max_future_skew_ms == 5 * MINUTE
     assert c.time.dedup_horizon_ms == 2 * DAY
     assert c.alerts.tier_downgrade is True
-    assert c.alerts.score_drop_percent == 20
+    assert c.alerts.score_drop_percent == 30
     assert c.alerts.score_drop_window_ms == 7 * DAY
-    assert c.alerts.score_drop_min_reference == 10
+    assert c.alerts.score_drop_min_reference == 30
     assert c.alerts.inactivity_ms == 14 * DAY
     assert c.alerts.activation_ms == 7 * DAY
     assert c.limits.max_event_bytes == 65_536
