@@ -114,6 +114,13 @@ def prepare(rows_in: Iterable[tuple[int, object]], import_id: str, config: Confi
         yield history.customer_id, orjson.dumps(history.to_dict())
 
 
+def check_import(config: Config, lines: Iterable[str], fmt: str, import_id: str) -> ImportReport:
+    """What `run_import` would send and leave out, with nothing sent (no broker needed)."""
+    report = ImportReport()
+    report.sent = sum(1 for _ in prepare(rows(lines, fmt, import_id), import_id, config, report))
+    return report
+
+
 def run_import(settings: Settings, config: Config, lines: Iterable[str], fmt: str, import_id: str) -> ImportReport:
     """Send the valid rows to the events topic (acknowledged by every in-sync replica)."""
     report = ImportReport()

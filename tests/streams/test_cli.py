@@ -109,3 +109,20 @@ def test_live_demo_runs_the_pipeline_on_the_local_stack(stack_view, monkeypatch)
     for name in ("Active Engagement Rate", "DAU / WAU / MAU", "Top customers", "Bottom customers"):
         assert name in final
     assert "The stack keeps running" in out
+
+
+def test_import_check_reports_every_line_it_would_leave_out_and_sends_nothing(tmp_path):
+    """`engage import --check` reads the file as the import would, with no broker at all."""
+    history = tmp_path / "history.jsonl"
+    good = {"event_id": "h1", "customer_id": "c1", "type": "like", "ts": "2026-10-01T10:00:00Z"}
+    history.write_text("\n".join([json.dumps(good), "{oops", json.dumps({**good, "event_id": "h2", "type": "member_left"}),
+                                  json.dumps({**good, "event_id": "h3", "count": 2}), json.dumps(good)]) + "\n")
+    result = run("import", str(history), "--id", "q3", "--check", env={"ENGAGE_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    assert result.exit_code == 1
+    assert "line 2: malformed_json" in result.stderr and "line 3: not_importable (type)" in result.stderr
+    assert "line 5: duplicate: event 'h1' is on line 1 too" in result.stderr
+    assert "import 'q3': 2 events would be sent as history (--check: nothing sent), 3 lines not sent" in result.stderr
+    daily = tmp_path / "daily.csv"
+    daily.write_text("customer_id,date,type,count,value\nc1,2026-10-01,purchase,2,80\nc2,2026-10-02,like,30,\n")
+    result = run("import", str(daily), "--id", "d1", "--format", "daily", "--check")
+    assert result.exit_code == 0 and "2 events would be sent" in result.stderr
