@@ -239,6 +239,22 @@ def committed_offsets(stack, group: str) -> dict[int, int]:  # type: ignore[no-u
         admin.close()
 
 
+def settled_offsets(stack, group: str, quiet_s: float = 4.0, timeout: float = 30.0) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    """The committed offsets once they have stopped moving for `quiet_s` (four commit intervals).
+
+    What was applied before a fault is committed a little later, after its outputs are published: on
+    a loaded machine that can take seconds, so a fixed wait would take a late commit for a wrong one."""
+    deadline = time.monotonic() + timeout
+    offsets, since = committed_offsets(stack, group), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, f"the committed offsets never settled: {offsets}"
+        time.sleep(0.5)
+        now = committed_offsets(stack, group)
+        if now != offsets:
+            offsets, since = now, time.monotonic()
+    return offsets
+
+
 def test_a_rebalance_while_a_chunks_redis_write_hangs_commits_nothing_past_what_was_applied(own_stack, unique,
                                                                                               start):
     """A batch whose Redis write waits longer than the session timeout causes no rebalance. And a partition
@@ -263,12 +279,12 @@ def test_a_rebalance_while_a_chunks_redis_write_hangs_commits_nothing_past_what_
         "a false rebalance"
 
     # then a rebalance while the chunk's write hangs
+    pause_s = 20
     client.execute_command("CLIENT", "PAUSE", pause_s * 1000, "WRITE")
     paused_at = time.monotonic()
     try:
-        # what was applied before the pause gets committed within the commit interval (1 s); then nothing more can be
-        time.sleep(2.5)
-        before = committed_offsets(own_stack, unique)
+        # what was applied before the pause gets committed once its outputs are out; then nothing more can be
+        before = settled_offsets(own_stack, unique, timeout=pause_s - 8)
         assert sum(before.values()) > 0
         second = start(own_stack, unique, "w2")
         samples = 0
