@@ -27,7 +27,8 @@ from pathlib import Path
 # The per-event path: decode, gate, apply, window counts, scores, standing, alerts, deltas.
 # Config loading, KPIs over everyone and history run once per load or read: they stay source.
 COMPILED = ("account_alerts", "aggregation", "alerts", "contributions", "deltas", "engine", "events", "history_import",
-            "explain", "formulas", "measures", "messages", "reasons", "scores", "standing", "state", "timeutil", "traits",
+            "explain", "formulas", "measures", "messages", "reasons", "scores", "segment_kpis", "standing", "state", "timeutil",
+            "traits",
             "windows")
 MANIFEST = "compiled.sha256"     # written by the build: "<sha256 of the source> <module>" per line
 CHOICES = ("compiled", "interpreted")

@@ -77,6 +77,60 @@ def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts |
     return delta
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentShare:
+    """One customer's change to one segment's aggregates, as a store applies it."""
+
+    segment: str
+    counters: Mapping[int, Mapping[str, int]]        # bucket -> key -> increment (negative when leaving)
+    sums: Mapping[str, int]                           # standing sums to add
+    last_active_ms: int | None = None                 # its last activity to record (changed, or entering)
+    features: Mapping[str, int] = field(default_factory=dict)   # feature key -> last use to record
+    leaves: tuple[str, ...] | None = None             # leaving: remove it from the activity set and these features'
+
+
+def segment_shares(delta: CustomerDelta) -> list[SegmentShare]:
+    """What `delta` changes in the segments' aggregates: nothing outside a tracked segment, the
+    delta itself within one, and a whole removal and a whole addition when the customer moves."""
+    old = delta.old.segment if delta.old is not None else None
+    new = delta.new.segment if delta.new is not None else old
+    facts, was = delta.facts, delta.facts_before
+    if old == new:
+        if old is None:
+            return []
+        last = None
+        features: dict[str, int] = {}
+        if facts is not None:
+            if facts.last_active_ms is not None and facts.last_active_ms != (was.last_active_ms if was else None):
+                last = facts.last_active_ms
+            features = {k: ts for k, ts in facts.features.items() if was is None or was.features.get(k) != ts}
+        return [SegmentShare(old, delta.counters, delta.sums, last, features)]
+    assert delta.after is not None, "a customer that moves is stored whole"
+    state = delta.after.state
+    shares = []
+    if old is not None:
+        before = _less(state.buckets, delta.counters)
+        known = set(state.features) | set(was.features if was else ())
+        shares.append(SegmentShare(old, {b: {k: -v for k, v in c.items()} for b, c in before.items()},
+                                   sum_difference(delta.old, None), leaves=tuple(sorted(known))))
+    if new is not None:
+        shares.append(SegmentShare(new, {b: {k: v for k, v in c.items() if v} for b, c in state.buckets.items() if c},
+                                   sum_difference(None, delta.new), state.last_active_ms, dict(state.features)))
+    return shares
+
+
+def _less(after: Mapping[int, Mapping[str, int]], added: Mapping[int, Mapping[str, int]]) -> dict[int, dict[str, int]]:
+    """The counters as they were: `after` less what the work `added` (zeros dropped)."""
+    before: dict[int, dict[str, int]] = {}
+    for bucket in set(after) | set(added):
+        now, plus = after.get(bucket, {}), added.get(bucket, {})
+        counters = {k: now.get(k, 0) - plus.get(k, 0) for k in set(now) | set(plus)}
+        counters = {k: v for k, v in counters.items() if v}
+        if counters:
+            before[bucket] = counters
+    return before
+
+
 @dataclass
 class AggregateBook:
     """The shared aggregates in memory, kept by applying deltas (the edge keeps them in Redis)."""
@@ -88,8 +142,11 @@ class AggregateBook:
     last_active: dict[str, int] = field(default_factory=dict)
     features: dict[str, dict[str, int]] = field(default_factory=dict)    # feature key -> customer -> last use
     due: dict[str, int] = field(default_factory=dict)
+    segments: dict[str, AggregateBook] = field(default_factory=dict)     # segment -> its customers' book
 
     def apply(self, delta: CustomerDelta) -> None:
+        for share in segment_shares(delta):
+            self.segments.setdefault(share.segment, AggregateBook(self.config)).take(share, delta)
         add_delta(self.totals, self.sums, delta.counters, delta.sums)
         cid = delta.customer_id
         if delta.new is not None:
@@ -104,6 +161,27 @@ class AggregateBook:
             self.due.pop(cid, None)
         else:
             self.due[cid] = delta.due_ms
+
+    def take(self, share: SegmentShare, delta: CustomerDelta) -> None:
+        """A segment's book: one customer's share of it (a move takes it out whole, or puts it in)."""
+        add_delta(self.totals, self.sums, share.counters, share.sums)
+        cid = delta.customer_id
+        if share.leaves is not None:
+            self.standings.pop(cid, None)
+            self.last_active.pop(cid, None)
+            for key in share.leaves:
+                self.features.get(key, {}).pop(cid, None)
+            return
+        if delta.new is not None:
+            self.standings[cid] = delta.new
+        if share.last_active_ms is not None:
+            self.last_active[cid] = share.last_active_ms
+        for key, ts in share.features.items():
+            self.features.setdefault(key, {})[cid] = ts
+
+    def segment_aggregates(self, segment: str, as_of_ms: int) -> Aggregates:
+        """The aggregates of the customers in `segment` now (empty when none has been)."""
+        return self.segments.get(segment, AggregateBook(self.config)).aggregates(as_of_ms)
 
     def due_by(self, now_ms: int) -> list[str]:
         return sorted(cid for cid, at in self.due.items() if at <= now_ms)

@@ -190,13 +190,25 @@ async def leaderboard(store: ReadStore, config: Config, order: str, limit: int, 
     """Customers by ES, overall or within a segment that has a leaderboard (each scored by its scorecard)."""
     if order not in ("top", "bottom"):
         raise ApiError(400, "order must be 'top' or 'bottom'")
-    if segment is not None and segment not in ranked_segments(config):
-        raise ApiError(400, f"segment {segment[:64]!r} has no leaderboard: give it a scorecard "
-                            "([scorecards.<segment>]) or list it in kpis.segments")
+    check_segment(segment, config, "leaderboard")
     ids = await store.ranked(order, limit, segment)
     standings = await store.standings(ids)
     return {"as_of": as_of_ms, "order": order, **({} if segment is None else {"segment": segment}),
             "customers": [standings[c].summary() for c in ids if c in standings]}
+
+
+def check_segment(segment: str | None, config: Config, what: str) -> None:
+    """A segment asked for by name must be one the product keeps apart (a bounded set)."""
+    if segment is not None and segment not in ranked_segments(config):
+        raise ApiError(400, f"segment {segment[:64]!r} has no {what}: give it a scorecard "
+                            "([scorecards.<segment>]) or list it in kpis.segments")
+
+
+async def segment_kpis(store: ReadStore, config: Config, latest: LatestKpis, as_of_ms: int | None,
+                       segment: str | None) -> dict[str, Any]:
+    """`/kpis`: of everyone or of one segment; exact at `as_of_ms`, else the latest answer."""
+    check_segment(segment, config, "KPIs of its own")
+    return await kpis(store, config, as_of_ms, segment) if as_of_ms is not None else await latest.get(segment)
 
 
 async def at_risk(store: ReadStore, config: Config, limit: int, as_of_ms: int) -> dict[str, Any]:
@@ -207,12 +219,13 @@ async def at_risk(store: ReadStore, config: Config, limit: int, as_of_ms: int) -
     return {"as_of": as_of_ms, "customers": rows, "total": total}
 
 
-async def kpi_trend(store: ReadStore, config: Config, as_of_ms: int) -> dict[str, Any]:
+async def kpi_trend(store: ReadStore, config: Config, as_of_ms: int, segment: str | None = None) -> dict[str, Any]:
     """The headline KPIs per bucket over kpis.window, oldest first: each bucket's KPIs as last
-    computed in it by a worker (the live page's trend charts)."""
+    computed in it by a worker (the live page's trend charts); of one segment's customers when given."""
+    check_segment(segment, config, "KPIs of its own")
     first = window_start_bucket(as_of_ms, config.kpis.window_ms, config.scoring.bucket_ms)
-    trend = await store.kpi_trend()
-    return {"as_of": as_of_ms, "bucket_ms": config.scoring.bucket_ms,
+    trend = await store.kpi_trend(segment)
+    return {"as_of": as_of_ms, "bucket_ms": config.scoring.bucket_ms, **({} if segment is None else {"segment": segment}),
             "points": [{"bucket": b, **trend[b]} for b in sorted(trend) if first <= b <= as_of_ms // config.scoring.bucket_ms]}
 
 
@@ -243,8 +256,9 @@ def routes(store: ReadStore, config: Config, latest: LatestKpis) -> list[Route]:
         Route("GET", "/leaderboard", lambda q, p, _: leaderboard(store, config, q.get("order", "top"),
                                                                  parse_limit(q), live_as_of(q), q.get("segment"))),
         Route("GET", "/at-risk", lambda q, p, _: at_risk(store, config, parse_limit(q, 50), live_as_of(q))),
-        Route("GET", "/kpis", lambda q, p, _: kpis(store, config, live_as_of(q)) if q.get("as_of") else latest.get()),
-        Route("GET", "/kpis/trend", lambda q, p, _: kpi_trend(store, config, live_as_of(q))),
+        Route("GET", "/kpis", lambda q, p, _: segment_kpis(store, config, latest, live_as_of(q) if q.get("as_of") else None,
+                                                           q.get("segment"))),
+        Route("GET", "/kpis/trend", lambda q, p, _: kpi_trend(store, config, live_as_of(q), q.get("segment"))),
         Route("GET", "/alerts/recent", recent_alerts),
     ]
 

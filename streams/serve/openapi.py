@@ -62,9 +62,16 @@ def _schema_of(annotation: Any) -> dict[str, Any]:
     raise TypeError(f"no JSON schema for {annotation!r}")
 
 
+def _segment(description: str) -> dict[str, Any]:
+    """The `segment` query parameter: one of the segments kept apart (a bounded set)."""
+    return {"name": "segment", "in": "query", "required": False, "schema": STR,
+            "description": f"{description} (a segment with a scorecard or listed in kpis.segments; others: 400)"}
+
+
 def _kpis_schema() -> dict[str, Any]:
     hints = typing.get_type_hints(BusinessKpis)
-    return _obj({f.name: _schema_of(hints[f.name]) for f in dataclasses.fields(BusinessKpis)})
+    return _obj({f.name: _schema_of(hints[f.name]) for f in dataclasses.fields(BusinessKpis)},
+                {"segment": {**STR, "description": "the segment asked for: the KPIs of the customers in it now"}})
 
 
 _TYPE_SCORE = _obj({"type": STR, "count": INT, "weight": NUM, "cer": NUM, "component": NUM, "es": NUM})
@@ -125,7 +132,8 @@ SCHEMAS: dict[str, Any] = {
     "TrendPoint": _obj({"bucket": INT, "as_of_ms": MS, "aer": NUM, "members": INT, "active_members": INT,
                         "dau": INT, "wau": INT, "mau": INT, "stickiness": NUM, "nps": NUM, "nps_responses": INT,
                         "csat": NUM, "mean_es": NUM, "tier_counts": {"type": "object", "additionalProperties": INT}}),
-    "KpiTrend": _obj({"as_of": MS, "bucket_ms": INT, "points": {"type": "array", "items": _ref("TrendPoint")}}),
+    "KpiTrend": _obj({"as_of": MS, "bucket_ms": INT, "points": {"type": "array", "items": _ref("TrendPoint")}},
+                     {"segment": STR}),
     "Ids": _obj({"ids": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_IDS,
                          "items": {"type": ["string", "integer"]},
                          "description": "customer (or account) ids; integers are read as decimal strings"}}),
@@ -201,15 +209,13 @@ PATHS: dict[str, Any] = {
     "/leaderboard": _read("Customers by ES (ties: CER, then id)", "Leaderboard",
                           [{"name": "order", "in": "query", "required": False,
                             "schema": {"type": "string", "enum": ["top", "bottom"], "default": "top"}},
-                           {"name": "segment", "in": "query", "required": False, "schema": STR,
-                            "description": "only this segment's customers (a segment with a scorecard or listed "
-                                           "in kpis.segments)"},
-                           _limit(10), _LIVE_AS_OF], 400),
+                           _segment("only this segment's customers"), _limit(10), _LIVE_AS_OF], 400),
     "/at-risk": _read("Customers with an alert condition active, lowest ES first", "AtRisk",
                       [_limit(50), _LIVE_AS_OF], 400),
-    "/kpis": _read("Every business KPI", "Kpis", [_LIVE_AS_OF], 400),
+    "/kpis": _read("Every business KPI", "Kpis", [_segment("the KPIs of the customers in this segment now"),
+                                                  _LIVE_AS_OF], 400),
     "/kpis/trend": _read("The headline KPIs per bucket over kpis.window, each bucket's as last computed in it by "
-                         "a worker", "KpiTrend", [_LIVE_AS_OF], 400),
+                         "a worker", "KpiTrend", [_segment("this segment's trend"), _LIVE_AS_OF], 400),
     "/alerts/recent": _read("The newest alerts, newest first", "RecentAlerts", [_limit(20)], 400),
     "/healthz": {"get": {"summary": "The process is up", "security": [],
                          "responses": {"200": _json("Health", "up")}}},

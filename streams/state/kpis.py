@@ -13,6 +13,7 @@ from typing import Any
 
 from scoring.business import kpis_from
 from scoring.config import Config
+from scoring.segment_kpis import kpi_segments
 from streams.clock import now_ms
 from streams.state.ports import ReadStore
 
@@ -20,16 +21,19 @@ log = logging.getLogger("engage.kpis")
 MIN_REFRESH_S = 0.05      # however short ENGAGE_KPI_INTERVAL_S, the shared KPIs are not recomputed more often
 
 
-async def kpis(store: ReadStore, config: Config, as_of_ms: int) -> dict[str, Any]:
-    """Every business KPI from the shared aggregates: O(shards x window buckets), never a scan."""
-    return kpis_from(await store.aggregates(as_of_ms, config), as_of_ms, config).to_dict()
+async def kpis(store: ReadStore, config: Config, as_of_ms: int, segment: str | None = None) -> dict[str, Any]:
+    """Every business KPI from the shared aggregates: O(shards x window buckets), never a scan; of
+    the customers in `segment` now when one is given (a segment with KPIs of its own)."""
+    body = kpis_from(await store.aggregates(as_of_ms, config, segment), as_of_ms, config).to_dict()
+    return body if segment is None else {"segment": segment, **body}
 
 
 class LatestKpis:
-    """The KPIs for now, computed at most once per `interval_s` however many ask.
+    """The KPIs for now, computed at most once per `interval_s` however many ask: of everyone and of
+    each segment with KPIs of its own (scoring.segment_kpis.kpi_segments), for one instant.
 
     `/kpis` without `as_of`, the gauges of `/metrics` and the live page all read this: one
-    computation (a few dozen Redis reads and a median selection) serves every request of the
+    computation (a few dozen Redis reads and a median selection per segment) serves every request of the
     interval, and concurrent requests wait for the one in flight instead of starting their
     own. The body's `as_of_ms` says which instant it describes; `/kpis?as_of=` is always exact.
     A server runs `keep_fresh` beside it, so that no reader waits for the computation: at a
@@ -38,29 +42,39 @@ class LatestKpis:
 
     def __init__(self, store: ReadStore, config: Config, interval_s: float) -> None:
         self.store, self.config, self.interval_s = store, config, interval_s
-        self._body: dict[str, Any] | None = None
+        self.segments = kpi_segments(config)
+        self._bodies: dict[str | None, dict[str, Any]] | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
 
     def _fresh(self) -> bool:
-        return self._body is not None and time.monotonic() - self._at < self.interval_s
+        return self._bodies is not None and time.monotonic() - self._at < self.interval_s
 
-    async def get(self) -> dict[str, Any]:
+    async def get(self, segment: str | None = None) -> dict[str, Any]:
         if not self._fresh():
             async with self._lock:
                 if not self._fresh():
-                    began = time.monotonic()
-                    self._body = await kpis(self.store, self.config, now_ms())
-                    self._at = began
-        assert self._body is not None
-        return self._body
+                    await self._compute()
+        assert self._bodies is not None
+        return self._bodies[segment]
+
+    async def by_segment(self) -> dict[str, dict[str, Any]]:
+        """The latest KPIs of each segment with KPIs of its own (the per-segment gauges, the trend)."""
+        await self.get()
+        assert self._bodies is not None
+        return {s: self._bodies[s] for s in self.segments}
+
+    async def _compute(self) -> None:
+        began, as_of = time.monotonic(), now_ms()
+        bodies = {}
+        for segment in (None, *self.segments):      # in this task: the computation is the caller's own
+            bodies[segment] = await kpis(self.store, self.config, as_of, segment)
+        self._bodies, self._at = bodies, began
 
     async def refresh(self) -> None:
         """Compute the answer now (concurrent readers wait for it rather than compute their own)."""
         async with self._lock:
-            began = time.monotonic()
-            self._body = await kpis(self.store, self.config, now_ms())
-            self._at = began
+            await self._compute()
 
     async def keep_fresh(self) -> None:
         """Recompute every half interval until cancelled, so that `get` finds the answer fresh (never

@@ -26,6 +26,10 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{s}:t:<bucket>           HASH   the bucket's counters summed over customers (dropped by the
                                         sweep once past the retention)
     <p>:{s}:buckets              ZSET   the buckets that have a :t: hash (score = bucket)
+    <p>:{s}:sums.seg:<segment>, :active.seg:<segment>, :feature.seg:<segment>:<key>,
+    <p>:{s}:t.seg:<segment>:<bucket>, :buckets.seg:<segment>
+                                        the same aggregates for the customers in one segment now (those
+                                        with a leaderboard of their own): KPIs per segment
     <p>:{s}:acct:<account>       SET    the account's customers (by their newest account_id)
     <p>:{s}:acct.touched         SET    accounts whose users' ES, tier or membership changed since the
                                         sweep last evaluated them (account-level alerts)
@@ -61,11 +65,11 @@ from scoring import formulas
 from scoring.account_alerts import accounts_to_evaluate
 from scoring.aggregation import add_delta
 from scoring.alerts import RuleState, Snapshot
-from scoring.deltas import CustomerDelta, Stored
+from scoring.deltas import CustomerDelta, SegmentShare, Stored
 from scoring.standing import SUMS, Standing, bottom_key, risk_key
 from scoring.state import COUNT_PREFIX, CustomerState, RunningCounts, SessionStats
 
-FORMAT = 6   # 6: a customer is one string; 5: one packed record in a hash; 4: sessions_activated counted
+FORMAT = 7   # 7: per-segment KPI aggregates; 6: a customer is one string; 5: one packed record in a hash; 4: sessions_activated counted
 SHARDS = 16
 
 
@@ -92,7 +96,11 @@ class Keys:
 
     def segment_rank(self, shard: int, segment: str) -> str:
         """The rank order of one segment's customers (segments with a leaderboard of their own)."""
-        return f"{self.tag(shard)}:rank.seg:{segment}"
+        return self.of_segment(shard, "rank", segment)
+
+    def of_segment(self, shard: int, name: str, segment: str | None) -> str:
+        """A shared aggregate (rank, sums, active, buckets), or one segment's own when `segment` is given."""
+        return self.shared(shard, name) if segment is None else f"{self.tag(shard)}:{name}.seg:{segment}"
 
     def account_snapshot(self, account_id: str) -> tuple[int, str]:
         """(home shard, key) of an account's alert snapshot: in the slot of the shard its alerts'
@@ -100,11 +108,11 @@ class Keys:
         home = self.shard_of(f"account:{account_id}")
         return home, f"{self.tag(home)}:acct.snap:{account_id}"
 
-    def feature(self, shard: int, key: str) -> str:
-        return f"{self.tag(shard)}:feature:{key}"
+    def feature(self, shard: int, key: str, segment: str | None = None) -> str:
+        return f"{self.tag(shard)}:feature:{key}" if segment is None else f"{self.tag(shard)}:feature.seg:{segment}:{key}"
 
-    def totals(self, shard: int, bucket: int) -> str:
-        return f"{self.tag(shard)}:t:{bucket}"
+    def totals(self, shard: int, bucket: int, segment: str | None = None) -> str:
+        return f"{self.tag(shard)}:t:{bucket}" if segment is None else f"{self.tag(shard)}:t.seg:{segment}:{bucket}"
 
     def account(self, shard: int, account_id: str) -> str:
         return f"{self.tag(shard)}:acct:{account_id}"
@@ -137,6 +145,10 @@ class Keys:
     @property
     def kpi_trend(self) -> str:
         return f"{self.prefix}:{{g}}:kpis:trend"
+
+    def trend(self, segment: str | None) -> str:
+        """The KPI trend of everyone, or of one segment with KPIs of its own."""
+        return self.kpi_trend if segment is None else f"{self.kpi_trend}.seg:{segment}"
 
 
 # --- the customer: one string, its write token, standing and record, rewritten whole -------------
@@ -326,35 +338,50 @@ class Ops:
 
 @dataclass
 class ShardTotals:
-    """A shard's aggregate increments summed over a write's customers, written once each."""
+    """A shard's aggregate increments summed over a write's customers, written once each: the
+    whole population's, and each tracked segment's (scoring.segment_kpis)."""
 
     buckets: dict[int, dict[str, int]]
     sums: dict[str, int]
     accounts: set[str]        # to evaluate at the next sweep (account alerts)
+    segments: dict[str, tuple[dict[int, dict[str, int]], dict[str, int]]]    # segment -> (buckets, sums)
 
     @classmethod
     def empty(cls) -> ShardTotals:
-        return cls({}, {}, set())
+        return cls({}, {}, set(), {})
 
-    def add(self, delta: CustomerDelta) -> None:
+    def add(self, delta: CustomerDelta, shares: Iterable[SegmentShare] = ()) -> None:
         add_delta(self.buckets, self.sums, delta.counters, delta.sums)
         self.accounts |= accounts_to_evaluate(delta.old, delta.new)
+        for share in shares:
+            buckets, sums = self.segments.setdefault(share.segment, ({}, {}))
+            add_delta(buckets, sums, share.counters, share.sums)
 
     def write(self, ops: Ops, keys: Keys, shard: int) -> None:
-        for bucket, counters in self.buckets.items():
-            totals = keys.totals(shard, bucket)
-            for key, amount in counters.items():
-                ops.add("HINCRBY", totals, key, amount)
-        if self.buckets:
-            ops.add_many("ZADD", keys.shared(shard, "buckets"), ((b, str(b)) for b in self.buckets))
-        for key, amount in self.sums.items():
-            if amount:
-                ops.add("HINCRBY", keys.shared(shard, "sums"), key, amount)
+        _write_counts(ops, keys, shard, None, self.buckets, self.sums)
+        for segment, (buckets, sums) in self.segments.items():
+            _write_counts(ops, keys, shard, segment, buckets, sums)
         if self.accounts:
             ops.add_many("SADD", keys.shared(shard, "acct.touched"), ((a,) for a in sorted(self.accounts)))   # the sweep evaluates them
 
 
-def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_token: str, token: str) -> None:
+def _write_counts(ops: Ops, keys: Keys, shard: int, segment: str | None, buckets: Mapping[int, Mapping[str, int]],
+                  sums: Mapping[str, int]) -> None:
+    """Per-bucket totals and standing sums, of everyone or of one segment."""
+    for bucket, counters in buckets.items():
+        totals = keys.totals(shard, bucket, segment)
+        for key, amount in counters.items():
+            if amount:
+                ops.add("HINCRBY", totals, key, amount)
+    if buckets:
+        ops.add_many("ZADD", keys.of_segment(shard, "buckets", segment), ((b, str(b)) for b in buckets))
+    for key, amount in sums.items():
+        if amount:
+            ops.add("HINCRBY", keys.of_segment(shard, "sums", segment), key, amount)
+
+
+def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_token: str, token: str,
+                shares: Iterable[SegmentShare] = ()) -> None:
     """The Redis commands that take one customer from its old to its new stored form (the shard's
     aggregates are summed over the write's customers by ShardTotals): only if its write token is
     still `read_token` (what was read), and stamped with this write's `token` (streams.state.cache).
@@ -376,6 +403,8 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_tok
         for feature, ts in f.features.items():
             if was is None or was.features.get(feature) != ts:
                 ops.merge("ZADD", keys.feature(shard, feature), ts, cid)
+    for share in shares:
+        _write_segment_activity(ops, keys, shard, cid, share)
     _write_standing(ops, keys, shard, delta.old, delta.new)
     if delta.due_changed:
         due = keys.shared(shard, "due")
@@ -383,6 +412,20 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_tok
             ops.merge("ZREM", due, cid)
         else:
             ops.merge("ZADD", due, delta.due_ms, cid)
+
+
+def _write_segment_activity(ops: Ops, keys: Keys, shard: int, cid: str, share: SegmentShare) -> None:
+    """The customer's last activity and feature use in its segment's sorted sets: recorded, or taken out as it leaves."""
+    segment = share.segment
+    if share.leaves is not None:
+        ops.merge("ZREM", keys.of_segment(shard, "active", segment), cid)
+        for feature in share.leaves:
+            ops.merge("ZREM", keys.feature(shard, feature, segment), cid)
+        return
+    if share.last_active_ms is not None:
+        ops.merge("ZADD", keys.of_segment(shard, "active", segment), share.last_active_ms, cid)
+    for feature, ts in share.features.items():
+        ops.merge("ZADD", keys.feature(shard, feature, segment), ts, cid)
 
 
 def _write_standing(ops: Ops, keys: Keys, shard: int, old: Standing | None, new: Standing | None) -> None:

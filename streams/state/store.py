@@ -24,7 +24,7 @@ from redis.asyncio.cluster import RedisCluster
 from scoring.aggregation import add_into, assemble, read_plan
 from scoring.business import Aggregates
 from scoring.config import Config
-from scoring.deltas import CustomerDelta, Stored
+from scoring.deltas import CustomerDelta, Stored, segment_shares
 from scoring.standing import ORDER_KEY_ID_OFFSET, Standing
 from streams.state import outbox
 from streams.state.layout import (FORMAT, SHARDS, TOKEN_WIDTH, Keys, Ops, ShardTotals, decode_customer, decode_standing,
@@ -228,8 +228,9 @@ class RedisStore:
             ops.require_config(self.keys.config(shard), self.config_fingerprint)
         totals = ShardTotals.empty()
         for delta in deltas:
-            write_delta(ops, self.keys, shard, delta, read_tokens.get(delta.customer_id, "0"), token)
-            totals.add(delta)
+            shares = segment_shares(delta)
+            write_delta(ops, self.keys, shard, delta, read_tokens.get(delta.customer_id, "0"), token, shares)
+            totals.add(delta, shares)
         totals.write(ops, self.keys, shard)
         outbox.record(ops, *self.keys.outbox(shard), outputs, claimable_at_ms)
 
@@ -365,26 +366,37 @@ class RedisStore:
     async def forget_due(self, shard: int, customer_ids: list[str]) -> None:
         await self.redis.zrem(self.keys.shared(shard, "due"), *customer_ids)
 
-    async def trim_activity(self, shard: int, before_ms: int, features: Iterable[str]) -> None:
-        """Drop last-activity entries older than any window that counts them (dormant customers)."""
+    async def trim_activity(self, shard: int, before_ms: int, features: Iterable[str],
+                            segments: Iterable[str] = ()) -> None:
+        """Drop last-activity entries older than any window that counts them (dormant customers),
+        of everyone and of each tracked segment."""
+        features = tuple(features)
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in (self.keys.shared(shard, "active"), self.keys.shared(shard, "aer"),
                         *(self.keys.feature(shard, f) for f in features)):
                 pipe.zremrangebyscore(key, "-inf", f"({before_ms}")
+            for segment in segments:
+                for key in (self.keys.of_segment(shard, "active", segment),
+                            *(self.keys.feature(shard, f, segment) for f in features)):
+                    pipe.zremrangebyscore(key, "-inf", f"({before_ms}")
             await pipe.execute()
 
-    async def drop_old_totals(self, shard: int, oldest_bucket: int) -> int:
-        """Delete the shard's per-bucket totals older than `oldest_bucket` (no read can reach them)."""
-        index = self.keys.shared(shard, "buckets")
-        old = await self.redis.zrangebyscore(index, "-inf", f"({oldest_bucket}")
-        if not old:
-            return 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for bucket in old:
-                pipe.delete(self.keys.totals(shard, int(bucket)))
-            pipe.zrem(index, *old)
-            await pipe.execute()
-        return len(old)
+    async def drop_old_totals(self, shard: int, oldest_bucket: int, segments: Iterable[str] = ()) -> int:
+        """Delete the shard's per-bucket totals older than `oldest_bucket` (no read can reach them),
+        of everyone and of each tracked segment; returns how many buckets went."""
+        dropped = 0
+        for segment in (None, *segments):
+            index = self.keys.of_segment(shard, "buckets", segment)
+            old = await self.redis.zrangebyscore(index, "-inf", f"({oldest_bucket}")
+            if not old:
+                continue
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for bucket in old:
+                    pipe.delete(self.keys.totals(shard, int(bucket), segment))
+                pipe.zrem(index, *old)
+                await pipe.execute()
+            dropped += len(old)
+        return dropped
 
     async def due_count(self, now_ms: int) -> int:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -483,26 +495,28 @@ class RedisStore:
         offset = ORDER_KEY_ID_OFFSET["bottom"]
         return sorted(m.decode()[offset:] for members in replies for m in members)
 
-    async def count(self, name: str) -> int:
+    async def count(self, name: str, segment: str | None = None) -> int:
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in range(SHARDS):
-                pipe.zcard(self.keys.shared(shard, name))
+                pipe.zcard(self.keys.of_segment(shard, name, segment))
             return sum(await pipe.execute())
 
-    async def aggregates(self, as_of_ms: int, config: Config) -> Aggregates:
-        """The business KPIs' inputs at `as_of_ms`, summed over the shards (the core's read plan)."""
+    async def aggregates(self, as_of_ms: int, config: Config, segment: str | None = None) -> Aggregates:
+        """The business KPIs' inputs at `as_of_ms`, summed over the shards (the core's read plan): of
+        everyone, or of the customers in `segment` now (a segment with KPIs of its own)."""
         plan = read_plan(as_of_ms, config)
+        keys = self.keys
         # the window's per-bucket totals are added up inside Redis (one reply per slot, not per bucket)
-        groups = [[self.keys.totals(shard, b) for shard in range(SHARDS) for b in plan.buckets]] if not self.cluster \
-            else [[self.keys.totals(shard, b) for b in plan.buckets] for shard in range(SHARDS)]
+        groups = [[keys.totals(shard, b, segment) for shard in range(SHARDS) for b in plan.buckets]] if not self.cluster \
+            else [[keys.totals(shard, b, segment) for b in plan.buckets] for shard in range(SHARDS)]
         summed = await asyncio.gather(*(self._sum(keys=group) for group in groups))
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in range(SHARDS):
-                pipe.hgetall(self.keys.shared(shard, "sums"))
+                pipe.hgetall(keys.of_segment(shard, "sums", segment))
                 for start in plan.active_since.values():
-                    pipe.zcount(self.keys.shared(shard, "active"), start, "+inf")
+                    pipe.zcount(keys.of_segment(shard, "active", segment), start, "+inf")
                 for feature in plan.features:
-                    pipe.zcount(self.keys.feature(shard, feature), plan.active_since["kpi"], "+inf")
+                    pipe.zcount(keys.feature(shard, feature, segment), plan.active_since["kpi"], "+inf")
             replies = iter(await pipe.execute())
         sums: dict[str, int] = {}
         totals: dict[str, int] = {}
@@ -516,23 +530,25 @@ class RedisStore:
                 active[name] += next(replies)
             for feature in users:
                 users[feature] += next(replies)
-        return assemble(sums, totals, active, users, await self.median_es(sums.get("scored", 0)))
+        return assemble(sums, totals, active, users, await self.median_es(sums.get("scored", 0), segment))
 
-    async def median_es(self, scored: int) -> float:
-        """statistics.median of every scored customer's ES, selected across the shards' rank sets.
+    async def median_es(self, scored: int, segment: str | None = None) -> float:
+        """statistics.median of every scored customer's ES (of one segment's, when given), selected
+        across the shards' rank sets.
 
         A customer outside the score distribution has no events in the window, so its ES is 0,
         the least there is: the k-th scored ES is the (unscored + k)-th of all.
         """
         if scored == 0:
             return 0.0
-        unscored = await self.count("rank") - scored
+        unscored = await self.count("rank", segment) - scored
         if scored % 2:
-            return await self._kth_es(unscored + scored // 2)
-        low, high = await asyncio.gather(self._kth_es(unscored + scored // 2 - 1), self._kth_es(unscored + scored // 2))
+            return await self._kth_es(unscored + scored // 2, segment)
+        low, high = await asyncio.gather(self._kth_es(unscored + scored // 2 - 1, segment),
+                                         self._kth_es(unscored + scored // 2, segment))
         return (low + high) / 2
 
-    async def _kth_es(self, k: int, ways: int = 16, gather_below: int = 512) -> float:
+    async def _kth_es(self, k: int, segment: str | None = None, ways: int = 16, gather_below: int = 512) -> float:
         """The k-th smallest ES (0-based) across the shards' rank sets, exactly.
 
         Each round (lua/rank_probe.lua: one call, or one per shard on a cluster) counts the keys
@@ -540,6 +556,7 @@ class RedisStore:
         holding the k-th; once it holds one value or few keys, the k-th is known or picked from
         them. A few rounds at any n.
         """
+        ranks = [self.keys.of_segment(shard, "rank", segment) for shard in range(SHARDS)]
         lo, hi, below = 0, _bits(100.0) + 1, 0     # ES bits in [lo, hi); `below` keys have bits < lo
         while hi - lo > 1:
             low_value, high_value = _float(lo), _float(hi - 1)
@@ -547,7 +564,6 @@ class RedisStore:
             inner = {_bits(low_value + (high_value - low_value) * i / ways) for i in range(1, ways)}
             inner |= {lo + (hi - lo) * i // ways for i in range(1, ways)} | {lo + 1}
             points = sorted({p for p in inner if lo < p < hi} | {hi})
-            ranks = [self.keys.shared(shard, "rank") for shard in range(SHARDS)]
             args = [f"{lo:016x}", f"{hi:016x}", *(f"{point:016x}" for point in points)]
             groups = [ranks] if not self.cluster else [[rank] for rank in ranks]
             probes = await asyncio.gather(*(self._probe(keys=group, args=args) for group in groups))
@@ -563,14 +579,14 @@ class RedisStore:
                 start, start_count = point, under
             lo, hi, below = start, point, start_count
             if under - below <= gather_below:
-                return await self._pick(lo, hi, k - below)
+                return await self._pick(ranks, lo, hi, k - below)
         return _float(lo)
 
-    async def _pick(self, lo: int, hi: int, index: int) -> float:
-        """The index-th smallest ES among the keys with ES bits in [lo, hi), read whole."""
+    async def _pick(self, ranks: list[str], lo: int, hi: int, index: int) -> float:
+        """The index-th smallest ES among the keys of `ranks` with ES bits in [lo, hi), read whole."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for shard in range(SHARDS):
-                pipe.zrangebylex(self.keys.shared(shard, "rank"), f"[{lo:016x}", f"({hi:016x}")
+            for rank in ranks:
+                pipe.zrangebylex(rank, f"[{lo:016x}", f"({hi:016x}")
             keys = [m[:16] for members in await pipe.execute() for m in members]
         return _float(sorted(int(key, 16) for key in keys)[index])
 
@@ -584,9 +600,11 @@ class RedisStore:
                 pipe.ltrim(self.keys.recent_alerts, 0, keep - 1)
                 await pipe.execute()
 
-    async def record_kpi_trend(self, bucket: int, point: Mapping[str, object], oldest_bucket: int) -> None:
-        """The bucket's trend point (the newest record wins), and the points before `oldest_bucket` dropped."""
-        key = self.keys.kpi_trend
+    async def record_kpi_trend(self, bucket: int, point: Mapping[str, object], oldest_bucket: int,
+                               segment: str | None = None) -> None:
+        """The bucket's trend point (the newest record wins), and the points before `oldest_bucket`
+        dropped: of everyone, or of one segment with KPIs of its own."""
+        key = self.keys.trend(segment)
         stale = [f for f in await self.redis.hgetall(key) if int(f) < oldest_bucket]   # ~31 small fields
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, str(bucket), orjson.dumps(point))
@@ -594,8 +612,8 @@ class RedisStore:
                 pipe.hdel(key, *stale)
             await pipe.execute()
 
-    async def kpi_trend(self) -> dict[int, dict[str, object]]:
-        return {int(f): orjson.loads(v) for f, v in (await self.redis.hgetall(self.keys.kpi_trend)).items()}
+    async def kpi_trend(self, segment: str | None = None) -> dict[int, dict[str, object]]:
+        return {int(f): orjson.loads(v) for f, v in (await self.redis.hgetall(self.keys.trend(segment))).items()}
 
     async def pop_touched_accounts(self, shard: int, limit: int) -> list[str]:
         """Up to `limit` accounts the shard's writes marked for evaluation, taken out of the set."""

@@ -9,7 +9,7 @@ from configured allow-lists (others are "other") — never a customer or account
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -121,10 +121,13 @@ disable_created_metrics()  # no *_created series: they double the output and nob
 
 
 class KpiCollector(Collector):
-    """Yields the KPI gauges from the latest business KPIs handed to it (read at scrape time)."""
+    """Yields the KPI gauges from the latest business KPIs handed to it (read at scrape time): of
+    everyone, and of each segment with KPIs of its own as `engagement_segment_*{segment=...}` (apart
+    from the whole population's names, so a sum over a name never adds a segment to the total)."""
 
     def __init__(self, reference_lines: Mapping[str, float]) -> None:
         self.latest: Mapping[str, object] | None = None
+        self.segments: Mapping[str, Mapping[str, object]] = {}
         self.reference_lines = dict(reference_lines)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -140,20 +143,28 @@ class KpiCollector(Collector):
 
         family("kpi_as_of_timestamp_seconds", "Event-time instant the KPIs are computed for", []).add_metric(
             [], float(snap["as_of_ms"]) / 1000.0)  # type: ignore[arg-type]
-        for gauge in KPI_GAUGES:
-            labels = dict(gauge.labels or {})
-            family(gauge.name, gauge.help, list(labels)).add_metric(list(labels.values()), float(snap[gauge.field]))  # type: ignore[arg-type]
-        band = family("aer_band", "1 for the current AER band (<15 low, 15-25 moderate, >25 high)", ["band"])
-        for name in ("low", "moderate", "high"):
-            band.add_metric([name], 1.0 if snap["aer_band"] == name else 0.0)
         lines = family("aer_reference_percent", "AER benchmark lines (industry reference values)", ["benchmark"])
         for name, value in sorted(self.reference_lines.items()):
             lines.add_metric([name], float(value))
-        for kpi in KPI_FAMILIES:
-            gauges = family(kpi.name, kpi.help, [kpi.label])
-            for key, value in sorted(snap[kpi.field].items()):  # type: ignore[union-attr]
-                gauges.add_metric([key], float(value))
+        _add_kpis(family, snap, "", {})
+        for segment, kpis in sorted(self.segments.items()):
+            _add_kpis(family, kpis, "segment_", {"segment": segment})
         yield from families.values()
+
+
+def _add_kpis(family: Callable[[str, str, list[str]], GaugeMetricFamily], snap: Mapping[str, object], prefix: str,
+              extra: Mapping[str, str]) -> None:
+    """One population's KPI gauges (`prefix` + name, with the `extra` labels first)."""
+    for gauge in KPI_GAUGES:
+        labels = {**extra, **(gauge.labels or {})}
+        family(prefix + gauge.name, gauge.help, list(labels)).add_metric(list(labels.values()), float(snap[gauge.field]))  # type: ignore[arg-type]
+    band = family(prefix + "aer_band", "1 for the current AER band (<15 low, 15-25 moderate, >25 high)", [*extra, "band"])
+    for name in ("low", "moderate", "high"):
+        band.add_metric([*extra.values(), name], 1.0 if snap["aer_band"] == name else 0.0)
+    for kpi in KPI_FAMILIES:
+        gauges = family(prefix + kpi.name, kpi.help, [*extra, kpi.label])
+        for key, value in sorted(snap[kpi.field].items()):  # type: ignore[union-attr]
+            gauges.add_metric([*extra.values(), key], float(value))
 
 
 UNMAPPED_NAMES = 50          # distinct unmapped event names a worker labels one by one: a bounded label

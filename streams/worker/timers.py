@@ -49,12 +49,14 @@ class Sweeper:
         self.metrics.sweeps.inc()
         self.lifecycle.observe_cache()
         await self.record_trend(await self.latest_kpis.get())
+        for segment, kpis in (await self.latest_kpis.by_segment()).items():
+            await self.record_trend(kpis, segment)
 
-    async def record_trend(self, kpis: dict[str, Any]) -> None:
+    async def record_trend(self, kpis: dict[str, Any], segment: str | None = None) -> None:
         """Keep the headline KPIs of this bucket (GET /kpis/trend), dropping points past the KPI window."""
         bucket, point = trend_point(kpis, self.config)
         oldest = bucket - self.config.kpis.window_ms // self.config.scoring.bucket_ms
-        await self.store.record_kpi_trend(bucket, point, oldest)
+        await self.store.record_kpi_trend(bucket, point, oldest, segment)
 
 
 class ConfigAdoption:

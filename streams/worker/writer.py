@@ -23,6 +23,7 @@ from scoring.deltas import Settled, settle_batch, settle_due
 from scoring.engine import Outcome, Result
 from scoring.events import Event
 from scoring.messages import unpack
+from scoring.segment_kpis import kpi_segments
 from scoring.standing import activity_counted_from
 from scoring.windows import retained_from_bucket
 from streams.state.cache import StateCache
@@ -203,7 +204,7 @@ class BatchWriter:
         oldest = retained_from_bucket(now_ms, self.config)
         counted_from = activity_counted_from(now_ms, self.config)
         for shard in range(SHARDS):
-            await self.store.drop_old_totals(shard, oldest)
+            await self.store.drop_old_totals(shard, oldest, kpi_segments(self.config))
             while True:
                 due = await self.store.due(shard, now_ms, chunk)
                 if not due:
@@ -223,7 +224,8 @@ class BatchWriter:
                 if len(due) < chunk:
                     break
             # after the re-scores, which rewrite the facts (and activity entries) of those due
-            await self.store.trim_activity(shard, counted_from, (ANY_FEATURE, *self.config.kpis.features))
+            await self.store.trim_activity(shard, counted_from, (ANY_FEATURE, *self.config.kpis.features),
+                                           kpi_segments(self.config))
         for shard in range(SHARDS):
             while accounts := await self.store.pop_touched_accounts(shard, chunk):
                 await self.evaluate_accounts(accounts, now_ms, swept)

@@ -39,6 +39,11 @@ def test_dashboard_uses_the_provisioned_datasource_and_covers_the_kpis():
                    "bounce_rate_percent", "arpu", "customer_lifetime_value", "consumer_lag",
                    "event_latency_seconds_bucket", "events_rejected_total", "events_consumed_total"):
         assert f"engagement_{metric}" in text, metric
+    for metric in ("active_engagement_rate_percent", "engagement_score_mean", "customers_by_tier", "members",
+                   "churn_rate_percent", "nps"):
+        assert f'engagement_segment_{metric}{{segment=~"$segment"}}' in text, metric     # per segment, by the variable
+    [variable] = DASHBOARD["templating"]["list"]
+    assert variable["name"] == "segment" and "engagement_segment_members" in variable["definition"]
     aer = next(p for p in PANELS if p["title"] == "Active engagement rate")
     steps = [s["value"] for s in aer["fieldConfig"]["defaults"]["thresholds"]["steps"]]
     assert steps == [None, 15, 25]                    # the seed's bands
@@ -49,7 +54,9 @@ def test_dashboard_uses_the_provisioned_datasource_and_covers_the_kpis():
 @pytest.mark.services
 def test_every_panel_query_returns_data_from_a_real_prometheus(prometheus_stack, unique, tmp_path):
     settings = pipeline_settings(prometheus_stack, unique)
-    worker = WorkerProcess(prometheus_stack, unique, tmp_path, "w1")
+    config = tmp_path / "engage.toml"       # the generator's segments with KPIs of their own: the per-segment panels
+    config.write_text('[kpis]\nsegments = ["smb", "mid_market", "enterprise"]\n')
+    worker = WorkerProcess(prometheus_stack, unique, tmp_path, "w1", config=config)
     stop = threading.Event()
 
     def feed() -> None:  # a week of history, then a steady live trickle so rates are non-zero
@@ -88,7 +95,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(prometheus_stack,
         assert query("max(engagement_no_such_metric)")["data"]["result"] == []  # the check can see "no data"
         empty = []
         for title, expr in exprs():
-            body = query(expr.replace("$__rate_interval", "30s"))
+            body = query(expr.replace("$__rate_interval", "30s").replace("$segment", "smb|enterprise"))
             assert body["status"] == "success", (title, expr)
             if not body["data"]["result"]:
                 empty.append((title, expr))

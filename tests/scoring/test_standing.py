@@ -24,12 +24,15 @@ from scoring.deltas import AggregateBook, Stored, settle_batch, settle_due
 from scoring.engine import Scorer
 from scoring.events import validate_event
 from scoring.reasons import EventRejected
+from scoring.segment_kpis import kpi_segments, segment_states
 from scoring.standing import next_change, standing
 from scoring.timeutil import DAY, HOUR
 from tests.scoring.test_properties import BASE, CONFIG, event_lists, instants
 
 SHORT_OVERRIDES = {
-    "kpis": {"features": ["search"], "window": "3d", "retention_period": "2d", "activation_period": "1d"},
+    # smb has KPIs of its own (kpis.segments), enterprise by its scorecard: customers move between them
+    "kpis": {"features": ["search"], "window": "3d", "retention_period": "2d", "activation_period": "1d",
+             "segments": ["smb"]},
     "scoring": {"window": "3d", "bucket": "1h"}, "aer": {"window": "2d"},
     "alerts": {"score_drop_window": "1d", "inactivity": "2d", "activation": "1d"},
     "time": {"allowed_lateness": "6h", "dedup_horizon": "12h"}, "history": {"horizon": "1d"},
@@ -70,6 +73,9 @@ def check_equal(store: DeltaStore, reference: Scorer, as_of: int) -> None:
     config = store.config
     assert kpis_from(store.book.aggregates(as_of), as_of, config) == business_kpis(
         reference.customers.values(), as_of, config), as_of
+    for segment in kpi_segments(config):
+        assert kpis_from(store.book.segment_aggregates(segment, as_of), as_of, config) == business_kpis(
+            segment_states(reference.customers.values(), segment, config), as_of, config), (segment, as_of)
     fresh = [standing(s, reference.alert_states.get(c, {}), as_of, config) for c, s in reference.customers.items()]
     for bottom in (False, True):
         kept = ranking.leaderboard(store.book.standings.values(), 5, bottom)

@@ -111,10 +111,10 @@ class ApiProcess(WorkerProcess):
     """`engage api` as a real subprocess, serving the key prefix of the workers of `unique`."""
 
     def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str = "api",
-                 extra_env: dict[str, str] | None = None, port: int | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, port: int | None = None, config: Path | None = None) -> None:
         self.port = port or free_port()
-        self._start(stack, log_dir, name, extra_env,
-                    ["api", "--key-prefix", unique, "--web-port", str(self.port)], {})
+        self._start(stack, log_dir, name, extra_env, [*(["--config", str(config)] if config else []),
+                                                      "api", "--key-prefix", unique, "--web-port", str(self.port)], {})
 
 
 class AlertSinkProcess(WorkerProcess):

@@ -35,9 +35,9 @@ def count_computations(store: RedisStore, calls: list, note) -> None:  # type: i
     """Each KPI computation (a read of the shared aggregates) appends `note(as_of_ms)` to `calls`."""
     aggregates = store.aggregates
 
-    async def counted(as_of_ms, config):  # type: ignore[no-untyped-def]
+    async def counted(as_of_ms, config, segment=None):  # type: ignore[no-untyped-def]
         calls.append(note(as_of_ms))
-        return await aggregates(as_of_ms, config)
+        return await aggregates(as_of_ms, config, segment)
 
     store.aggregates = counted
 

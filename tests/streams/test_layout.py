@@ -191,7 +191,7 @@ def test_the_standing_sums_keep_the_positions_stored_standings_name_them_by():
     from scoring.standing import SUMS
     from streams.state.layout import FORMAT
 
-    assert FORMAT == 6 and SUMS == (
+    assert FORMAT == 7 and SUMS == (
         "members", "active_members", "members_at_start", "members_new", "members_lost",
         "cohort", "activated", "customers_in_window", "purchasers", "scored",
         "tier.low", "tier.moderate", "tier.excellent", "below_benchmark", "es_micro", "cer")

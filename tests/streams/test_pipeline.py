@@ -15,7 +15,6 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from scoring.config import load_config
 from scoring.engine import Outcome, Result, Scorer
 from scoring.explain import explain
 from scoring.history import account_history, customer_history
@@ -31,6 +30,9 @@ from devstack.producer import partition_of
 from tests.streams.support import ApiProcess, WorkerProcess, consume_all, now_ms, pipeline_settings, redis_records, without_ids
 from tests.openapi_check import schema_errors
 from tests.builders import CONFIG
+from scoring.business import business_kpis
+from scoring.config import Config, load_config
+from scoring.segment_kpis import kpi_segments, segment_states
 
 pytestmark = pytest.mark.services
 MESSAGES = 2500
@@ -53,26 +55,29 @@ def produce_stream(stack: local.Stack, unique: str) -> list[bytes]:
     return [m.value for m in messages]
 
 
-def reference_for(values: list[bytes], at_ms: int) -> tuple[Scorer, list[tuple[bytes, int | None, Result]]]:
+def reference_for(values: list[bytes], at_ms: int, config: Config = CONFIG
+                  ) -> tuple[Scorer, list[tuple[bytes, int | None, Result]]]:
     """The pure core over the same messages in the same per-partition (per-customer) order.
 
     One (the bytes the DLQ must carry, index inside a batch message, result) per event.
     """
-    scorer = Scorer(CONFIG)
+    scorer = Scorer(config)
     results = []
     for value in values:
-        for item, result in zip(unpack(value, CONFIG), scorer.process_message(value, at_ms), strict=True):
+        for item, result in zip(unpack(value, config), scorer.process_message(value, at_ms), strict=True):
             results.append((item.original(value), item.index, result))
     return scorer, results
 
 
 def check_everything(stack: local.Stack, unique: str, values: list[bytes], workers: list[WorkerProcess],
-                     cluster_url: str | None = None, readers: tuple[ApiProcess, ...] = ()) -> Scorer:
-    events = sum(len(unpack(value, CONFIG)) for value in values)
+                     cluster_url: str | None = None, readers: tuple[ApiProcess, ...] = (),
+                     config: Config = CONFIG) -> Scorer:
+    """Everything a worker shows equals the core's over the same stream; `config` is the workers' own."""
+    events = sum(len(unpack(value, config)) for value in values)
     total = lambda: sum(w.metrics()["engagement_events_consumed_total"] for w in workers)  # noqa: E731
     workers[0].wait_until(lambda: total() == events, f"all {events} events consumed")
     done_at = now_ms()
-    reference, framed = reference_for(values, done_at)
+    reference, framed = reference_for(values, done_at, config)
     results = [r for _, _, r in framed]
 
     # Redis state equals the core's, customer by customer
@@ -106,7 +111,7 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
             alerts_active[cid] = body.pop("alerts_active")
             why = body.pop("why")
             assert body == json.loads(orjson.dumps(reference.customer(cid, as_of).to_dict())), cid
-            assert why == json.loads(orjson.dumps(explain(reference.customers[cid], as_of, CONFIG).to_dict())), cid
+            assert why == json.loads(orjson.dumps(explain(reference.customers[cid], as_of, config).to_dict())), cid
         accounts = sorted({s.account_id for s in reference.customers.values() if s.account_id})
         for aid in accounts:
             status, body = worker.get(f"/accounts/{aid}?as_of={as_of}")
@@ -115,13 +120,13 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
         for cid in sorted(reference.customers)[:20]:
             status, body = worker.get(f"/customers/{urllib.parse.quote(cid)}/history?as_of={as_of}")
             assert status == 200 and schema_errors("GET", "/customers/{customer_id}/history", 200, body) == []
-            expected = customer_history(reference.customers[cid], as_of, CONFIG).to_dict()
+            expected = customer_history(reference.customers[cid], as_of, config).to_dict()
             assert body == json.loads(orjson.dumps({"customer_id": cid, **expected})), cid
         for aid in accounts:
             status, body = worker.get(f"/accounts/{aid}/history?as_of={as_of}")
             assert status == 200 and schema_errors("GET", "/accounts/{account_id}/history", 200, body) == []
             users = [s for s in reference.customers.values() if s.account_id == aid]
-            expected = account_history(users, as_of, CONFIG).to_dict()
+            expected = account_history(users, as_of, config).to_dict()
             assert body == json.loads(orjson.dumps({"account_id": aid, "users": len(users), **expected})), aid
         for order in ("top", "bottom"):
             status, body = worker.get(f"/leaderboard?order={order}&limit=15&as_of={as_of}")
@@ -131,6 +136,14 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
         status, body = worker.get(f"/kpis?as_of={as_of}")
         assert status == 200 and body == json.loads(orjson.dumps(reference.kpis(as_of).to_dict()))
         assert schema_errors("GET", "/kpis", 200, body) == []
+        for segment in kpi_segments(config):       # KPIs per segment: the core's over the segment's customers now
+            status, body = worker.get(f"/kpis?segment={segment}&as_of={as_of}")
+            expected = segment_kpis(reference, segment, as_of, config)
+            assert status == 200 and body == {"segment": segment, **expected}, segment
+            assert expected["members"] + expected["scored_customers"] > 0, segment     # the traffic fills each
+            assert schema_errors("GET", "/kpis", 200, body) == []
+        status, body = worker.get(f"/kpis?segment={unique}-not-kept-apart")
+        assert status == 400 and "kpis.segments" in body["error"]
         for path in ("/at-risk", "/alerts/recent"):
             status, body = worker.get(path)
             assert status == 200 and schema_errors("GET", path, 200, body) == [], path
@@ -178,6 +191,13 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
                 name = f'engagement_{family.name}{{{family.label}="{key}"}}'
                 assert metrics[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
         assert metrics[f'engagement_aer_band{{band="{expected_kpis["aer_band"]}"}}'] == 1.0
+        at = round(metrics["engagement_kpi_as_of_timestamp_seconds"] * 1000)
+        for segment in kpi_segments(config):
+            expected = segment_kpis(reference, segment, at, config)
+            for gauge in KPI_GAUGES:
+                labels = ",".join(f'{k}="{v}"' for k, v in {"segment": segment, **(gauge.labels or {})}.items())
+                name = f"engagement_segment_{gauge.name}{{{labels}}}"
+                assert metrics[name] == pytest.approx(expected[gauge.field], rel=1e-12, abs=1e-12), name
 
     # no customer or account id anywhere in the exposition (every id of this run carries `unique`)
     ids = set(reference.customers) | {s.account_id for s in reference.customers.values() if s.account_id}
@@ -220,18 +240,32 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
     return reference
 
 
+def segment_kpis(reference: Scorer, segment: str, as_of: int, config: Config) -> dict:
+    """The core's KPIs of one segment: the business KPIs over the customers in it now, as JSON has them."""
+    states = segment_states(reference.customers.values(), segment, config)
+    return json.loads(orjson.dumps(business_kpis(states, as_of, config).to_dict()))
+
+
+# two of the generator's three segments with KPIs of their own; its mid_market customers are in neither
+SEGMENTED = {"kpis": {"segments": ["smb", "enterprise"]}}
+
+
 @pytest.mark.parametrize("redis", ["single", "cluster"])
 def test_one_worker_end_to_end_equals_the_core(stack, unique, tmp_path, redis, request):
-    """On a single Redis and on the local three-master Redis Cluster (ENGAGE_REDIS_CLUSTER)."""
+    """On a single Redis and on the local three-master Redis Cluster (ENGAGE_REDIS_CLUSTER); with KPIs
+    per segment (the worker and `engage api` on the same config file)."""
     cluster_url = request.getfixturevalue("redis_cluster").redis_cluster_url if redis == "cluster" else None
+    config_file = tmp_path / "engage.toml"
+    config_file.write_text('[kpis]\nsegments = ["smb", "enterprise"]\n')
+    config = load_config(overrides=SEGMENTED)
     values = produce_stream(stack, unique)
     extra = {"ENGAGE_REDIS_URL": cluster_url, "ENGAGE_REDIS_CLUSTER": "true"} if cluster_url else None
-    worker = WorkerProcess(stack, unique, tmp_path, "w1", extra_env=extra)
-    reader = ApiProcess(stack, unique, tmp_path, extra_env=extra)     # the read API in a process of its own
+    worker = WorkerProcess(stack, unique, tmp_path, "w1", config=config_file, extra_env=extra)
+    reader = ApiProcess(stack, unique, tmp_path, extra_env=extra, config=config_file)   # the read API on its own
     try:
         worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness")
         reader.wait_until(lambda: reader.get("/readyz")[0] == 200, "the API's readiness")
-        check_everything(stack, unique, values, [worker], cluster_url, (reader,))
+        check_everything(stack, unique, values, [worker], cluster_url, (reader,), config)
     finally:
         reader.stop()
         worker.stop()

@@ -8,16 +8,19 @@ same batches, exactly, including after time passes and the due sweep re-scores c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import orjson
 import pytest
 
 from scoring import standing as ranking
+from scoring.business import business_kpis
 from scoring.config import load_config
 from scoring.explain import explain
 from scoring.engine import Scorer
 from scoring.messages import unpack
+from scoring.segment_kpis import kpi_segments, segment_states
 from scoring.standing import standing
 from devstack.traffic import TrafficGenerator, TrafficSettings
 from scoring.timeutil import DAY, HOUR
@@ -28,7 +31,8 @@ from streams.worker.replay import delete_prefix
 from streams.state.store import LayoutError, RedisStore
 
 pytestmark = pytest.mark.services
-CONFIG = load_config(overrides={"alerts": {"inactivity": "2d"}})
+# two of the generator's three segments with KPIs of their own (mid_market: in neither)
+CONFIG = load_config(overrides={"alerts": {"inactivity": "2d"}, "kpis": {"segments": ["smb", "enterprise"]}})
 START = 20_700 * DAY
 
 
@@ -60,6 +64,10 @@ async def compare(store: RedisStore, reference: Scorer, as_of: int) -> None:
     assert [r["customer_id"] for r in risky["customers"]] == [s.customer_id for s in rows]
     assert risky["total"] == total
     assert await api.kpis(store, CONFIG, as_of) == same_json(reference.kpis(as_of).to_dict())
+    for segment in kpi_segments(CONFIG):
+        states = segment_states(reference.customers.values(), segment, CONFIG)
+        assert await api.kpis(store, CONFIG, as_of, segment) == same_json(
+            {"segment": segment, **business_kpis(states, as_of, CONFIG).to_dict()}), segment
 
 
 @pytest.fixture(params=["single", "cluster"])
@@ -86,41 +94,58 @@ def open_store(request, unique):
 
 
 def test_batches_and_due_rescores_equal_the_core(open_store, unique):
-    async def run() -> None:
-        store = open_store()
-        await store.check_layout()
-        writer = BatchWriter(CONFIG, store)
-        reference = Scorer(CONFIG)
-        messages = traffic(unique)
-        now = START + 5 * DAY
-        for start in range(0, len(messages), 100):
-            chunk = messages[start:start + 100]
-            batch = [Incoming(m.value, m.key, "events", 0, start + i, now) for i, m in enumerate(chunk)]
-            processed = await writer.write(batch, now)
-            result = reference.process_batch([m.value for m in chunk], now)
-            assert [(r.outcome, r.reason) for _, r in processed.outcomes] == [
-                (r.outcome, r.reason) for r in result.results]
-            assert sorted(a.to_dict().__repr__() for a in processed.alerts) == sorted(
-                a.to_dict().__repr__() for a in result.alerts)
-            now += HOUR // 10
-        await compare(store, reference, now)
-        # time passes: buckets leave windows, deadlines pass; only due customers are re-scored
-        for gap in (2 * DAY, 2 * DAY, 2 * DAY, 70 * DAY):     # the last: everyone dormant, history evicted (61 d)
-            now += gap
-            due = {c for c, s in reference.customers.items()}
-            fired = (await writer.sweep(now)).alerts
-            expected_alerts = []
-            for cid in sorted(due):
-                state = reference.customers[cid]
-                state.evict(now, CONFIG)
-                expected_alerts += reference._alerts(state, now)
-            assert sorted(repr(a.to_dict()) for a in fired) == sorted(repr(a.to_dict()) for a in expected_alerts)
-            await compare(store, reference, now)
-        assert await store.count("active") == 0               # trimmed past every window that counts it
-        assert await store.count("due") == 0 and await store.count("rank") == len(reference.customers)
-        await store.close()
+    asyncio.run(batches_and_sweeps_equal_the_core(open_store(), traffic(unique)))
 
-    asyncio.run(run())
+
+def test_customers_moving_between_segments_leave_each_segments_kpis_exact(open_store, unique):
+    """Every fifth event names another segment: a customer's counters, standing and activity move
+    with it, out of a segment with KPIs of its own, into another or into none."""
+    moved = []
+    for i, message in enumerate(traffic(unique)):
+        try:
+            event = json.loads(message.value)
+        except ValueError:
+            event = None
+        if isinstance(event, dict) and i % 5 == 0:
+            event["segment"] = ("smb", "enterprise", "mid_market")[i % 3]
+            message = dataclasses.replace(message, value=json.dumps(event).encode())
+        moved.append(message)
+    asyncio.run(batches_and_sweeps_equal_the_core(open_store(), moved))
+
+
+async def batches_and_sweeps_equal_the_core(store: RedisStore, messages: list) -> None:
+    """Batches through the worker's writer, then time passing with due re-scores: every read equals the core's."""
+    await store.check_layout()
+    writer = BatchWriter(CONFIG, store)
+    reference = Scorer(CONFIG)
+    now = START + 5 * DAY
+    for start in range(0, len(messages), 100):
+        chunk = messages[start:start + 100]
+        batch = [Incoming(m.value, m.key, "events", 0, start + i, now) for i, m in enumerate(chunk)]
+        processed = await writer.write(batch, now)
+        result = reference.process_batch([m.value for m in chunk], now)
+        assert [(r.outcome, r.reason) for _, r in processed.outcomes] == [
+            (r.outcome, r.reason) for r in result.results]
+        assert sorted(a.to_dict().__repr__() for a in processed.alerts) == sorted(
+            a.to_dict().__repr__() for a in result.alerts)
+        now += HOUR // 10
+    await compare(store, reference, now)
+    # time passes: buckets leave windows, deadlines pass; only due customers are re-scored
+    for gap in (2 * DAY, 2 * DAY, 2 * DAY, 70 * DAY):     # the last: everyone dormant, history evicted (61 d)
+        now += gap
+        due = {c for c, s in reference.customers.items()}
+        fired = (await writer.sweep(now)).alerts
+        expected_alerts = []
+        for cid in sorted(due):
+            state = reference.customers[cid]
+            state.evict(now, CONFIG)
+            expected_alerts += reference._alerts(state, now)
+        assert sorted(repr(a.to_dict()) for a in fired) == sorted(repr(a.to_dict()) for a in expected_alerts)
+        await compare(store, reference, now)
+    assert await store.count("active") == 0               # trimmed past every window that counts it
+    assert [await store.count("active", s) for s in kpi_segments(CONFIG)] == [0, 0]      # each segment's too
+    assert await store.count("due") == 0 and await store.count("rank") == len(reference.customers)
+    await store.close()
 
 
 def test_a_prefix_in_the_old_layout_is_refused(open_store):

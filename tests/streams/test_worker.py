@@ -12,7 +12,9 @@ import json
 
 import aiokafka.errors
 import orjson
+import pytest
 
+from scoring.config import Config, load_config
 from streams.clock import now_ms
 from streams.state.layout import Keys
 from streams.worker.metrics import KPI_GAUGES, Metrics
@@ -48,8 +50,8 @@ class RecordingProducer:
         return [orjson.loads(value) for t, _, value in self.sent if t == topic]
 
 
-def runtime(memory: MemoryRedis, producer: RecordingProducer, prefix: str = "w") -> Runtime:
-    worker = Runtime(SETTINGS, CONFIG, RedisStore(memory, Keys(prefix)), Metrics(CONFIG.aer.reference_lines),
+def runtime(memory: MemoryRedis, producer: RecordingProducer, prefix: str = "w", config: Config = CONFIG) -> Runtime:
+    worker = Runtime(SETTINGS, config, RedisStore(memory, Keys(prefix)), Metrics(config.aer.reference_lines),
                      producer=lambda: producer, consumer=lambda: None)
 
     async def no_wait(_: float) -> None:
@@ -166,6 +168,32 @@ def test_a_sweep_records_the_buckets_kpi_trend_point_and_drops_points_past_the_k
     answer = asyncio.run(api.kpi_trend(worker.store, CONFIG, body["as_of_ms"]))
     assert answer["points"] == [orjson.loads(orjson.dumps({"bucket": bucket, **point}))]
     assert schema_errors("GET", "/kpis/trend", 200, answer) == []
+
+
+def test_a_sweep_records_each_segments_trend_point_and_the_gauges_show_each_segment():
+    from scoring.business import trend_point
+    from streams.serve import api
+
+    config = load_config(overrides={"kpis": {"segments": ["smb", "enterprise"]}})
+    worker = runtime(MemoryRedis(), RecordingProducer(), config=config)
+    at = now_ms() - 60_000
+    asyncio.run(worker.lifecycle.handle(batch(ev("c1", "like", at, segment="smb"), ev("c2", "like", at, segment="smb"),
+                                              ev("c3", "nps_response", at, value=2, segment="enterprise"))))
+    asyncio.run(worker.sweeper.sweep())
+    whole, smb, enterprise = (asyncio.run(worker.latest_kpis.get(s)) for s in (None, "smb", "enterprise"))
+    assert (whole["dau"], smb["dau"], enterprise["dau"]) == (3, 2, 1)
+    assert (smb["segment"], enterprise["nps"], smb["nps"]) == ("smb", -100.0, 0.0)
+    for segment, body in (("smb", smb), ("enterprise", enterprise)):
+        bucket, point = trend_point(body, config)
+        answer = asyncio.run(api.kpi_trend(worker.store, config, body["as_of_ms"], segment))
+        assert answer["segment"] == segment and answer["points"] == [orjson.loads(orjson.dumps({"bucket": bucket, **point}))]
+    with pytest.raises(api.ApiError, match="kpis.segments"):
+        asyncio.run(api.kpi_trend(worker.store, config, at, "mid_market"))
+    worker.progress.consumer = Assignment
+    exposition = asyncio.run(worker.health.metrics_payload()).decode()
+    assert 'engagement_segment_active_customers{segment="smb",window="1d"} 2.0' in exposition
+    assert 'engagement_segment_nps{segment="enterprise"} -100.0' in exposition
+    assert "engagement_active_customers{window=\"1d\"} 3.0" in exposition
 
 
 def test_a_metrics_scrape_never_writes_to_redis():
