@@ -57,17 +57,26 @@ class CustomerDelta:
     due_ms: int | None = None                                              # next re-score; None: none pending
     due_changed: bool = True                                               # False: the store holds due_ms already
     after: Stored | None = None                                            # the customer after the work, whole
+    at_ms: int = 0                                                         # when the work was done
 
     @property
     def sums(self) -> dict[str, int]:
         return sum_difference(self.old, self.new)
+
+    @property
+    def ended_conditions(self) -> tuple[str, ...]:
+        """Alert rules whose condition was active and is no longer: their alerts are resolved
+        (scoring.alert_work)."""
+        if self.old is None or self.new is None:
+            return ()
+        return tuple(sorted(set(self.old.alerts) - set(self.new.alerts)))
 
 
 def customer_delta(journal: Journal, after: CustomerState, facts_before: Facts | None, facts_after: Facts,
                    old: Standing | None, now_ms: int, config: Config, card: ScoreCard | None = None) -> CustomerDelta:
     """What the journal recorded for one customer, plus its new standing and due time."""
     delta = CustomerDelta(after.customer_id, facts=None if facts_after == facts_before else facts_after,
-                          facts_before=facts_before, old=old)
+                          facts_before=facts_before, old=old, at_ms=now_ms)
     delta.counters = journal.counters
     delta.seen = journal.ids
     if after.watermark_ms is not None:

@@ -27,5 +27,5 @@ def worker_app(settings: Settings, config: Config) -> tuple[faust.App, Runtime]:
 
     scrape = http.Endpoint("GET", "/metrics", metrics, guarded=settings.metrics_auth)
     served = http.endpoints(runtime.store, config, runtime.latest_kpis, runtime.health, [scrape])
-    add_routes(app, served, settings.api_token)
+    add_routes(app, served, settings.api_token, settings.api_write_token)
     return app, runtime

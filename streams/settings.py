@@ -25,7 +25,7 @@ _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\Z")
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,512}\Z")   # RFC 6750 b64token characters
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
-SECRETS = ("kafka_password", "redis_password", "api_token")
+SECRETS = ("kafka_password", "redis_password", "api_token", "api_write_token")
 # may also come from ENGAGE_<NAME>_FILE: the secrets, and the webhook URL (a Slack-style URL is its own secret)
 FROM_FILE = (*SECRETS, "alert_webhook_url")
 CONSUMPTION_PATHS = ("chunked", "stock")
@@ -87,6 +87,7 @@ class Settings:
     redis_password: str = ""
     redis_ssl_ca_file: str = ""                   # with rediss://: CA bundle (PEM); empty: the system's
     api_token: str = ""                           # bearer token of the worker's API; empty: no auth
+    api_write_token: str = ""                     # bearer token of the alert write routes; empty: writes off
     metrics_auth: bool = False                    # /metrics needs the token too
 
     def redacted(self) -> dict[str, object]:
@@ -282,7 +283,7 @@ def _directory(name: str, text: str) -> None:
 def _secret_value(field_name: str, name: str, value: object) -> str:
     """A secret's own checks; the messages never contain the value."""
     text = str(value)
-    if field_name == "api_token":
+    if field_name in ("api_token", "api_write_token"):
         if not _TOKEN.match(text):
             raise SettingsError(name, "must be 16..512 characters of A-Z a-z 0-9 - . _ ~ + / = (value not shown)")
     elif len(text) > 4096 or any(ord(c) < 32 or ord(c) == 127 for c in text):
@@ -364,6 +365,9 @@ def _check_security(s: Settings, raw: Mapping[str, object]) -> None:
     if s.redis_sentinels and s.redis_cluster:
         raise SettingsError(ENV["redis_sentinels"], f"a Redis Cluster fails over by itself: set either "
                             f"{ENV['redis_sentinels']} or {ENV['redis_cluster']}")
+    if s.api_write_token and s.api_write_token == s.api_token:
+        raise SettingsError(ENV["api_write_token"], f"must differ from {ENV['api_token']}: a reader's token must not "
+                            "write (value not shown)")
     if s.metrics_auth and not s.api_token:
         raise SettingsError(ENV["metrics_auth"], f"needs {ENV['api_token']} (or {FILE_ENV['api_token']})")
 

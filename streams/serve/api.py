@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from scoring.alert_work import WorkError, WorkState, acted
+from scoring.alerts import Rule
 from scoring.config import Config
 from scoring.deltas import Stored
 from scoring.events import id_problem
@@ -28,6 +30,7 @@ from scoring.state import CustomerState
 from scoring.timeutil import MAX_EPOCH_MS
 from scoring.windows import bucket_of, window_start_bucket
 from streams.clock import now_ms
+from streams.state import alert_work
 from streams.state.kpis import LatestKpis, kpis
 from streams.state.ports import ReadStore
 
@@ -43,6 +46,7 @@ class Route:
     method: str          # GET or POST
     path: str            # aiohttp's pattern syntax
     handler: Handler
+    write: bool = False  # changes state: needs the write token (ENGAGE_API_WRITE_TOKEN), not the read one
 
 
 class ApiError(Exception):
@@ -229,6 +233,42 @@ async def kpi_trend(store: ReadStore, config: Config, as_of_ms: int, segment: st
             "points": [{"bucket": b, **trend[b]} for b in sorted(trend) if first <= b <= as_of_ms // config.scoring.bucket_ms]}
 
 
+ALERT_FILTERS = ("state", "rule", "owner", "segment")
+
+
+async def alerts(store: Any, query: Mapping[str, str]) -> dict[str, Any]:
+    """Customer alerts as a team works them, newest first, filtered by state, rule, owner, segment."""
+    filters = {name: query.get(name) or None for name in ALERT_FILTERS}
+    if filters["state"] is not None and filters["state"] not in {s.value for s in WorkState}:
+        raise ApiError(400, f"state must be one of {', '.join(s.value for s in WorkState)}")
+    if filters["rule"] is not None and filters["rule"] not in {r.value for r in Rule}:
+        raise ApiError(400, f"rule must be one of {', '.join(r.value for r in Rule)}")
+    for name in ("owner", "segment"):
+        if filters[name] is not None and len(filters[name]) > 200:
+            raise ApiError(400, f"{name} must be at most 200 characters")
+    return await alert_work.listing(store, now_ms(), parse_limit(query, 50), filters)
+
+
+async def act_on_alert(store: Any, alert_id: str, body: bytes, snooze: bool) -> dict[str, Any]:
+    """Acknowledge (or snooze) an alert's condition: its later alerts are recorded, not sent."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    now = now_ms()
+    try:
+        work = acted(doc, now, snooze)
+    except WorkError as err:
+        raise ApiError(400, str(err)) from None
+    try:
+        row = await alert_work.act(store, alert_id, work, now)
+    except alert_work.Resolved:
+        raise ApiError(409, f"alert {alert_id[:64]!r} is resolved: its condition has ended") from None
+    if row is None:
+        raise ApiError(404, f"no alert {alert_id[:64]!r}")
+    return row
+
+
 def routes(store: ReadStore, config: Config, latest: LatestKpis) -> list[Route]:
     """Every API route and its handler: the bearer-token guard, the page, health, metrics and
     the OpenAPI document are the server's own. `/kpis` without `as_of` is `latest`'s."""
@@ -241,6 +281,11 @@ def routes(store: ReadStore, config: Config, latest: LatestKpis) -> list[Route]:
         return {"alerts": await store.recent_alerts(parse_limit(query, 20))}
 
     return [
+        Route("GET", "/alerts", lambda q, p, _: alerts(store, q)),
+        Route("POST", "/alerts/{alert_id}/acknowledge", lambda q, p, body: act_on_alert(store, p["alert_id"], body, False),
+              write=True),
+        Route("POST", "/alerts/{alert_id}/snooze", lambda q, p, body: act_on_alert(store, p["alert_id"], body, True),
+              write=True),
         Route("GET", "/customers/{customer_id}",
               lambda q, p, _: customer(store, config, p["customer_id"], parse_as_of(q, now_ms()))),
         Route("GET", "/accounts/{account_id}",

@@ -42,13 +42,16 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
     latest = LatestKpis(store, config, settings.kpi_interval_s)
     served = http.endpoints(store, config, latest, http.RedisHealth(store, settings.key_prefix))
     open_paths = {e.path for e in served if not e.guarded}
+    write_paths = {e.path for e in served if e.write}      # guarded by their handler, with the write token
     methods: dict[str, list[str]] = {}
     for endpoint in served:
         methods.setdefault(endpoint.path, []).append(endpoint.method)
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path not in open_paths:
+        resource = request.match_info.route.resource
+        pattern = resource.canonical if resource is not None else None
+        if request.path not in open_paths and pattern not in write_paths:
             refusal = http.refused(request.headers.get("Authorization"), settings.api_token)
             if refusal is not None:
                 return _response(refusal)
@@ -61,6 +64,11 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
 
     def handler(endpoint: http.Endpoint) -> Any:
         async def handle(request: web.Request) -> web.Response:
+            if endpoint.write:
+                refusal = http.refused_for(endpoint, request.headers.get("Authorization"), settings.api_token,
+                                           settings.api_write_token)
+                if refusal is not None:
+                    return _response(refusal)
             body = await request.read() if endpoint.method == "POST" else b""
             asked = http.Asked(request.method, request.path, request.query, request.match_info, body)
             return _response(await endpoint.answer(asked))

@@ -20,7 +20,7 @@ def _response(view: View, reply: http.Reply) -> Response:
     return view.bytes(reply.body, status=reply.status, headers={"Content-Type": reply.content_type, **reply.headers})
 
 
-def add_routes(app: faust.App, served: Sequence[http.Endpoint], token: str) -> None:
+def add_routes(app: faust.App, served: Sequence[http.Endpoint], token: str, write_token: str = "") -> None:
     """One view per path: its endpoints' methods, a JSON 405 for the other of GET and POST, the
     guard on the guarded ones; last, a JSON 404 for any other path (guarded, like the API)."""
     by_path: dict[str, dict[str, http.Endpoint]] = {}
@@ -30,10 +30,9 @@ def add_routes(app: faust.App, served: Sequence[http.Endpoint], token: str) -> N
     def view(methods: dict[str, http.Endpoint]) -> type[View]:
         def serve(endpoint: http.Endpoint) -> Any:
             async def handle(self: View, request: Request, **params: str) -> Response:
-                if endpoint.guarded:
-                    refusal = http.refused(request.headers.get("Authorization"), token)
-                    if refusal is not None:
-                        return _response(self, refusal)
+                refusal = http.refused_for(endpoint, request.headers.get("Authorization"), token, write_token)
+                if refusal is not None:
+                    return _response(self, refusal)
                 body = await request.read() if endpoint.method == "POST" else b""   # type: ignore[attr-defined]
                 asked = http.Asked(request.method, request.path, request.query, params, body)
                 return _response(self, await endpoint.answer(asked))

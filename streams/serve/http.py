@@ -7,7 +7,8 @@ into `Asked` and a `Reply` into its framework's response. The bearer-token guard
 
 API routes and unknown paths need `Authorization: Bearer <ENGAGE_API_TOKEN>` when a token is
 set; `/`, `/healthz`, `/readyz` and `/openapi.json` stay open, and so does `/metrics` unless
-`ENGAGE_METRICS_AUTH=true`.
+`ENGAGE_METRICS_AUTH=true`. The routes that write (acknowledging and snoozing alerts) need
+`ENGAGE_API_WRITE_TOKEN` instead, and are refused while it is not set.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Endpoint:
     path: str            # aiohttp's pattern syntax (Faust's web server uses it too)
     answer: Answer
     guarded: bool        # needs the bearer token when one is set
+    write: bool = False  # needs the write token instead (ENGAGE_API_WRITE_TOKEN); refused while none is set
 
 
 class Health(Protocol):
@@ -75,6 +77,16 @@ def refused(authorization: str | None, token: str) -> Reply | None:
     """The guard (`security.refusal`) as a reply: a JSON 401 with its challenge, or None."""
     refusal = security.refusal(authorization, token)
     return None if refusal is None else json_reply(refusal[0], 401, refusal[1])
+
+
+def refused_for(endpoint: Endpoint, authorization: str | None, read_token: str, write_token: str) -> Reply | None:
+    """The guard an endpoint needs: none, the read token, or the write token (writes are off, a
+    JSON 403, until one is set: a deployment that never chose to allow writes has none)."""
+    if endpoint.write:
+        if not write_token:
+            return json_reply({"error": "alert writes are off: set ENGAGE_API_WRITE_TOKEN", "status": 403}, 403)
+        return refused(authorization, write_token)
+    return refused(authorization, read_token) if endpoint.guarded else None
 
 
 def not_found(path: str) -> Reply:
@@ -110,7 +122,7 @@ def endpoints(store: ReadStore, config: Config, latest: LatestKpis, health: Heal
         ready, why = await health.ready()
         return json_reply({"ready": ready, "detail": why}, 200 if ready else 503)
 
-    served = [Endpoint(route.method, route.path, api_answer(route), guarded=True)
+    served = [Endpoint(route.method, route.path, api_answer(route), guarded=True, write=route.write)
               for route in api.routes(store, config, latest)]
     return [*served, Endpoint("GET", "/", page, False), Endpoint("GET", "/openapi.json", openapi_json, False),
             Endpoint("GET", "/healthz", healthz, False), Endpoint("GET", "/readyz", readyz, False), *extra]

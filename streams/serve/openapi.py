@@ -143,6 +143,15 @@ SCHEMAS: dict[str, Any] = {
                            "unknown": {"type": "array", "items": STR}}),
     "Leaderboard": _obj({"as_of": MS, "order": {"type": "string", "enum": ["top", "bottom"]},
                          "customers": {"type": "array", "items": _ref("Standing")}}, {"segment": STR}),
+    "Work": _obj({"state": {"type": "string", "enum": ["acknowledged", "snoozed"]}, "by": STR, "note": STR,
+                  "at": MS, "until": OPT_MS}),
+    "WorkedAlert": _obj({
+        "id": STR, "state": {"type": "string", "enum": ["open", "acknowledged", "snoozed", "resolved"]},
+        "rule": STR, "customer_id": STR, "account_id": OPT_STR, "owner": OPT_STR, "segment": OPT_STR,
+        "recorded": MS, "resolved": OPT_MS, "work": {"oneOf": [{"type": "null"}, _ref("Work")]},
+        "alert": {"type": "object", "description": "the alert as published (GET /alerts/recent)"}}),
+    "Alerts": _obj({"as_of": MS, "alerts": {"type": "array", "items": _ref("WorkedAlert")},
+                    "more": {"type": "boolean", "description": "more alerts may match: ask with a higher limit"}}),
     "AtRisk": _obj({"as_of": MS, "customers": {"type": "array", "items": _ref("StandingWithAlerts")},
                     "total": INT}),
     "AccountAlert": _obj({
@@ -177,7 +186,8 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     meaning = {400: "a bad parameter or body", 401: "a bearer token is required (ENGAGE_API_TOKEN)",
-               404: "unknown id"}
+               403: "alert writes are off: no ENGAGE_API_WRITE_TOKEN is set", 404: "unknown id",
+               409: "the alert is resolved: its condition has ended"}
     return {str(code): _json("Error", meaning[code]) for code in codes}
 
 
@@ -192,7 +202,35 @@ def _batch(summary: str, schema: str) -> dict[str, Any]:
                      "responses": {"200": _json(schema, summary), **_errors(400, 401)}}}
 
 
+def _act(summary: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A write route: the write token (ENGAGE_API_WRITE_TOKEN), a JSON body, the alert as listed after."""
+    return {"post": {"summary": summary, "security": [{"write": []}], "parameters": [_path_id("alert_id")],
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+                     "responses": {"200": _json("WorkedAlert", "the alert as GET /alerts lists it now"),
+                                   "401": {**_json("Error", "the write token is required (ENGAGE_API_WRITE_TOKEN)")},
+                                   **_errors(400, 403, 404, 409)}}}
+
+
+_BY = {"by": {"type": "string", "minLength": 1, "maxLength": 100, "description": "who acts"},
+       "note": {"type": "string", "maxLength": 1000}}
+
+
 PATHS: dict[str, Any] = {
+    "/alerts": _read("Customer alerts as a team works them, newest first", "Alerts",
+                     [*({"name": name, "in": "query", "required": False, "schema": STR, "description": text}
+                        for name, text in (("state", "open, acknowledged, snoozed or resolved"),
+                                           ("rule", "tier_downgrade, score_drop, inactive or not_activated"),
+                                           ("owner", "the customer's owner trait when the alert was raised"),
+                                           ("segment", "the customer's segment when the alert was raised"))),
+                      _limit(50)], 400),
+    "/alerts/{alert_id}/acknowledge": _act("Acknowledge the alert's condition: its later alerts are recorded, "
+                                           "not sent, until the condition ends", _obj({"by": _BY["by"]},
+                                                                                     {"note": _BY["note"]})),
+    "/alerts/{alert_id}/snooze": _act("Snooze the alert's condition until an instant: its alerts are not sent "
+                                      "until then", _obj({"by": _BY["by"], "until": {
+                                          "type": ["integer", "string"],
+                                          "description": "epoch milliseconds or RFC 3339, in the future"}},
+                                          {"note": _BY["note"]})),
     "/customers/{customer_id}": _read("A customer's score card, computed by the core at `as_of`", "ScoreCard",
                                       [_path_id("customer_id"), _AS_OF], 400, 404),
     "/accounts/{account_id}": _read("An account's roll-up of its users' score cards at `as_of`", "AccountCard",
@@ -244,6 +282,8 @@ def document() -> dict[str, Any]:
         "paths": PATHS,
         "components": {"schemas": {**SCHEMAS, "Kpis": _kpis_schema()},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                                      "description": "ENGAGE_API_TOKEN, when one is set"}}},
+                                                      "description": "ENGAGE_API_TOKEN, when one is set"},
+                                           "write": {"type": "http", "scheme": "bearer",
+                                                     "description": "ENGAGE_API_WRITE_TOKEN: the routes that write"}}},
         "security": [{"bearer": []}],
     }

@@ -30,6 +30,10 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{s}:t.seg:<segment>:<bucket>, :buckets.seg:<segment>
                                         the same aggregates for the customers in one segment now (those
                                         with a leaderboard of their own): KPIs per segment
+    <p>:{s}:alert:<id>           HASH   a customer alert to work: v (the alert), t (recorded), c, r, s (segment)
+    <p>:{s}:alerts               ZSET   the shard's alerts by when recorded (GET /alerts)
+    <p>:{s}:alerts.work:<customer>, :alerts.resolved:<customer>
+                                 HASH   rule -> what was done about its condition; when it last ended
     <p>:{s}:acct:<account>       SET    the account's customers (by their newest account_id)
     <p>:{s}:acct.touched         SET    accounts whose users' ES, tier or membership changed since the
                                         sweep last evaluated them (account-level alerts)
@@ -89,6 +93,18 @@ class Keys:
 
     def seen(self, cid: str) -> str:
         return f"{self.tag(self.shard_of(cid))}:seen:{cid}"
+
+    def alert(self, shard: int, alert_id: str) -> str:
+        """A customer alert as recorded for the team to work (in its customer's shard)."""
+        return f"{self.tag(shard)}:alert:{alert_id}"
+
+    def alert_work(self, cid: str) -> str:
+        """rule -> what was done about the customer's condition (scoring.alert_work.Work, JSON)."""
+        return f"{self.tag(self.shard_of(cid))}:alerts.work:{cid}"
+
+    def alert_resolved(self, cid: str) -> str:
+        """rule -> when the customer's condition last ended (its alerts up to then are resolved)."""
+        return f"{self.tag(self.shard_of(cid))}:alerts.resolved:{cid}"
 
     def shared(self, shard: int, name: str) -> str:
         """rank, risk, active, aer, members, due, sums, buckets"""
@@ -405,6 +421,9 @@ def write_delta(ops: Ops, keys: Keys, shard: int, delta: CustomerDelta, read_tok
                 ops.merge("ZADD", keys.feature(shard, feature), ts, cid)
     for share in shares:
         _write_segment_activity(ops, keys, shard, cid, share)
+    for rule in delta.ended_conditions:          # the condition ended: its alerts are resolved, its work done
+        ops.add("HSET", keys.alert_resolved(cid), rule, delta.at_ms)
+        ops.add("HDEL", keys.alert_work(cid), rule)
     _write_standing(ops, keys, shard, delta.old, delta.new)
     if delta.due_changed:
         due = keys.shared(shard, "due")

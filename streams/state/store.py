@@ -26,7 +26,7 @@ from scoring.business import Aggregates
 from scoring.config import Config
 from scoring.deltas import CustomerDelta, Stored, segment_shares
 from scoring.standing import ORDER_KEY_ID_OFFSET, Standing
-from streams.state import outbox
+from streams.state import alert_work, outbox
 from streams.state.layout import (FORMAT, SHARDS, TOKEN_WIDTH, Keys, Ops, ShardTotals, decode_customer, decode_standing,
                                   write_delta)
 from streams.state.outbox import Output
@@ -227,12 +227,14 @@ class RedisStore:
         if self.config_fingerprint:
             ops.require_config(self.keys.config(shard), self.config_fingerprint)
         totals = ShardTotals.empty()
+        deltas, outputs = list(deltas), list(outputs)
         for delta in deltas:
             shares = segment_shares(delta)
             write_delta(ops, self.keys, shard, delta, read_tokens.get(delta.customer_id, "0"), token, shares)
             totals.add(delta, shares)
         totals.write(ops, self.keys, shard)
         outbox.record(ops, *self.keys.outbox(shard), outputs, claimable_at_ms)
+        alert_work.record(ops, self.keys, shard, outputs, deltas, claimable_at_ms)
 
     # --- the outbox (streams/state/outbox.py) --------------------------------------------------------
 

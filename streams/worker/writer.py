@@ -26,6 +26,7 @@ from scoring.messages import unpack
 from scoring.segment_kpis import kpi_segments
 from scoring.standing import activity_counted_from
 from scoring.windows import retained_from_bucket
+from streams.state import alert_work
 from streams.state.cache import StateCache
 from streams.state.layout import SHARDS, Keys
 from streams.state.outbox import Kind, Output, account_alert_output, alert_output, dead_letter_output, score_output
@@ -205,6 +206,7 @@ class BatchWriter:
         counted_from = activity_counted_from(now_ms, self.config)
         for shard in range(SHARDS):
             await self.store.drop_old_totals(shard, oldest, kpi_segments(self.config))
+            await alert_work.trim(self.store, shard, oldest * self.config.scoring.bucket_ms)
             while True:
                 due = await self.store.due(shard, now_ms, chunk)
                 if not due:

@@ -69,6 +69,7 @@ BAD_SETTINGS = {
     "redis_password": "p\x02ssword",
     "redis_ssl_ca_file": "/nonexistent/ca.pem",
     "api_token": "short",
+    "api_write_token": "short",
     "metrics_auth": "maybe",
 }
 BAD_SETTINGS["dlq_topic"] = "has space"

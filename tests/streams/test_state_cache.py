@@ -76,11 +76,12 @@ async def dump(store: RedisStore) -> dict[str, object]:
             kind = "out:at"
         if kind == "f":                              # a customer: its value after its write token
             content = (await redis.get(key))[TOKEN_WIDTH:]
-        elif kind in ("sums", "t", "out", "meta", "acct.snap", "kpis"):
+        elif kind in ("sums", "t", "out", "meta", "acct.snap", "kpis", "alert", "alerts.work", "alerts.resolved") \
+                or kind.startswith(("sums.seg", "t.seg")):
             content = {k: v for k, v in (await redis.hgetall(key)).items() if k != b"v"}
         elif kind in ("acct", "acct.touched"):
             content = sorted(await redis.smembers(key))
-        elif kind == "alerts":
+        elif kind == "alerts" and name.endswith(":recent"):
             content = await redis.lrange(key, 0, -1)
         else:
             content = await redis.zrange(key, 0, -1, withscores=True)

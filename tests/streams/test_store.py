@@ -165,7 +165,7 @@ def test_a_prefix_in_format_5_is_refused_and_a_reader_leaves_it_be(open_store):
     async def run() -> None:
         store = open_store()
         await store.redis.hset(store.keys.meta, mapping={"format": 5, "shards": 16})
-        with pytest.raises(LayoutError, match=r"format 5 .*format 6.*engage replay"):
+        with pytest.raises(LayoutError, match=r"format 5 .*format 7.*engage replay"):
             await store.check_layout()
         with pytest.raises(LayoutError, match="engage replay"):
             await store.check_layout(claim=False)
