@@ -26,7 +26,7 @@ from pathlib import Path
 
 # The per-event path: decode, gate, apply, window counts, scores, standing, alerts, deltas.
 # Config loading, KPIs over everyone and history run once per load or read: they stay source.
-COMPILED = ("account_alerts", "aggregation", "alert_work", "alerts", "contributions", "deltas", "engine", "events", "history_import",
+COMPILED = ("account_alerts", "aggregation", "alert_routes", "alert_work", "alerts", "contributions", "deltas", "engine", "events", "history_import",
             "explain", "formulas", "measures", "messages", "reasons", "scores", "segment_kpis", "standing", "state", "timeutil",
             "traits",
             "windows")

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from scoring.alert_routes import AlertRoute, RouteError, parse_routes
 from scoring.catalogue import BUILTIN_TYPES, PASSIVE_TYPES
 from scoring.measures import AVERAGE, KINDS, PENALTY, TRAIT, Measure
 from scoring.traits import NUMBER, STRING, TRAIT_KINDS
@@ -105,6 +106,7 @@ class AlertConfig:
     inactivity_ms: int | None
     activation_ms: int | None
     max_age_ms: int | None = None   # an alert whose condition began longer before its evaluation is not sent
+    routes: tuple[AlertRoute, ...] = ()   # where alerts go ([alerts.routes]: scoring.alert_routes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +196,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
 
 
 # Tables whose keys are free-form (event type names / labels) rather than fixed settings.
-_OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping", "measures", "traits"}
+_OPEN_TABLES = {"weights", "targets", "aer.reference_lines", "scorecards", "mapping", "measures", "traits",
+                "alerts.routes"}
 SCORECARD_TABLES = ("weights", "targets", "tiers", "measures")
 
 
@@ -340,6 +343,7 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         inactivity_ms=r.optional_duration("alerts.inactivity"),
         activation_ms=r.optional_duration("alerts.activation"),
         max_age_ms=r.optional_duration("alerts.max_age"),
+        routes=_routes(r.table("alerts.routes")),
     )
 
     max_event_bytes = r.integer("limits.max_event_bytes", minimum=256)
@@ -422,7 +426,8 @@ def config_mapping(config: Config) -> dict[str, Any]:
                    "score_drop_window": duration(alerts.score_drop_window_ms),
                    "score_drop_min_reference": alerts.score_drop_min_reference,
                    "inactivity": duration(alerts.inactivity_ms), "activation": duration(alerts.activation_ms),
-                   "max_age": duration(alerts.max_age_ms)},
+                   "max_age": duration(alerts.max_age_ms),
+                   "routes": {route.name: route.to_table() for route in alerts.routes}},
         "history": {"horizon": duration(config.history_ms)},
         "traits": dict(sorted(config.traits.items())),
         "scorecards": {segment: {"weights": {n: card.weights.get(n, 0) for n in sorted(weighted | set(card.weights))},
@@ -596,6 +601,13 @@ def _bounded_number(key: str, value: Any, low: float | None, high: float | None)
         bounds = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
         raise ConfigError(key, f"must be within {bounds} (got {value!r})")
     return float(value)
+
+
+def _routes(table: Mapping[str, Any]) -> tuple[AlertRoute, ...]:
+    try:
+        return parse_routes(table)
+    except RouteError as err:
+        raise ConfigError(err.key, err.message) from None
 
 
 class _Reader:

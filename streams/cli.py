@@ -282,21 +282,32 @@ def api_command(ctx: click.Context, redis_url, key_prefix, web_port, api_process
 @click.option("--app-id", help="Group is '<app-id>-alert-sink'. Env: ENGAGE_APP_ID.")
 @click.option("--port", "alert_sink_port", type=int, help="HTTP port of /metrics and /healthz. "
               "Env: ENGAGE_ALERT_SINK_PORT (default 6067).")
-def alert_sink(kafka_bootstrap, redis_url, topic_prefix, alert_webhook_url, app_id,
-               alert_sink_port) -> None:  # type: ignore[no-untyped-def]
-    """Deliver per-customer alerts to a webhook (Slack-compatible JSON), retrying until accepted."""
+@click.option("--key-prefix", help="Redis key prefix of the workers (what was done about each alert). "
+              "Env: ENGAGE_KEY_PREFIX.")
+@click.pass_context
+def alert_sink(ctx: click.Context, kafka_bootstrap, redis_url, topic_prefix, alert_webhook_url, app_id,
+               alert_sink_port, key_prefix) -> None:  # type: ignore[no-untyped-def]
+    """Deliver alerts to webhooks (Slack-compatible JSON) by [alerts.routes], retrying until accepted;
+    not those whose condition a team acknowledged or snoozed."""
     import asyncio
     import logging
 
+    from streams.settings import named_webhooks
     from streams.sink.alert_sink import serve
 
-    settings = settings_from(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url or "redis://unused", **NO_REDIS,
+    config = load_config_or_usage(ctx.obj["config_path"])
+    settings = settings_from(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, key_prefix=key_prefix,
                          alert_webhook_url=alert_webhook_url, app_id=app_id, alert_sink_port=alert_sink_port,
                          **topic_names(topic_prefix))
     if not settings.alert_webhook_url:
         raise click.UsageError("setting ENGAGE_ALERT_WEBHOOK_URL (--url): required by alert-sink")
+    named = named_webhooks(settings.alert_webhooks)
+    for route in config.alerts.routes:
+        if route.webhook not in named:
+            raise click.UsageError(f"config key 'alerts.routes.{route.name}.webhook': no webhook "
+                                   f"{route.webhook!r} in ENGAGE_ALERT_WEBHOOKS")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, config))
 
 
 @main.command()

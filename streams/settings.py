@@ -27,7 +27,7 @@ KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 SECRETS = ("kafka_password", "redis_password", "api_token", "api_write_token")
 # may also come from ENGAGE_<NAME>_FILE: the secrets, and the webhook URL (a Slack-style URL is its own secret)
-FROM_FILE = (*SECRETS, "alert_webhook_url")
+FROM_FILE = (*SECRETS, "alert_webhook_url", "alert_webhooks")
 CONSUMPTION_PATHS = ("chunked", "stock")
 MAX_REPLICATION = 16
 MAX_API_PROCESSES = 64
@@ -68,6 +68,7 @@ class Settings:
     kpi_interval_s: float = 5.0
     sweep_interval_s: float = 5.0
     alert_webhook_url: str = ""                   # empty: no webhook
+    alert_webhooks: str = ""                      # name=url,... the webhooks [alerts.routes] name (URLs are secrets)
     alert_webhook_max_backoff_s: float = 30.0
     alert_sink_port: int = 6067                   # `engage alert-sink`: /metrics and /healthz
     stall_after_s: float = 60.0                   # /readyz: lagging with no progress this long
@@ -101,6 +102,8 @@ class Settings:
                 value = redact_url(value)
             elif f.name == "alert_webhook_url":
                 value = redact_webhook(value)
+            elif f.name == "alert_webhooks":
+                value = ",".join(f"{name}={redact_webhook(url)}" for name, url in named_webhooks(value).items())
             shown[f.name] = value
         return shown
 
@@ -110,6 +113,20 @@ class Settings:
 
 ENV = {f.name: f"ENGAGE_{f.name.upper()}" for f in fields(Settings)}
 FILE_ENV = {name: f"{ENV[name]}_FILE" for name in FROM_FILE}
+
+
+def named_webhooks(text: str) -> dict[str, str]:
+    """ENGAGE_ALERT_WEBHOOKS, `name=url,name=url`, as a mapping; ValueError naming the bad item (URL hidden)."""
+    found: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, url = item.partition("=")
+        if not sep or not _WEBHOOK_NAME.match(name.strip()) or not url.strip().startswith(("http://", "https://")):
+            raise ValueError(f"each item is name=http(s)://... with a lower-case name (got {name.strip()[:64]!r}=...)")
+        found[name.strip()] = url.strip()
+    return found
+
+
+_WEBHOOK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def redact_webhook(url: str) -> str:
@@ -229,6 +246,11 @@ def _validate(raw: dict[str, object]) -> Settings:
                     raise SettingsError(name, f"letters, digits, '.', '_' and '-' only (got {text!r})")
             if f.name == "alert_webhook_url" and not text.startswith(("http://", "https://")):
                 raise SettingsError(name, f"must be an http:// or https:// URL (got {redact_webhook(text)!r})")
+            if f.name == "alert_webhooks":
+                try:
+                    named_webhooks(text)
+                except ValueError as exc:
+                    raise SettingsError(name, str(exc)) from None
             if f.name == "redis_url" and not text.startswith(("redis://", "rediss://", "unix://")):
                 raise SettingsError(name, f"must be a redis://, rediss:// or unix:// URL (got {redact_url(text)!r})")
             if f.name == "kafka_security_protocol":

@@ -36,7 +36,7 @@ DOORS = {                                     # room -> the rooms it may import 
     "state": {"floor", "scoring"},
     "worker": {"state", "floor", "scoring"},
     "serve": {"state", "floor", "scoring"},
-    "sink": {"floor", "scoring"},
+    "sink": {"state", "floor", "scoring"},     # what was done about an alert, in Redis
     "top": {"worker", "serve", "sink", "state", "floor", "scoring"},
 }
 TOP = ("streams.cli", "streams.processes")

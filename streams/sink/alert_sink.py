@@ -17,17 +17,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 from streams import security
-from streams.settings import Settings, redact_webhook
+from scoring.alert_routes import AlertRoute, route_for, within_limit
+from scoring.alert_work import sends
+from scoring.config import Config
+from streams.clock import now_ms
+from streams.settings import Settings, named_webhooks, redact_webhook
 from streams.sink.metrics import SinkMetrics
-from streams.sink.webhook import WebhookSender, slack_payload
+from streams.sink.webhook import WebhookSender, alert_id, slack_payload
+from streams.state import alert_work
 
 log = logging.getLogger("engage.alert_sink")
 
@@ -47,13 +54,20 @@ def parse_alert(raw: bytes | None) -> dict[str, Any] | None:
 
 
 class AlertSink:
-    def __init__(self, settings: Settings, sender: WebhookSender, metrics: SinkMetrics | None = None) -> None:
+    """`sender` is the default webhook; `routes` and `senders` (by webhook name) send customer alerts
+    elsewhere; `store` (Redis) says what a team did about each condition (scoring.alert_work)."""
+
+    def __init__(self, settings: Settings, sender: WebhookSender, metrics: SinkMetrics | None = None,
+                 routes: tuple[AlertRoute, ...] = (), senders: Mapping[str, WebhookSender] | None = None,
+                 store: Any = None) -> None:
         self.settings = settings
         self.sender = sender
         self.metrics = metrics or SinkMetrics()
+        self.routes, self.senders, self.store = routes, dict(senders or {}), store
         self.group_id = f"{settings.app_id}-alert-sink"
         self.consumer: AIOKafkaConsumer | None = None
         self._failures_seen = 0
+        self._sent: dict[str, list[int]] = {}        # route -> when it sent in the last hour
 
     async def run(self) -> None:
         """Deliver alerts until cancelled."""
@@ -70,7 +84,10 @@ class AlertSink:
                         await consumer.commit({tp: record.offset + 1})
         finally:
             await consumer.stop()
-            await self.sender.close()
+            for sender in {self.sender, *self.senders.values()}:
+                await sender.close()
+            if self.store is not None:
+                await self.store.close()
 
     async def _deliver(self, raw: bytes | None, offset: int) -> None:
         alert = parse_alert(raw)
@@ -78,13 +95,43 @@ class AlertSink:
             log.error("record at offset %d of %s is not an alert; skipped", offset, self.settings.alerts_topic)
             self.metrics.skipped.inc()
             return
-        await self.sender.deliver(slack_payload(alert))
-        self.metrics.delivered.inc()
+        sender = await self._sender_for(alert)
+        if sender is not None:
+            await sender.deliver(slack_payload(alert))
+            self.metrics.delivered.inc()
+
+    async def _sender_for(self, alert: dict[str, Any]) -> WebhookSender | None:
+        """Where a customer alert goes, or None when it is not sent: its condition is acknowledged or
+        snoozed, or its route is over its limit (counted by reason). An account alert: the default."""
+        cid = alert.get("customer_id")
+        if cid is None:
+            return self.sender
+        rule, now, segment = str(alert["rule"]), now_ms(), None
+        if self.store is not None:
+            try:
+                work = await alert_work.work_of(self.store, cid, rule)
+                segment = await alert_work.segment_of(self.store, cid, alert_id(alert))
+            except (RedisError, OSError) as exc:      # sent rather than lost: the state is advice
+                log.warning("alert states not read (%s): sending %s", exc, alert_id(alert))
+                work = None
+            if not sends(work, now):
+                assert work is not None
+                self.metrics.not_sent.labels(reason=work.state.value).inc()
+                return None
+        owner = (alert.get("traits") or {}).get("owner")
+        route = route_for(self.routes, rule, segment, owner if isinstance(owner, str) else None)
+        if route is None:
+            return self.sender
+        if not within_limit(route, self._sent.setdefault(route.name, []), now):
+            self.metrics.not_sent.labels(reason="rate_limited").inc()
+            return None
+        return self.senders[route.webhook]
 
     async def metrics_payload(self) -> bytes:
         m = self.metrics
-        m.failures.inc(self.sender.failures - self._failures_seen)
-        self._failures_seen = self.sender.failures
+        failures = sum(sender.failures for sender in {self.sender, *self.senders.values()})
+        m.failures.inc(failures - self._failures_seen)
+        self._failures_seen = failures
         consumer = self.consumer
         assignment: set[TopicPartition] = consumer.assignment() if consumer else set()
         m.assigned.set(len(assignment))
@@ -114,10 +161,15 @@ def web_app(sink: AlertSink) -> web.Application:
     return app
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, config: Config | None = None) -> None:
     """Run until SIGINT/SIGTERM: the consumer loop plus /metrics and /healthz on alert_sink_port."""
+    from streams.state.store import RedisStore
+
     sender = WebhookSender(settings.alert_webhook_url, max_backoff_s=settings.alert_webhook_max_backoff_s)
-    sink = AlertSink(settings, sender)
+    senders = {name: WebhookSender(url, max_backoff_s=settings.alert_webhook_max_backoff_s)
+               for name, url in named_webhooks(settings.alert_webhooks).items()}
+    sink = AlertSink(settings, sender, routes=config.alerts.routes if config else (), senders=senders,
+                     store=RedisStore.from_settings(settings))
     runner = web.AppRunner(web_app(sink), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.web_host, settings.alert_sink_port).start()

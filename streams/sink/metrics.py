@@ -16,6 +16,9 @@ class SinkMetrics:
         self.failures = Counter(PREFIX + "alert_webhook_failures", "Failed webhook attempts (retried)", registry=r)
         self.skipped = Counter(PREFIX + "alert_webhook_skipped", "Records on the alerts topic that are not alerts",
                                registry=r)
+        self.not_sent = Counter(PREFIX + "alert_webhook_not_sent", "Customer alerts recorded and not sent: their "
+                                "condition acknowledged or snoozed, or their route over its max_per_hour", ["reason"],
+                                registry=r)
         self.lag = Gauge(PREFIX + "alert_sink_lag", "Alerts waiting in Kafka for delivery", registry=r)
         self.assigned = Gauge(PREFIX + "alert_sink_assigned_partitions", "Alerts-topic partitions this sink owns",
                               registry=r)

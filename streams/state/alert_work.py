@@ -31,15 +31,17 @@ MAX_EXAMINED = 20_000   # alerts a listing looks at before it answers with what 
 
 def record(ops: Ops, keys: Any, shard: int, outputs: Iterable[Output], deltas: Iterable[CustomerDelta],
            fallback_ms: int) -> None:
-    """The customer alerts among `outputs`, recorded beside their customers' changes."""
+    """The customer alerts among `outputs`, recorded beside the changes of the customers that raised
+    them (an alert is raised by its customer's change in the same write: other outputs are not alerts
+    to work, e.g. a dead letter re-recorded on its own)."""
     changed = {d.customer_id: d for d in deltas}
     for output in outputs:
-        if output.kind is not Kind.ALERT or output.key is None:
+        delta = changed.get(output.key.decode()) if output.kind is Kind.ALERT and output.key is not None else None
+        if delta is None:
             continue
-        cid = output.key.decode()
-        delta = changed.get(cid)
-        at = delta.at_ms if delta is not None and delta.at_ms else fallback_ms
-        segment = delta.new.segment if delta is not None and delta.new is not None else None
+        cid = delta.customer_id
+        at = delta.at_ms or fallback_ms
+        segment = delta.new.segment if delta.new is not None else None
         rule = orjson.loads(output.value)["rule"]
         ops.add("HSET", keys.alert(shard, output.output_id), "v", output.value.decode(), "t", str(at), "c", cid,
                 "r", rule, "s", segment or "")
@@ -88,6 +90,12 @@ async def work_of(store: Any, customer_id: str, rule: str) -> Work | None:
     """What was done about a customer's condition in its current episode (None: nothing)."""
     raw = await store.redis.hget(store.keys.alert_work(customer_id), rule)
     return None if raw is None else Work.from_dict(orjson.loads(raw))
+
+
+async def segment_of(store: Any, customer_id: str, alert_id: str) -> str | None:
+    """The segment an alert was recorded with (None: none, or not recorded)."""
+    raw = await store.redis.hget(store.keys.alert(store.keys.shard_of(customer_id), alert_id), "s")
+    return raw.decode() or None if raw else None
 
 
 async def listing(store: Any, now_ms: int, limit: int, filters: Mapping[str, str | None]) -> dict[str, Any]:

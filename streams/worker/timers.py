@@ -98,5 +98,7 @@ class ConfigAdoption:
 def config_fingerprint(config: Config) -> str:
     """Changes whenever any scoring setting does (the stored standings were computed with one)."""
     # the config as its TOML tables (config_mapping): independent of how the classes are laid out
-    canonical = orjson.dumps(config_mapping(config), option=orjson.OPT_SORT_KEYS)
+    mapping = config_mapping(config)
+    del mapping["alerts"]["routes"]      # where alerts go changes no score: the sink's alone
+    canonical = orjson.dumps(mapping, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:16]

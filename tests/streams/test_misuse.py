@@ -51,6 +51,7 @@ BAD_SETTINGS = {
     "kpi_interval_s": "soon",
     "sweep_interval_s": "0",
     "alert_webhook_url": "ftp://hooks.example",
+    "alert_webhooks": "cs=ftp://hooks.example",
     "alert_webhook_max_backoff_s": "nan",
     "alert_sink_port": "0",
     "stall_after_s": "1e9",
