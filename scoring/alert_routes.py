@@ -1,5 +1,5 @@
 """Where a customer alert goes: routes by rule, segment and owner to named webhooks, each with a
-rate limit ([alerts.routes.<name>], docs/alerts.md "Routes").
+rate limit, or one digest a day ([alerts.routes.<name>], docs/alerts.md "Routes").
 
 The first route (in name order) whose every given filter matches the alert takes it; an alert
 no route takes goes to the default webhook. A route sends at most `max_per_hour` alerts in any
@@ -17,7 +17,9 @@ from typing import Any
 HOUR_MS = 3_600_000
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 RULES = ("tier_downgrade", "score_drop", "inactive", "not_activated")
-KEYS = ("webhook", "rules", "segments", "owners", "max_per_hour")
+KEYS = ("webhook", "rules", "segments", "owners", "max_per_hour", "digest")
+DAY_MS = 24 * HOUR_MS
+CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
 class RouteError(ValueError):
@@ -36,14 +38,18 @@ class AlertRoute:
     segments: tuple[str, ...] = ()      # empty: any segment (or none)
     owners: tuple[str, ...] = ()        # empty: any owner (or none)
     max_per_hour: int = 0               # 0: no limit
+    digest_minute: int | None = None    # minutes after midnight UTC: one digest a day then, instead of each alert
 
     def takes(self, rule: str, segment: str | None, owner: str | None) -> bool:
         return ((not self.rules or rule in self.rules) and (not self.segments or segment in self.segments)
                 and (not self.owners or owner in self.owners))
 
     def to_table(self) -> dict[str, Any]:
-        return {"webhook": self.webhook, "rules": list(self.rules), "segments": list(self.segments),
-                "owners": list(self.owners), "max_per_hour": self.max_per_hour}
+        table: dict[str, Any] = {"webhook": self.webhook, "rules": list(self.rules), "segments": list(self.segments),
+                                 "owners": list(self.owners), "max_per_hour": self.max_per_hour}
+        if self.digest_minute is not None:
+            table["digest"] = f"{self.digest_minute // 60:02d}:{self.digest_minute % 60:02d}"
+        return table
 
 
 def parse_routes(table: Mapping[str, Any]) -> tuple[AlertRoute, ...]:
@@ -68,7 +74,14 @@ def parse_routes(table: Mapping[str, Any]) -> tuple[AlertRoute, ...]:
         limit = body.get("max_per_hour", 0)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise RouteError(f"{key}.max_per_hour", "an integer >= 0 (0: no limit)")
-        routes.append(AlertRoute(name, webhook, lists["rules"], lists["segments"], lists["owners"], limit))
+        digest = body.get("digest")
+        match = CLOCK.match(digest) if isinstance(digest, str) else None
+        if digest is not None and match is None:
+            raise RouteError(f"{key}.digest", "the time of day (UTC) of the daily digest, \"HH:MM\"")
+        if digest is not None and limit:
+            raise RouteError(f"{key}.max_per_hour", "a digest route sends one message a day: no max_per_hour")
+        minute = int(match.group(1)) * 60 + int(match.group(2)) if match else None
+        routes.append(AlertRoute(name, webhook, lists["rules"], lists["segments"], lists["owners"], limit, minute))
     return tuple(routes)
 
 
@@ -91,3 +104,10 @@ def within_limit(route: AlertRoute, sent_ms: list[int], now_ms: int) -> bool:
         return False
     sent_ms.append(now_ms)
     return True
+
+
+def next_digest(route: AlertRoute, now_ms: int) -> int:
+    """When the route's next digest is due: its time of day, strictly after `now_ms`."""
+    assert route.digest_minute is not None
+    at = now_ms - now_ms % DAY_MS + route.digest_minute * 60_000
+    return at if at > now_ms else at + DAY_MS

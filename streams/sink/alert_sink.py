@@ -27,13 +27,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from streams import security
-from scoring.alert_routes import AlertRoute, route_for, within_limit
+from scoring.alert_routes import AlertRoute, next_digest, route_for, within_limit
 from scoring.alert_work import sends
 from scoring.config import Config
 from streams.clock import now_ms
 from streams.settings import Settings, named_webhooks, redact_webhook
 from streams.sink.metrics import SinkMetrics
-from streams.sink.webhook import WebhookSender, alert_id, slack_payload
+from streams.sink.webhook import WebhookSender, alert_id, digest_payload, slack_payload
 from streams.state import alert_work
 
 log = logging.getLogger("engage.alert_sink")
@@ -77,6 +77,10 @@ class AlertSink:
         await consumer.start()
         try:
             while True:
+                try:
+                    await self.send_due_digests(now_ms())
+                except (RedisError, OSError) as exc:       # held in Redis: the next round sends it
+                    log.warning("digests not sent now: %s", exc)
                 batches = await consumer.getmany(timeout_ms=500, max_records=100)
                 for tp, records in batches.items():
                     for record in records:
@@ -122,10 +126,35 @@ class AlertSink:
         route = route_for(self.routes, rule, segment, owner if isinstance(owner, str) else None)
         if route is None:
             return self.sender
+        if route.digest_minute is not None and self.store is not None:     # held for the day's message
+            await self.store.redis.rpush(self.store.keys.digest(route.name), orjson.dumps(alert))
+            self.metrics.digested.inc()
+            return None
         if not within_limit(route, self._sent.setdefault(route.name, []), now):
             self.metrics.not_sent.labels(reason="rate_limited").inc()
             return None
         return self.senders[route.webhook]
+
+    async def send_due_digests(self, now: int) -> None:
+        """Each digest route's held alerts as one message once its time of day has come (then the
+        next is due a day later). Held in Redis, so a restarted sink loses none; a sink stopped
+        between the message and its clean-up sends that digest again (at-least-once, like alerts)."""
+        if self.store is None:
+            return
+        for route in self.routes:
+            if route.digest_minute is None:
+                continue
+            held, due_key = self.store.keys.digest(route.name), self.store.keys.digest(route.name) + ":due"
+            due = await self.store.redis.get(due_key)
+            if due is not None and now < int(due):
+                continue
+            if due is not None:
+                alerts = [orjson.loads(raw) for raw in await self.store.redis.lrange(held, 0, -1)]
+                if alerts:
+                    await self.senders[route.webhook].deliver(digest_payload(route.name, alerts))
+                    self.metrics.digests.inc()
+                    await self.store.redis.ltrim(held, len(alerts), -1)
+            await self.store.redis.set(due_key, next_digest(route, now))
 
     async def metrics_payload(self) -> bytes:
         m = self.metrics

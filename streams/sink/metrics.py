@@ -19,6 +19,9 @@ class SinkMetrics:
         self.not_sent = Counter(PREFIX + "alert_webhook_not_sent", "Customer alerts recorded and not sent: their "
                                 "condition acknowledged or snoozed, or their route over its max_per_hour", ["reason"],
                                 registry=r)
+        self.digested = Counter(PREFIX + "alert_webhook_digested", "Customer alerts held for a route's daily digest",
+                                registry=r)
+        self.digests = Counter(PREFIX + "alert_webhook_digests", "Daily digests delivered", registry=r)
         self.lag = Gauge(PREFIX + "alert_sink_lag", "Alerts waiting in Kafka for delivery", registry=r)
         self.assigned = Gauge(PREFIX + "alert_sink_assigned_partitions", "Alerts-topic partitions this sink owns",
                               registry=r)

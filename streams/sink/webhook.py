@@ -62,6 +62,20 @@ def slack_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+DIGEST_LINES = 50     # alerts a digest lists one by one; the rest are counted
+
+
+def digest_payload(route: str, alerts: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """One Slack-compatible message for a route's day of alerts: a line each (the first 50), oldest first."""
+    lines = [slack_payload(alert)["text"] for alert in alerts[:DIGEST_LINES]]
+    more = len(alerts) - len(lines)
+    title = f"Daily digest ({route}): {len(alerts)} alert{'s' if len(alerts) != 1 else ''}"
+    body = "\n".join(f"• {line}" for line in lines) + (f"\n… and {more} more (GET /alerts)" if more else "")
+    return {"text": f"{title}\n{body}",
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{body}"}}],
+            "ids": [alert_id(alert) for alert in alerts]}
+
+
 def alert_id(alert: Mapping[str, Any]) -> str:
     """Stable per alert (customer, rule, instant): receivers can drop at-least-once repeats.
 

@@ -34,9 +34,12 @@ def record(ops: Ops, keys: Any, shard: int, outputs: Iterable[Output], deltas: I
     """The customer alerts among `outputs`, recorded beside the changes of the customers that raised
     them (an alert is raised by its customer's change in the same write: other outputs are not alerts
     to work, e.g. a dead letter re-recorded on its own)."""
+    alerts = [o for o in outputs if o.kind is Kind.ALERT and o.key is not None]
+    if not alerts:                                   # most writes raise none: nothing to look up
+        return
     changed = {d.customer_id: d for d in deltas}
-    for output in outputs:
-        delta = changed.get(output.key.decode()) if output.kind is Kind.ALERT and output.key is not None else None
+    for output in alerts:
+        delta = changed.get(output.key.decode())  # type: ignore[union-attr]
         if delta is None:
             continue
         cid = delta.customer_id

@@ -45,6 +45,7 @@ reads add up the shards. Key layout (`<p>` = the key prefix, `{s}` = the shard 0
     <p>:{s}:config               STRING the scoring config's fingerprint every write of the shard needs
     <p>:{s}:sync                 STRING written before a WAIT for replicas (streams.state.replicas)
     <p>:{g}:alerts:recent        LIST   the last 100 alerts (JSON), newest first
+    <p>:{g}:digest:<route>       LIST   alerts held for a route's daily digest (`engage alert-sink`); :due its next time
 
 Longer than the other modules because the keys, a customer's encoding and the commands of a delta
 are one contract, the one `docs/redis-layout.md` describes to other services.
@@ -161,6 +162,10 @@ class Keys:
     @property
     def kpi_trend(self) -> str:
         return f"{self.prefix}:{{g}}:kpis:trend"
+
+    def digest(self, route: str) -> str:
+        """A digest route's alerts held for its next daily message (LIST, JSON), and when that is due."""
+        return f"{self.prefix}:{{g}}:digest:{route}"
 
     def trend(self, segment: str | None) -> str:
         """The KPI trend of everyone, or of one segment with KPIs of its own."""

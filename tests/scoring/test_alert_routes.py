@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from scoring.alert_routes import HOUR_MS, AlertRoute, route_for, within_limit
+from scoring.alert_routes import HOUR_MS, AlertRoute, next_digest, route_for, within_limit
 from scoring.config import ConfigError, load_config
 
 
@@ -56,3 +56,16 @@ def test_a_route_sends_at_most_its_limit_in_any_hour():
     assert within_limit(route, sent, HOUR_MS + 5) is False
     unlimited = AlertRoute("u", "w")
     assert all(within_limit(unlimited, [], t) for t in range(100))
+
+
+def test_a_digest_route_is_due_once_a_day_at_its_time_and_takes_no_hourly_limit():
+    (route,) = routes(daily={"webhook": "cs", "digest": "09:30"})
+    assert route.digest_minute == 9 * 60 + 30 and route.to_table()["digest"] == "09:30"
+    day = 20_000 * 24 * HOUR_MS                                         # a UTC midnight
+    assert next_digest(route, day) == day + 9 * HOUR_MS + 30 * 60_000
+    assert next_digest(route, day + 9 * HOUR_MS + 30 * 60_000) == day + 33 * HOUR_MS + 30 * 60_000   # strictly after
+    for bad in ("9:30", "24:00", "09:60", 930):
+        with pytest.raises(ConfigError, match="alerts.routes.daily.digest"):
+            routes(daily={"webhook": "cs", "digest": bad})
+    with pytest.raises(ConfigError, match="alerts.routes.daily.max_per_hour"):
+        routes(daily={"webhook": "cs", "digest": "09:30", "max_per_hour": 5})

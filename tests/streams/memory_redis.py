@@ -265,13 +265,19 @@ class MemoryRedis:
             items.insert(0, _b(value))
         return len(items)
 
+    def _rpush(self, key: Any, *values: Any) -> int:
+        items = self._of(key, list)
+        items.extend(_b(value) for value in values)
+        return len(items)
+
     def _ltrim(self, key: Any, start: int, stop: int) -> bool:
         items = self.data.get(_b(key), [])
-        items[:] = items[start:stop + 1]
+        items[:] = items[_span(items, int(start), int(stop))]
         return True
 
     def _lrange(self, key: Any, start: int, stop: int) -> list[bytes]:
-        return list(self.data.get(_b(key), [])[start:stop + 1])
+        items = self.data.get(_b(key), [])
+        return list(items[_span(items, int(start), int(stop))])
 
     def _keys(self, pattern: str) -> list[bytes]:
         return sorted(k for k in self.data if fnmatch.fnmatchcase(k.decode(), pattern))
@@ -634,3 +640,10 @@ class _Pipeline:
     async def execute(self) -> list[Any]:
         calls, self.calls = self.calls, []
         return [getattr(self.redis, f"_{name}")(*args, **kwargs) for name, args, kwargs in calls]
+
+
+def _span(items: list, start: int, stop: int) -> slice:
+    """Redis's inclusive start..stop of a list, negative counting from its end, as a slice."""
+    size = len(items)
+    start, stop = (start + size if start < 0 else start), (stop + size if stop < 0 else stop)
+    return slice(max(start, 0), max(stop + 1, 0))

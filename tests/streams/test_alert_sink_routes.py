@@ -30,7 +30,7 @@ class Recorded:
         self.url, self.name, self.sent, self.failures = f"http://{name}.example", name, [], 0
 
     async def deliver(self, payload: dict) -> None:
-        self.sent.append(payload["id"])
+        self.sent.append(payload["ids"] if "ids" in payload else payload["id"])     # a digest: its alerts' ids
 
     async def close(self) -> None:
         pass
@@ -77,3 +77,31 @@ def test_alerts_go_by_their_route_within_its_limit_and_not_while_their_condition
                if s.name.endswith("_total")}
     assert counted == {"rate_limited": 1.0, "acknowledged": 1.0, "snoozed": 1.0}
     assert sink.metrics.delivered._value.get() == len(enterprise.sent) + len(ana.sent) + len(default.sent)
+
+
+def test_a_digest_route_holds_its_alerts_in_redis_and_sends_them_as_one_message_at_its_time():
+    from scoring.alert_routes import DAY_MS, next_digest
+
+    config = load_config(overrides={"alerts": {"routes": {"daily": {"webhook": "cs", "rules": ["inactive"],
+                                                                    "digest": "09:00"}}}})
+    store = RedisStore(MemoryRedis(), Keys("w"))
+    default, daily = Recorded("default"), Recorded("cs")
+    sink = AlertSink(SETTINGS, default, routes=config.alerts.routes, senders={"cs": daily}, store=store)  # type: ignore[arg-type]
+    (route,) = config.alerts.routes
+    start = 20_000 * DAY_MS + 10 * 3_600_000                   # 10:00 UTC: the first digest is due tomorrow 09:00
+
+    async def scenario() -> list[int]:
+        await sink.send_due_digests(start)                     # first sight: the next time is set, nothing sent
+        for n in range(3):
+            await sink._deliver(orjson.dumps(alert(f"c{n}", n=n)), n)
+        await sink._deliver(orjson.dumps(alert("c9", rule="score_drop")), 9)      # not the route's rule: alone
+        await sink.send_due_digests(next_digest(route, start) - 1)               # not yet
+        before = list(daily.sent)
+        await sink.send_due_digests(next_digest(route, start))
+        return before
+
+    assert asyncio.run(scenario()) == [] and default.sent == ["c9-score_drop-0"]
+    assert daily.sent == [["c0-inactive-0", "c1-inactive-1", "c2-inactive-2"]]     # one message, every alert
+    assert asyncio.run(store.redis.lrange(store.keys.digest("daily"), 0, -1)) == []
+    assert int(asyncio.run(store.redis.get(store.keys.digest("daily") + ":due"))) == next_digest(route, start) + DAY_MS
+    assert (sink.metrics.digested._value.get(), sink.metrics.digests._value.get()) == (3, 1)
