@@ -121,11 +121,11 @@ class AlertSinkProcess(WorkerProcess):
     """`engage alert-sink` as a real subprocess (same HTTP helpers: /metrics, /healthz)."""
 
     def __init__(self, stack: local.Stack, unique: str, log_dir: Path, name: str, url: str,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, config: Path | None = None) -> None:
         self.port = free_port()
         self._start(stack, log_dir, name, extra_env, [
-            "alert-sink", "--topic-prefix", f"{unique}.", "--app-id", unique, "--url", url,
-            "--port", str(self.port)], {})
+            *(["--config", str(config)] if config else []), "alert-sink", "--topic-prefix", f"{unique}.",
+            "--app-id", unique, "--key-prefix", unique, "--url", url, "--port", str(self.port)], {})
 
     def kill(self) -> None:
         self.process.kill()

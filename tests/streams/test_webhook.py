@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 
 from streams.sink.alert_sink import parse_alert
 from streams.sink.webhook import alert_id, slack_payload
-from tests.streams.support import AlertSinkProcess, WorkerProcess, consume_all, free_port
+from tests.streams.support import AlertSinkProcess, WorkerProcess, consume_all, free_port, pipeline_settings
 
 ALERT = {"rule": "tier_downgrade", "customer_id": "c1", "account_id": "a1", "as_of": 1700000000000,
          "before": {"tier": "excellent", "es": 81.5}, "after": {"tier": "moderate", "es": 70.25},
@@ -148,4 +148,56 @@ def test_alerts_reach_a_receiver_that_is_down_then_failing_across_a_killed_sink(
         if receiver:
             receiver.close()
         sink.stop()
+        worker.stop()
+
+
+@pytest.mark.services
+def test_the_sink_routes_by_segment_and_sends_nothing_for_a_condition_acknowledged_through_the_api(
+        stack, unique, tmp_path):
+    """Real worker, API and sink: two members fall silent (a 2 s inactivity rule); the enterprise one's
+    alert is acknowledged through the worker's API before the sink starts; the sink sends the smb one
+    by its route to the smb webhook, and nothing for the acknowledged condition, nothing to the default."""
+    import urllib.request
+
+    config = tmp_path / "routes.toml"
+    config.write_text('[alerts]\ninactivity = "2s"\n[kpis]\nsegments = ["smb", "enterprise"]\n'
+                      '[alerts.routes.smb]\nwebhook = "smb"\nsegments = ["smb"]\n')
+    settings = pipeline_settings(stack, unique)
+    write_token = "writer-token-0123456789"
+    worker = WorkerProcess(stack, unique, tmp_path, "w1", config=config, sweep_s="1",
+                           extra_env={"ENGAGE_API_WRITE_TOKEN": write_token})
+    default_port, smb_port = free_port(), free_port()
+    default, smb = Receiver(default_port, failures=0), Receiver(smb_port, failures=0)
+    sink = None
+    try:
+        now = int(time.time() * 1000)
+        events = [{"event_id": f"{unique}-{c}-{kind}", "customer_id": f"{unique}-{c}", "type": kind, "ts": now - 60_000,
+                   "segment": segment} for c, segment in (("s", "smb"), ("e", "enterprise"))
+                  for kind in ("member_joined", "like")]
+        producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+        for event in events:
+            producer.send(settings.events_topic, key=event["customer_id"].encode(), value=json.dumps(event).encode())
+        producer.flush()
+        producer.close()
+        listed = lambda: worker.get("/alerts")[1]["alerts"] if worker.get("/readyz")[0] == 200 else []  # noqa: E731
+        alerts = worker.wait_until(lambda: (a := listed()) and len(a) == 2 and a, "both members' inactive alerts")
+        [enterprise] = [a for a in alerts if a["segment"] == "enterprise"]
+        request = urllib.request.Request(f"{worker.url}/alerts/{enterprise['id']}/acknowledge", method="POST",
+                                         data=json.dumps({"by": "ana"}).encode(),
+                                         headers={"Authorization": f"Bearer {write_token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["state"] == "acknowledged"
+
+        sink = AlertSinkProcess(stack, unique, tmp_path, "sink", f"http://127.0.0.1:{default_port}/hook", config=config,
+                                extra_env={"ENGAGE_ALERT_WEBHOOKS": f"smb=http://127.0.0.1:{smb_port}/hook"})
+        sink.wait_until(lambda: sink.metrics().get('engagement_alert_webhook_not_sent_total{reason="acknowledged"}')
+                        == 1 and len(smb.bodies) == 1, "the smb alert sent by its route, the other held back")
+        sink.wait_until(lambda: sink.metrics()["engagement_alert_sink_lag"] == 0, "the sink's lag to reach 0")
+        assert [b["alert"]["customer_id"] for b in smb.bodies] == [f"{unique}-s"]
+        assert default.bodies == []
+    finally:
+        default.close()
+        smb.close()
+        if sink:
+            sink.stop()
         worker.stop()
