@@ -105,6 +105,7 @@ async def listing(store: Any, now_ms: int, limit: int, filters: Mapping[str, str
     """The newest alerts matching `filters` (state, rule, owner, segment), newest first."""
     cursors = dict.fromkeys(range(SHARDS), 0)
     waiting: list[tuple[float, str, int]] = []          # (recorded, id, shard) read but not yet examined
+    lowest: dict[int, float] = {}                        # a shard with more to read: its oldest read so far
     found: list[dict[str, Any]] = []
     examined = 0
     while cursors or waiting:
@@ -116,12 +117,13 @@ async def listing(store: Any, now_ms: int, limit: int, filters: Mapping[str, str
             waiting += [(score, member.decode(), shard) for member, score in page]
             if len(page) < PAGE:
                 del cursors[shard]
+                lowest.pop(shard, None)
             else:
-                cursors[shard] = start + PAGE
-        # newest first across the shards: only what no unread page can precede is examined now
-        horizon = max((score for score, _, shard in waiting if shard in cursors), default=None)
+                cursors[shard], lowest[shard] = start + PAGE, page[-1][1]
+        # newest first across the shards: what is newer than every shard's unread rest is examined now
+        horizon = max(lowest.values(), default=None)
         waiting.sort(key=lambda w: (-w[0], w[1]))
-        ready = [w for w in waiting if horizon is None or w[0] > horizon] if cursors else waiting
+        ready = [w for w in waiting if horizon is None or w[0] > horizon]
         waiting = waiting[len(ready):]
         records = await _read(store, ready)
         for row in await _listed(store, records, now_ms):

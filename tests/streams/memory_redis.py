@@ -232,6 +232,11 @@ class MemoryRedis:
         chosen = ordered[start:None if stop == -1 else stop + 1]
         return chosen if withscores else [m for m, _ in chosen]
 
+    def _zrevrange(self, key: Any, start: int, stop: int, withscores: bool = False) -> list:
+        ordered = sorted(self.data.get(_b(key), {}).items(), key=lambda item: (item[1], item[0]), reverse=True)
+        chosen = ordered[start:None if stop == -1 else stop + 1]
+        return chosen if withscores else [m for m, _ in chosen]
+
     def _zmscore(self, key: Any, members: list) -> list[float | None]:
         z = self.data.get(_b(key), {})
         return [z.get(_b(m)) for m in members]
