@@ -144,7 +144,7 @@ class AlertSink:
         for route in self.routes:
             if route.digest_minute is None:
                 continue
-            held, due_key = self.store.keys.digest(route.name), self.store.keys.digest(route.name) + ":due"
+            held, due_key = self.store.keys.digest(route.name), self.store.keys.digest_due(route.name)
             due = await self.store.redis.get(due_key)
             if due is not None and now < int(due):
                 continue

@@ -82,11 +82,13 @@ async def act(store: Any, alert_id: str, work: Work, now_ms: int) -> dict[str, A
     if found is None:
         return None
     _, record_ = found
-    if (await _listed(store, [record_], now_ms))[0]["state"] == WorkState.RESOLVED.value:
+    row = (await _listed(store, [record_], now_ms))[0]
+    if row["state"] == WorkState.RESOLVED.value:
         raise Resolved(alert_id)
     await store.redis.hset(store.keys.alert_work(record_["customer_id"]), record_["rule"],
                            orjson.dumps(work.to_dict()))
-    return (await _listed(store, [record_], now_ms))[0]
+    # not resolved, so what was just done is its state (a snooze always ends in the future)
+    return {**row, "state": work.state.value, "work": work.to_dict()}
 
 
 async def work_of(store: Any, customer_id: str, rule: str) -> Work | None:

@@ -58,11 +58,13 @@ class LatestKpis:
         assert self._bodies is not None
         return self._bodies[segment]
 
-    async def by_segment(self) -> dict[str, dict[str, Any]]:
-        """The latest KPIs of each segment with KPIs of its own (the per-segment gauges, the trend)."""
+    async def with_segments(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The latest KPIs of everyone and of each segment with KPIs of its own, from one computation
+        (one instant): the gauges and the trend."""
         await self.get()
-        assert self._bodies is not None
-        return {s: self._bodies[s] for s in self.segments}
+        bodies = self._bodies
+        assert bodies is not None
+        return bodies[None], {s: bodies[s] for s in self.segments}
 
     async def _compute(self) -> None:
         began, as_of = time.monotonic(), now_ms()

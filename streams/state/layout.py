@@ -164,8 +164,12 @@ class Keys:
         return f"{self.prefix}:{{g}}:kpis:trend"
 
     def digest(self, route: str) -> str:
-        """A digest route's alerts held for its next daily message (LIST, JSON), and when that is due."""
+        """A digest route's alerts held for its next daily message (LIST, JSON)."""
         return f"{self.prefix}:{{g}}:digest:{route}"
+
+    def digest_due(self, route: str) -> str:
+        """When a digest route's next message is due (epoch ms)."""
+        return f"{self.digest(route)}:due"
 
     def trend(self, segment: str | None) -> str:
         """The KPI trend of everyone, or of one segment with KPIs of its own."""

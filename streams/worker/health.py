@@ -59,8 +59,8 @@ class WorkerHealth:
         self.metrics.lag.set(self.progress.lag())
         self.metrics.assigned.set(len(self.progress.assigned()))
         try:
-            self.metrics.kpi_gauges.latest = await self.latest_kpis.get()
-            self.metrics.kpi_gauges.segments = await self.latest_kpis.by_segment()
+            gauges = self.metrics.kpi_gauges
+            gauges.latest, gauges.segments = await self.latest_kpis.with_segments()
             self.metrics.due.set(await self.store.due_count(now_ms()))
             self.metrics.outbox.set(await self.store.outbox_size())
         except Exception as exc:  # noqa: BLE001 - /metrics must not fail with Redis; /readyz reports it

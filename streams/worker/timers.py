@@ -48,8 +48,9 @@ class Sweeper:
             self.metrics.stale_alerts.labels(rule=alert.rule.value).inc()
         self.metrics.sweeps.inc()
         self.lifecycle.observe_cache()
-        await self.record_trend(await self.latest_kpis.get())
-        for segment, kpis in (await self.latest_kpis.by_segment()).items():
+        whole, segments = await self.latest_kpis.with_segments()
+        await self.record_trend(whole)
+        for segment, kpis in segments.items():
             await self.record_trend(kpis, segment)
 
     async def record_trend(self, kpis: dict[str, Any], segment: str | None = None) -> None:

@@ -103,5 +103,5 @@ def test_a_digest_route_holds_its_alerts_in_redis_and_sends_them_as_one_message_
     assert asyncio.run(scenario()) == [] and default.sent == ["c9-score_drop-0"]
     assert daily.sent == [["c0-inactive-0", "c1-inactive-1", "c2-inactive-2"]]     # one message, every alert
     assert asyncio.run(store.redis.lrange(store.keys.digest("daily"), 0, -1)) == []
-    assert int(asyncio.run(store.redis.get(store.keys.digest("daily") + ":due"))) == next_digest(route, start) + DAY_MS
+    assert int(asyncio.run(store.redis.get(store.keys.digest_due("daily")))) == next_digest(route, start) + DAY_MS
     assert (sink.metrics.digested._value.get(), sink.metrics.digests._value.get()) == (3, 1)
