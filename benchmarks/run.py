@@ -479,14 +479,15 @@ BATCH_IDS = 1000
 
 
 async def populate(redis_url: str, key_prefix: str, customers: int, id_prefix: str,
-                   per_customer: float = 2.0) -> dict[str, float]:
+                   per_customer: float = 2.0, traits: bool = False) -> dict[str, float]:
     """`customers` customers in Redis, written through the worker's own BatchWriter.
 
     The generator's traffic with uniform activity (`per_customer` events each on average,
     over the last 25 days, the same ids and accounts `engage generate --customers N
     --accounts N/20 --id-prefix P` produces), then one page view for each customer it left
-    out, so that every one of the N exists; then `BatchWriter.sweep` now, so the state is
-    current when a worker takes over.
+    out, so that every one of the N exists; with `traits`, a `traits` event for every customer
+    setting the six shipped traits (what a read of a customer with traits returns); then
+    `BatchWriter.sweep` now, so the state is current when a worker takes over.
     """
     from scoring.config import load_config
     from streams.worker.batch import Incoming
@@ -530,7 +531,21 @@ async def populate(redis_url: str, key_prefix: str, customers: int, id_prefix: s
                 if len(batch) == 1000:
                     await flush()
         await flush()
+        for index in range(customers if traits else 0):
+            cid = f"{id_prefix}c{index}"
+            batch.append(Incoming(orjson.dumps({"event_id": f"{id_prefix}t{index}", "customer_id": cid,
+                                                "type": "traits", "ts": now - 7_200_000, "traits": {
+                                                    "plan": ("starter", "growth", "enterprise")[index % 3],
+                                                    "owner": f"owner-{index % 40}", "arr": 1200 * (1 + index % 90),
+                                                    "seats_bought": 10 + index % 50, "seats_used": 5 + index % 40,
+                                                    "renewal_date": "2027-04-01"}}),
+                                  cid.encode(), timestamp_ms=now - 7_200_000))
+            if len(batch) == 1000:
+                await flush()
+        await flush()
         processed_s = time.perf_counter() - began
+        if traits and not (await store.standings([f"{id_prefix}c0"]))[f"{id_prefix}c0"].traits:
+            raise RuntimeError("the populated customers have no traits: the traits events were not applied")
         await writer.sweep(now_ms())
         return {"populate_events": written, "populate_seconds": processed_s,
                 "populate_sweep_seconds": time.perf_counter() - began - processed_s,
@@ -591,7 +606,7 @@ class SlowLog:
 
 def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rate: float, workdir: Path,
               partitions: int, per_customer: float = 2.0, computed_requests: int | None = None,
-              api_processes: int = 1) -> dict[str, float]:
+              api_processes: int = 1, traits: bool = False) -> dict[str, float]:
     """p50/p95/p99 of the API's reads against one `engage worker` while it consumes live traffic.
 
     `customers` customers are written through BatchWriter into the worker's key prefix
@@ -614,7 +629,7 @@ def read_mode(bootstrap: str, redis_url: str, customers: int, requests: int, rat
     settings = load_settings({"kafka_bootstrap": bootstrap, "redis_url": redis_url, "partitions": partitions,
                               **prefixed_topics(prefix)})
     ensure_topics(settings)
-    filled = asyncio.run(populate(redis_url, run, customers, id_prefix, per_customer))
+    filled = asyncio.run(populate(redis_url, run, customers, id_prefix, per_customer, traits))
     worker, port = _start_worker(bootstrap, redis_url, prefix, run, workdir / "read")
     api_port = local.free_port()
     with open(workdir / "read-api.log", "wb") as log:
@@ -1100,6 +1115,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed requests of each read computed per request (default: --read-requests)")
     parser.add_argument("--read-api-processes", type=int, default=1,
                         help="processes of the `engage api` beside the worker in the read mode (its --processes)")
+    parser.add_argument("--read-traits", action="store_true",
+                        help="give every populated customer the six shipped traits (plan, owner, ARR, seats, renewal)")
     parser.add_argument("--read-rate", type=float, default=200.0,
                         help="events/s of live traffic the worker consumes during the read mode")
     args = parser.parse_args(argv)
@@ -1173,7 +1190,7 @@ def main(argv: list[str] | None = None) -> int:
             results[mode] = read_mode(running.kafka_bootstrap, running.redis_url, args.read_customers,
                                       args.read_requests, args.read_rate, workdir, args.partitions,
                                       args.read_events_per_customer, args.read_computed_requests,
-                                      args.read_api_processes)
+                                      args.read_api_processes, args.read_traits)
         else:
             count = min(args.events, args.naive_events) if mode == "naive" else args.events
             results[mode] = faust_mode(mode, running.kafka_bootstrap, running.redis_url, settings.events_topic, count,
