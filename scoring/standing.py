@@ -61,6 +61,11 @@ class Standing:
         """At risk = any alert condition still active (the /at-risk list)."""
         return bool(self.alerts)
 
+    @property
+    def below_benchmark(self) -> bool:
+        """Counted by the below-benchmark KPI: scored, with CER under scoring.benchmark_cer."""
+        return bool(self.sums.get("below_benchmark"))
+
     def summary(self) -> dict[str, object]:
         """The row a leaderboard or the at-risk list shows."""
         return {"customer_id": self.customer_id, "account_id": self.account_id, "es": round(self.es, 6),

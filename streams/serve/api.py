@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from scoring.config import Config
 from scoring.deltas import Stored
 from scoring.events import id_problem
 from scoring.explain import explain
+from scoring.formulas import Tier
 from scoring.history import account_history, customer_history
 from scoring.scores import account_card, account_summary, score_card
 from scoring.standing import Standing, ranked_segments
@@ -30,6 +31,7 @@ from scoring.state import CustomerState
 from scoring.timeutil import MAX_EPOCH_MS
 from scoring.windows import bucket_of, window_start_bucket
 from streams.clock import now_ms
+from streams.serve import customers_csv
 from streams.state import alert_work
 from streams.state.kpis import LatestKpis, kpis
 from streams.state.ports import ReadStore
@@ -47,6 +49,16 @@ class Route:
     path: str            # aiohttp's pattern syntax
     handler: Handler
     write: bool = False  # changes state: needs the write token (ENGAGE_API_WRITE_TOKEN), not the read one
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """An answer written as it is read (an export), not one JSON body. Its parameters are checked
+    before it is returned, so that a bad one is still a JSON 400."""
+
+    content_type: str
+    chunks: AsyncIterator[bytes]
+    filename: str
 
 
 class ApiError(Exception):
@@ -233,6 +245,26 @@ async def kpi_trend(store: ReadStore, config: Config, as_of_ms: int, segment: st
             "points": [{"bucket": b, **trend[b]} for b in sorted(trend) if first <= b <= as_of_ms // config.scoring.bucket_ms]}
 
 
+def export_selection(query: Mapping[str, str], config: Config) -> customers_csv.Selection:
+    """`/customers.csv`'s filters: segment (one kept apart), tier, below_benchmark (true/false)."""
+    segment = query.get("segment") or None
+    check_segment(segment, config, "leaderboard to export")
+    tier = query.get("tier") or None
+    if tier is not None and tier not in {t.value for t in Tier}:
+        raise ApiError(400, f"tier must be one of {', '.join(t.value for t in Tier)}")
+    below = query.get("below_benchmark") or None
+    if below is not None and below not in ("true", "false"):
+        raise ApiError(400, "below_benchmark must be true or false")
+    return customers_csv.Selection(segment, None if tier is None else Tier(tier),
+                                   None if below is None else below == "true")
+
+
+async def customers_export(store: ReadStore, config: Config, query: Mapping[str, str]) -> Streamed:
+    """The stored standings with traits as CSV, lowest ES first, streamed a page at a time."""
+    selection = export_selection(query, config)
+    return Streamed("text/csv; charset=utf-8", customers_csv.export(store, config, selection), "customers.csv")
+
+
 ALERT_FILTERS = ("state", "rule", "owner", "segment")
 
 
@@ -294,6 +326,7 @@ def routes(store: ReadStore, config: Config, latest: LatestKpis) -> list[Route]:
               lambda q, p, _: customer_history_read(store, config, p["customer_id"], parse_as_of(q, now_ms()))),
         Route("GET", "/accounts/{account_id}/history",
               lambda q, p, _: account_history_read(store, config, p["account_id"], parse_as_of(q, now_ms()))),
+        Route("GET", "/customers.csv", lambda q, p, _: customers_export(store, config, q)),
         Route("POST", "/customers:batch", lambda q, p, body: customers_batch(store, parse_ids(body, config),
                                                                             live_as_of(q))),
         Route("POST", "/accounts:batch", lambda q, p, body: accounts_batch(store, config, parse_ids(body, config),

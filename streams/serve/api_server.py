@@ -23,6 +23,7 @@ from aiohttp import web
 from scoring.config import Config
 from streams.gc_tuning import quiet_collector
 from streams.serve import http
+from streams.serve.streaming import stream
 from streams.settings import Settings
 from streams.state.kpis import LatestKpis
 from streams.state.store import RedisStore
@@ -63,7 +64,7 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
     app = web.Application(middlewares=[guard])
 
     def handler(endpoint: http.Endpoint) -> Any:
-        async def handle(request: web.Request) -> web.Response:
+        async def handle(request: web.Request) -> web.StreamResponse:
             if endpoint.write:
                 refusal = http.refused_for(endpoint, request.headers.get("Authorization"), settings.api_token,
                                            settings.api_write_token)
@@ -71,7 +72,8 @@ def create_api(settings: Settings, config: Config, store: RedisStore) -> web.App
                     return _response(refusal)
             body = await request.read() if endpoint.method == "POST" else b""
             asked = http.Asked(request.method, request.path, request.query, request.match_info, body)
-            return _response(await endpoint.answer(asked))
+            reply = await endpoint.answer(asked)
+            return _response(reply) if reply.chunks is None else await stream(request, reply)
         return handle
 
     for endpoint in served:

@@ -13,6 +13,7 @@ import faust
 from faust.web import Request, Response, View
 
 from streams.serve import http
+from streams.serve.streaming import stream
 
 
 def _response(view: View, reply: http.Reply) -> Response:
@@ -35,7 +36,10 @@ def add_routes(app: faust.App, served: Sequence[http.Endpoint], token: str, writ
                     return _response(self, refusal)
                 body = await request.read() if endpoint.method == "POST" else b""   # type: ignore[attr-defined]
                 asked = http.Asked(request.method, request.path, request.query, params, body)
-                return _response(self, await endpoint.answer(asked))
+                reply = await endpoint.answer(asked)
+                if reply.chunks is not None:    # Faust's web server is aiohttp's: its request streams
+                    return await stream(request, reply)  # type: ignore[arg-type,return-value]
+                return _response(self, reply)
             return handle
 
         async def refuse(self: View, request: Request, **params: str) -> Response:

@@ -13,7 +13,7 @@ set; `/`, `/healthz`, `/readyz` and `/openapi.json` stay open, and so does `/met
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +47,7 @@ class Reply:
     body: bytes
     content_type: str = JSON
     headers: Mapping[str, str] = field(default_factory=dict)
+    chunks: AsyncIterator[bytes] | None = None     # a streamed answer (an export): written as read, after `body`
 
 
 Answer = Callable[[Asked], Awaitable[Reply]]
@@ -106,6 +107,9 @@ def endpoints(store: ReadStore, config: Config, latest: LatestKpis, health: Heal
     def api_answer(route: api.Route) -> Answer:
         async def answer(asked: Asked) -> Reply:
             status, body = await api.answer(route.handler, asked.query, asked.params, asked.body)
+            if isinstance(body, api.Streamed):
+                return Reply(status, b"", body.content_type,
+                             {"Content-Disposition": f'attachment; filename="{body.filename}"'}, body.chunks)
             return json_reply(body, status)
         return answer
 

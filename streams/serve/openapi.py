@@ -240,6 +240,19 @@ PATHS: dict[str, Any] = {
                                               [_path_id("customer_id"), _AS_OF], 400, 404),
     "/accounts/{account_id}/history": _read("The account's users' histories rolled up per point (ES mean, CER "
                                             "sum)", "AccountHistory", [_path_id("account_id"), _AS_OF], 400, 404),
+    "/customers.csv": {"get": {
+        "summary": "Every stored standing with its traits as CSV, lowest ES first, streamed (spreadsheets, "
+                   "warehouse loads)",
+        "parameters": [_segment("only this segment's customers"),
+                       {"name": "tier", "in": "query", "required": False, "schema": TIER},
+                       {"name": "below_benchmark", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                        "description": "only those whose CER is (or is not) below scoring.benchmark_cer"}],
+        "responses": {"200": {"description": "CSV with a header row: customer_id, account_id, segment, es, cer, "
+                                             "tier, active, alerts (';' between rules), then traits.<name> per "
+                                             "allowed trait",
+                              "content": {"text/csv": {"schema": STR}}},
+                      **_errors(400, 401)}}},
     "/customers:batch": _batch(f"Up to {MAX_BATCH_IDS} customers' current standings; unknown ids listed",
                                "CustomersBatch"),
     "/accounts:batch": _batch(f"Up to {MAX_BATCH_IDS} accounts' current roll-ups (no breakdown); unknown ids "

@@ -10,7 +10,7 @@ signature.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -89,6 +89,8 @@ class ReadStore(Protocol):
     async def standings(self, customer_ids: list[str]) -> dict[str, Standing]: ...
 
     async def ranked(self, order: str, limit: int, segment: str | None = None) -> list[str]: ...
+
+    def every_ranked(self, segment: str | None = None, page: int = 500) -> AsyncIterator[list[str]]: ...
 
     async def count(self, name: str, segment: str | None = None) -> int: ...
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -487,6 +487,49 @@ class RedisStore:
             for (shard, _), members in zip(ties, await pipe.execute()):
                 replies[shard] = list(dict.fromkeys([*replies[shard], *(m.decode() for m in members)]))
         return [key[offset:] for key in top(k for keys in replies for k in keys)]
+
+    async def every_ranked(self, segment: str | None = None, page: int = 500) -> AsyncIterator[list[str]]:
+        """Every customer with a standing (or every one of a segment with a leaderboard of its own),
+        in the bottom order (ES, CER, id ascending), `page` ids at a time: an export, never a scan.
+
+        Each shard's rank set is read a page at a time from just past the last key read (so a
+        write between pages shifts nothing), and the shards are merged. It is a live read: a
+        customer whose score changes while it runs is listed once, where it was first met, and one
+        that moves from ahead of the walk to behind it is not met at all.
+        """
+        offset = ORDER_KEY_ID_OFFSET["bottom"]
+        keys = [self.keys.segment_rank(s, segment) if segment is not None else self.keys.shared(s, "rank")
+                for s in range(SHARDS)]
+        after = ["-"] * SHARDS
+        buffered: list[list[str]] = [[] for _ in range(SHARDS)]      # each shard's read, not yet merged (reversed)
+        more = [True] * SHARDS
+        seen: set[str] = set()
+        while True:
+            wanted = [s for s in range(SHARDS) if more[s] and not buffered[s]]
+            if wanted:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for shard in wanted:
+                        pipe.zrangebylex(keys[shard], after[shard], "+", start=0, num=page)
+                    for shard, members in zip(wanted, await pipe.execute()):
+                        read = [m.decode() for m in members]
+                        more[shard] = len(read) == page
+                        if read:
+                            after[shard] = f"({read[-1]}"
+                            buffered[shard] = read[::-1]
+            out: list[str] = []
+            # merge while every shard that may hold more has a key in hand (else its next might come first)
+            while len(out) < page and not any(more[s] and not buffered[s] for s in range(SHARDS)):
+                heads = [s for s in range(SHARDS) if buffered[s]]
+                if not heads:
+                    break
+                key = buffered[min(heads, key=lambda s: buffered[s][-1])].pop()
+                if key[offset:] not in seen:
+                    seen.add(key[offset:])
+                    out.append(key[offset:])
+            if out:
+                yield out
+            elif not any(buffered) and not any(more):
+                return
 
     async def customer_ids(self) -> list[str]:
         """Every customer with a standing: a full read (replay checks, tests), never on a hot path."""

@@ -6,6 +6,9 @@ messages, exactly.
 
 from __future__ import annotations
 
+import csv
+import io
+
 import json
 import urllib.parse
 import urllib.request
@@ -161,6 +164,20 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
             assert row == {"customer_id": card.customer_id, "account_id": card.account_id, "es": round(card.es, 6),
                            "tier": card.tier.value, "cer": card.cer, "active": card.active,
                            "alerts": alerts_active[card.customer_id], "traits": card.traits}
+        # the CSV export: every customer once, in the bottom order, each row the batch read's standing
+        batch_rows = {row["customer_id"]: row for row in body["customers"]}
+        with urllib.request.urlopen(worker.url + "/customers.csv", timeout=30) as response:
+            assert response.headers["Content-Type"].startswith("text/csv")
+            exported = list(csv.DictReader(io.StringIO(response.read().decode())))
+        bottom = reference.leaderboard(body["as_of"], limit=len(ids), bottom=True)
+        assert [r["customer_id"] for r in exported] == [c.customer_id for c in bottom] and len(exported) == len(ids)
+        for r in exported:
+            row = batch_rows[r["customer_id"]]
+            assert (float(r["es"]), float(r["cer"]), r["tier"], r["active"] == "true", r["account_id"] or None,
+                    r["alerts"].split(";") if r["alerts"] else []) == \
+                (row["es"], row["cer"], row["tier"], row["active"], row["account_id"], row["alerts"])
+            assert {k[7:]: v for k, v in r.items() if k.startswith("traits.") and v} == \
+                {k: str(v) for k, v in row["traits"].items()}
         status, body = worker.post("/accounts:batch", {"ids": [*accounts, f"{unique}-no-account"]})
         assert status == 200 and schema_errors("POST", "/accounts:batch", 200, body) == []
         assert body["unknown"] == [f"{unique}-no-account"] and [a["account_id"] for a in body["accounts"]] == accounts
