@@ -1,8 +1,8 @@
 """Account-level alerts: an account's mean ES dropping or its tier falling, with the users behind it.
 
 A B2B customer-success manager owns accounts, not users. An account's score is its users'
-roll-up (ES their mean, each user by its own scorecard; the tier by the default
-thresholds), as `GET /accounts/{id}` shows it. The edge evaluates an account when one of its
+roll-up (ES their mean, each user by its own scorecard, weighted by `accounts.weight` when it
+names a trait; the tier by the default thresholds), as `GET /accounts/{id}` shows it. The edge evaluates an account when one of its
 users' standings changed, against the account's snapshot of its last evaluation:
 
 * `account_tier_downgrade`: the account's tier is below the tier of the last evaluation;
@@ -93,16 +93,20 @@ class AccountAlert:
                 "why": {"sentence": self.sentence, "drivers": [d.to_dict() for d in self.drivers]}}
 
 
-def roll_up(users: Mapping[str, float], config: Config) -> tuple[float, formulas.Tier]:
-    """(mean ES, tier) of an account whose users have these ES: GET /accounts/{id}'s roll-up."""
-    es = formulas.mean(users.values())
+def roll_up(users: Mapping[str, float], config: Config,
+            weights: Mapping[str, float] | None = None) -> tuple[float, formulas.Tier]:
+    """(mean ES, tier) of an account whose users have these ES, weighted by `weights` (None: each
+    counts once; scores.account_weights): GET /accounts/{id}'s roll-up."""
+    es = formulas.weighted_mean(users.values(), None if weights is None else [weights[c] for c in users])
     return es, formulas.tier(es, config.scoring.tier_excellent, config.scoring.tier_moderate)
 
 
 def evaluate_account(previous: AccountSnapshot | None, account_id: str, users: Mapping[str, float],
-                     as_of_ms: int, config: Config) -> tuple[list[AccountAlert], AccountSnapshot]:
-    """Alerts that fire for the account now, and the snapshot to keep. No users: nothing fires."""
-    es, tier = roll_up(users, config)
+                     as_of_ms: int, config: Config,
+                     weights: Mapping[str, float] | None = None) -> tuple[list[AccountAlert], AccountSnapshot]:
+    """Alerts that fire for the account now, and the snapshot to keep (`weights`: each user's weight
+    in the mean, None: each counts once). No users: nothing fires."""
+    es, tier = roll_up(users, config, weights)
     if previous is None or not users:
         return [], AccountSnapshot(tier, es, es, dict(users))
     cfg = config.alerts

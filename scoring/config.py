@@ -141,6 +141,7 @@ class Config:
     mapping: Mapping[str, TrackMapping] = field(default_factory=dict)       # Segment track event name -> type
     traits: Mapping[str, str] = field(default_factory=dict)   # [traits]: the traits kept, name -> NUMBER/STRING/DATE
     segment_from: str | None = None  # scoring.segment_from: the trait that is the segment; None: events' `segment`
+    account_weight: str | None = None  # accounts.weight: the number trait weighing users in an account; None: once each
     known_types: frozenset[str] = field(default=frozenset())
     custom_types: frozenset[str] = field(default=frozenset())
     retention_ms: int = field(init=False, default=0)  # derived: see _retention (read on every event)
@@ -248,12 +249,17 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         if kind not in TRAIT_KINDS:
             raise ConfigError(f"traits.{name}", f"must be one of {', '.join(map(repr, TRAIT_KINDS))} (got {kind!r})")
         traits[name] = kind
-    segment_from = r.get("scoring.segment_from")
-    if segment_from == EVENT_SEGMENT:
-        segment_from = None
-    elif traits.get(segment_from) != STRING:
-        raise ConfigError("scoring.segment_from", f"must be {EVENT_SEGMENT!r} (the events' segment field) or a "
-                                                  f"string trait of [traits] (got {segment_from!r})")
+    def trait_or(key: str, instead: str, meaning: str, kind: str) -> str | None:
+        """A key that names a trait of `kind`, or `instead` (its `meaning`): None."""
+        value = r.get(key)
+        if value == instead:
+            return None
+        if traits.get(value) != kind:
+            raise ConfigError(key, f"must be {instead!r} ({meaning}) or a {kind} trait of [traits] (got {value!r})")
+        return value
+
+    segment_from = trait_or("scoring.segment_from", EVENT_SEGMENT, "the events' segment field", STRING)
+    account_weight = trait_or("accounts.weight", EACH_USER, "each user counts once", NUMBER)
 
     def card(prefix: str, tables: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, float],
                                                                             float, float, tuple[Measure, ...]]:
@@ -384,6 +390,7 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         history_ms=window("history.horizon"),
         traits=traits,
         segment_from=segment_from,
+        account_weight=account_weight,
         known_types=known,
         custom_types=custom,
     )
@@ -429,6 +436,7 @@ def config_mapping(config: Config) -> dict[str, Any]:
                    "max_age": duration(alerts.max_age_ms),
                    "routes": {route.name: route.to_table() for route in alerts.routes}},
         "history": {"horizon": duration(config.history_ms)},
+        "accounts": {"weight": config.account_weight or EACH_USER},
         "traits": dict(sorted(config.traits.items())),
         "scorecards": {segment: {"weights": {n: card.weights.get(n, 0) for n in sorted(weighted | set(card.weights))},
                                  "targets": dict(sorted(card.targets.items())),
@@ -446,6 +454,7 @@ _MEASURE_KEYS = {PENALTY: {"kind", "type", "weight", "target"},
                  AVERAGE: {"kind", "type", "weight", "linear", "ranges", "missing"},
                  TRAIT: {"kind", "trait", "per", "weight", "linear", "ranges", "missing"}}
 EVENT_SEGMENT = "segment"
+EACH_USER = "users"
 SKIP = "skip"
 
 

@@ -332,6 +332,16 @@ def mean(values: Iterable[float]) -> float:
     return math.fsum(values) / len(values) if values else 0.0
 
 
+def weighted_mean(values: Iterable[float], weights: Iterable[float] | None) -> float:
+    """Σ w·v / Σ w, exactly rounded (fsum); the plain `mean` when `weights` is None or sums to 0."""
+    values = list(values)
+    if weights is None:
+        return mean(values)
+    weights = list(weights)
+    total = math.fsum(weights)
+    return math.fsum(w * v for w, v in zip(weights, values)) / total if total > 0 else mean(values)
+
+
 def mean_of_scaled(total: int, scale: int, count: int) -> float:
     """Mean of `count` values whose sum is `total` in units of 1/`scale` (an exact integer sum)."""
     return total / scale / count if count > 0 else 0.0

@@ -16,7 +16,7 @@ from scoring import formulas
 from scoring.config import Config
 from scoring.contributions import count_key, value_key, valued_key
 from scoring.measures import PENALTY, engagement
-from scoring.scores import trait_numbers
+from scoring.scores import account_weights, trait_numbers
 from scoring.state import CustomerState
 from scoring.timeutil import DAY
 from scoring.windows import bucket_of
@@ -104,12 +104,15 @@ def customer_history(state: CustomerState, as_of_ms: int, config: Config) -> His
 
 
 def account_history(states: Iterable[CustomerState], as_of_ms: int, config: Config) -> History:
-    """The users' histories rolled up per point: ES their mean, CER their sum, tier of the mean."""
+    """The users' histories rolled up per point: ES their mean (weighted by accounts.weight, with the
+    traits as they are now), CER their sum, tier of the mean."""
     sc = config.scoring
+    states = list(states)
     users = [customer_points(s, as_of_ms, config) for s in states]
+    weights = account_weights([trait_numbers(s, config) for s in states], config)
     points = []
     for i, (at, _) in enumerate(_ends(as_of_ms, config)):
-        es = formulas.mean(u[i][1] for u in users)
+        es = formulas.weighted_mean((u[i][1] for u in users), weights)
         points.append(HistoryPoint(at, es, sum(u[i][2] for u in users),
                                    formulas.tier(es, sc.tier_excellent, sc.tier_moderate)))
     return History(as_of_ms, tuple(points), _trend(tuple(points), config))

@@ -95,6 +95,30 @@ def trait_numbers(state: CustomerState, config: Config) -> Mapping[str, float]:
             if config.traits.get(name) == NUMBER and not isinstance(value, str)}
 
 
+def account_weights(users_traits: Iterable[Mapping[str, object]], config: Config) -> list[float] | None:
+    """Each user's weight in its account's roll-up, in the users' order: None when each counts once
+    (accounts.weight = "users"); else its weight trait's value, 0 when it has none or it is not
+    above 0 (such a user counts for nothing, unless no user of the account has one: then each counts once)."""
+    name = config.account_weight
+    if name is None:
+        return None
+    return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else 0.0
+            for v in (traits.get(name) for traits in users_traits)]
+
+
+def account_traits(states: Iterable[CustomerState], config: Config) -> dict[str, TraitValue]:
+    """An account's traits, as the API shows them: per allowed trait, what the newest event that set
+    it on any of its users said (by event time, then event id). A Segment `group` call's traits are
+    kept on the user who sent it, so the account's newest group call speaks for the account."""
+    newest: dict[str, tuple[int, str, TraitValue]] = {}
+    for state in states:
+        for name, entry in (state.traits or {}).items():
+            if name in config.traits and (name not in newest or entry[:2] > newest[name][:2]):
+                newest[name] = entry
+    return {name: shown(config.traits[name], entry[2]) for name, entry in sorted(newest.items())
+            if entry[2] is not None}
+
+
 def shown_traits(state: CustomerState, config: Config) -> dict[str, TraitValue]:
     """The customer's traits the config allows, as the API shows them."""
     return {name: shown(config.traits[name], value) for name, value in sorted(state.trait_values().items())
@@ -191,7 +215,7 @@ def score_card(state: CustomerState, as_of_ms: int, config: Config, detail: bool
 
 @dataclass(frozen=True, slots=True)
 class AccountCard:
-    """B2B roll-up: CER is the sum over the account's users, ES their mean."""
+    """B2B roll-up: CER is the sum over the account's users, ES their mean (weighted by accounts.weight)."""
 
     account_id: str
     as_of_ms: int
@@ -205,6 +229,7 @@ class AccountCard:
     breakdown: tuple[TypeScore, ...] | None   # counts and CER summed over users; m_k and ES points their
                                                # mean (None: a summary, read from stored standings)
     measures: tuple[MeasureScore, ...] = ()
+    traits: Mapping[str, TraitValue] = field(default_factory=dict)   # the account's (account_traits); with breakdown
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -218,7 +243,8 @@ class AccountCard:
             "below_benchmark": self.below_benchmark,
             "tiers": self.tiers,
             **({} if self.breakdown is None else {"breakdown": [t.to_dict() for t in self.breakdown],
-                                                  "measures": [m.to_dict() for m in self.measures]}),
+                                                  "measures": [m.to_dict() for m in self.measures],
+                                                  "traits": dict(self.traits)}),
         }
 
 
@@ -238,15 +264,17 @@ class Scored(Protocol):
     def active(self) -> bool: ...
 
 
-def account_summary(account_id: str, users: Iterable[Scored], as_of_ms: int, scoring: ScoringConfig) -> AccountCard:
+def account_summary(account_id: str, users: Iterable[Scored], as_of_ms: int, scoring: ScoringConfig,
+                    weights: list[float] | None = None) -> AccountCard:
     """The account roll-up without its per-type breakdown (batch lookups read it from the users'
-    stored standings, which carry no counts)."""
+    stored standings, which carry no counts). ES is the users' mean, weighted by `weights`
+    (`account_weights`) when given."""
     users = list(users)
     tiers = {t.value: 0 for t in formulas.Tier}
     for user in users:
         tiers[user.tier.value] += 1
     cer = sum(u.cer for u in users)
-    es = formulas.mean(u.es for u in users)
+    es = formulas.weighted_mean((u.es for u in users), weights)
     return AccountCard(
         account_id=account_id,
         as_of_ms=as_of_ms,
@@ -264,28 +292,38 @@ def account_summary(account_id: str, users: Iterable[Scored], as_of_ms: int, sco
 def account_card(account_id: str, states: Iterable[CustomerState], as_of_ms: int, config: Config) -> AccountCard:
     """Roll up an account's users (every user whose newest account_id is it): per type, counts and
     CER summed, m_k and ES points their mean; per measure, readings and scores the mean of the
-    users that have one, ES points the mean over all (by the default scorecard)."""
+    users that have one, ES points the mean over all (by the default scorecard). Every mean is
+    weighted by accounts.weight when it names a trait (`account_weights`), so the points still add
+    up to the account's ES."""
+    states = list(states)
     scoring = config.scoring
     first = window_start_bucket(as_of_ms, scoring.window_ms, scoring.bucket_ms)
     users = [(score_card(s, as_of_ms, config, detail=False), window_values(s, first, scoring),
               trait_numbers(s, config)) for s in states]
     cards = [card for card, _, _ in users]
+    weights = account_weights([numbers for _, _, numbers in users], config)
     scored = [measure_scores(card.counts, values, scoring, numbers) for card, values, numbers in users]
     rows = []
     for name, weight in sorted(scoring.weights.items()):
         count = sum(c.counts.get(name, 0) for c in cards)
         components = [formulas.engagement_component(c.counts.get(name, 0), scoring.targets[name]) for c in cards]
-        component = formulas.mean(components)
+        component = formulas.weighted_mean(components, weights)
         points = (weight * component / scoring.total_weight if not scoring.measures
-                  else formulas.mean(weight * m / total if total else 0.0 for m, (_, total) in zip(components, scored)))
+                  else formulas.weighted_mean([weight * m / total if total else 0.0
+                                               for m, (_, total) in zip(components, scored)], weights))
         rows.append(TypeScore(name, count, weight, count * weight, component, points))
     measures = []
     for i, measure in enumerate(scoring.measures):
         own = [user_measures[i] for user_measures, _ in scored]
-        readings = [m.reading for m in own if m.reading is not None]
-        scores = [m.score for m in own if m.score is not None]
-        measures.append(MeasureScore(measure.name, measure.kind, measure.type,
-                                     formulas.mean(readings) if readings else None, measure.weight,
-                                     formulas.mean(scores) if scores else None, formulas.mean(m.es for m in own)))
-    return replace(account_summary(account_id, cards, as_of_ms, scoring), breakdown=tuple(rows),
-                   measures=tuple(measures))
+
+        def among(values: list[float | None]) -> float | None:
+            """The weighted mean of the users that have a value (None: none has)."""
+            have = [j for j, v in enumerate(values) if v is not None]
+            return formulas.weighted_mean([values[j] for j in have],  # type: ignore[misc]
+                                          None if weights is None else [weights[j] for j in have]) if have else None
+
+        measures.append(MeasureScore(measure.name, measure.kind, measure.type, among([m.reading for m in own]),
+                                     measure.weight, among([m.score for m in own]),
+                                     formulas.weighted_mean([m.es for m in own], weights)))
+    return replace(account_summary(account_id, cards, as_of_ms, scoring, weights), breakdown=tuple(rows),
+                   measures=tuple(measures), traits=account_traits(states, config))

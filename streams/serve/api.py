@@ -25,7 +25,7 @@ from scoring.events import id_problem
 from scoring.explain import explain
 from scoring.formulas import Tier
 from scoring.history import account_history, customer_history
-from scoring.scores import account_card, account_summary, score_card
+from scoring.scores import account_card, account_summary, account_weights, score_card
 from scoring.standing import Standing, ranked_segments
 from scoring.state import CustomerState
 from scoring.timeutil import MAX_EPOCH_MS
@@ -195,7 +195,8 @@ async def accounts_batch(store: ReadStore, config: Config, ids: list[str], as_of
     for aid in ids:
         users = [standings[c] for c in members[aid] if c in standings and standings[c].account_id == aid]
         if users:
-            found.append(account_summary(aid, users, as_of_ms, config.scoring).to_dict())
+            weights = account_weights([dict(u.traits) for u in users], config)
+            found.append(account_summary(aid, users, as_of_ms, config.scoring, weights).to_dict())
         else:
             unknown.append(aid)
     return {"as_of": as_of_ms, "accounts": found, "unknown": unknown}

@@ -113,7 +113,9 @@ SCHEMAS: dict[str, Any] = {
         "quiet_days": {"type": ["integer", "null"]}, "nps": {"type": ["number", "null"]},
         "csat": {"type": ["number", "null"]}}),
     "AccountCard": _obj({**_ACCOUNT, "breakdown": {"type": "array", "items": _ref("TypeScore")},
-                         "measures": _MEASURES}),
+                         "measures": _MEASURES,
+                         "traits": {**_TRAITS, "description": "the account's traits: per allowed trait, what the "
+                                                              "newest event setting it on any of its users said"}}),
     "AccountSummary": _obj(_ACCOUNT),
     "Standing": _obj(_STANDING),
     "StandingWithAlerts": _obj({**_STANDING, "alerts": {"type": "array", "items": STR}, "traits": _TRAITS}),

@@ -101,5 +101,6 @@ def config_fingerprint(config: Config) -> str:
     # the config as its TOML tables (config_mapping): independent of how the classes are laid out
     mapping = config_mapping(config)
     del mapping["alerts"]["routes"]      # where alerts go changes no score: the sink's alone
+    del mapping["accounts"]              # how users weigh in an account: read when an account is, no standing holds it
     canonical = orjson.dumps(mapping, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:16]

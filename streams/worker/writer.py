@@ -25,6 +25,7 @@ from scoring.events import Event
 from scoring.messages import unpack
 from scoring.segment_kpis import kpi_segments
 from scoring.standing import activity_counted_from
+from scoring.scores import account_weights
 from scoring.windows import retained_from_bucket
 from streams.state import alert_work
 from streams.state.cache import StateCache
@@ -243,9 +244,11 @@ class BatchWriter:
         for account_id in account_ids:
             users = {c: standings[c].es for c in members[account_id]
                      if c in standings and standings[c].account_id == account_id}
+            weighed = account_weights([dict(standings[c].traits) for c in users], self.config)
             read_token, raw = snapshots[account_id]
             previous = AccountSnapshot.from_dict(orjson.loads(raw)) if raw else None
-            fired, snapshot = evaluate_account(previous, account_id, users, now_ms, self.config)
+            fired, snapshot = evaluate_account(previous, account_id, users, now_ms, self.config,
+                                               None if weighed is None else dict(zip(users, weighed)))
             outputs = [account_alert_output(a) for a in fired] if self.outputs else []
             home, written = await self.store.write_account(
                 account_id, read_token, orjson.dumps(snapshot.to_dict()), outputs, now_ms + self.outbox_grace_ms,

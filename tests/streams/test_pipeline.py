@@ -34,6 +34,7 @@ from tests.streams.support import ApiProcess, WorkerProcess, consume_all, now_ms
 from tests.openapi_check import schema_errors
 from tests.builders import CONFIG
 from scoring.business import business_kpis
+from scoring import formulas
 from scoring.config import Config, load_config
 from scoring.segment_kpis import kpi_segments, segment_states
 
@@ -185,6 +186,7 @@ def check_everything(stack: local.Stack, unique: str, values: list[bytes], worke
             full = json.loads(orjson.dumps(reference.account(summary["account_id"], body["as_of"]).to_dict()))
             full.pop("breakdown")
             full.pop("measures")
+            full.pop("traits")
             assert summary == full
         status, body = worker.post("/customers:batch", {"ids": []})
         assert status == 400 and schema_errors("POST", "/customers:batch", 400, body) == []
@@ -270,11 +272,11 @@ SEGMENTED = {"kpis": {"segments": ["smb", "enterprise"]}}
 @pytest.mark.parametrize("redis", ["single", "cluster"])
 def test_one_worker_end_to_end_equals_the_core(stack, unique, tmp_path, redis, request):
     """On a single Redis and on the local three-master Redis Cluster (ENGAGE_REDIS_CLUSTER); with KPIs
-    per segment (the worker and `engage api` on the same config file)."""
+    per segment and ARR-weighted accounts (the worker and `engage api` on the same config file)."""
     cluster_url = request.getfixturevalue("redis_cluster").redis_cluster_url if redis == "cluster" else None
     config_file = tmp_path / "engage.toml"
-    config_file.write_text('[kpis]\nsegments = ["smb", "enterprise"]\n')
-    config = load_config(overrides=SEGMENTED)
+    config_file.write_text('[kpis]\nsegments = ["smb", "enterprise"]\n[accounts]\nweight = "arr"\n')
+    config = load_config(overrides={**SEGMENTED, "accounts": {"weight": "arr"}})
     values = produce_stream(stack, unique)
     extra = {"ENGAGE_REDIS_URL": cluster_url, "ENGAGE_REDIS_CLUSTER": "true"} if cluster_url else None
     worker = WorkerProcess(stack, unique, tmp_path, "w1", config=config_file, extra_env=extra)
@@ -282,10 +284,16 @@ def test_one_worker_end_to_end_equals_the_core(stack, unique, tmp_path, redis, r
     try:
         worker.wait_until(lambda: worker.get("/readyz")[0] == 200, "readiness")
         reader.wait_until(lambda: reader.get("/readyz")[0] == 200, "the API's readiness")
-        check_everything(stack, unique, values, [worker], cluster_url, (reader,), config)
+        reference = check_everything(stack, unique, values, [worker], cluster_url, (reader,), config)
     finally:
         reader.stop()
         worker.stop()
+    # the accounts compared were weighed: in some, the ARR-weighted ES is not the users' plain mean
+    at = now_ms()
+    weighed = [aid for aid in {s.account_id for s in reference.customers.values() if s.account_id}
+               if reference.account(aid, at).es != formulas.mean(reference.customer(c, at).es for c, s in
+                                                               reference.customers.items() if s.account_id == aid)]
+    assert weighed
 
 
 def produce_batched_stream(stack: local.Stack, unique: str) -> list[bytes]:
@@ -590,8 +598,8 @@ def test_a_changed_scoring_config_rescores_the_stored_standings_without_a_replay
 
 def test_an_accounts_fall_is_one_account_alert_per_rule_naming_the_users_that_drove_it(stack, unique, tmp_path):
     """Account-level alerts: two of an account's three users move to a segment
-    whose scorecard is harsh; the next sweep rolls the account up against its snapshot and fires
-    one tier downgrade and one score drop, equal to the core's evaluation, naming those two users."""
+    whose scorecard is harsh; the next sweep rolls the account up (ARR-weighted) against its snapshot
+    and fires one tier downgrade and one score drop, equal to the core's evaluation, naming those two users."""
     from scoring.account_alerts import evaluate_account
     from scoring.config import default_mapping
     from streams.sink.alert_sink import parse_alert
@@ -600,7 +608,8 @@ def test_an_accounts_fall_is_one_account_alert_per_rule_naming_the_users_that_dr
     zeros = "\n".join(f"{name} = 0" for name in default_mapping()["weights"] if name != "like")
     path = tmp_path / "accounts.toml"
     path.write_text(f"[weights]\nlike = 1\n{zeros}\n[targets]\nlike = 10\n"
-                    "[scorecards.harsh.targets]\nlike = 1000\n[alerts]\nactivation = \"off\"\n")
+                    "[scorecards.harsh.targets]\nlike = 1000\n[alerts]\nactivation = \"off\"\n"
+                    "[accounts]\nweight = \"arr\"\n")
     config = load_config(path)
     settings = pipeline_settings(stack, unique)
     account, users = f"{unique}-acme", [f"{unique}-u{i}" for i in range(3)]
@@ -617,7 +626,8 @@ def test_an_accounts_fall_is_one_account_alert_per_rule_naming_the_users_that_dr
         return [json.loads(v) for _, v in consume_all(stack, settings.alerts_topic)
                 if json.loads(v)["rule"].startswith("account_")]
 
-    first = [send(cid, count=10) for cid in users]            # ES 100 each: the account is excellent
+    arr = dict(zip(users, (50_000, 30_000, 20_000)))
+    first = [send(cid, count=10, traits={"arr": arr[cid]}) for cid in users]    # ES 100 each: excellent
     producer.flush()
     worker = WorkerProcess(stack, unique, tmp_path, "w1", config=path, sweep_s="1")
     try:
@@ -637,10 +647,13 @@ def test_an_accounts_fall_is_one_account_alert_per_rule_naming_the_users_that_dr
     at = now_ms()
     for value in first:
         reference.process(value, at)
-    _, snapshot = evaluate_account(None, account, {c: reference.customer(c, at).es for c in users}, at, config)
+    weights = {c: float(arr[c]) for c in users}
+    _, snapshot = evaluate_account(None, account, {c: reference.customer(c, at).es for c in users}, at, config,
+                                   weights)
     for value in second:
         reference.process(value, at)
-    expected, _ = evaluate_account(snapshot, account, {c: reference.customer(c, at).es for c in users}, at, config)
+    expected, _ = evaluate_account(snapshot, account, {c: reference.customer(c, at).es for c in users}, at, config,
+                                   weights)
     assert [a.rule.value for a in expected] == ["account_tier_downgrade", "account_score_drop"]
     for got, want in zip(sorted(fired, key=lambda a: a["rule"], reverse=True), expected):
         want = json.loads(orjson.dumps(want.to_dict()))
@@ -650,4 +663,5 @@ def test_an_accounts_fall_is_one_account_alert_per_rule_naming_the_users_that_dr
         assert schema_errors("GET", "/alerts/recent", 200, {"alerts": [got]}) == []
         parsed = parse_alert(orjson.dumps(got))
         assert parsed == got and slack_payload(parsed)["text"].endswith(f"account `{account}`: {want['why']['sentence']}")
-    assert fired[0]["why"]["sentence"].startswith(f"account {account}: mean ES 100.0 → 34.")
+    # weighted: 0.5 × 1.1 + 0.3 × 1.1 + 0.2 × 100 (the plain mean would be 34.1)
+    assert fired[0]["why"]["sentence"].startswith(f"account {account}: mean ES 100.0 → 20.9")
