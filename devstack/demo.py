@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from scoring.alerts import Alert
@@ -64,6 +65,7 @@ def run_offline(config: Config, settings: DemoSettings, echo: Callable[[str], No
     return scorer
 
 
+DEMO_CONFIG = Path(__file__).with_name("demo.toml")    # the live demo's scoring config (without --config)
 CATCH_UP_S = 60.0   # how long the closing view waits for the worker to consume everything sent
 STORY_ORDER = ("tier_downgrade", "score_drop", "inactive", "not_activated")   # the most telling first
 
@@ -130,8 +132,12 @@ class LiveDemoSettings:
 
 
 def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[str], None]) -> None:
-    """Local stack up, topics, a worker process, backfill, then live traffic and a refreshing view."""
+    """Local stack up, topics, a worker process, backfill, then live traffic as Segment-spec messages
+    and a refreshing view; last, what a customer-success team does with it: a scorecard of measures,
+    an ARR-weighted account with its traits, and an alert acknowledged through the API. Without
+    `config_path`, the demo's own config (DEMO_CONFIG: measures, KPIs per segment, weighted accounts)."""
     import os
+    import secrets
     import sys
     import threading
     import urllib.request
@@ -154,10 +160,13 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
     ensure_topics(settings)
     log_dir = local.stack_dir().parent / "demo"
     log_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "streams.cli"] + (["--config", config_path] if config_path else []) + [
-        "worker", "--web-port", str(port)]
+    config_path = config_path or str(DEMO_CONFIG)
+    command = [sys.executable, "-m", "streams.cli", "--config", config_path, "worker", "--web-port", str(port)]
+    # the alert work routes need a write token of their own: the demo makes one unless one is set
+    write_token = os.environ.get("ENGAGE_API_WRITE_TOKEN") or secrets.token_urlsafe(24)
     env = {**os.environ, "ENGAGE_KAFKA_BOOTSTRAP": running.kafka_bootstrap, "ENGAGE_REDIS_URL": running.redis_url,
-           "ENGAGE_KPI_INTERVAL_S": str(demo.refresh_s), "ENGAGE_SWEEP_INTERVAL_S": "5"}
+           "ENGAGE_KPI_INTERVAL_S": str(demo.refresh_s), "ENGAGE_SWEEP_INTERVAL_S": "5",
+           "ENGAGE_API_WRITE_TOKEN": write_token}
     worker_log = log_dir / "worker.log"
     worker = subprocess.Popen(command, env=env, stdout=open(worker_log, "ab"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -184,14 +193,16 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
         traffic = TrafficSettings(customers=demo.customers, accounts=demo.accounts, seed=demo.seed,
                                   population="personas")
         echo(f"Worker ready: API {base}/kpis  metrics {base}/metrics  (log: {worker_log})")
+        echo(f"  scoring config: {config_path}")
         echo(f"  many customers at once: curl -s -X POST {base}/customers:batch -d '{{\"ids\": [\"c1\", \"c2\"]}}'"
              f"  (every route: {base}/openapi.json)")
         echo(f"Backfilling {demo.backfill:,} events of the last {demo.backfill_days} days ...")
         generate(settings, GenerateOptions(count=demo.backfill, rate=None, history_ms=demo.backfill_days * DAY,
                                            traffic=traffic, progress=False))
         live_count = int(demo.rate * demo.duration_s) if demo.duration_s else 10**12
+        echo("Live traffic as Segment-spec messages (track, identify, group), as a team's pipeline sends them ...")
         live = threading.Thread(target=generate, daemon=True, args=(settings, GenerateOptions(
-            count=live_count, rate=demo.rate, progress=False,
+            count=live_count, rate=demo.rate, progress=False, segment=True,
             traffic=TrafficSettings(customers=demo.customers, accounts=demo.accounts, seed=demo.seed + 1,
                                     population="personas"))))
         live.start()
@@ -209,6 +220,8 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
         recent = get("/alerts/recent?limit=100")["alerts"]
         if recent:
             echo(alert_story(recent))
+        _show_scorecard(echo, get)
+        _acknowledge_an_alert(echo, get, base, {**(headers or {}), "Authorization": f"Bearer {write_token}"})
     except KeyboardInterrupt:
         echo("\nStopped.")
     finally:
@@ -217,6 +230,51 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def _show_scorecard(echo: Callable[[str], None], get: Callable[[str], Any]) -> None:
+    """A customer at risk (the lowest-scored with traits and NPS answers, if any): its measures and
+    traits, and its ARR-weighted account."""
+    at_risk = get("/at-risk?limit=30")["customers"]
+    if not at_risk:
+        return
+
+    cards = [get(f"/customers/{row['customer_id']}") for row in at_risk]
+    card = min(cards, key=lambda c: (not c["traits"], all(m["reading"] is None for m in c["measures"]
+                                                           if m["kind"] == "average"), cards.index(c)))
+    echo(f"\nScorecard of {card['customer_id']} (ES {card['es']:.1f}, {card['tier']}): its measures\n")
+    echo(render.table(("measure", "kind", "reading", "score", "ES points"),
+                      [(m["name"], m["kind"], "–" if m["reading"] is None else f"{m['reading']:.2f}",
+                        "–" if m["score"] is None else f"{m['score']:.0f}", f"{m['es']:.2f}")
+                       for m in card["measures"]]))
+    echo("traits: " + (", ".join(f"{k} {v}" for k, v in card["traits"].items()) or "none"))
+    if card.get("account_id"):
+        account = get(f"/accounts/{card['account_id']}")
+        echo(f"account {account['account_id']}: ES {account['es']:.1f} ({account['tier']}) over {account['users']} "
+             f"users, weighted by their ARR; its traits: "
+             + (", ".join(f"{k} {v}" for k, v in account["traits"].items()) or "none"))
+
+
+def _acknowledge_an_alert(echo: Callable[[str], None], get: Callable[[str], Any], base: str,
+                          write: dict[str, str]) -> None:
+    """The newest open alert, acknowledged through the API with the write token, as a CSM would."""
+    import urllib.request
+
+    import orjson
+
+    open_alerts = get("/alerts?state=open&limit=1")["alerts"]
+    if not open_alerts:
+        echo("\nNo open alert to acknowledge.")
+        return
+    alert = open_alerts[0]
+    request = urllib.request.Request(f"{base}/alerts/{alert['id']}/acknowledge", method="POST",
+                                     data=orjson.dumps({"by": "demo", "note": "called the customer"}),
+                                     headers={**write, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        worked = orjson.loads(response.read())
+    echo(f"\nAlert {worked['id']} ({worked['rule']} for {worked['customer_id']}) is {worked['state']} by "
+         f"{worked['work']['by']}: its condition's later alerts are recorded, not sent.\n"
+         f"  POST {base}/alerts/{{id}}/acknowledge (ENGAGE_API_WRITE_TOKEN); GET {base}/alerts?state=acknowledged")
 
 
 def _wait_caught_up(echo, base: str, headers: dict[str, str] | None, sent: int,  # type: ignore[no-untyped-def]

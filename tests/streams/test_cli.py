@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 import os
 import shutil
@@ -109,6 +111,12 @@ def test_live_demo_runs_the_pipeline_on_the_local_stack(stack_view, monkeypatch)
     for name in ("Active Engagement Rate", "DAU / WAU / MAU", "Top customers", "Bottom customers"):
         assert name in final
     assert "The stack keeps running" in out
+    # what a CS team does with it: Segment-spec input, a scorecard of measures, traits, an alert worked
+    assert "Live traffic as Segment-spec messages" in out and "scoring config: " in out and "demo.toml" in out
+    scorecard = out.split("Scorecard of ", 1)[1]
+    assert all(f"\n{name} " in scorecard for name in ("tickets", "nps", "adoption")) and "traits: " in scorecard
+    assert re.search(r"account \S+: ES \d+\.\d \(\w+\) over \d+ users, weighted by their ARR", scorecard)
+    assert re.search(r"Alert [0-9a-f]+ \(\w+ for \S+\) is acknowledged by demo", out)
 
 
 def test_import_check_reports_every_line_it_would_leave_out_and_sends_nothing(tmp_path):
