@@ -2,8 +2,9 @@
 
 A B2B customer-success manager owns accounts, not users. An account's score is its users'
 roll-up (ES their mean, each user by its own scorecard, weighted by `accounts.weight` when it
-names a trait; the tier by the default thresholds), as `GET /accounts/{id}` shows it. The edge evaluates an account when one of its
-users' standings changed, against the account's snapshot of its last evaluation:
+names a trait; the tier by the default thresholds), as `GET /accounts/{id}` shows it. The edge
+evaluates an account when one of its users' standings changed, against the account's snapshot
+of its last evaluation:
 
 * `account_tier_downgrade`: the account's tier is below the tier of the last evaluation;
 * `account_score_drop`: the mean ES fell by more than `alerts.score_drop_percent` % below its

@@ -303,6 +303,13 @@ def account_card(account_id: str, states: Iterable[CustomerState], as_of_ms: int
     cards = [card for card, _, _ in users]
     weights = account_weights([numbers for _, _, numbers in users], config)
     scored = [measure_scores(card.counts, values, scoring, numbers) for card, values, numbers in users]
+
+    def among(values: list[float | None]) -> float | None:
+        """The (weighted) mean over the users that have a value; None when none has."""
+        have = [j for j, v in enumerate(values) if v is not None]
+        return formulas.weighted_mean([values[j] for j in have],  # type: ignore[misc]
+                                      None if weights is None else [weights[j] for j in have]) if have else None
+
     rows = []
     for name, weight in sorted(scoring.weights.items()):
         count = sum(c.counts.get(name, 0) for c in cards)
@@ -315,13 +322,6 @@ def account_card(account_id: str, states: Iterable[CustomerState], as_of_ms: int
     measures = []
     for i, measure in enumerate(scoring.measures):
         own = [user_measures[i] for user_measures, _ in scored]
-
-        def among(values: list[float | None]) -> float | None:
-            """The weighted mean of the users that have a value (None: none has)."""
-            have = [j for j, v in enumerate(values) if v is not None]
-            return formulas.weighted_mean([values[j] for j in have],  # type: ignore[misc]
-                                          None if weights is None else [weights[j] for j in have]) if have else None
-
         measures.append(MeasureScore(measure.name, measure.kind, measure.type, among([m.reading for m in own]),
                                      measure.weight, among([m.score for m in own]),
                                      formulas.weighted_mean([m.es for m in own], weights)))

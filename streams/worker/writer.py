@@ -23,9 +23,9 @@ from scoring.deltas import Settled, settle_batch, settle_due
 from scoring.engine import Outcome, Result
 from scoring.events import Event
 from scoring.messages import unpack
+from scoring.scores import account_weights
 from scoring.segment_kpis import kpi_segments
 from scoring.standing import activity_counted_from
-from scoring.scores import account_weights
 from scoring.windows import retained_from_bucket
 from streams.state import alert_work
 from streams.state.cache import StateCache
