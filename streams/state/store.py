@@ -12,6 +12,7 @@ per read or write the worker, the sweep, the outbox and the API make.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 import struct
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -503,7 +504,9 @@ class RedisStore:
         after = ["-"] * SHARDS
         buffered: list[list[str]] = [[] for _ in range(SHARDS)]      # each shard's read, not yet merged (reversed)
         more = [True] * SHARDS
+        heads: list[tuple[str, int]] = []                            # (least unmerged key, shard): a heap
         seen: set[str] = set()
+        out: list[str] = []
         while True:
             wanted = [s for s in range(SHARDS) if more[s] and not buffered[s]]
             if wanted:
@@ -516,19 +519,23 @@ class RedisStore:
                         if read:
                             after[shard] = f"({read[-1]}"
                             buffered[shard] = read[::-1]
-            out: list[str] = []
-            # merge while every shard that may hold more has a key in hand (else its next might come first)
-            while len(out) < page and not any(more[s] and not buffered[s] for s in range(SHARDS)):
-                heads = [s for s in range(SHARDS) if buffered[s]]
-                if not heads:
-                    break
-                key = buffered[min(heads, key=lambda s: buffered[s][-1])].pop()
+                            heapq.heappush(heads, (read[0], shard))
+            while heads:
+                key, shard = heapq.heappop(heads)
+                buffered[shard].pop()
                 if key[offset:] not in seen:
                     seen.add(key[offset:])
                     out.append(key[offset:])
-            if out:
-                yield out
-            elif not any(buffered) and not any(more):
+                    if len(out) == page:
+                        yield out
+                        out = []
+                if buffered[shard]:
+                    heapq.heappush(heads, (buffered[shard][-1], shard))
+                elif more[shard]:
+                    break           # its next page may hold the next key: read it first
+            if not heads and not any(more):
+                if out:
+                    yield out
                 return
 
     async def customer_ids(self) -> list[str]:
