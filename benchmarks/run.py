@@ -43,7 +43,7 @@ from streams.worker.topics import ensure_topics  # noqa: E402
 
 MODES = ("raw", "noop", "noop-default", "noop-fast", "noop-chunked", "scorer", "scorer-interpreted", "scorer-stock",
          "naive", "raw-batched", "scorer-batched",
-         "scale-out", "scorer-cluster", "latency", "core", "core-interpreted", "read", "outbox",
+         "scale-out", "scorer-cluster", "latency", "core", "core-interpreted", "read", "outbox", "export",
          "scorer-replica0", "scorer-replica1", "scorer-batched-replica0", "scorer-batched-replica1")
 # mode -> ENGAGE_REDIS_MIN_REPLICAS of a worker on a Redis primary with one replica (the Sentinel setup's)
 REPLICA_MODES = {"scorer-replica0": 0, "scorer-replica1": 1, "scorer-batched-replica0": 0,
@@ -422,6 +422,33 @@ def _core_settle_step(chunk: list, now: int, stored: dict, config) -> list:
     return [settle_batch({c: stored[c] for c in {e.customer_id for e in events} if c in stored}, events, clocks, now,
                          config)
             for events, clocks in by_shard.values()]
+
+
+def export_mode(redis_url: str, customers: int) -> dict[str, float]:
+    """`GET /customers.csv`'s work without HTTP: `customers` customers with the six shipped traits
+    each, written as the read mode populates them, then `customers_csv.export` of all of them read
+    to its end (rank-set pages, the standings' reads, the CSV encoding). `events` is the rows."""
+    from scoring.config import load_config
+    from streams.serve import customers_csv
+    from streams.state.store import RedisStore
+
+    prefix = f"bench-export-{uuid.uuid4().hex[:6]}"
+    filled = asyncio.run(populate(redis_url, prefix, customers, f"{prefix}-", 1.0, traits=True))
+
+    async def export() -> tuple[int, int, float]:
+        store = RedisStore.from_url(redis_url, prefix)
+        began, rows, size = time.perf_counter(), 0, 0
+        try:
+            async for chunk in customers_csv.export(store, load_config(), customers_csv.Selection()):
+                rows, size = rows + chunk.count(b"\r\n"), size + len(chunk)
+        finally:
+            await store.close()
+        return rows - 1, size, time.perf_counter() - began
+
+    rows, size, seconds = asyncio.run(export())
+    if rows != customers:
+        raise RuntimeError(f"the export listed {rows} of the {customers} customers")
+    return {"events": rows, "seconds": seconds, "bytes": size, **filled}
 
 
 def outbox_mode(redis_url: str, events: int, customers: int, batch: int = 1000, rounds: int = 4) -> dict[str, float]:
@@ -1007,7 +1034,8 @@ def markdown(report: dict[str, object]) -> str:
                   "the worker's core step (`unpack`, split by state shard, `settle_batch`: standings and deltas "
                   "too), both on the compiled core; `core-interpreted` and `core-interpreted-settle` the same "
                   "on the interpreted one; `read` API read latency against a consuming worker; `outbox` the worker's batch step with and "
-                  "without recording outputs (no Kafka).", "",
+                  "without recording outputs (no Kafka); `export` the CSV export of `--export-customers` customers with "
+                  "traits, without HTTP (events: rows).", "",
               "What stands in the way of the targets that are not met, with the profiles: `benchmarks/PROFILE.md`.", ""]
     return "\n".join(lines)
 
@@ -1115,6 +1143,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed requests of each read computed per request (default: --read-requests)")
     parser.add_argument("--read-api-processes", type=int, default=1,
                         help="processes of the `engage api` beside the worker in the read mode (its --processes)")
+    parser.add_argument("--export-customers", type=int, default=200_000,
+                        help="customers (with traits) the export mode writes, then exports as CSV")
     parser.add_argument("--read-traits", action="store_true",
                         help="give every populated customer the six shipped traits (plan, owner, ARR, seats, renewal)")
     parser.add_argument("--read-rate", type=float, default=200.0,
@@ -1184,6 +1214,8 @@ def main(argv: list[str] | None = None) -> int:
             rate = args.latency_rate or 0.8 * (scorer_rate or 1000.0)
             results[mode] = latency_mode(running.kafka_bootstrap, running.redis_url, rate, args.latency_seconds,
                                          args.customers, workdir, args.partitions)
+        elif mode == "export":
+            results[mode] = export_mode(running.redis_url, args.export_customers)
         elif mode == "outbox":
             results[mode] = outbox_mode(running.redis_url, min(args.events, 100_000), args.customers)
         elif mode == "read":
