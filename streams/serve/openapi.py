@@ -153,7 +153,8 @@ SCHEMAS: dict[str, Any] = {
         "recorded": MS, "resolved": OPT_MS, "work": {"oneOf": [{"type": "null"}, _ref("Work")]},
         "alert": {"type": "object", "description": "the alert as published (GET /alerts/recent)"}}),
     "Alerts": _obj({"as_of": MS, "alerts": {"type": "array", "items": _ref("WorkedAlert")},
-                    "more": {"type": "boolean", "description": "more alerts may match: ask with a higher limit"}}),
+                    "more": {"type": "boolean", "description": "more alerts match: ask with a higher limit (or a "
+                                                             "narrower filter: a search stops after 20,000 alerts)"}}),
     "AtRisk": _obj({"as_of": MS, "customers": {"type": "array", "items": _ref("StandingWithAlerts")},
                     "total": INT}),
     "AccountAlert": _obj({

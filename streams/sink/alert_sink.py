@@ -113,8 +113,7 @@ class AlertSink:
         rule, now, segment = str(alert["rule"]), now_ms(), None
         if self.store is not None:
             try:
-                work = await alert_work.work_of(self.store, cid, rule)
-                segment = await alert_work.segment_of(self.store, cid, alert_id(alert))
+                work, segment = await alert_work.as_recorded(self.store, cid, rule, alert_id(alert))
             except (RedisError, OSError) as exc:      # sent rather than lost: the state is advice
                 log.warning("alert states not read (%s): sending %s", exc, alert_id(alert))
                 work = None

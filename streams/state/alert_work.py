@@ -91,20 +91,21 @@ async def act(store: Any, alert_id: str, work: Work, now_ms: int) -> dict[str, A
     return {**row, "state": work.state.value, "work": work.to_dict()}
 
 
-async def work_of(store: Any, customer_id: str, rule: str) -> Work | None:
-    """What was done about a customer's condition in its current episode (None: nothing)."""
-    raw = await store.redis.hget(store.keys.alert_work(customer_id), rule)
-    return None if raw is None else Work.from_dict(orjson.loads(raw))
-
-
-async def segment_of(store: Any, customer_id: str, alert_id: str) -> str | None:
-    """The segment an alert was recorded with (None: none, or not recorded)."""
-    raw = await store.redis.hget(store.keys.alert(store.keys.shard_of(customer_id), alert_id), "s")
-    return raw.decode() or None if raw else None
+async def as_recorded(store: Any, customer_id: str, rule: str, alert_id: str) -> tuple[Work | None, str | None]:
+    """What the alert sink needs of a customer alert, in one round trip: what was done about its
+    condition in the current episode (None: nothing) and the segment it was recorded with (None:
+    none, or not recorded)."""
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hget(store.keys.alert_work(customer_id), rule)
+        pipe.hget(store.keys.alert(store.keys.shard_of(customer_id), alert_id), "s")
+        raw_work, raw_segment = await pipe.execute()
+    return (None if raw_work is None else Work.from_dict(orjson.loads(raw_work)),
+            raw_segment.decode() or None if raw_segment else None)
 
 
 async def listing(store: Any, now_ms: int, limit: int, filters: Mapping[str, str | None]) -> dict[str, Any]:
-    """The newest alerts matching `filters` (state, rule, owner, segment), newest first."""
+    """The newest alerts matching `filters` (state, rule, owner, segment), newest first; `more` says
+    that another matches (one past `limit` was found), or that the search stopped at MAX_EXAMINED."""
     cursors = dict.fromkeys(range(SHARDS), 0)
     waiting: list[tuple[float, str, int]] = []          # (recorded, id, shard) read but not yet examined
     lowest: dict[int, float] = {}                        # a shard with more to read: its oldest read so far
@@ -131,8 +132,8 @@ async def listing(store: Any, now_ms: int, limit: int, filters: Mapping[str, str
         for row in await _listed(store, records, now_ms):
             if all(value is None or row.get(key) == value for key, value in filters.items()):
                 found.append(row)
-                if len(found) == limit:
-                    return {"as_of": now_ms, "alerts": found, "more": True}
+                if len(found) > limit:
+                    return {"as_of": now_ms, "alerts": found[:limit], "more": True}
         examined += len(ready)
         if examined >= MAX_EXAMINED:
             return {"as_of": now_ms, "alerts": found, "more": True}

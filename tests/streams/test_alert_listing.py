@@ -38,6 +38,11 @@ def test_the_listing_is_newest_first_across_the_shards_page_by_page(monkeypatch)
     assert [a["id"] for a in whole["alerts"]] == newest and whole["more"] is False
     first = asyncio.run(alert_work.listing(store, 0, 10, {}))
     assert [a["id"] for a in first["alerts"]] == newest[:10] and first["more"] is True
+    exactly = asyncio.run(alert_work.listing(store, 0, len(newest), {}))   # a limit that takes them all
+    assert len(exactly["alerts"]) == len(newest) and exactly["more"] is False
+    bobs = [a for a in newest if not recorded[a][1]]
+    assert asyncio.run(alert_work.listing(store, 0, len(bobs), {"owner": "bob"}))["more"] is False
+    assert asyncio.run(alert_work.listing(store, 0, len(bobs) - 1, {"owner": "bob"}))["more"] is True
     ana = asyncio.run(alert_work.listing(store, 0, 7, {"owner": "ana"}))
     assert [a["id"] for a in ana["alerts"]] == [a for a in newest if recorded[a][1]][:7]
     assert all(a["state"] == "resolved" for a in ana["alerts"])          # no standing: no condition active
