@@ -235,13 +235,13 @@ def run_live(config_path: str | None, demo: LiveDemoSettings, echo: Callable[[st
 def _show_scorecard(echo: Callable[[str], None], get: Callable[[str], Any]) -> None:
     """A customer at risk (the lowest-scored with traits and NPS answers, if any): its measures and
     traits, and its ARR-weighted account."""
-    at_risk = get("/at-risk?limit=30")["customers"]
+    at_risk = get("/at-risk?limit=1000")["customers"]
     if not at_risk:
         return
-
-    cards = [get(f"/customers/{row['customer_id']}") for row in at_risk]
-    card = min(cards, key=lambda c: (not c["traits"], all(m["reading"] is None for m in c["measures"]
-                                                           if m["kind"] == "average"), cards.index(c)))
+    with_traits = [row for row in at_risk if row["traits"]] or at_risk
+    cards = [get(f"/customers/{row['customer_id']}") for row in with_traits[:40]]
+    card = min(cards, key=lambda c: (all(m["reading"] is None for m in c["measures"] if m["kind"] == "average"),
+                                     cards.index(c)))
     echo(f"\nScorecard of {card['customer_id']} (ES {card['es']:.1f}, {card['tier']}): its measures\n")
     echo(render.table(("measure", "kind", "reading", "score", "ES points"),
                       [(m["name"], m["kind"], "–" if m["reading"] is None else f"{m['reading']:.2f}",
