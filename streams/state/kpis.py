@@ -89,4 +89,15 @@ class LatestKpis:
                 await self.refresh()
             except Exception as exc:  # noqa: BLE001 - the next round tries again
                 log.debug("the shared KPI answer was not refreshed: %s", exc)
+            stop_if_cancelled()
             await asyncio.sleep(max(self.interval_s / 2, MIN_REFRESH_S))
+
+
+def stop_if_cancelled() -> None:
+    """Raise CancelledError when the running task is being cancelled. A cancel can arrive while the
+    Redis client is reading and be caught inside it (tidying its connection) or turned into an
+    error: a loop that goes on to its next round would then never stop, and whoever awaits its end
+    (`engage api`'s cleanup, a worker's shutdown) would wait for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
