@@ -148,3 +148,32 @@ def test_engage_api_streams_it_as_csv_behind_the_read_token():
             assert response.status == 400 and (await response.json())["error"].startswith("tier must be one of")
 
     asyncio.run(run())
+
+
+def test_a_redis_failure_part_way_cuts_the_answer_short_instead_of_ending_it_cleanly(monkeypatch):
+    """The rows already sent cannot be taken back: the body ends without its last chunk, which an
+    HTTP client reports as an incomplete answer, not a shorter file."""
+    import aiohttp
+    from aiohttp.test_utils import TestClient, TestServer
+
+    monkeypatch.setattr(customers_csv, "PAGE", 5)
+    store, _, _ = written(population(60))
+    standings, reads = store.standings, []
+
+    async def failing(ids):  # type: ignore[no-untyped-def]
+        reads.append(ids)
+        if len(reads) == 3:
+            raise ConnectionError("Redis went away")
+        return await standings(ids)
+
+    store.standings = failing  # type: ignore[method-assign]
+
+    async def run() -> None:
+        async with TestClient(TestServer(create_api(SETTINGS, CONFIG, store))) as client:
+            response = await client.get("/customers.csv", headers={"Authorization": "Bearer read-token-0123456789"})
+            assert response.status == 200                 # the header went before the failure
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+
+    asyncio.run(run())
+    assert len(reads) == 3
