@@ -539,13 +539,8 @@ class RedisStore:
                 return
 
     async def customer_ids(self) -> list[str]:
-        """Every customer with a standing: a full read (replay checks, tests), never on a hot path."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for shard in range(SHARDS):
-                pipe.zrange(self.keys.shared(shard, "rank"), 0, -1)
-            replies = await pipe.execute()
-        offset = ORDER_KEY_ID_OFFSET["bottom"]
-        return sorted(m.decode()[offset:] for members in replies for m in members)
+        """Every customer with a standing, sorted: a full read (replay checks, tests), never on a hot path."""
+        return sorted([cid async for page in self.every_ranked() for cid in page])
 
     async def count(self, name: str, segment: str | None = None) -> int:
         async with self.redis.pipeline(transaction=False) as pipe:
